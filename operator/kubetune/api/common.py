@@ -1,0 +1,160 @@
+"""Building blocks shared by the three resources: the base model, references, conditions, rules.
+
+YAML is camelCase; the models are snake_case with camelCase aliases. `extra="forbid"` on specs makes
+a typo an error; status models ignore unknown fields so an older operator can read a newer status.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+# A Kubernetes quantity ("8", "500m", "64Gi") or a plain integer, as the API server accepts it.
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
+        }
+    ),
+]
+
+# Model and data locations: a scheme the loaders know, or a path relative to the manifest (local runs).
+URI_PATTERN = r"^((hf|pvc|s3|file|https?)://.+|[^:]+)$"
+Uri = Annotated[
+    str,
+    Field(
+        min_length=1,
+        pattern=URI_PATTERN,
+        description="hf://ORG/NAME[@REVISION], pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH, "
+        "or a path relative to the manifest (local runs).",
+    ),
+]
+# DNS-1123 subdomain: the names of the objects we refer to.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+
+
+def rule(rule: str, message: str, *, field_path: str | None = None, reason: str | None = None) -> dict:
+    """One CEL rule as it appears under `x-kubernetes-validations` in the generated CRD."""
+    out: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def cel_rules(*rules: dict) -> dict:
+    """`json_schema_extra` that attaches CEL rules to a model's schema node."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class KubeModel(BaseModel):
+    """Base of every spec model: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+        validate_assignment=True,
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The camelCase form a Kubernetes client sends (unset optional fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(KubeModel):
+    """Base of status models: tolerant of fields it does not know."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class LocalObjectReference(KubeModel):
+    name: ObjectName = Field(description="Name of an object in the same namespace.")
+
+
+class SecretKeyRef(KubeModel):
+    name: ObjectName = Field(description="Name of a Secret in the resource's namespace.")
+    key: str = Field(min_length=1, description="Key in the Secret whose value is used.")
+
+
+class EnvVar(KubeModel):
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value; never put secrets here.")
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="Take the value from a key of a Secret (preferred for credentials)."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            rule("has(self.value) != has(self.secretKeyRef)", "set exactly one of value or secretKeyRef")
+        )
+    )
+
+
+class Toleration(KubeModel):
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value to match with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="For NoExecute: how long the pod stays bound after the taint."
+    )
+
+
+class Condition(StatusModel):
+    """A kstatus-compatible condition."""
+
+    type: str = Field(description="Condition type, e.g. Ready, Reconciling, Stalled, Succeeded, Failed.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str | None = Field(default=None, description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, description="Generation this was computed for.")
+
+
+class CommonStatus(StatusModel):
+    """What every kubetune status has: phase, observed generation, conditions."""
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation of the spec the operator last acted on."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="kstatus conditions.")
+    message: str | None = Field(default=None, description="Last human-readable message about the phase.")
+
+
+class ResourcesSpec(KubeModel):
+    """Compute requested by the pods of a resource."""
+
+    gpus: int = Field(default=1, ge=0, le=64, description="GPUs per node (0 runs on CPU).")
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu", description="Extended resource name of the GPU, e.g. amd.com/gpu."
+    )
+    cpu: Quantity = Field(default="4", description="CPU request per pod.")
+    memory: Quantity = Field(default="16Gi", description="Memory request and limit per pod.")
+    nodes: int = Field(default=1, ge=1, le=256, description="Number of nodes (pods) for distributed runs.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
+    priority_class_name: str = Field(default="", description="PriorityClass of the pods.")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata kubetune reads; everything else is kept as it is."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    name: str = Field(min_length=1, max_length=253, pattern=NAME_PATTERN)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+    generation: int | None = None

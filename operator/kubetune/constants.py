@@ -1,0 +1,120 @@
+"""Every label key, annotation key, condition type, reason and finalizer name, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "kubetune.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "kubetune"
+
+# Kinds and their plurals / short names.
+FINETUNEJOB: Final = "FineTuneJob"
+EVALUATION: Final = "Evaluation"
+MODELDEPLOYMENT: Final = "ModelDeployment"
+PLURALS: Final = {FINETUNEJOB: "finetunejobs", EVALUATION: "evaluations", MODELDEPLOYMENT: "modeldeployments"}
+SHORT_NAMES: Final = {FINETUNEJOB: ["ftj"], EVALUATION: ["ftev"], MODELDEPLOYMENT: ["mdep"]}
+
+# Labels on every child object.
+LABEL_PREFIX: Final = GROUP
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+MANAGED_BY: Final = "kubetune"
+LABEL_JOB: Final = f"{GROUP}/finetunejob"
+LABEL_EVALUATION: Final = f"{GROUP}/evaluation"
+LABEL_DEPLOYMENT: Final = f"{GROUP}/modeldeployment"
+LABEL_ROLE: Final = f"{GROUP}/role"
+LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+
+# Annotations.
+ANNOTATION_CREATED_PVC: Final = f"{GROUP}/created-pvc"
+ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+ANNOTATION_CHECKPOINT: Final = f"{GROUP}/checkpoint"
+KOPF_ANNOTATION_PREFIX: Final = GROUP  # Kopf progress/diff-base storage lives under this prefix.
+
+FINALIZER: Final = f"{GROUP}/finalizer"
+
+# Roles of child objects; names are `<parent>-<role>`.
+ROLE_TRAIN: Final = "train"
+ROLE_DATA: Final = "data"
+ROLE_CONFIG: Final = "config"
+ROLE_RUNNER: Final = "runner"
+ROLE_HEADLESS: Final = "workers"
+ROLE_EVAL: Final = "eval"
+ROLE_SERVE: Final = "serve"
+
+
+class Phase:
+    PENDING: Final = "Pending"
+    VALIDATING: Final = "Validating"
+    QUEUED: Final = "Queued"
+    RUNNING: Final = "Running"
+    SUCCEEDED: Final = "Succeeded"
+    FAILED: Final = "Failed"
+    SUSPENDED: Final = "Suspended"
+    # ModelDeployment
+    DEPLOYING: Final = "Deploying"
+    READY: Final = "Ready"
+
+
+FINISHED_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+class Condition:
+    """Condition types (kstatus: Ready, Reconciling, Stalled; jobs add Succeeded/Failed)."""
+
+    READY: Final = "Ready"
+    RECONCILING: Final = "Reconciling"
+    STALLED: Final = "Stalled"
+    SUCCEEDED: Final = "Succeeded"
+    FAILED: Final = "Failed"
+    DATA_VALID: Final = "DataValidated"
+    SUSPENDED: Final = "Suspended"
+    WAITING_FOR_SOURCE: Final = "WaitingForSourceJob"
+    PASSED: Final = "Passed"
+
+
+class Reason:
+    CREATED: Final = "Created"
+    PENDING: Final = "Pending"
+    QUEUED: Final = "Queued"
+    VALIDATING: Final = "ValidatingData"
+    TRAINING: Final = "Training"
+    EVALUATING: Final = "Evaluating"
+    SUCCEEDED: Final = "Succeeded"
+    FAILED: Final = "Failed"
+    DATA_VALIDATION_FAILED: Final = "DataValidationFailed"
+    BACKOFF_LIMIT_EXCEEDED: Final = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+    SUSPENDED: Final = "Suspended"
+    RESUMED: Final = "Resumed"
+    WAITING_FOR_SOURCE: Final = "WaitingForSourceJob"
+    SOURCE_FAILED: Final = "SourceJobFailed"
+    INVALID_SPEC: Final = "InvalidSpec"
+    DEPLOYING: Final = "Deploying"
+    READY: Final = "Ready"
+    PROMOTED: Final = "Promoted"
+    ROLLED_BACK: Final = "RolledBack"
+    NO_PASSING_CHECKPOINT: Final = "NoPassingCheckpoint"
+    WAITING_FOR_CHECKPOINTS: Final = "WaitingForCheckpoints"
+    PASSED: Final = "Passed"
+    NOT_PASSED: Final = "CriteriaNotMet"
+
+
+# Environment variables the trainer pod reads.
+ENV_RUN_CONFIG: Final = "KUBETUNE_RUN_CONFIG"
+ENV_HF_TOKEN: Final = "HF_TOKEN"
+ENV_POD_NAMESPACE: Final = "KUBETUNE_NAMESPACE"
+ENV_JOB_NAME: Final = "KUBETUNE_JOB_NAME"
+RUN_CONFIG_FILE: Final = "run-config.json"
+RUN_CONFIG_MOUNT: Final = "/etc/kubetune"
+DATA_MOUNT: Final = "/mnt/kubetune"  # the job's PVC
+PVC_MOUNT_ROOT: Final = "/mnt/pvc"  # pvc://CLAIM/PATH mounts at /mnt/pvc/CLAIM
+CHECKPOINT_META: Final = "kubetune.json"
+DEFAULT_TRAINER_IMAGE: Final = "ghcr.io/kubetune/trainer:0.1.0"
+SERVE_PORT: Final = 8000
+METRICS_PORT: Final = 8080
