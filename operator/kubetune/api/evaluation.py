@@ -1,0 +1,197 @@
+"""Evaluation: score checkpoints against a baseline on held-out data; pass or fail by criteria."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubetune import constants as c
+from kubetune.api.common import (
+    CommonStatus,
+    KubeModel,
+    LocalObjectReference,
+    ObjectMeta,
+    ObjectName,
+    ResourcesSpec,
+    StatusModel,
+    Uri,
+    cel_rules,
+    rule,
+)
+from kubetune.api.finetunejob import DatasetFormat
+
+MetricName = Literal[
+    "exact_match",
+    "accuracy",
+    "f1",
+    "bleu",
+    "rouge_l",
+    "answer_similarity",
+    "json_valid",
+    "json_schema",
+    "perplexity",
+    "prompt_tokens",
+    "latency",
+]
+METRICS: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
+# Metrics where lower is better; pass criteria and "best" respect the direction.
+LOWER_IS_BETTER = frozenset({"perplexity", "prompt_tokens", "latency"})
+
+
+class FineTuneJobTarget(KubeModel):
+    name: ObjectName = Field(description="A FineTuneJob in the same namespace.")
+    checkpoints: str = Field(
+        default="all", min_length=1, description="all (every kept checkpoint), best, final, or a checkpoint name."
+    )
+
+
+class EvalModelRef(KubeModel):
+    fine_tune_job: FineTuneJobTarget | None = Field(default=None, description="Checkpoints of a FineTuneJob.")
+    uri: Uri | None = Field(default=None, description="A model at a URI.")
+    model_deployment: LocalObjectReference | None = Field(
+        default=None, description="A live ModelDeployment, queried through its endpoint."
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "(has(self.fineTuneJob) ? 1 : 0) + (has(self.uri) ? 1 : 0) + (has(self.modelDeployment) ? 1 : 0) == 1",
+                "set exactly one of model.fineTuneJob, model.uri or model.modelDeployment",
+            )
+        )
+    }
+
+
+class BaselineSpec(KubeModel):
+    uri: Uri | None = Field(default=None, description="Baseline model; default: the job's base model.")
+    few_shot: int = Field(default=0, ge=0, le=64, description="Examples from the training data in the prompt.")
+    none: bool = Field(default=False, description="Skip the baseline (minImprovement criteria then fail).")
+    system_prompt: str | None = Field(default=None, description="Instructions given to the baseline only.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "!self.none || (!has(self.uri) && self.fewShot == 0)",
+                "baseline.none excludes baseline.uri and baseline.fewShot",
+            )
+        )
+    }
+
+
+class EvalDataset(KubeModel):
+    uri: Uri = Field(description="Held-out examples (JSONL), never seen in training.")
+    format: DatasetFormat = Field(default="auto", description="Dataset format; auto detects it.")
+    max_examples: int | None = Field(default=None, ge=1, description="Score the first N examples only.")
+    reference_field: str | None = Field(
+        default=None, description="Field holding the reference answer; default: the last assistant turn."
+    )
+
+
+class GenerationSpec(KubeModel):
+    max_new_tokens: int = Field(default=256, ge=1, le=32768, description="Longest answer generated.")
+    temperature: float = Field(default=0.0, ge=0, le=5, description="0 is greedy decoding.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling.")
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Prompts generated together.")
+
+
+class PassCriterion(KubeModel):
+    metric: MetricName = Field(description="One of spec.metrics.")
+    min: float | None = Field(default=None, description="The model's score must be at least this.")
+    max: float | None = Field(default=None, description="The model's score must be at most this.")
+    min_improvement: float | None = Field(
+        default=None, description="Better than the baseline by at least this (in the metric's direction)."
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "has(self.min) || has(self.max) || has(self.minImprovement)",
+                "a pass criterion needs min, max or minImprovement",
+            )
+        )
+    }
+
+
+class EvaluationSpec(KubeModel):
+    model: EvalModelRef = Field(description="What to evaluate.")
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec, description="What to compare against.")
+    dataset: EvalDataset = Field(description="Held-out data.")
+    metrics: list[MetricName] = Field(
+        default_factory=lambda: ["exact_match", "prompt_tokens"], min_length=1, description="Metrics to compute."
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Schema for the json_schema metric.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
+    pass_criteria: list[PassCriterion] = Field(default_factory=list, description="All must hold to pass.")
+    select_by: str | None = Field(default=None, description="Metric that picks the best model; default: first metric.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
+    image: str = Field(default="", description="Image; default: the operator's trainer image.")
+    backoff_limit: int = Field(default=1, ge=0, le=20, description="Retries of the evaluation Job.")
+    active_deadline_seconds: int | None = Field(default=14400, ge=1, description="Give up after this long.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "self.passCriteria.all(p, p.metric in self.metrics)",
+                "every passCriteria metric must also be listed in metrics",
+                field_path=".passCriteria",
+            ),
+            rule(
+                "!has(self.selectBy) || self.selectBy in self.metrics",
+                "selectBy must be one of metrics",
+                field_path=".selectBy",
+            ),
+            rule(
+                "!('json_schema' in self.metrics) || has(self.jsonSchema)",
+                "the json_schema metric needs jsonSchema",
+                field_path=".jsonSchema",
+            ),
+        )
+    }
+
+
+class BaselineResult(StatusModel):
+    model: str | None = Field(default=None, description="What the baseline was.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Its scores.")
+
+
+class ModelResult(StatusModel):
+    model: str = Field(description="Checkpoint name or model URI.")
+    uri: str | None = Field(default=None, description="Where that model is.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Its scores.")
+    deltas: dict[str, float] = Field(default_factory=dict, description="Score minus baseline score.")
+    passed: bool = Field(default=False, description="All pass criteria hold.")
+    failures: list[str] = Field(default_factory=list, description="Criteria that did not hold.")
+
+
+class ReportStatus(StatusModel):
+    uri: str | None = Field(default=None, description="The HTML report.")
+    json_uri: str | None = Field(default=None, description="The JSON results.")
+
+
+class EvaluationStatus(CommonStatus):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
+        default=None, description="Pending, Running, Succeeded or Failed."
+    )
+    start_time: str | None = Field(default=None, description="When the evaluation started.")
+    completion_time: str | None = Field(default=None, description="When it finished.")
+    evaluated_checkpoints: list[str] = Field(
+        default_factory=list, description="Checkpoints covered by the results (new ones trigger a re-run)."
+    )
+    baseline: BaselineResult | None = Field(default=None, description="Baseline scores.")
+    results: list[ModelResult] = Field(default_factory=list, description="Scores per model.")
+    best: str | None = Field(default=None, description="Best passing model (or best overall if none passed).")
+    passed: bool | None = Field(default=None, description="At least one model passed every criterion.")
+    report: ReportStatus | None = Field(default=None, description="Where the report is.")
+
+
+class Evaluation(KubeModel):
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(default=c.API_VERSION, alias="apiVersion")
+    kind: Literal["Evaluation"] = c.EVALUATION
+    metadata: ObjectMeta
+    spec: EvaluationSpec
+    status: EvaluationStatus | None = None

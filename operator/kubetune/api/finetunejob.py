@@ -1,0 +1,344 @@
+"""FineTuneJob: validate the data, train, keep checkpoints, report progress."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubetune import constants as c
+from kubetune.api.common import (
+    CommonStatus,
+    EnvVar,
+    KubeModel,
+    LocalObjectReference,
+    ObjectMeta,
+    ObjectName,
+    Quantity,
+    ResourcesSpec,
+    SecretKeyRef,
+    StatusModel,
+    Uri,
+    cel_rules,
+    rule,
+)
+
+Method = Literal["sft", "dpo", "distillation", "rft", "pretraining"]
+DatasetFormat = Literal["auto", "chat", "prompt-completion", "preference", "text", "reinforcement"]
+AdapterType = Literal["lora", "qlora", "none"]
+LrScheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+]
+GraderType = Literal["exact_match", "regex", "json_schema", "string_similarity"]
+
+
+class FromJob(KubeModel):
+    """Continue from an earlier FineTuneJob's result (continual fine-tuning)."""
+
+    name: ObjectName = Field(description="Name of a FineTuneJob in the same namespace.")
+    checkpoint: str = Field(
+        default="best",
+        min_length=1,
+        description="best, final, latest, or the name of one of its checkpoints (e.g. checkpoint-400).",
+    )
+
+
+class BaseModelSource(KubeModel):
+    uri: Uri | None = Field(default=None, description="Where the base model is. Exactly one of uri or fromJob.")
+    from_job: FromJob | None = Field(default=None, description="Start from another job's checkpoint.")
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit) for hf:// URIs.")
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a Hugging Face or S3 token; exposed to the pod as HF_TOKEN."
+    )
+    trust_remote_code: bool = Field(default=False, description="Allow model code from the repository.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("has(self.uri) != has(self.fromJob)", "set exactly one of baseModel.uri or baseModel.fromJob")
+        )
+    }
+
+
+class DataSource(KubeModel):
+    uri: Uri = Field(description="A JSONL file: pvc://CLAIM/PATH, s3://BUCKET/KEY, file:// or a relative path.")
+
+
+class DatasetSpec(KubeModel):
+    train: DataSource = Field(description="Training examples (JSONL).")
+    validation: DataSource | None = Field(default=None, description="Held-out examples for eval loss.")
+    validation_split: float | None = Field(
+        default=None, gt=0, lt=1, description="Hold out this fraction of train instead of a validation file."
+    )
+    format: DatasetFormat = Field(default="auto", description="Dataset format; auto detects it from the keys.")
+    max_examples: int | None = Field(default=None, ge=1, description="Train on the first N examples only.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "!(has(self.validation) && has(self.validationSplit))",
+                "set at most one of dataset.validation or dataset.validationSplit",
+            )
+        )
+    }
+
+
+class AdapterSpec(KubeModel):
+    type: AdapterType = Field(default="lora", description="lora, qlora (4-bit base, needs a GPU) or none (full).")
+    r: int = Field(default=16, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(default=32, ge=1, description="LoRA alpha (scaling is alpha / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: str = Field(
+        default="all-linear",
+        min_length=1,
+        description="all-linear, or a comma-separated list of module names (q_proj,v_proj).",
+    )
+
+
+class Hyperparameters(KubeModel):
+    epochs: float = Field(default=3, gt=0, le=1000, description="Passes over the training data.")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Examples per device per step.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024, description="Steps per optimizer update.")
+    learning_rate: float = Field(default=2.0e-4, gt=0, le=1, description="Peak learning rate.")
+    lr_scheduler: LrScheduler = Field(default="cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping norm.")
+    max_seq_length: int = Field(default=2048, ge=16, le=1048576, description="Tokens per sequence.")
+    packing: bool = Field(default=True, description="Pack short examples into full sequences (padding-free).")
+    completion_only_loss: bool = Field(default=True, description="SFT: compute loss on the answers only.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Trade compute for memory; auto enables it for large models."
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="auto: bf16 where the GPU supports it, fp32 on CPU."
+    )
+    seed: int = Field(default=42, ge=0, description="Seed for data order and initialisation.")
+
+
+class DpoSpec(KubeModel):
+    beta: float = Field(default=0.1, gt=0, le=10, description="Strength of the KL constraint to the reference.")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(default="sigmoid", description="DPO loss.")
+
+
+class TeacherEndpoint(KubeModel):
+    url: str = Field(pattern=r"^https?://.+", description="Base URL of an OpenAI-compatible API (…/v1).")
+    model: str = Field(min_length=1, description="Model name to request.")
+    api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key with the API key.")
+
+
+class Teacher(KubeModel):
+    uri: Uri | None = Field(default=None, description="A local teacher model, loaded beside the student.")
+    endpoint: TeacherEndpoint | None = Field(
+        default=None, description="A teacher behind an API: it labels the prompts first, then SFT on its answers."
+    )
+    token_secret_ref: SecretKeyRef | None = Field(default=None, description="Token for an hf:// teacher.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "has(self.uri) != has(self.endpoint)",
+                "set exactly one of distillation.teacher.uri or distillation.teacher.endpoint",
+            )
+        )
+    }
+
+
+class DistillationSpec(KubeModel):
+    teacher: Teacher = Field(description="The model to learn from.")
+    temperature: float = Field(default=1.0, gt=0, le=10, description="Softmax temperature of both models.")
+    beta: float = Field(default=0.5, ge=0, le=1, description="Generalised JSD interpolation (0 forward KL, 1 reverse).")
+    lmbda: float = Field(default=0.0, ge=0, le=1, description="Fraction of on-policy (student-generated) batches.")
+    max_new_tokens: int = Field(default=256, ge=1, description="Answer length when the teacher labels prompts.")
+
+
+class Grader(KubeModel):
+    """A declared reward; no code from the spec is ever run."""
+
+    type: GraderType = Field(description="exact_match, regex, json_schema or string_similarity.")
+    name: str | None = Field(default=None, description="Name in metrics; default: the type.")
+    field: str = Field(default="answer", min_length=1, description="Reference field of each example.")
+    pattern: str | None = Field(default=None, description="regex: the completion must match this pattern.")
+    schema_: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="json_schema: the completion must be JSON valid against this schema.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    weight: float = Field(default=1.0, ge=0, description="Weight of this grader in the total reward.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("self.type != 'regex' || has(self.pattern)", "a regex grader needs pattern", field_path=".pattern"),
+            rule(
+                "self.type != 'json_schema' || has(self.schema)",
+                "a json_schema grader needs schema",
+                field_path=".schema",
+            ),
+        )
+    }
+
+
+class RftSpec(KubeModel):
+    graders: list[Grader] = Field(min_length=1, max_length=16, description="Rewards, summed by weight.")
+    num_generations: int = Field(default=4, ge=2, le=64, description="Completions sampled per prompt.")
+    max_completion_length: int = Field(default=256, ge=1, description="Tokens per sampled completion.")
+    temperature: float = Field(default=1.0, gt=0, le=5, description="Sampling temperature.")
+    beta: float = Field(default=0.0, ge=0, description="KL penalty to the reference model (0: none).")
+
+
+class SelectBy(KubeModel):
+    metric: str = Field(default="eval_loss", min_length=1, description="Metric that ranks checkpoints.")
+    mode: Literal["min", "max"] = Field(default="min", description="Whether lower or higher is better.")
+
+
+class CheckpointSpec(KubeModel):
+    every: int = Field(default=100, ge=1, description="Save a checkpoint every N units.")
+    unit: Literal["steps", "epochs"] = Field(default="steps", description="steps or epochs.")
+    keep: int = Field(default=3, ge=1, le=100, description="Keep the best K checkpoints (plus the latest).")
+    select_by: SelectBy = Field(default_factory=SelectBy, description="How the best checkpoint is chosen.")
+
+
+class StorageSpec(KubeModel):
+    size: Quantity = Field(default="50Gi", description="Size of the PVC the operator creates.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass of that PVC.")
+    claim_name: ObjectName | None = Field(
+        default=None, description="Use this existing PVC instead; the operator never deletes it."
+    )
+    access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]] = Field(
+        default_factory=lambda: ["ReadWriteOnce"], description="Access modes of the created PVC."
+    )
+
+
+# Fields a user may change after the job has started. Everything else is frozen (CEL rule below).
+MUTABLE_AFTER_START = ("suspend", "ttlSecondsAfterFinished")
+
+
+class FineTuneJobSpec(KubeModel):
+    method: Method = Field(default="sft", description="sft, dpo, distillation, rft or pretraining.")
+    base_model: BaseModelSource = Field(description="The model to start from.")
+    dataset: DatasetSpec = Field(description="Training and validation data.")
+    adapter: AdapterSpec = Field(default_factory=AdapterSpec, description="LoRA, QLoRA or full fine-tuning.")
+    freeze_layers: int = Field(default=0, ge=0, description="With adapter none: keep the first N layers frozen.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Optimisation.")
+    dpo: DpoSpec | None = Field(default=None, description="DPO settings (method dpo).")
+    distillation: DistillationSpec | None = Field(default=None, description="Teacher (method distillation).")
+    rft: RftSpec | None = Field(default=None, description="Graders (method rft).")
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint policy.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs, CPU, memory, nodes.")
+    queue_name: str | None = Field(
+        default=None, max_length=63, description="Kueue LocalQueue; the Job is created suspended for Kueue."
+    )
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Where checkpoints are kept.")
+    image: str = Field(default="", description="Trainer image; default: the operator's configured image.")
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, description="Pull secrets.")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the trainer.")
+    suspend: bool = Field(default=False, description="Suspend (true) or resume (false) training.")
+    backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries; each resumes from a checkpoint.")
+    active_deadline_seconds: int | None = Field(default=86400, ge=1, description="Give up after this long.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=604800, ge=0, description="Delete the finished batch Job after this long (status is kept)."
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("self.method == 'dpo' || !has(self.dpo)", "dpo is only valid with method dpo", field_path=".dpo"),
+            rule(
+                "self.method == 'distillation' ? has(self.distillation) : !has(self.distillation)",
+                "method distillation needs the distillation section, and only it may have one",
+                field_path=".distillation",
+            ),
+            rule(
+                "self.method == 'rft' ? has(self.rft) : !has(self.rft)",
+                "method rft needs the rft section with graders, and only it may have one",
+                field_path=".rft",
+            ),
+            rule(
+                "self.freezeLayers == 0 || self.adapter.type == 'none'",
+                "freezeLayers applies to full fine-tuning: set adapter.type none or freezeLayers 0",
+                field_path=".freezeLayers",
+            ),
+            rule(
+                "!has(self.storage.claimName) || !has(self.storage.storageClassName)",
+                "storage.storageClassName applies to a created PVC; it cannot be set with storage.claimName",
+                field_path=".storage",
+            ),
+        )
+    }
+
+
+class DataStatus(StatusModel):
+    format: str | None = Field(default=None, description="Detected dataset format.")
+    train_examples: int | None = Field(default=None, description="Valid training examples.")
+    validation_examples: int | None = Field(default=None, description="Valid validation examples.")
+    train_tokens: int | None = Field(default=None, description="Tokens in the training data.")
+    warnings: list[str] = Field(default_factory=list, description="Things worth a look; training went on.")
+    errors: list[str] = Field(default_factory=list, description="Line-numbered problems that stopped the job.")
+
+
+class ProgressStatus(StatusModel):
+    step: int | None = Field(default=None, description="Optimizer steps done.")
+    total_steps: int | None = Field(default=None, description="Optimizer steps planned.")
+    epoch: float | None = Field(default=None, description="Epochs done (fractional).")
+    percent: int | None = Field(default=None, description="step / totalSteps in percent.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds left.")
+    tokens_per_second: float | None = Field(default=None, description="Training throughput.")
+
+
+class CheckpointStatus(StatusModel):
+    name: str = Field(description="Checkpoint name, e.g. checkpoint-400.")
+    step: int | None = Field(default=None, description="Step it was saved at.")
+    epoch: float | None = Field(default=None, description="Epoch it was saved at.")
+    uri: str | None = Field(default=None, description="Where it is (pvc://...).")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Metrics at that step.")
+
+
+class OutputStatus(StatusModel):
+    uri: str | None = Field(default=None, description="Where the job's output lives.")
+    checkpoint: str | None = Field(default=None, description="The checkpoint the output points at (best).")
+
+
+class FineTuneJobStatus(CommonStatus):
+    phase: Literal["Pending", "Validating", "Queued", "Running", "Succeeded", "Failed", "Suspended"] | None = Field(
+        default=None, description="Pending, Validating, Queued, Running, Succeeded, Failed or Suspended."
+    )
+    start_time: str | None = Field(default=None, description="When training started.")
+    completion_time: str | None = Field(default=None, description="When the job finished.")
+    data: DataStatus | None = Field(default=None, description="What the data validation found.")
+    progress: ProgressStatus | None = Field(default=None, description="Training progress.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Latest metrics (trainLoss, evalLoss).")
+    checkpoints: list[CheckpointStatus] = Field(default_factory=list, description="Kept checkpoints.")
+    best_checkpoint: str | None = Field(default=None, description="Best checkpoint by checkpoints.selectBy.")
+    output: OutputStatus | None = Field(default=None, description="The job's result.")
+    retries: int = Field(default=0, description="Pod failures counted against backoffLimit.")
+    gpu_seconds: float | None = Field(default=None, description="GPU time consumed (GPUs x wall seconds).")
+
+
+def _frozen_spec_rule() -> dict:
+    """`spec` may not change once the job has started, except MUTABLE_AFTER_START (a transition rule)."""
+    keys = [
+        (f.alias or name)
+        for name, f in FineTuneJobSpec.model_fields.items()
+        if (f.alias or name) not in MUTABLE_AFTER_START
+    ]
+    same = " && ".join(
+        f"(has(self.spec.{k}) == has(oldSelf.spec.{k}) && (!has(self.spec.{k}) || self.spec.{k} == oldSelf.spec.{k}))"
+        for k in keys
+    )
+    started = "has(oldSelf.status) && has(oldSelf.status.startTime)"
+    return rule(
+        f"!({started}) || ({same})",
+        "spec is immutable once the job has started (only suspend and ttlSecondsAfterFinished may change); "
+        "create a new FineTuneJob, e.g. with baseModel.fromJob to continue from this one",
+        reason="FieldValueForbidden",
+    )
+
+
+class FineTuneJob(KubeModel):
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(default=c.API_VERSION, alias="apiVersion")
+    kind: Literal["FineTuneJob"] = c.FINETUNEJOB
+    metadata: ObjectMeta
+    spec: FineTuneJobSpec
+    status: FineTuneJobStatus | None = None
+
+    model_config = {"json_schema_extra": cel_rules(_frozen_spec_rule())}

@@ -1,0 +1,79 @@
+"""Reading manifests: YAML documents -> typed resources, with errors that name the field path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kubetune import constants as c
+from kubetune.api.evaluation import Evaluation
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.modeldeployment import ModelDeployment
+
+Resource = FineTuneJob | Evaluation | ModelDeployment
+KINDS: dict[str, type[Resource]] = {
+    c.FINETUNEJOB: FineTuneJob,
+    c.EVALUATION: Evaluation,
+    c.MODELDEPLOYMENT: ModelDeployment,
+}
+
+
+@dataclass
+class ManifestError:
+    source: str  # "file.yaml" or "file.yaml#2" (document index)
+    path: str  # "spec.hyperparameters.learningRate"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}: {self.path}" if self.path else self.source
+        return f"{where}: {self.message}"
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def pydantic_errors(err: ValidationError, source: str, prefix: str = "") -> list[ManifestError]:
+    """One ManifestError per pydantic error, with camelCase field paths."""
+    out = []
+    for e in err.errors(include_url=False):
+        loc = e["loc"]
+        if e["type"] == "union_tag_invalid":
+            loc = loc[:-1]
+        path = _loc(loc)
+        out.append(ManifestError(source, f"{prefix}{path}" if path else prefix.rstrip("."), e["msg"]))
+    return out
+
+
+def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Resource | None, list[ManifestError]]:
+    """Type one document; kinds other than kubetune's are not ours and are returned as (None, [])."""
+    if not isinstance(doc, dict):
+        return None, [ManifestError(source, "", "a manifest must be a mapping")]
+    kind, api_version = doc.get("kind"), doc.get("apiVersion", "")
+    if not str(api_version).startswith(c.GROUP + "/"):
+        return None, []
+    if api_version != c.API_VERSION:
+        return None, [ManifestError(source, "apiVersion", f"unsupported version {api_version!r}; use {c.API_VERSION}")]
+    model = KINDS.get(kind)
+    if model is None:
+        return None, [ManifestError(source, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
+    try:
+        return model.model_validate(doc), []
+    except ValidationError as err:
+        return None, pydantic_errors(err, source)
+
+
+def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """(source label, document) for every YAML document in a file; label is `file` or `file#N`."""
+    with path.open() as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+    for i, doc in enumerate(docs):
+        yield (f"{path}#{i + 1}" if len(docs) > 1 else str(path)), doc

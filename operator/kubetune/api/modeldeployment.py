@@ -1,0 +1,126 @@
+"""ModelDeployment: serve the best passing checkpoint behind an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kubetune import constants as c
+from kubetune.api.common import (
+    CommonStatus,
+    EnvVar,
+    KubeModel,
+    LocalObjectReference,
+    ObjectMeta,
+    ObjectName,
+    Quantity,
+    StatusModel,
+    Toleration,
+    Uri,
+    cel_rules,
+    rule,
+)
+
+
+class DeployJobRef(KubeModel):
+    name: ObjectName = Field(description="A FineTuneJob in the same namespace.")
+    checkpoint: str = Field(default="best", min_length=1, description="best, final, latest, or a checkpoint name.")
+
+
+class DeployModelRef(KubeModel):
+    fine_tune_job: DeployJobRef | None = Field(default=None, description="Serve a checkpoint of a FineTuneJob.")
+    uri: Uri | None = Field(default=None, description="Serve the model at this URI.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("has(self.fineTuneJob) != has(self.uri)", "set exactly one of model.fineTuneJob or model.uri")
+        )
+    }
+
+
+class PromotionSpec(KubeModel):
+    evaluation: LocalObjectReference | None = Field(
+        default=None, description="Only checkpoints that passed this Evaluation; the best of them."
+    )
+    policy: Literal["auto", "manual"] = Field(
+        default="auto", description="auto rolls forward to a better passing checkpoint; manual stays on the pin."
+    )
+    pin: str = Field(default="", description="Serve this checkpoint; setting it is also how to roll back.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "self.policy != 'manual' || self.pin != '' || has(self.evaluation)",
+                "policy manual needs a pin or an evaluation to take the first checkpoint from",
+            )
+        )
+    }
+
+
+class ServeResources(KubeModel):
+    gpus: int = Field(default=0, ge=0, le=16, description="GPUs per replica (0: CPU serving).")
+    gpu_resource_name: str = Field(default="nvidia.com/gpu", description="Extended resource name of the GPU.")
+    cpu: Quantity = Field(default="2", description="CPU request per replica.")
+    memory: Quantity = Field(default="8Gi", description="Memory request and limit per replica.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels required.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints tolerated.")
+    priority_class_name: str = Field(default="", description="PriorityClass of the pods.")
+
+
+class AutoscalingSpec(KubeModel):
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas.")
+    target_concurrency: int = Field(default=8, ge=1, description="In-flight requests per replica to aim for.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "self.minReplicas <= self.maxReplicas",
+                "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+                field_path=".minReplicas",
+            )
+        )
+    }
+
+
+class ModelDeploymentSpec(KubeModel):
+    model: DeployModelRef = Field(description="What to serve.")
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="Which checkpoint, and when to move.")
+    runtime: Literal["auto", "vllm", "transformers"] = Field(
+        default="auto", description="auto: vLLM when gpus > 0, the image's own server otherwise."
+    )
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas when autoscaling is off.")
+    resources: ServeResources = Field(default_factory=ServeResources, description="Compute per replica.")
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="HorizontalPodAutoscaler settings.")
+    served_model_name: str | None = Field(default=None, description="Model name in the API; default: metadata.name.")
+    max_model_len: int | None = Field(default=None, ge=16, description="Longest context served.")
+    image: str = Field(default="", description="Serving image; default per runtime from the operator settings.")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the server.")
+
+
+class Revision(StatusModel):
+    revision: int = Field(description="Increasing revision number.")
+    checkpoint: str = Field(description="Checkpoint served in this revision.")
+    uri: str | None = Field(default=None, description="Where it is.")
+    promoted_at: str | None = Field(default=None, description="When it was promoted.")
+    reason: str = Field(default="", description="Why: the passing score, a pin, a rollback.")
+
+
+class ModelDeploymentStatus(CommonStatus):
+    phase: Literal["Pending", "Deploying", "Ready", "Failed"] | None = Field(
+        default=None, description="Pending, Deploying, Ready or Failed."
+    )
+    served_checkpoint: str | None = Field(default=None, description="Checkpoint being served.")
+    served_uri: str | None = Field(default=None, description="Where the served model is.")
+    endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL.")
+    ready_replicas: int = Field(default=0, description="Replicas passing readiness.")
+    revisions: list[Revision] = Field(default_factory=list, description="Promotion history, newest last.")
+
+
+class ModelDeployment(KubeModel):
+    api_version: Literal["kubetune.dev/v1alpha1"] = Field(default=c.API_VERSION, alias="apiVersion")
+    kind: Literal["ModelDeployment"] = c.MODELDEPLOYMENT
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
