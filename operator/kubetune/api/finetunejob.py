@@ -310,6 +310,9 @@ class FineTuneJobStatus(CommonStatus):
     checkpoints: list[CheckpointStatus] = Field(default_factory=list, description="Kept checkpoints.")
     best_checkpoint: str | None = Field(default=None, description="Best checkpoint by checkpoints.selectBy.")
     output: OutputStatus | None = Field(default=None, description="The job's result.")
+    base_model_uri: str | None = Field(
+        default=None, description="The model training started from (baseModel.fromJob resolved to a checkpoint)."
+    )
     retries: int = Field(default=0, description="Pod failures counted against backoffLimit.")
     gpu_seconds: float | None = Field(default=None, description="GPU time consumed (GPUs x wall seconds).")
 

@@ -1,0 +1,165 @@
+"""Run configs from resources: what the trainer image is told to do, for pods and local runs alike."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from kubetune.api.evaluation import Evaluation
+from kubetune.api.finetunejob import CheckpointStatus, FineTuneJob, FineTuneJobStatus
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.api.runconfig import (
+    EvalRunConfig,
+    EvalTarget,
+    Identity,
+    ProgressSink,
+    ServeRunConfig,
+    StorageMap,
+    TrainRunConfig,
+)
+from kubetune.builders.names import checkpoint_uri, job_output_uri
+
+TEACHER_API_KEY_ENV = "KUBETUNE_TEACHER_API_KEY"
+FINAL = "final"
+
+
+class UnresolvedReference(ValueError):
+    """A reference (fromJob, a checkpoint name) that cannot be resolved yet or at all."""
+
+
+def identity(obj: FineTuneJob | Evaluation | ModelDeployment) -> Identity:
+    return Identity(name=obj.metadata.name, namespace=obj.metadata.namespace or "default", uid=obj.metadata.uid)
+
+
+def resolve_checkpoint(job: FineTuneJob, which: str) -> CheckpointStatus | None:
+    """`best`, `final`, `latest` or a checkpoint name -> that checkpoint of a job, from its status.
+
+    `best` falls back to `final` when no checkpoint was ranked; None when the job has nothing yet.
+    """
+    status = job.status or FineTuneJobStatus()
+    by_name = {cp.name: cp for cp in status.checkpoints}
+    final = by_name.get(FINAL) or (
+        CheckpointStatus(name=FINAL, uri=checkpoint_uri(job, FINAL)) if status.phase == "Succeeded" else None
+    )
+    if which == "best":
+        best = status.best_checkpoint or (status.output.checkpoint if status.output else None)
+        return by_name.get(best) if best in by_name else final
+    if which == FINAL:
+        return final
+    if which == "latest":
+        ranked = [cp for cp in status.checkpoints if cp.step is not None]
+        return max(ranked, key=lambda cp: cp.step) if ranked else final
+    return by_name.get(which)
+
+
+def checkpoint_location(job: FineTuneJob, cp: CheckpointStatus) -> str:
+    return cp.uri or checkpoint_uri(job, cp.name)
+
+
+def train_run_config(
+    job: FineTuneJob,
+    *,
+    storage: StorageMap,
+    output_dir: str,
+    progress: ProgressSink,
+    source_checkpoint_uri: str | None = None,
+) -> TrainRunConfig:
+    """The trainer's config; `source_checkpoint_uri` is the resolved `baseModel.fromJob` checkpoint."""
+    spec = job.spec
+    base = spec.base_model.uri or source_checkpoint_uri
+    if base is None:
+        raise UnresolvedReference(f"spec.baseModel.fromJob {spec.base_model.from_job.name!r} is not resolved yet")
+    endpoint = spec.distillation.teacher.endpoint if spec.distillation else None
+    return TrainRunConfig(
+        job=identity(job),
+        spec=spec,
+        base_model_uri=base,
+        output_dir=output_dir,
+        output_uri=job_output_uri(job),
+        storage=storage,
+        progress=progress,
+        teacher_api_key_env=TEACHER_API_KEY_ENV if endpoint and endpoint.api_key_secret_ref else None,
+    )
+
+
+def base_model_of(job: FineTuneJob) -> str | None:
+    """The model a job started from: its spec's uri, or for fromJob the checkpoint recorded in status."""
+    return job.spec.base_model.uri or (job.status.base_model_uri if job.status else None)
+
+
+def eval_targets(evaluation: Evaluation, job: FineTuneJob | None, endpoint: str | None = None) -> list[EvalTarget]:
+    """What an Evaluation scores; raises UnresolvedReference while there is nothing to score yet."""
+    ref = evaluation.spec.model
+    if ref.uri:
+        return [EvalTarget(name=PurePosixPath(ref.uri.rstrip("/")).name or ref.uri, uri=ref.uri)]
+    if ref.model_deployment:
+        if not endpoint:
+            raise UnresolvedReference(f"ModelDeployment {ref.model_deployment.name!r} has no endpoint yet")
+        return [EvalTarget(name=ref.model_deployment.name, endpoint=endpoint, endpoint_model=ref.model_deployment.name)]
+    assert ref.fine_tune_job is not None
+    if job is None:
+        raise UnresolvedReference(f"FineTuneJob {ref.fine_tune_job.name!r} not found")
+    which = ref.fine_tune_job.checkpoints
+    status = job.status or FineTuneJobStatus()
+    if which == "all":
+        cps = list(status.checkpoints) or [cp for cp in [resolve_checkpoint(job, FINAL)] if cp]
+    else:
+        cps = [cp for cp in [resolve_checkpoint(job, which)] if cp]
+    if not cps:
+        raise UnresolvedReference(f"FineTuneJob {job.metadata.name!r} has no checkpoint {which!r} yet")
+    base = base_model_of(job)
+    return [EvalTarget(name=cp.name, uri=checkpoint_location(job, cp), base_model_uri=base) for cp in cps]
+
+
+def eval_run_config(
+    evaluation: Evaluation,
+    *,
+    job: FineTuneJob | None,
+    storage: StorageMap,
+    output_dir: str,
+    output_uri: str | None,
+    progress: ProgressSink,
+    endpoint: str | None = None,
+) -> EvalRunConfig:
+    spec = evaluation.spec
+    baseline = None
+    if not spec.baseline.none:
+        uri = spec.baseline.uri or (base_model_of(job) if job else None)
+        if uri is None:
+            raise UnresolvedReference("spec.baseline: set baseline.uri (or baseline.none) when the model is not a job")
+        baseline = EvalTarget(name="baseline", uri=uri)
+    few_shot_source = job.spec.dataset.train.uri if job and spec.baseline.few_shot else None
+    return EvalRunConfig(
+        job=identity(evaluation),
+        spec=spec,
+        targets=eval_targets(evaluation, job, endpoint),
+        baseline=baseline,
+        few_shot_source_uri=few_shot_source,
+        storage=storage,
+        output_dir=output_dir,
+        output_uri=output_uri,
+        progress=progress,
+    )
+
+
+def serve_run_config(
+    deployment: ModelDeployment,
+    *,
+    model_uri: str,
+    base_model_uri: str | None,
+    storage: StorageMap,
+    output_dir: str,
+    host: str = "0.0.0.0",
+    port: int = 8000,
+) -> ServeRunConfig:
+    spec = deployment.spec
+    return ServeRunConfig(
+        job=identity(deployment),
+        model_uri=model_uri,
+        base_model_uri=base_model_uri,
+        served_model_name=spec.served_model_name or deployment.metadata.name,
+        storage=storage,
+        output_dir=output_dir,
+        host=host,
+        port=port,
+        max_model_len=spec.max_model_len,
+    )
