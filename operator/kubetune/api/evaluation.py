@@ -118,7 +118,10 @@ class EvaluationSpec(KubeModel):
     baseline: BaselineSpec = Field(default_factory=BaselineSpec, description="What to compare against.")
     dataset: EvalDataset = Field(description="Held-out data.")
     metrics: list[MetricName] = Field(
-        default_factory=lambda: ["exact_match", "prompt_tokens"], min_length=1, description="Metrics to compute."
+        default_factory=lambda: ["exact_match", "prompt_tokens"],
+        min_length=1,
+        max_length=16,  # bounds the cost of the CEL rules that search this list
+        description="Metrics to compute.",
     )
     json_schema: dict[str, Any] | None = Field(
         default=None,
@@ -126,7 +129,9 @@ class EvaluationSpec(KubeModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
-    pass_criteria: list[PassCriterion] = Field(default_factory=list, description="All must hold to pass.")
+    pass_criteria: list[PassCriterion] = Field(
+        default_factory=list, max_length=32, description="All must hold to pass (at most 32)."
+    )
     select_by: str | None = Field(default=None, description="Metric that picks the best model; default: first metric.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
     image: str = Field(default="", description="Image; default: the operator's trainer image.")
