@@ -1,0 +1,176 @@
+"""The CRDs' CEL rules (`x-kubernetes-validations`), evaluated here as the API server would.
+
+`kubetune validate` and the tests use this so that a cross-field mistake (both model sources, a
+method section for another method, `minReplicas > maxReplicas`) is caught before `kubectl apply`.
+The walk follows the generated schema: each node's rules see `self` bound to that node, values
+typed by the schema (integer -> int, number -> double), defaults applied first like the API
+server does. Transition rules (those that use `oldSelf`) run only when an old object is given.
+Needs `cel-python` (`import celpy`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy import celtypes
+
+from kubetune.api import crdgen
+from kubetune.api.manifests import KINDS, Resource
+
+_TRANSITION = re.compile(r"\boldSelf\b")
+
+
+@dataclass(frozen=True)
+class RuleError:
+    path: str  # "spec.baseModel"
+    message: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: str  # schema path, lists as [] ("spec.rft.graders[]")
+    rule: str
+    message: str
+    field_path: str | None
+
+    @property
+    def is_transition(self) -> bool:
+        return bool(_TRANSITION.search(self.rule))
+
+
+@functools.cache
+def schema(kind: str) -> dict[str, Any]:
+    """The openAPIV3Schema of a kind, as the CRD carries it."""
+    return crdgen.openapi_schema(KINDS[kind])
+
+
+@functools.cache
+def program(rule: str) -> celpy.Runner:
+    """Compile one rule (cached); raises celpy.CELParseError when it is not CEL."""
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def rules(node: dict[str, Any], path: str = "") -> list[Rule]:
+    """Every rule in a schema, with where it sits."""
+    out = [Rule(path, r["rule"], r["message"], r.get("fieldPath")) for r in node.get("x-kubernetes-validations", [])]
+    for name, sub in node.get("properties", {}).items():
+        out += rules(sub, f"{path}.{name}" if path else name)
+    if "items" in node:
+        out += rules(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += rules(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def apply_defaults(value: Any, node: dict[str, Any]) -> Any:
+    """A copy of value with the schema's defaults filled in, the way the API server defaults."""
+    if isinstance(value, dict):
+        props = node.get("properties")
+        if props is not None:
+            out = {k: apply_defaults(v, props[k]) if k in props else v for k, v in value.items()}
+            for name, sub in props.items():
+                if name not in out and "default" in sub:
+                    out[name] = apply_defaults(sub["default"], sub)
+            return out
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            return {k: apply_defaults(v, extra) for k, v in value.items()}
+        return value
+    if isinstance(value, list) and "items" in node:
+        return [apply_defaults(v, node["items"]) for v in value]
+    return value
+
+
+def to_cel(value: Any, node: dict[str, Any]) -> Any:
+    """A JSON value as the CEL type the API server gives it under this schema node."""
+    if value is None:
+        return None
+    if node.get("x-kubernetes-int-or-string"):
+        return celtypes.IntType(value) if isinstance(value, int) else celtypes.StringType(value)
+    kind = node.get("type")
+    if kind == "object" and isinstance(value, dict):
+        props, extra = node.get("properties"), node.get("additionalProperties")
+        if props is None and not isinstance(extra, dict):
+            return celpy.json_to_cel(value)  # x-kubernetes-preserve-unknown-fields
+        return celtypes.MapType(
+            {
+                celtypes.StringType(k): to_cel(v, (props or {}).get(k) or (extra if isinstance(extra, dict) else {}))
+                for k, v in value.items()
+                if v is not None
+            }
+        )
+    if kind == "array" and isinstance(value, list):
+        return celtypes.ListType([to_cel(v, node.get("items", {})) for v in value])
+    if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        return celtypes.IntType(value)
+    if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return celtypes.DoubleType(float(value))
+    return celpy.json_to_cel(value)
+
+
+def _join(path: str, field_path: str | None) -> str:
+    if not field_path:
+        return path
+    return f"{path}{field_path}" if path else field_path.lstrip(".")
+
+
+def _evaluate(node: dict[str, Any], value: Any, old: Any, path: str) -> list[RuleError]:
+    errors: list[RuleError] = []
+    for r in node.get("x-kubernetes-validations", []):
+        transition = bool(_TRANSITION.search(r["rule"]))
+        if transition and old is None:
+            continue  # transition rules run on updates only
+        activation = {"self": to_cel(value, node)}
+        if transition:
+            activation["oldSelf"] = to_cel(old, node)
+        where = _join(path, r.get("fieldPath"))
+        try:
+            result = program(r["rule"]).evaluate(activation)
+        except Exception as err:  # an error in a rule is a failed validation at the API server too
+            errors.append(RuleError(where, f"{r['message']} (rule could not be evaluated: {err})", r["rule"]))
+            continue
+        if result is not True and result != celtypes.BoolType(True):
+            errors.append(RuleError(where, r["message"], r["rule"]))
+    return errors
+
+
+def check(value: Any, node: dict[str, Any], old: Any = None, path: str = "") -> list[RuleError]:
+    """Evaluate every rule of node and below it on value (already defaulted)."""
+    if value is None:
+        return []
+    errors = _evaluate(node, value, old, path)
+    if isinstance(value, dict):
+        props = node.get("properties")
+        extra = node.get("additionalProperties")
+        for key, sub_value in value.items():
+            sub = (props or {}).get(key) if props is not None else (extra if isinstance(extra, dict) else None)
+            if sub is None:
+                continue
+            sub_old = old.get(key) if isinstance(old, dict) else None
+            here = f"{path}.{key}" if path else key
+            errors += check(sub_value, sub, sub_old, here if props is not None else f"{path}[{key}]")
+    elif isinstance(value, list) and "items" in node:
+        for i, item in enumerate(value):
+            # Items of atomic lists are not correlated with the old list: no oldSelf below here.
+            errors += check(item, node["items"], None, f"{path}[{i}]")
+    return errors
+
+
+def validate(obj: Resource | dict[str, Any], old: Resource | dict[str, Any] | None = None) -> list[RuleError]:
+    """Every CEL rule of the object's CRD on obj (and on the update old -> obj when old is given)."""
+    doc = obj.to_k8s() if not isinstance(obj, dict) else obj
+    node = schema(doc["kind"])
+    doc = apply_defaults(doc, node)
+    old_doc = None
+    if old is not None:
+        old_doc = apply_defaults(old.to_k8s() if not isinstance(old, dict) else old, node)
+    return check(doc, node, old_doc)

@@ -1,0 +1,358 @@
+"""The `kubetune` command: validate manifests and datasets, generate the CRDs, and the entry points
+of the local runtime, the operator and the tiny-model helper.
+
+Heavy dependencies (torch, kopf, the Kubernetes client) are imported only by the subcommand that
+needs them, so `kubetune --help` and `kubetune validate` work with the base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubetune
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+DATASET_SUFFIXES = (".jsonl",)
+
+
+# --- validate -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # dataset summaries etc.
+    resources: int = 0
+    datasets: int = 0
+    files: int = 0
+    datasets_seen: set[Path] = field(default_factory=set)
+
+
+def _iter_files(paths: Sequence[Path]) -> Iterator[Path]:
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix in MANIFEST_SUFFIXES + DATASET_SUFFIXES and not _hidden(f, p):
+                    yield f
+        else:
+            yield p
+
+
+def _hidden(f: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in f.relative_to(root).parts)
+
+
+def _local_path(uri: str, base: Path) -> Path | None:
+    """The file a relative or file:// URI names; None for remote schemes (pvc://, hf://, s3://, http)."""
+    from kubetune.api import StorageMap
+
+    if uri.startswith("pvc://"):
+        return None
+    return StorageMap(base_dir=str(base)).local_path(uri)
+
+
+def _dataset_uris(doc: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(field path, uri, declared format) of the datasets a manifest reads."""
+    spec = doc.get("spec") or {}
+    kind = doc.get("kind")
+    out: list[tuple[str, str, str | None]] = []
+    if kind == "FineTuneJob":
+        ds = spec.get("dataset") or {}
+        for name in ("train", "validation"):
+            if isinstance(ds.get(name), dict) and ds[name].get("uri"):
+                out.append((f"spec.dataset.{name}.uri", ds[name]["uri"], ds.get("format")))
+    elif kind == "Evaluation":
+        ds = spec.get("dataset") or {}
+        if ds.get("uri"):
+            out.append(("spec.dataset.uri", ds["uri"], ds.get("format")))
+    return out
+
+
+def _model_uris(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field path, uri) of the models a manifest loads."""
+    spec = doc.get("spec") or {}
+    pairs = {
+        "FineTuneJob": [("baseModel",), ("distillation", "teacher")],
+        "Evaluation": [("model",), ("baseline",)],
+        "ModelDeployment": [("model",)],
+    }.get(doc.get("kind", ""), [])
+    out = []
+    for keys in pairs:
+        node: Any = spec
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get("uri"), str):
+            out.append(("spec." + ".".join(keys) + ".uri", node["uri"]))
+    return out
+
+
+def _validate_dataset(path: Path, found: Findings, source: str, fmt: str | None = None) -> None:
+    """Validate one JSONL file with kubetune.data (once per file)."""
+    resolved = path.resolve()
+    if resolved in found.datasets_seen:
+        return
+    found.datasets_seen.add(resolved)
+    found.datasets += 1
+    try:
+        data = importlib.import_module("kubetune.data")
+        validate_file = data.validate_file
+    except (ImportError, AttributeError):
+        found.warnings.append(f"{source}: dataset checks skipped (kubetune.data.validate_file is not available)")
+        return
+    kwargs = {}
+    if fmt and fmt != "auto" and "format" in inspect.signature(validate_file).parameters:
+        kwargs["format"] = fmt
+    try:
+        report = validate_file(path, **kwargs)
+    except Exception as err:  # a crash reading a dataset is still a finding about that file
+        found.errors.append(f"{source}: {err}")
+        return
+    ok = getattr(report, "ok", None)
+    if ok is None:
+        ok = not getattr(report, "errors", None)
+    text = report.render().rstrip()
+    if ok:
+        found.notes.append(text)
+    else:
+        found.errors.append(text)
+
+
+def _validate_manifest_file(path: Path, found: Findings) -> None:
+    import yaml
+
+    from kubetune.api import iter_documents, parse_resource
+
+    try:
+        docs = list(iter_documents(path))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        found.errors.append(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}")
+        return
+    except OSError as err:
+        found.errors.append(f"{path}: {err.strerror or err}")
+        return
+    for source, doc in docs:
+        resource, errors = parse_resource(doc, source)
+        found.errors += [str(e) for e in errors]
+        if resource is None:
+            continue
+        found.resources += 1
+        found.errors += [f"{source}: {e}" for e in _cel_errors(resource, found, source)]
+        base = path.parent
+        for fld, uri, fmt in _dataset_uris(doc):
+            local = _local_path(uri, base)
+            if local is None:
+                continue
+            if not local.exists():
+                found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
+            elif local.is_file():
+                _validate_dataset(local, found, f"{source}: {fld}", fmt)
+        for fld, uri in _model_uris(doc):
+            local = _local_path(uri, base)
+            if local is not None and not local.exists():
+                found.warnings.append(
+                    f"{source}: {fld}: {uri} does not exist yet (looked at {local}); create it before running"
+                )
+
+
+_CEL_WARNED = False
+
+
+def _cel_errors(resource: Any, found: Findings, source: str) -> list[str]:
+    global _CEL_WARNED
+    try:
+        from kubetune.api import cel
+    except ImportError:
+        if not _CEL_WARNED:
+            found.warnings.append(f"{source}: CEL rules not checked (pip install cel-python)")
+            _CEL_WARNED = True
+        return []
+    return [str(e) for e in cel.validate(resource)]
+
+
+def validate_paths(paths: Sequence[Path]) -> Findings:
+    """Everything `kubetune validate` checks, without printing."""
+    found = Findings()
+    for f in _iter_files(paths):
+        found.files += 1
+        if f.suffix in DATASET_SUFFIXES:
+            _validate_dataset(f, found, str(f))
+        else:
+            _validate_manifest_file(f, found)
+    return found
+
+
+class _Printer:
+    """Plain lines, coloured with rich only when stdout is a terminal."""
+
+    def __init__(self) -> None:
+        self.console = None
+        if sys.stdout.isatty():
+            from rich.console import Console
+
+            self.console = Console(highlight=False)
+
+    def line(self, text: str, style: str = "") -> None:
+        if self.console is not None and style:
+            from rich.markup import escape
+
+            self.console.print(f"[{style}]{escape(text)}[/]")
+        else:
+            print(text)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for p in missing:
+            print(f"kubetune validate: {p}: no such file or directory", file=sys.stderr)
+        return EXIT_USAGE
+    found = validate_paths(paths)
+    out = _Printer()
+    if found.files == 0:
+        print(f"kubetune validate: no *.yaml, *.yml or *.jsonl files in {', '.join(args.paths)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.quiet:
+        for note in found.notes:
+            out.line(note, "dim")
+    for warning in found.warnings:
+        out.line(f"warning: {warning}", "yellow")
+    for error in found.errors:
+        out.line(error, "red")
+    summary = f"{found.files} file(s), {found.resources} resource(s), {found.datasets} dataset(s): " + (
+        f"{len(found.errors)} error(s)" if found.errors else "all valid"
+    )
+    out.line(summary, "bold red" if found.errors else "bold green")
+    return EXIT_INVALID if found.errors else EXIT_OK
+
+
+# --- crds -----------------------------------------------------------------------------------------
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from kubetune.api import crdgen
+
+    out = Path(args.out)
+    chart = Path(args.chart) if args.chart else None
+    if chart is None and not args.no_chart and Path("helm/kubetune/Chart.yaml").exists():
+        chart = Path("helm/kubetune")
+    if args.check:
+        stale = crdgen.stale(out, chart)
+        for p in stale:
+            print(f"{p} differs from what the models generate: run `make crds`")
+        return EXIT_INVALID if stale else EXIT_OK
+    for p in crdgen.write(out, chart):
+        print(p)
+    return EXIT_OK
+
+
+# --- delegating entry points ----------------------------------------------------------------------
+
+
+def _delegate(target: str, argv: list[str], what: str, extra: str) -> int:
+    """Import `module:function` lazily and call it with argv; a clear message when it is missing."""
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+            print(f"kubetune {what}: {module_name} is not part of this installation.", file=sys.stderr)
+        else:
+            print(
+                f"kubetune {what} needs the Python package {err.name!r}: pip install 'kubetune[{extra}]'",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE
+    func: Callable[[list[str]], int | None] = getattr(module, func_name)
+    rc = func(argv)
+    return int(rc or 0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _delegate("kubetune.local.runner:main", args.args, "run", "trainer")
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    return _delegate("kubetune.controllers.main:main", args.args, "operator", "operator")
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    return _delegate("kubetune_trainer.tiny:main", args.args, f"model {args.action}", "trainer")
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"kubetune {kubetune.__version__}")
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubetune",
+        description="Fine-tune language models on Kubernetes, or on this machine with the same manifests.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "validate",
+        help="check manifests (YAML) and datasets (JSONL)",
+        description="Check FineTuneJob, Evaluation and ModelDeployment manifests (schema and CEL rules, as "
+        "the API server would) and JSONL datasets, including the local datasets the manifests name. "
+        "Exit status: 0 valid, 1 invalid, 2 usage error.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (*.yaml, *.yml, *.jsonl)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print problems and the summary only")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "crds",
+        help="generate the CRDs from the API models",
+        description="Write crds/*.yaml and the Helm chart's templates/crds/*.yaml from the pydantic models.",
+    )
+    p.add_argument("--out", default="crds", help="folder of the plain CRDs (default: crds)")
+    p.add_argument("--chart", help="chart folder for the templated copies (default: helm/kubetune if present)")
+    p.add_argument("--no-chart", action="store_true", help="do not write the chart's copies")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files are stale")
+    p.set_defaults(func=cmd_crds)
+
+    passthrough = "arguments for that command (see its own --help)"
+    p = sub.add_parser(
+        "run", help="run manifests on this machine, no cluster needed", add_help=False, prefix_chars="\x00"
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("operator", help="run the operator (Kopf)", add_help=False, prefix_chars="\x00")
+    p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
+    p.set_defaults(func=cmd_operator)
+
+    p = sub.add_parser("model", help="model helpers: init-tiny builds a tiny model for tests and demos")
+    p.add_argument("action", choices=["init-tiny"], help="init-tiny OUT --from-data FILE... [--seed N] ...")
+    p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
