@@ -118,3 +118,25 @@ CHECKPOINT_META: Final = "kubetune.json"
 DEFAULT_TRAINER_IMAGE: Final = "ghcr.io/kubetune/trainer:0.1.0"
 SERVE_PORT: Final = 8000
 METRICS_PORT: Final = 8080
+
+# --- Operator: training Jobs, their pods, events (appended by the operator engineer) ---
+EXIT_DATA_VALIDATION_FAILED: Final = 3  # the trainer exits 3 when the data is invalid: the Job fails at once
+TRAINER_CONTAINER: Final = "trainer"
+TRAINER_USER_ID: Final = 1000  # the trainer image's non-root user (uid and gid)
+HF_CACHE_DIR: Final = "/var/cache/huggingface"  # HF_HOME inside pods (an emptyDir; the root fs is read-only)
+MASTER_PORT: Final = 29500  # torch.distributed rendezvous on index 0 of a multi-node job
+ANNOTATION_COMPLETION_INDEX: Final = "batch.kubernetes.io/job-completion-index"
+LABEL_JOB_NAME: Final = "batch.kubernetes.io/job-name"  # set on pods by the Job controller
+ANNOTATION_SOURCE_CHECKPOINT: Final = f"{GROUP}/source-checkpoint"  # fromJob resolved to this URI
+EVENT_COMPONENT: Final = "kubetune-operator"
+ENV_OPERATOR_PREFIX: Final = "KUBETUNE_"  # operator settings come from KUBETUNE_* environment variables
+# Pod conditions / Job conditions the operator reads.
+POD_DISRUPTION_TARGET: Final = "DisruptionTarget"
+JOB_COMPLETE: Final = "Complete"
+JOB_FAILED: Final = "Failed"
+JOB_FAILURE_TARGET: Final = "FailureTarget"
+JOB_SUSPENDED: Final = "Suspended"
+# Event reasons beyond the condition reasons above.
+EVENT_STARTED: Final = "Started"
+EVENT_RETRYING: Final = "Retrying"
+EVENT_DELETED_PVC: Final = "DeletedStorage"

@@ -1,0 +1,214 @@
+"""The training workload of a FineTuneJob: its run-config ConfigMap, the batch/v1 Job, the headless Service.
+
+One node: a plain Job with one pod. Several nodes: an Indexed Job (completions = parallelism = nodes)
+whose pods find each other through a headless Service; index 0 is the rendezvous host. With
+`queueName` the Job carries Kueue's queue label and is created suspended, so Kueue admits it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.runconfig import ProgressSink, StorageMap, TrainRunConfig
+from kubetune.builders import names, pods
+from kubetune.builders.meta import child_metadata
+from kubetune.builders.pods import PodSettings
+from kubetune.builders.rbac import service_account_name
+from kubetune.builders.runconfig import TEACHER_API_KEY_ENV, train_run_config
+
+RUN_CONFIG_PATH = f"{c.RUN_CONFIG_MOUNT}/{c.RUN_CONFIG_FILE}"
+TRAIN_COMMAND = ["kubetune-trainer", "train", "--config", RUN_CONFIG_PATH]
+
+
+def pod_storage_map() -> StorageMap:
+    """How URIs map to paths inside trainer pods: pvc://CLAIM/PATH -> /mnt/pvc/CLAIM/PATH."""
+    return StorageMap(pvc_root=c.PVC_MOUNT_ROOT, base_dir=c.DATA_MOUNT)
+
+
+def training_job_name(job: FineTuneJob) -> str:
+    return names.child_name(job.metadata.name, c.ROLE_TRAIN)
+
+
+def config_map_name(job: FineTuneJob) -> str:
+    return names.child_name(job.metadata.name, c.ROLE_CONFIG)
+
+
+def headless_service_name(job: FineTuneJob) -> str:
+    return names.child_name(job.metadata.name, c.ROLE_HEADLESS)
+
+
+def pod_labels(job: FineTuneJob) -> dict[str, str]:
+    return names.labels(c.LABEL_JOB, job.metadata.name, c.ROLE_TRAIN)
+
+
+def job_run_config(
+    job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
+) -> TrainRunConfig:
+    """The run config a trainer pod reads; `source_checkpoint_uri` is `baseModel.fromJob` resolved."""
+    settings = settings or PodSettings()
+    storage = pod_storage_map()
+    output_dir = storage.local_path(names.job_output_uri(job))
+    return train_run_config(
+        job,
+        storage=storage,
+        output_dir=str(output_dir),
+        progress=ProgressSink(backend="kubernetes", min_interval_seconds=settings.progress_interval_seconds),
+        source_checkpoint_uri=source_checkpoint_uri,
+    )
+
+
+def build_run_config_map(job: FineTuneJob, run_config: TrainRunConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(job, c.ROLE_CONFIG, name=config_map_name(job)),
+        "data": {c.RUN_CONFIG_FILE: run_config.dump()},
+    }
+
+
+def referenced_uris(job: FineTuneJob, source_checkpoint_uri: str | None = None) -> list[str]:
+    """Every model and data location the trainer reads."""
+    spec = job.spec
+    uris = [spec.base_model.uri, source_checkpoint_uri, spec.dataset.train.uri]
+    if spec.dataset.validation:
+        uris.append(spec.dataset.validation.uri)
+    if spec.distillation and spec.distillation.teacher.uri:
+        uris.append(spec.distillation.teacher.uri)
+    return [u for u in uris if u]
+
+
+def _env(job: FineTuneJob) -> list[dict[str, Any]]:
+    spec = job.spec
+    env: list[dict[str, Any]] = [
+        {"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH},
+        {"name": c.ENV_JOB_NAME, "value": job.metadata.name},
+        *pods.downward_env(),
+        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if spec.base_model.token_secret_ref:
+        env.append(pods.secret_env(c.ENV_HF_TOKEN, spec.base_model.token_secret_ref))
+    elif spec.distillation and spec.distillation.teacher.token_secret_ref:
+        env.append(pods.secret_env(c.ENV_HF_TOKEN, spec.distillation.teacher.token_secret_ref))
+    endpoint = spec.distillation.teacher.endpoint if spec.distillation else None
+    if endpoint and endpoint.api_key_secret_ref:
+        env.append(pods.secret_env(TEACHER_API_KEY_ENV, endpoint.api_key_secret_ref))
+    return env
+
+
+def _distributed_env(job: FineTuneJob) -> list[dict[str, Any]]:
+    """torch.distributed rendezvous for an Indexed Job: index 0 is the master."""
+    res = job.spec.resources
+    master = f"{training_job_name(job)}-0.{headless_service_name(job)}"
+    rank_path = f"metadata.annotations['{c.ANNOTATION_COMPLETION_INDEX}']"
+    return [
+        {"name": "MASTER_ADDR", "value": master},
+        {"name": "MASTER_PORT", "value": str(c.MASTER_PORT)},
+        {"name": "NNODES", "value": str(res.nodes)},
+        {"name": "NPROC_PER_NODE", "value": str(max(res.gpus, 1))},
+        {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": rank_path}}},
+    ]
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """Preemption and node drains do not use up retries; invalid data fails the Job at once."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": c.POD_DISRUPTION_TARGET}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": c.TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": [c.EXIT_DATA_VALIDATION_FAILED],
+                },
+            },
+        ]
+    }
+
+
+def build_training_job(
+    job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that trains; owned by the FineTuneJob."""
+    settings = settings or PodSettings()
+    spec, res = job.spec, job.spec.resources
+    claim = names.job_claim_name(job)
+    data_volume = {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
+    config_volume = {"name": "run-config", "configMap": {"name": config_map_name(job)}}
+    others = [cl for cl in pods.pvc_claims(referenced_uris(job, source_checkpoint_uri)) if cl != claim]
+    claim_vols, claim_mounts = pods.claim_volumes(others)
+    scratch_vols, scratch_mounts = pods.scratch_volumes()
+    mounts = [
+        {"name": "data", "mountPath": c.DATA_MOUNT},
+        {"name": "data", "mountPath": f"{c.PVC_MOUNT_ROOT}/{claim}"},
+        {"name": "run-config", "mountPath": c.RUN_CONFIG_MOUNT, "readOnly": True},
+        *claim_mounts,
+        *scratch_mounts,
+    ]
+    env = _env(job) + (_distributed_env(job) if res.nodes > 1 else []) + pods.user_env(spec.env)
+    container = {
+        "name": c.TRAINER_CONTAINER,
+        "image": spec.image or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(TRAIN_COMMAND),
+        "env": env,
+        "resources": pods.container_resources(res),
+        "volumeMounts": mounts,
+        "securityContext": pods.container_security_context(),
+    }
+    if res.nodes > 1:
+        container["ports"] = [{"name": "rendezvous", "containerPort": c.MASTER_PORT}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(job),
+        "automountServiceAccountToken": True,
+        "securityContext": pods.pod_security_context(settings),
+        "containers": [container],
+        "volumes": [data_volume, config_volume, *claim_vols, *scratch_vols],
+        **pods.scheduling(res),
+    }
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
+    if res.nodes > 1:
+        pod_spec["subdomain"] = headless_service_name(job)
+
+    meta = child_metadata(job, c.ROLE_TRAIN, name=training_job_name(job))
+    if spec.queue_name:
+        meta["labels"][c.LABEL_KUEUE_QUEUE] = spec.queue_name
+    job_spec: dict[str, Any] = {
+        "suspend": bool(spec.suspend or spec.queue_name),
+        "backoffLimit": spec.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        "podReplacementPolicy": "Failed",
+        "template": {"metadata": {"labels": pod_labels(job)}, "spec": pod_spec},
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    if res.nodes > 1:
+        job_spec.update(completionMode="Indexed", completions=res.nodes, parallelism=res.nodes)
+    else:
+        job_spec.update(completions=1, parallelism=1)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def build_headless_service(job: FineTuneJob) -> dict[str, Any] | None:
+    """The Service that gives the pods of a multi-node job stable DNS names; None for one node."""
+    if job.spec.resources.nodes <= 1:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(job, c.ROLE_HEADLESS, name=headless_service_name(job)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": pod_labels(job),
+            "ports": [{"name": "rendezvous", "port": c.MASTER_PORT, "targetPort": c.MASTER_PORT}],
+        },
+    }

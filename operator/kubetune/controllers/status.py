@@ -1,0 +1,272 @@
+"""FineTuneJob status from its batch Job and pods: phase, kstatus conditions, times, retries. Pure.
+
+kstatus (read by Flux, Argo CD and `kubectl wait`): `observedGeneration` is the spec generation seen;
+`Reconciling` and `Stalled` are present only while True; `Ready` is the outcome (True once the model is
+trained); jobs add `Succeeded` / `Failed` once they have an outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.builders import names
+from kubetune.builders.runconfig import FINAL
+
+Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
+IN_PROGRESS = frozenset({Phase.PENDING, Phase.VALIDATING, Phase.QUEUED, Phase.RUNNING})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the job is doing now, in one phase, one reason and one sentence."""
+
+    phase: str
+    reason: str
+    message: str
+
+
+def now_iso(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _true_condition(batch_status: dict[str, Any], *types: str) -> dict[str, Any] | None:
+    for cond in batch_status.get("conditions") or []:
+        if cond.get("type") in types and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _terminations(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Terminated states of trainer containers (current and last), newest pods first."""
+    out = []
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "", reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != c.TRAINER_CONTAINER:
+                continue
+            for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+                if state.get("terminated"):
+                    out.append(state["terminated"])
+    return out
+
+
+def _waiting_reason(pods: list[dict[str, Any]]) -> str | None:
+    """Why a pod is not running yet: Unschedulable, ImagePullBackOff, ... with its message."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip(": ")
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+                return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+    return None
+
+
+def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Outcome | None:
+    """The job's phase from what Kubernetes reports; None when there is nothing new to say
+    (a finished job whose batch Job was garbage-collected keeps its recorded outcome)."""
+    spec = job.spec
+    status = job.status
+    train_name = names.child_name(job.metadata.name, c.ROLE_TRAIN)
+    if batch_job is None:
+        if status and status.phase in c.FINISHED_PHASES:
+            return None
+        return Outcome(Phase.PENDING, Reason.PENDING, "creating the training Job")
+
+    bstatus = batch_job.get("status") or {}
+    if _true_condition(bstatus, c.JOB_COMPLETE, "SuccessCriteriaMet"):
+        return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"training finished; the model is at {_output_uri(job)}")
+
+    failed = _true_condition(bstatus, c.JOB_FAILED, c.JOB_FAILURE_TARGET)
+    if failed:
+        terms = _terminations(pods)
+        data_errors = status.data.errors if status and status.data else []
+        if data_errors or any(t.get("exitCode") == c.EXIT_DATA_VALIDATION_FAILED for t in terms):
+            first = "; ".join(data_errors[:3]) or next((t.get("message") for t in terms if t.get("message")), "")
+            detail = f": {first}" if first else ""
+            return Outcome(
+                Phase.FAILED,
+                Reason.DATA_VALIDATION_FAILED,
+                f"the training data is invalid{detail} (all problems in status.data.errors); "
+                "fix the data and create a new FineTuneJob",
+            )
+        reason = failed.get("reason") or Reason.FAILED
+        last = next((t.get("message") or t.get("reason") for t in terms if t.get("message") or t.get("reason")), None)
+        tail = f"; last error: {last.strip()}" if last else ""
+        if reason == Reason.BACKOFF_LIMIT_EXCEEDED:
+            msg = (
+                f"the trainer failed {bstatus.get('failed', spec.backoff_limit + 1)} times "
+                f"(spec.backoffLimit: {spec.backoff_limit}){tail}; see `kubectl logs job/{train_name}`"
+            )
+            return Outcome(Phase.FAILED, Reason.BACKOFF_LIMIT_EXCEEDED, msg)
+        if reason == Reason.DEADLINE_EXCEEDED:
+            msg = (
+                f"training ran longer than spec.activeDeadlineSeconds ({spec.active_deadline_seconds}s); "
+                "raise it or train on less data (spec.dataset.maxExamples, hyperparameters.maxSteps)"
+            )
+            return Outcome(Phase.FAILED, Reason.DEADLINE_EXCEEDED, msg)
+        return Outcome(Phase.FAILED, reason, f"{failed.get('message') or 'the training Job failed'}{tail}")
+
+    if (batch_job.get("spec") or {}).get("suspend"):
+        if spec.suspend:
+            return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, "suspended (spec.suspend: true); set it false to resume")
+        if spec.queue_name:
+            return Outcome(Phase.QUEUED, Reason.QUEUED, f"waiting for Kueue to admit it to queue {spec.queue_name!r}")
+        return Outcome(Phase.PENDING, Reason.RESUMED, "resuming")
+
+    retries = bstatus.get("failed") or 0
+    retry_note = f" (retry {retries} of {spec.backoff_limit}, resuming from the latest checkpoint)" if retries else ""
+    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+    started = running or (bstatus.get("ready") or 0) > 0 or (not pods and (bstatus.get("active") or 0) > 0)
+    if started:
+        progress = status.progress if status else None
+        if progress and progress.step is not None:
+            total = f"/{progress.total_steps}" if progress.total_steps else ""
+            return Outcome(Phase.RUNNING, Reason.TRAINING, f"training: step {progress.step}{total}{retry_note}")
+        if status and status.data and status.data.format:
+            return Outcome(Phase.RUNNING, Reason.TRAINING, f"data valid; loading the model{retry_note}")
+        return Outcome(Phase.VALIDATING, Reason.VALIDATING, f"validating the training data{retry_note}")
+    why = _waiting_reason(pods)
+    return Outcome(Phase.PENDING, Reason.PENDING, f"waiting for the trainer pod{': ' + why if why else ''}{retry_note}")
+
+
+def _output_uri(job: FineTuneJob) -> str:
+    return names.job_output_uri(job)
+
+
+def conditions(
+    outcome: Outcome,
+    old: list[dict[str, Any]],
+    generation: int | None,
+    now: str,
+    *,
+    data_valid: bool | None = None,
+    extra: list[tuple[str, str, str]] = (),
+) -> list[dict[str, Any]]:
+    """kstatus conditions for an outcome; `lastTransitionTime` kept while a condition's status holds.
+
+    `extra` adds (type, reason, message) conditions that are True (e.g. WaitingForSourceJob).
+    """
+    phase = outcome.phase
+    wanted: list[tuple[str, str, str, str]] = [
+        (Cond.READY, "True" if phase == Phase.SUCCEEDED else "False", outcome.reason, outcome.message)
+    ]
+    if phase in IN_PROGRESS:
+        wanted.append((Cond.RECONCILING, "True", outcome.reason, outcome.message))
+    if phase == Phase.FAILED:
+        wanted.append((Cond.STALLED, "True", outcome.reason, outcome.message))
+        wanted.append((Cond.FAILED, "True", outcome.reason, outcome.message))
+    if phase == Phase.SUCCEEDED:
+        wanted.append((Cond.SUCCEEDED, "True", outcome.reason, outcome.message))
+    if phase == Phase.SUSPENDED:
+        wanted.append((Cond.SUSPENDED, "True", outcome.reason, outcome.message))
+    if outcome.reason == Reason.DATA_VALIDATION_FAILED:
+        wanted.append((Cond.DATA_VALID, "False", outcome.reason, outcome.message))
+    elif data_valid:
+        wanted.append((Cond.DATA_VALID, "True", "DataValid", "the training data passed validation"))
+    for ctype, reason, message in extra:
+        wanted.append((ctype, "True", reason, message))
+
+    before = {cond.get("type"): cond for cond in old or []}
+    out = []
+    for ctype, cstatus, reason, message in wanted:
+        prev = before.get(ctype)
+        since = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
+        cond = {"type": ctype, "status": cstatus, "reason": reason, "message": message}
+        cond["lastTransitionTime"] = since or now
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        out.append(cond)
+    return out
+
+
+def gpu_seconds(job: FineTuneJob, start: str | None, end: str | None, now: dt.datetime) -> float | None:
+    """GPU time: GPUs per node x nodes x wall seconds since the start."""
+    begin = parse_time(start)
+    if begin is None:
+        return None
+    finish = parse_time(end) or now
+    res = job.spec.resources
+    return round(max(0.0, (finish - begin).total_seconds()) * res.gpus * res.nodes, 1)
+
+
+def compute_status(
+    job: FineTuneJob,
+    batch_job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The status fields the operator owns, as a merge patch; {} when there is nothing to change.
+
+    The trainer owns data/progress/metrics/checkpoints/bestCheckpoint; this never writes them.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    outcome = observe(job, batch_job, pods)
+    if outcome is None:
+        return {}
+    status = job.status
+    old_conditions = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
+    data = status.data if status else None
+    patch: dict[str, Any] = {
+        "phase": outcome.phase,
+        "message": outcome.message,
+        "observedGeneration": job.metadata.generation,
+        "conditions": conditions(
+            outcome,
+            old_conditions,
+            job.metadata.generation,
+            now_iso(now),
+            data_valid=bool(data and data.format and not data.errors),
+        ),
+    }
+    bstatus = (batch_job or {}).get("status") or {}
+    start = (status.start_time if status else None) or bstatus.get("startTime")
+    if start:
+        patch["startTime"] = start
+    patch["retries"] = int(bstatus.get("failed") or 0)
+    if outcome.phase in c.FINISHED_PHASES:
+        done = (status.completion_time if status else None) or bstatus.get("completionTime")
+        if not done:
+            cond = _true_condition(bstatus, c.JOB_FAILED, c.JOB_FAILURE_TARGET, c.JOB_COMPLETE)
+            done = (cond or {}).get("lastTransitionTime") or now_iso(now)
+        patch["completionTime"] = done
+        seconds = gpu_seconds(job, start, done, now)
+        if seconds is not None:
+            patch["gpuSeconds"] = seconds
+    if outcome.phase == Phase.SUCCEEDED:
+        best = status.best_checkpoint if status else None
+        recorded = status.output.checkpoint if status and status.output else None
+        patch["output"] = {"uri": _output_uri(job), "checkpoint": best or recorded or FINAL}
+    return patch
+
+
+def changed(job: FineTuneJob, patch: dict[str, Any]) -> bool:
+    """Whether applying `patch` would change the recorded status (so unchanged states are not re-written)."""
+    if not patch:
+        return False
+    current = job.status.model_dump(by_alias=True, exclude_none=True, mode="json") if job.status else {}
+    return any(current.get(key) != value for key, value in patch.items())
+
+
+def transition_event(old_phase: str | None, new: Outcome | None) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Kubernetes Event for a phase change; None when the phase holds."""
+    if new is None or new.phase == old_phase:
+        return None
+    if new.phase == Phase.FAILED:
+        return "Warning", new.reason, new.message
+    if new.phase == Phase.RUNNING and old_phase in (None, Phase.PENDING, Phase.QUEUED, Phase.VALIDATING):
+        return "Normal", c.EVENT_STARTED, new.message
+    if new.phase == Phase.PENDING and old_phase is None:
+        return None  # the Created event already told this
+    return "Normal", new.reason, new.message
