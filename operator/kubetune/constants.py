@@ -103,6 +103,14 @@ class Reason:
     WAITING_FOR_CHECKPOINTS: Final = "WaitingForCheckpoints"
     PASSED: Final = "Passed"
     NOT_PASSED: Final = "CriteriaNotMet"
+    # Evaluation and ModelDeployment (appended by the serving engineer).
+    ROLLED_FORWARD: Final = "RolledForward"
+    PINNED: Final = "Pinned"
+    PIN_NOT_FOUND: Final = "PinNotFound"
+    UP_TO_DATE: Final = "UpToDate"
+    WAITING_FOR_EVALUATION: Final = "WaitingForEvaluation"
+    EVALUATED: Final = "Evaluated"
+    EVALUATION_FAILED: Final = "EvaluationFailed"
 
 
 # Environment variables the trainer pod reads.
