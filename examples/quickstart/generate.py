@@ -282,9 +282,9 @@ def generate(seed: int) -> dict[str, list[dict]]:
             if text.lower() in seen:
                 continue
             seen.add(text.lower())
-            assert parse(q.render()) == Query(
-                q.city, q.stars, q.price, tuple(sorted(q.amenities)), q.sort, q.top
-            ), q.render()
+            assert parse(q.render()) == Query(q.city, q.stars, q.price, tuple(sorted(q.amenities)), q.sort, q.top), (
+                q.render()
+            )
             rows.append(example(q, text))
         out[split] = rows
     return out

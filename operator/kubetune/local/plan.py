@@ -1,0 +1,179 @@
+"""What `kubetune run PATH` will do: the resources of a file or folder, in dependency order.
+
+A FineTuneJob comes after the job it continues from (`baseModel.fromJob`), an Evaluation after the
+job it scores, a ModelDeployment after its job and its promotion Evaluation. A reference to something
+that is neither in PATH nor finished in an earlier run, or a cycle, is an error before anything starts.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubetune import constants as c
+from kubetune.api import Evaluation, FineTuneJob, ManifestError, ModelDeployment, Resource
+from kubetune.api.manifests import iter_documents, parse_resource
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+KIND_ORDER = {c.FINETUNEJOB: 0, c.EVALUATION: 1, c.MODELDEPLOYMENT: 2}
+
+# (namespace, kind, name): how resources refer to each other (references never cross namespaces).
+Key = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One resource of the plan, with where it came from (relative paths resolve against `base_dir`)."""
+
+    resource: Resource
+    source: str
+    base_dir: Path
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def name(self) -> str:
+        return self.resource.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.resource.metadata.namespace or "default"
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.kind, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    key: Key
+    field: str  # the spec field that refers to it, for error messages
+
+
+@dataclass
+class PlanError(Exception):
+    """Problems that stop the run before anything starts; one line each, naming file and field."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+def manifest_files(path: Path) -> list[Path]:
+    """PATH itself, or the YAML files directly inside the folder (not its subfolders), sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise PlanError([f"{path}: no such file or folder"])
+    return sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and not p.name.startswith("."))
+
+
+def load(path: Path) -> list[Item]:
+    """Every kubetune resource in PATH; documents of other kinds are skipped; raises PlanError."""
+    items: list[Item] = []
+    errors: list[ManifestError] = []
+    files = manifest_files(path)
+    for f in files:
+        try:
+            docs = list(iter_documents(f))
+        except Exception as err:  # a YAML syntax error: name the file and yaml's own position
+            raise PlanError([f"{f}: not valid YAML: {err}"]) from err
+        for source, doc in docs:
+            resource, errs = parse_resource(doc, source)
+            errors += errs
+            if resource is not None:
+                items.append(Item(resource, source, f.parent.resolve()))
+    if errors:
+        raise PlanError([str(e) for e in errors])
+    if not items:
+        raise PlanError(
+            [f"{path}: no FineTuneJob, Evaluation or ModelDeployment found (looked at {len(files)} file(s))"]
+        )
+    return items
+
+
+def dependencies(resource: Resource) -> list[Dependency]:
+    """The resources this one needs finished (or, for a ModelDeployment an Evaluation scores, running)."""
+    ns = resource.metadata.namespace or "default"
+    out: list[Dependency] = []
+    if isinstance(resource, FineTuneJob):
+        src = resource.spec.base_model.from_job
+        if src:
+            out.append(Dependency((ns, c.FINETUNEJOB, src.name), "spec.baseModel.fromJob.name"))
+    elif isinstance(resource, Evaluation):
+        ref = resource.spec.model
+        if ref.fine_tune_job:
+            out.append(Dependency((ns, c.FINETUNEJOB, ref.fine_tune_job.name), "spec.model.fineTuneJob.name"))
+        if ref.model_deployment:
+            out.append(
+                Dependency((ns, c.MODELDEPLOYMENT, ref.model_deployment.name), "spec.model.modelDeployment.name")
+            )
+    elif isinstance(resource, ModelDeployment):
+        if resource.spec.model.fine_tune_job:
+            out.append(
+                Dependency((ns, c.FINETUNEJOB, resource.spec.model.fine_tune_job.name), "spec.model.fineTuneJob.name")
+            )
+        if resource.spec.promotion.evaluation:
+            out.append(
+                Dependency(
+                    (ns, c.EVALUATION, resource.spec.promotion.evaluation.name), "spec.promotion.evaluation.name"
+                )
+            )
+    return out
+
+
+def order(items: Iterable[Item], *, known: Callable[[Key], bool] = lambda key: False) -> list[Item]:
+    """Items in dependency order (ties: jobs, then evaluations, then deployments, then file order).
+
+    `known(key)` says whether a resource that is not in `items` exists from an earlier run.
+    Raises PlanError for duplicates, dangling references and cycles.
+    """
+    items = list(items)
+    errors: list[str] = []
+    by_key: dict[Key, Item] = {}
+    for it in items:
+        if it.key in by_key:
+            errors.append(f"{it.source}: {it} is also defined in {by_key[it.key].source}")
+        by_key.setdefault(it.key, it)
+    needs: dict[Key, set[Key]] = {k: set() for k in by_key}
+    for key, it in by_key.items():
+        for dep in dependencies(it.resource):
+            if dep.key in by_key:
+                needs[key].add(dep.key)
+            elif not known(dep.key):
+                errors.append(
+                    f"{it.source}: {dep.field}: {dep.key[1]} {dep.key[2]!r} is not defined in namespace "
+                    f"{dep.key[0]!r} of these manifests, and no earlier run has it"
+                )
+    if errors:
+        raise PlanError(errors)
+
+    position = {key: i for i, key in enumerate(by_key)}
+    rank = {key: (KIND_ORDER[key[1]], position[key]) for key in by_key}
+    waiting = {key: len(deps) for key, deps in needs.items()}
+    users: dict[Key, list[Key]] = {k: [] for k in by_key}
+    for key, deps in needs.items():
+        for dep in deps:
+            users[dep].append(key)
+    ready = [(rank[k], k) for k, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    out: list[Item] = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        out.append(by_key[key])
+        for user in users[key]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, (rank[user], user))
+    if len(out) < len(by_key):
+        stuck = ", ".join(str(by_key[k]) for k, n in waiting.items() if n > 0)
+        raise PlanError([f"reference cycle: {stuck} wait on each other; remove one of the references"])
+    return out

@@ -1,0 +1,87 @@
+"""The runs folder: where local runs keep their files and remember what is done.
+
+    runs/
+      pvc/CLAIM/...                         what pvc://CLAIM/... means locally (same layout as on a cluster)
+      NAMESPACE/PLURAL/NAME/resource.json   the resource as last run: spec, status, inputs hash (annotation)
+      NAMESPACE/PLURAL/NAME/...             its run config, progress log and child-process log
+      report.html, *.png                    the run report
+
+A resource whose saved status says Succeeded and whose inputs hash is unchanged is skipped on the
+next run; anything else runs again (training resumes from its latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api import KINDS, Resource, StorageMap
+from kubetune.local.plan import Key
+
+STATE_FILE = "resource.json"
+
+
+def inputs_hash(*parts: Any) -> str:
+    """A stable hash of JSON-able values (specs, upstream hashes, checkpoint names)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunsDir:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    @property
+    def pvc_root(self) -> Path:
+        return self.root / "pvc"
+
+    def storage(self, base_dir: Path) -> StorageMap:
+        """pvc:// into runs/pvc, relative paths against the manifest's folder."""
+        return StorageMap(pvc_root=str(self.pvc_root), base_dir=str(Path(base_dir).resolve()))
+
+    def resource_dir(self, key: Key) -> Path:
+        namespace, kind, name = key
+        return self.root / namespace / c.PLURALS[kind] / name
+
+    def load(self, key: Key) -> tuple[Resource | None, str | None]:
+        """The resource as last saved, and the inputs hash it ran with; (None, None) if never run."""
+        path = self.resource_dir(key) / STATE_FILE
+        if not path.exists():
+            return None, None
+        try:
+            doc = json.loads(path.read_text())
+            resource = KINDS[key[1]].model_validate(doc)
+        except (ValueError, KeyError):
+            return None, None  # unreadable (an older format, a crash mid-write): treat as never run
+        return resource, resource.metadata.annotations.get(c.ANNOTATION_SPEC_HASH)
+
+    def save(self, resource: Resource, digest: str) -> Path:
+        """Write the resource with its status; atomic, so an interrupted write never leaves half a file."""
+        ns = resource.metadata.namespace or "default"
+        d = self.resource_dir((ns, resource.kind, resource.metadata.name))
+        d.mkdir(parents=True, exist_ok=True)
+        doc = resource.to_k8s()
+        doc["metadata"].setdefault("annotations", {})[c.ANNOTATION_SPEC_HASH] = digest
+        tmp = d / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, d / STATE_FILE)
+        return d / STATE_FILE
+
+    def is_done(self, key: Key, digest: str) -> bool:
+        saved, saved_digest = self.load(key)
+        return bool(saved and saved.status and saved.status.phase == c.Phase.SUCCEEDED and saved_digest == digest)
+
+    def forget(self, key: Key, *also: Path) -> None:
+        """Remove what a resource left (its folder and e.g. its checkpoints) so it starts over."""
+        for path in (self.resource_dir(key), *also):
+            if path.exists():
+                shutil.rmtree(path)
