@@ -144,10 +144,13 @@ def _validate_manifest_file(path: Path, found: Findings) -> None:
     for source, doc in docs:
         resource, errors = parse_resource(doc, source)
         found.errors += [str(e) for e in errors]
-        if resource is None:
+        if resource is None and not (errors and _is_ours(doc)):
             continue
         found.resources += 1
-        found.errors += [f"{source}: {e}" for e in _cel_errors(resource, found, source)]
+        # With schema errors the rules still run on the document as written, so that every problem
+        # shows at once; rules that cannot run on a malformed value stay quiet.
+        rule_errors = _cel_errors(resource if resource is not None else doc, found, source)
+        found.errors += [f"{source}: {e}" for e in rule_errors if resource is not None or e.evaluated]
         base = path.parent
         for fld, uri, fmt in _dataset_uris(doc):
             local = _local_path(uri, base)
@@ -165,19 +168,23 @@ def _validate_manifest_file(path: Path, found: Findings) -> None:
                 )
 
 
-_CEL_WARNED = False
+def _is_ours(doc: Any) -> bool:
+    from kubetune import constants as c
+    from kubetune.api import KINDS
+
+    return isinstance(doc, dict) and doc.get("apiVersion") == c.API_VERSION and doc.get("kind") in KINDS
 
 
-def _cel_errors(resource: Any, found: Findings, source: str) -> list[str]:
-    global _CEL_WARNED
+def _cel_errors(resource: Any, found: Findings, source: str) -> list[Any]:
+    """The CRD's CEL rules on one resource (a typed resource, or the raw document)."""
     try:
         from kubetune.api import cel
     except ImportError:
-        if not _CEL_WARNED:
-            found.warnings.append(f"{source}: CEL rules not checked (pip install cel-python)")
-            _CEL_WARNED = True
+        note = "CEL rules not checked (pip install cel-python)"
+        if not any(note in w for w in found.warnings):
+            found.warnings.append(f"{source}: {note}")
         return []
-    return [str(e) for e in cel.validate(resource)]
+    return cel.validate(resource)
 
 
 def validate_paths(paths: Sequence[Path]) -> Findings:

@@ -29,6 +29,7 @@ class RuleError:
     path: str  # "spec.baseModel"
     message: str
     rule: str
+    evaluated: bool = True  # False: the rule raised (a value of the wrong type, or a broken rule)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -136,7 +137,9 @@ def _evaluate(node: dict[str, Any], value: Any, old: Any, path: str) -> list[Rul
         try:
             result = program(r["rule"]).evaluate(activation)
         except Exception as err:  # an error in a rule is a failed validation at the API server too
-            errors.append(RuleError(where, f"{r['message']} (rule could not be evaluated: {err})", r["rule"]))
+            errors.append(
+                RuleError(where, f"{r['message']} (rule could not be evaluated: {err})", r["rule"], evaluated=False)
+            )
             continue
         if result is not True and result != celtypes.BoolType(True):
             errors.append(RuleError(where, r["message"], r["rule"]))

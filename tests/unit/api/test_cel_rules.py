@@ -1,0 +1,221 @@
+"""Every CEL rule of every CRD, evaluated with cel-python on objects that must pass and objects that
+must fail, after the API server's defaulting (the pydantic models' to_k8s())."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from kubetune import constants as c
+from kubetune.api import KINDS, cel
+
+HF = "hf://Qwen/Qwen2.5-0.5B-Instruct"
+VALID = {
+    c.FINETUNEJOB: {"baseModel": {"uri": HF}, "dataset": {"train": {"uri": "pvc://d/train.jsonl"}}},
+    c.EVALUATION: {"model": {"uri": HF}, "dataset": {"uri": "pvc://d/test.jsonl"}},
+    c.MODELDEPLOYMENT: {"model": {"uri": HF}},
+}
+GRADER = {"type": "exact_match", "field": "answer"}
+TEACHER = {"teacher": {"uri": "hf://Qwen/Qwen2.5-7B-Instruct"}}
+
+
+def manifest(kind: str, spec: dict | None = None, status: dict | None = None) -> dict:
+    out = {
+        "apiVersion": c.API_VERSION,
+        "kind": kind,
+        "metadata": {"name": "x"},
+        "spec": {**VALID[kind], **(spec or {})},
+    }
+    if status is not None:
+        out["status"] = status
+    return out
+
+
+def errors(kind: str, spec: dict | None = None, old: dict | None = None, status: dict | None = None):
+    """Rule errors for a manifest that passes the schema (typed by the model, defaults applied)."""
+    resource = KINDS[kind].model_validate(manifest(kind, spec, status))
+    return cel.validate(resource, KINDS[kind].model_validate(old) if old else None)
+
+
+# (kind, spec changes, path of the expected error or None when it must pass)
+CASES = [
+    # FineTuneJob
+    (c.FINETUNEJOB, {"baseModel": {"fromJob": {"name": "earlier"}}}, None),
+    (c.FINETUNEJOB, {"baseModel": {"uri": HF, "fromJob": {"name": "earlier"}}}, "spec.baseModel"),
+    (c.FINETUNEJOB, {"baseModel": {"revision": "main"}}, "spec.baseModel"),
+    (c.FINETUNEJOB, {"dataset": {"train": {"uri": "t.jsonl"}, "validation": {"uri": "v.jsonl"}}}, None),
+    (c.FINETUNEJOB, {"dataset": {"train": {"uri": "t.jsonl"}, "validationSplit": 0.1}}, None),
+    (
+        c.FINETUNEJOB,
+        {"dataset": {"train": {"uri": "t.jsonl"}, "validation": {"uri": "v.jsonl"}, "validationSplit": 0.1}},
+        "spec.dataset",
+    ),
+    (c.FINETUNEJOB, {"method": "dpo", "dpo": {"beta": 0.2}}, None),
+    (c.FINETUNEJOB, {"method": "dpo"}, None),  # dpo settings are optional (defaults)
+    (c.FINETUNEJOB, {"method": "sft", "dpo": {"beta": 0.2}}, "spec.dpo"),
+    (c.FINETUNEJOB, {"method": "distillation", "distillation": TEACHER}, None),
+    (c.FINETUNEJOB, {"method": "distillation"}, "spec.distillation"),
+    (c.FINETUNEJOB, {"method": "sft", "distillation": TEACHER}, "spec.distillation"),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [GRADER]}}, None),
+    (c.FINETUNEJOB, {"method": "rft"}, "spec.rft"),
+    (c.FINETUNEJOB, {"method": "pretraining", "rft": {"graders": [GRADER]}}, "spec.rft"),
+    (c.FINETUNEJOB, {"adapter": {"type": "none"}, "freezeLayers": 4}, None),
+    (c.FINETUNEJOB, {"freezeLayers": 4}, "spec.freezeLayers"),
+    (c.FINETUNEJOB, {"storage": {"claimName": "mine"}}, None),
+    (c.FINETUNEJOB, {"storage": {"claimName": "mine", "storageClassName": "fast"}}, "spec.storage"),
+    (
+        c.FINETUNEJOB,
+        {"env": [{"name": "A", "value": "1"}, {"name": "B", "secretKeyRef": {"name": "s", "key": "k"}}]},
+        None,
+    ),
+    (c.FINETUNEJOB, {"env": [{"name": "A", "value": "1"}, {"name": "B"}]}, "spec.env[1]"),
+    (c.FINETUNEJOB, {"env": [{"name": "A", "value": "1", "secretKeyRef": {"name": "s", "key": "k"}}]}, "spec.env[0]"),
+    (
+        c.FINETUNEJOB,
+        {"method": "distillation", "distillation": {"teacher": {"endpoint": {"url": "http://t/v1", "model": "m"}}}},
+        None,
+    ),
+    (
+        c.FINETUNEJOB,
+        {
+            "method": "distillation",
+            "distillation": {"teacher": {"uri": HF, "endpoint": {"url": "http://t/v1", "model": "m"}}},
+        },
+        "spec.distillation.teacher",
+    ),
+    (c.FINETUNEJOB, {"method": "distillation", "distillation": {"teacher": {}}}, "spec.distillation.teacher"),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [{"type": "regex", "pattern": "^[A-Z]+$"}]}}, None),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [GRADER, {"type": "regex"}]}}, "spec.rft.graders[1].pattern"),
+    (
+        c.FINETUNEJOB,
+        {"method": "rft", "rft": {"graders": [{"type": "json_schema", "schema": {"type": "object"}}]}},
+        None,
+    ),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [{"type": "json_schema"}]}}, "spec.rft.graders[0].schema"),
+    # Evaluation
+    (c.EVALUATION, {"model": {"fineTuneJob": {"name": "j"}}}, None),
+    (c.EVALUATION, {"model": {"modelDeployment": {"name": "d"}}}, None),
+    (c.EVALUATION, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),
+    (c.EVALUATION, {"model": {}}, "spec.model"),
+    (c.EVALUATION, {"baseline": {"none": True}}, None),
+    (c.EVALUATION, {"baseline": {"uri": HF, "fewShot": 3}}, None),
+    (c.EVALUATION, {"baseline": {"none": True, "fewShot": 3}}, "spec.baseline"),
+    (c.EVALUATION, {"baseline": {"none": True, "uri": HF}}, "spec.baseline"),
+    (c.EVALUATION, {"metrics": ["bleu"], "passCriteria": [{"metric": "bleu", "min": 20.0}]}, None),
+    (c.EVALUATION, {"metrics": ["bleu"], "passCriteria": [{"metric": "bleu"}]}, "spec.passCriteria[0]"),
+    (c.EVALUATION, {"metrics": ["bleu"], "passCriteria": [{"metric": "f1", "min": 0.5}]}, "spec.passCriteria"),
+    (c.EVALUATION, {"passCriteria": [{"metric": "exact_match", "minImprovement": 0.05}]}, None),  # default metrics
+    (c.EVALUATION, {"metrics": ["f1", "bleu"], "selectBy": "bleu"}, None),
+    (c.EVALUATION, {"metrics": ["f1"], "selectBy": "bleu"}, "spec.selectBy"),
+    (c.EVALUATION, {"metrics": ["json_schema"], "jsonSchema": {"type": "object"}}, None),
+    (c.EVALUATION, {"metrics": ["json_schema"]}, "spec.jsonSchema"),
+    # ModelDeployment
+    (c.MODELDEPLOYMENT, {"model": {"fineTuneJob": {"name": "j"}}}, None),
+    (c.MODELDEPLOYMENT, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),
+    (c.MODELDEPLOYMENT, {"model": {}}, "spec.model"),
+    (c.MODELDEPLOYMENT, {"promotion": {"policy": "manual", "pin": "checkpoint-400"}}, None),
+    (c.MODELDEPLOYMENT, {"promotion": {"policy": "manual", "evaluation": {"name": "e"}}}, None),
+    (c.MODELDEPLOYMENT, {"promotion": {"policy": "manual"}}, "spec.promotion"),
+    (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}, None),
+    (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "path"), CASES, ids=[f"{k}-{p or 'passes'}-{i}" for i, (k, _, p) in enumerate(CASES)]
+)
+def test_rule(kind, spec, path):
+    found = errors(kind, spec)
+    assert all(e.evaluated for e in found), f"a rule failed to evaluate: {found}"
+    if path is None:
+        assert found == []
+    else:
+        assert [e.path for e in found] == [path], found
+        assert found[0].message  # the rule's own message, shown to the user
+
+
+def test_every_rule_is_exercised_by_a_failing_case():
+    failed: set[str] = set()
+    for kind, spec, path in CASES:
+        if path is not None:
+            failed |= {e.rule for e in errors(kind, spec)}
+    every = {r.rule for kind in KINDS for r in cel.rules(cel.schema(kind)) if not r.is_transition}
+    assert every - failed == set(), "rules without a failing case"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_rule_compiles(kind):
+    found = cel.rules(cel.schema(kind))
+    assert found
+    for r in found:
+        cel.program(r.rule)  # raises CELParseError when it is not CEL
+
+
+def test_rule_errors_render_with_the_field_path():
+    (err,) = errors(c.FINETUNEJOB, {"baseModel": {"uri": HF, "fromJob": {"name": "earlier"}}})
+    assert str(err) == "spec.baseModel: set exactly one of baseModel.uri or baseModel.fromJob"
+
+
+def test_values_are_typed_by_the_schema():
+    """`epochs: 3` is a number (double) for the API server, not an int: rules see what it sees."""
+    node = cel.schema(c.FINETUNEJOB)["properties"]["spec"]["properties"]["hyperparameters"]
+    value = cel.to_cel({"epochs": 3, "batchSize": 8}, node)
+    assert type(value["epochs"]).__name__ == "DoubleType" and type(value["batchSize"]).__name__ == "IntType"
+
+
+def test_raw_documents_are_defaulted_like_the_api_server_does():
+    """A manifest as written (no defaults) gives the same verdicts as the typed resource."""
+    bad = manifest(c.FINETUNEJOB, {"freezeLayers": 2})  # adapter defaults to lora
+    assert [e.path for e in cel.validate(bad)] == ["spec.freezeLayers"]
+    assert cel.validate(manifest(c.FINETUNEJOB)) == []
+
+
+# --- the transition rule: spec frozen once the job has started ------------------------------------
+
+STARTED = {"phase": "Running", "startTime": "2025-01-01T00:00:00Z"}
+
+
+def update(spec_change: dict, old_status: dict | None):
+    old = manifest(c.FINETUNEJOB, status=old_status)
+    new = copy.deepcopy(old)
+    new["spec"].update(spec_change)
+    return cel.validate(KINDS[c.FINETUNEJOB].model_validate(new), KINDS[c.FINETUNEJOB].model_validate(old))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"hyperparameters": {"learningRate": 1e-3}},
+        {"baseModel": {"uri": "hf://Qwen/Qwen2.5-1.5B-Instruct"}},
+        {"dataset": {"train": {"uri": "pvc://d/other.jsonl"}}},
+        {"resources": {"gpus": 2}},
+        {"queueName": "another-queue"},
+        {"image": "registry.example/trainer:2"},
+    ],
+)
+def test_spec_change_after_start_is_refused(change):
+    (err,) = update(change, STARTED)
+    assert err.path == "" and "immutable once the job has started" in err.message and err.evaluated
+
+
+@pytest.mark.parametrize("change", [{"suspend": True}, {"ttlSecondsAfterFinished": 60}, {}])
+def test_suspend_and_ttl_may_change_after_start(change):
+    assert update(change, STARTED) == []
+
+
+@pytest.mark.parametrize("old_status", [None, {"phase": "Pending"}, {"phase": "Queued"}])
+def test_spec_may_change_before_the_job_starts(old_status):
+    assert update({"hyperparameters": {"learningRate": 1e-3}, "resources": {"gpus": 2}}, old_status) == []
+
+
+def test_status_updates_after_start_pass():
+    old = manifest(c.FINETUNEJOB, status=STARTED)
+    new = manifest(c.FINETUNEJOB, status={**STARTED, "phase": "Succeeded", "bestCheckpoint": "checkpoint-4"})
+    assert cel.validate(new, old) == []
+
+
+def test_transition_rules_are_skipped_on_create():
+    assert errors(c.FINETUNEJOB, status=STARTED) == []
+    (frozen,) = [r for r in cel.rules(cel.schema(c.FINETUNEJOB)) if r.is_transition]
+    assert frozen.path == ""  # at the root: it reads oldSelf.status.startTime
