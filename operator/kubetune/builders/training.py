@@ -184,7 +184,11 @@ def build_training_job(
         "backoffLimit": spec.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),
         "podReplacementPolicy": "Failed",
-        "template": {"metadata": {"labels": pod_labels(job)}, "spec": pod_spec},
+        "template": {
+            # The full job name (labels are cut at 63 characters) tells the operator whose pod this is.
+            "metadata": {"labels": pod_labels(job), "annotations": {c.LABEL_JOB: job.metadata.name}},
+            "spec": pod_spec,
+        },
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds

@@ -1,0 +1,70 @@
+"""What every controller shares: typed parsing of bodies, per-object locks, Events, child creation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import kopf
+from pydantic import BaseModel, ValidationError
+
+from kubetune import k8s
+from kubetune.api.manifests import pydantic_errors
+
+M = TypeVar("M", bound=BaseModel)
+
+_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+
+def reset_locks() -> None:
+    """Locks belong to one event loop; a (re)started operator starts with none."""
+    _locks.clear()
+
+
+def lock_for(kind: str, namespace: str, name: str) -> asyncio.Lock:
+    """One lock per object, so status writes from different watch events never interleave."""
+    return _locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+
+def forget_lock(kind: str, namespace: str, name: str) -> None:
+    _locks.pop((kind, namespace, name), None)
+
+
+def parse(model: type[M], body: Mapping[str, Any]) -> M:
+    """The typed resource; a spec the schema should have rejected becomes a PermanentError naming the fields."""
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as err:
+        problems = "; ".join(f"{e.path}: {e.message}" for e in pydantic_errors(err, "spec"))
+        raise kopf.PermanentError(f"invalid resource: {problems}") from err
+
+
+def validation_message(err: kopf.PermanentError) -> str:
+    return str(err)
+
+
+async def event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    await k8s.post_event(body, type_, reason, message)
+
+
+async def ensure(manifests: list[dict[str, Any] | None]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Create what is missing (in order), keep what exists: ({kind: object}, ["Kind/name" created])."""
+    objects: dict[str, dict[str, Any]] = {}
+    created: list[str] = []
+    for manifest in manifests:
+        if manifest is None:
+            continue
+        obj, was_created = await k8s.create_if_absent(manifest)
+        objects[manifest["kind"]] = obj
+        if was_created:
+            created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+    return objects, created
+
+
+def owner_name(body: Mapping[str, Any], kind: str) -> str | None:
+    """Name of the controller owner of `kind` of a child object."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return ref.get("name")
+    return None

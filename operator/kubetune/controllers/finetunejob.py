@@ -1,0 +1,246 @@
+"""FineTuneJob handlers: create the children, follow the training Job and its pods, suspend/resume, delete.
+
+Every step is idempotent (children are created if absent, status is a merge patch of the fields the
+operator owns), so the operator may restart at any moment: `on.resume` runs the same reconcile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+
+from kubetune import constants as c
+from kubetune import k8s, metrics
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.builders import names
+from kubetune.builders.rbac import build_rbac
+from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
+from kubetune.builders.storage import build_pvc, created_by_operator
+from kubetune.builders.training import (
+    build_headless_service,
+    build_run_config_map,
+    build_training_job,
+    job_run_config,
+    pod_labels,
+    training_job_name,
+)
+from kubetune.controllers import common, config
+from kubetune.controllers import status as st
+
+FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
+CHILD_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_TRAIN}
+Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
+
+
+def _key(namespace: str, name: str) -> tuple[str, str, str]:
+    return (c.FINETUNEJOB, namespace, name)
+
+
+async def _write_status(body: dict[str, Any], patch: dict[str, Any], outcome: st.Outcome | None) -> None:
+    """Patch the operator's status fields and tell the transition as an Event."""
+    meta = body["metadata"]
+    old_phase = (body.get("status") or {}).get("phase")
+    await k8s.patch_status(c.FINETUNEJOB, meta["namespace"], meta["name"], patch)
+    ev = st.transition_event(old_phase, outcome)
+    if ev:
+        await common.event(body, *ev)
+
+
+async def _hold(body: dict[str, Any], job: FineTuneJob, outcome: st.Outcome, extra: list[tuple[str, str, str]]) -> None:
+    """Write a status that the batch Job cannot tell (waiting for a source job, stalled on one)."""
+    old = (body.get("status") or {}).get("conditions") or []
+    patch = {
+        "phase": outcome.phase,
+        "message": outcome.message,
+        "observedGeneration": job.metadata.generation,
+        "conditions": st.conditions(outcome, old, job.metadata.generation, st.now_iso(), extra=extra),
+    }
+    if outcome.phase == Phase.FAILED:
+        patch["completionTime"] = st.now_iso()
+    if st.changed(job, patch):
+        await _write_status(body, patch, outcome)
+
+
+async def _resolve_source(body: dict[str, Any], job: FineTuneJob) -> str:
+    """`baseModel.fromJob` -> the source checkpoint's URI, once the source job has succeeded.
+
+    Waits (TemporaryError) while the source runs; stalls (PermanentError) when it failed or lacks the checkpoint.
+    """
+    ref = job.spec.base_model.from_job
+    assert ref is not None
+    if job.status and job.status.base_model_uri:
+        return job.status.base_model_uri  # resolved before a restart: keep the same checkpoint
+    source_body = await k8s.get_or_none(c.FINETUNEJOB, job.metadata.namespace, ref.name)
+    source = common.parse(FineTuneJob, source_body) if source_body else None
+    phase = source.status.phase if source and source.status else None
+    if phase == Phase.FAILED:
+        msg = (
+            f"source FineTuneJob {ref.name!r} failed, so there is no checkpoint to continue from; "
+            "fix and re-run it, or point spec.baseModel at another job or uri"
+        )
+        await _hold(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
+        raise kopf.PermanentError(msg)
+    if phase != Phase.SUCCEEDED:
+        now = f"it is {phase}" if phase else ("it has not started" if source else "it does not exist yet")
+        msg = f"waiting for FineTuneJob {ref.name!r} (spec.baseModel.fromJob) to succeed; {now}"
+        extra = [(Cond.WAITING_FOR_SOURCE, Reason.WAITING_FOR_SOURCE, msg)]
+        await _hold(body, job, st.Outcome(Phase.PENDING, Reason.WAITING_FOR_SOURCE, msg), extra)
+        raise kopf.TemporaryError(msg, delay=config.current.source_poll_seconds)
+    assert source is not None
+    checkpoint = resolve_checkpoint(source, ref.checkpoint)
+    if checkpoint is None:
+        have = ", ".join(cp.name for cp in source.status.checkpoints) or "none"
+        msg = (
+            f"FineTuneJob {ref.name!r} has no checkpoint {ref.checkpoint!r} (it has: {have}); "
+            "set spec.baseModel.fromJob.checkpoint to best, final, latest or one of those"
+        )
+        await _hold(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
+        raise kopf.PermanentError(msg)
+    return checkpoint_location(source, checkpoint)
+
+
+def children(job: FineTuneJob, source_uri: str | None) -> list[dict[str, Any] | None]:
+    """Everything a job needs, in creation order (the Job last, so its pod finds the rest)."""
+    pods = config.current.pods
+    run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri)
+    return [
+        build_pvc(job, pods),
+        build_run_config_map(job, run_config),
+        *build_rbac(job),
+        build_headless_service(job),
+        build_training_job(job, pods, source_checkpoint_uri=source_uri),
+    ]
+
+
+@kopf.on.resume(*FTJ)
+@kopf.on.create(*FTJ)
+async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    """Create the children that are missing, then report the state they are in."""
+    with metrics.track("finetunejob.reconcile", expected=(kopf.TemporaryError,)):
+        raw = dict(body)
+        try:
+            job = common.parse(FineTuneJob, raw)
+        except kopf.PermanentError as err:
+            outcome = st.Outcome(Phase.FAILED, Reason.INVALID_SPEC, str(err))
+            old = (raw.get("status") or {}).get("conditions") or []
+            gen = raw["metadata"].get("generation")
+            patch = {
+                "phase": Phase.FAILED,
+                "message": str(err),
+                "observedGeneration": gen,
+                "conditions": st.conditions(outcome, old, gen, st.now_iso()),
+            }
+            await _write_status(raw, patch, outcome)
+            raise
+        if job.status and job.status.phase in c.FINISHED_PHASES:
+            return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
+        source_uri = await _resolve_source(raw, job) if job.spec.base_model.from_job else None
+        async with common.lock_for(*_key(namespace, name)):
+            objects, created = await common.ensure(children(job, source_uri))
+        if created:
+            logger.info(f"created {', '.join(created)}")
+            await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
+        if source_uri and not (job.status and job.status.base_model_uri):
+            await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
+        await sync_status(namespace, name, batch_job=objects.get("Job"))
+
+
+async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | None = None) -> None:
+    """Read the job, its batch Job and pods; write phase, conditions, times, retries when they changed."""
+    async with common.lock_for(*_key(namespace, name)):
+        body = await k8s.get_or_none(c.FINETUNEJOB, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            job = FineTuneJob.model_validate(body)
+        except ValueError:
+            return  # reconcile reports invalid specs
+        if batch_job is None or "status" not in batch_job:
+            batch_job = await k8s.get_or_none("Job", namespace, training_job_name(job))
+        if batch_job is None:
+            return  # not created yet (waiting for a source job) or gone after its TTL: status stays as it is
+        pods = await k8s.list_objects("Pod", namespace, labels=pod_labels(job))
+        pods = [p for p in pods if (p["metadata"].get("annotations") or {}).get(c.LABEL_JOB, name) == name]
+        patch = st.compute_status(job, batch_job, pods)
+        if st.changed(job, patch):
+            await _write_status(body, patch, st.observe(job, batch_job, pods))
+
+
+@kopf.on.update(*FTJ)
+async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, **_: Any) -> None:
+    """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`."""
+    with metrics.track("finetunejob.update"):
+        job = common.parse(FineTuneJob, dict(body))
+        batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
+        finished = batch is not None and st.observe(job, batch, []).phase in c.FINISHED_PHASES
+        for _op, field, _old, new in diff:
+            if batch is None or finished:
+                break
+            if field == ("spec", "suspend"):
+                await _set_suspend(dict(body), job, bool(new))
+            elif field == ("spec", "ttlSecondsAfterFinished"):
+                await k8s.patch_merge(
+                    "Job", namespace, batch["metadata"]["name"], {"spec": {"ttlSecondsAfterFinished": new}}
+                )
+        await sync_status(namespace, name)
+
+
+async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool) -> None:
+    namespace, job_name = job.metadata.namespace, training_job_name(job)
+    if suspend:
+        await k8s.patch_merge("Job", namespace, job_name, {"spec": {"suspend": True}})
+        await common.event(body, "Normal", Reason.SUSPENDED, "suspended: the trainer pod stops; checkpoints are kept")
+    elif job.spec.queue_name:
+        # Kueue owns spec.suspend of queued Jobs: it resumes the Job when it admits the workload again.
+        await common.event(
+            body, "Normal", Reason.RESUMED, f"resumed: waiting for Kueue (queue {job.spec.queue_name!r})"
+        )
+    else:
+        await k8s.patch_merge("Job", namespace, job_name, {"spec": {"suspend": False}})
+        await common.event(body, "Normal", Reason.RESUMED, "resumed: training continues from the latest checkpoint")
+
+
+@kopf.on.delete(*FTJ)
+async def delete(body: kopf.Body, namespace: str, name: str, uid: str, logger: kopf.Logger, **_: Any) -> None:
+    """Children go by owner references; the PVC goes here, and only if the operator created it."""
+    with metrics.track("finetunejob.delete"):
+        storage = (body.get("spec") or {}).get("storage") or {}
+        if not storage.get("claimName"):
+            claim = names.child_name(name, c.ROLE_DATA)
+            pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
+            if pvc is not None and created_by_operator(pvc, uid):
+                await k8s.delete("PersistentVolumeClaim", namespace, claim)
+                logger.info(f"deleted PersistentVolumeClaim/{claim}")
+        metrics.forget_job(namespace, name)
+        common.forget_lock(*_key(namespace, name))
+
+
+@kopf.on.event(*FTJ)
+def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Metrics follow every change of a job, including the trainer's progress patches."""
+    meta = body.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        metrics.forget_job(meta.get("namespace", ""), meta.get("name", ""))
+    else:
+        metrics.observe_job(body, dt.datetime.now(dt.UTC))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
+async def training_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A training Job changed (started, pod failed, succeeded, failed): update its FineTuneJob."""
+    owner = common.owner_name(body, c.FINETUNEJOB)
+    if owner and event.get("type") != "DELETED":
+        with metrics.track("finetunejob.job_event"):
+            await sync_status(namespace, owner, batch_job=dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
+async def training_pod_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A trainer pod changed (scheduled, running, terminated): update its FineTuneJob."""
+    owner = (body.get("metadata", {}).get("annotations") or {}).get(c.LABEL_JOB)
+    owner = owner or (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_JOB)
+    if owner:
+        with metrics.track("finetunejob.pod_event"):
+            await sync_status(namespace, owner)

@@ -1,0 +1,123 @@
+"""`kubetune operator`: the Kopf operator with Kopf's own flags, plus kubetune's settings.
+
+    kubetune operator [--trainer-image IMG] [--storage-class SC] [--metrics-port N]
+                      [--namespace NS ... | --all-namespaces] [--standalone] [--liveness URL] [--verbose]
+
+kubetune's flags set the KUBETUNE_* environment variables (the Helm chart sets those directly);
+everything else goes to `kopf run`. It reads the usual kubeconfig, or the in-cluster service account.
+One replica with `strategy: Recreate`: Kopf's peering is not a lease, so the operator runs standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from kubetune import constants as c
+from kubetune import k8s, metrics
+from kubetune.controllers import common, config
+
+HANDLER_MODULE = "kubetune.controllers.handlers"
+KOPF_FLAGS = (
+    "Kopf flags (passed through): --namespace NS (repeatable) | --all-namespaces, --standalone, "
+    "--liveness URL (e.g. http://0.0.0.0:8081/healthz), --verbose, --debug, --quiet, --log-format"
+)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    """All operator settings, in one place."""
+    cfg = config.load()
+    common.reset_locks()
+    # Kopf's own state (handler progress, the last handled spec) lives in annotations under kubetune.dev.
+    settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # A watch that silently stalls is cut and re-established.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 30
+    # One replica (Deployment strategy Recreate): no peering.
+    settings.peering.standalone = True
+    settings.peering.mandatory = False
+    # kubetune posts its own Events on transitions; Kopf only posts its warnings and errors.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = c.EVENT_COMPONENT
+    metrics.start_server_once(cfg.metrics_port)
+    logger.info(
+        f"kubetune operator: trainer image {cfg.pods.trainer_image}, "
+        f"storage class {cfg.pods.storage_class_name or '(cluster default)'}, metrics port {cfg.metrics_port}"
+    )
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Kopf and kubetune.k8s use the same credentials: in-cluster service account or kubeconfig."""
+    return k8s.login(**kwargs)
+
+
+@kopf.on.probe(id="trainerImage")
+def probe_trainer_image(**_: Any) -> str:
+    return config.current.pods.trainer_image
+
+
+@kopf.on.cleanup()
+async def close_client(**_: Any) -> None:
+    with contextlib.suppress(RuntimeError):
+        await k8s.client().close()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubetune operator", description=__doc__.split("\n")[0], epilog=KOPF_FLAGS)
+    p.add_argument("--trainer-image", help=f"default trainer image (default {c.DEFAULT_TRAINER_IMAGE})")
+    p.add_argument("--storage-class", help="StorageClass of the PVCs the operator creates (default: cluster's)")
+    p.add_argument("--metrics-port", type=int, help=f"port of /metrics; 0 disables (default {c.METRICS_PORT})")
+    p.add_argument("--source-poll-seconds", type=float, help="how often continued jobs check their source job")
+    return p
+
+
+def kopf_args(rest: list[str], env: dict[str, str] | None = None) -> list[str]:
+    """`kopf run` arguments: our handlers, the passed-through flags, namespaces from KUBETUNE_NAMESPACES."""
+    env = dict(os.environ if env is None else env)
+    args = ["run", "-m", HANDLER_MODULE, *rest]
+    scoped = any(a in rest or a.split("=")[0] in rest for a in ("-n", "--namespace", "-A", "--all-namespaces")) or any(
+        a.startswith(("--namespace=", "-n=")) for a in rest
+    )
+    if not scoped:
+        namespaces = [ns for ns in (env.get(f"{c.ENV_OPERATOR_PREFIX}NAMESPACES") or "").split(",") if ns.strip()]
+        args += [f"--namespace={ns.strip()}" for ns in namespaces] or ["--all-namespaces"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    ours, rest = parser().parse_known_args(argv)
+    p = c.ENV_OPERATOR_PREFIX
+    for flag, var in (
+        ("trainer_image", "TRAINER_IMAGE"),
+        ("storage_class", "STORAGE_CLASS"),
+        ("metrics_port", "METRICS_PORT"),
+        ("source_poll_seconds", "SOURCE_POLL_SECONDS"),
+    ):
+        value = getattr(ours, flag)
+        if value is not None:
+            os.environ[p + var] = str(value)
+    from kopf import cli as kopf_cli
+
+    try:
+        kopf_cli.main(args=kopf_args(rest), prog_name="kubetune operator", standalone_mode=True)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

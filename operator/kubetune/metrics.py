@@ -1,0 +1,161 @@
+"""Prometheus metrics of the operator, served on /metrics (prometheus-client).
+
+Jobs by phase, training loss / progress / checkpoint metrics per job (copied from the status the
+trainer writes), GPU time per namespace, and the duration and errors of every handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kubetune import constants as c
+
+FINETUNEJOBS = Gauge("kubetune_finetunejobs", "FineTuneJobs by namespace and phase.", ["namespace", "phase"])
+TRAINING_LOSS = Gauge("kubetune_training_loss", "Latest training loss of a FineTuneJob.", ["namespace", "job"])
+EVAL_LOSS = Gauge("kubetune_eval_loss", "Latest evaluation loss of a FineTuneJob.", ["namespace", "job"])
+PROGRESS = Gauge("kubetune_training_progress_ratio", "Optimizer steps done / planned (0..1).", ["namespace", "job"])
+CHECKPOINT_METRIC = Gauge(
+    "kubetune_checkpoint_metric",
+    "Metrics of the kept checkpoints of a FineTuneJob.",
+    ["namespace", "job", "checkpoint", "metric"],
+)
+CHECKPOINTS = Gauge("kubetune_checkpoints", "Checkpoints kept by a FineTuneJob.", ["namespace", "job"])
+GPU_SECONDS = Counter("kubetune_gpu_seconds", "GPU time consumed by training (GPUs x seconds).", ["namespace"])
+HANDLER_DURATION = Histogram(
+    "kubetune_handler_duration_seconds",
+    "Time spent in operator handlers.",
+    ["handler"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+HANDLER_ERRORS = Counter("kubetune_handler_errors", "Handler runs that ended with an error.", ["handler"])
+
+_lock = threading.Lock()
+_phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
+_gpu_seen: dict[tuple[str, str], float] = {}  # GPU seconds already counted per job
+_namespaces: set[str] = set()
+_checkpoint_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+
+_served_on: set[int] = set()
+
+
+def start_server_once(port: int, registry: CollectorRegistry = REGISTRY) -> None:
+    """Serve /metrics on `port` (0 or less: don't); a restarted operator in the same process reuses it."""
+    if port > 0 and port not in _served_on:
+        start_http_server(port, registry=registry)
+        _served_on.add(port)
+
+
+@contextlib.contextmanager
+def track(handler: str, *, expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Time a handler; count it as an error unless it ended with one of `expected` (e.g. retries)."""
+    start = time.perf_counter()
+    try:
+        yield
+    except expected:
+        raise
+    except BaseException:
+        HANDLER_ERRORS.labels(handler).inc()
+        raise
+    finally:
+        HANDLER_DURATION.labels(handler).observe(time.perf_counter() - start)
+
+
+def _refresh_phase_counts() -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for (namespace, _), phase in _phases.items():
+        counts[(namespace, phase)] = counts.get((namespace, phase), 0) + 1
+    _namespaces.update(ns for ns, _ in _phases)
+    for namespace in _namespaces:  # namespaces whose last job went away drop to 0
+        for phase in _ALL_PHASES:
+            FINETUNEJOBS.labels(namespace, phase).set(counts.get((namespace, phase), 0))
+
+
+_ALL_PHASES = (
+    c.Phase.PENDING,
+    c.Phase.VALIDATING,
+    c.Phase.QUEUED,
+    c.Phase.RUNNING,
+    c.Phase.SUCCEEDED,
+    c.Phase.FAILED,
+    c.Phase.SUSPENDED,
+)
+
+
+def _parse(ts: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def _gpu_seconds_so_far(spec: Mapping[str, Any], status: Mapping[str, Any], now: dt.datetime) -> float | None:
+    if status.get("gpuSeconds") is not None and status.get("phase") in c.FINISHED_PHASES:
+        return float(status["gpuSeconds"])
+    start = _parse(status.get("startTime"))
+    if start is None or status.get("phase") not in (c.Phase.RUNNING, c.Phase.VALIDATING):
+        return None
+    res = spec.get("resources") or {}
+    return max(0.0, (now - start).total_seconds()) * int(res.get("gpus", 1)) * int(res.get("nodes", 1))
+
+
+def observe_job(body: Mapping[str, Any], now: dt.datetime | None = None) -> None:
+    """Update every per-job series from a FineTuneJob as it is now."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    namespace, name = key
+    with _lock:
+        _phases[key] = status.get("phase") or c.Phase.PENDING
+        _refresh_phase_counts()
+        job_metrics = status.get("metrics") or {}
+        if "trainLoss" in job_metrics:
+            TRAINING_LOSS.labels(namespace, name).set(job_metrics["trainLoss"])
+        if "evalLoss" in job_metrics:
+            EVAL_LOSS.labels(namespace, name).set(job_metrics["evalLoss"])
+        progress = status.get("progress") or {}
+        if progress.get("totalSteps"):
+            PROGRESS.labels(namespace, name).set(min(1.0, (progress.get("step") or 0) / progress["totalSteps"]))
+        elif status.get("phase") == c.Phase.SUCCEEDED:
+            PROGRESS.labels(namespace, name).set(1.0)
+        checkpoints = status.get("checkpoints") or []
+        CHECKPOINTS.labels(namespace, name).set(len(checkpoints))
+        series = set()
+        for cp in checkpoints:
+            for metric, value in (cp.get("metrics") or {}).items():
+                if isinstance(value, int | float):
+                    CHECKPOINT_METRIC.labels(namespace, name, cp.get("name", ""), metric).set(value)
+                    series.add((cp.get("name", ""), metric))
+        for gone in _checkpoint_series.get(key, set()) - series:
+            with contextlib.suppress(KeyError):
+                CHECKPOINT_METRIC.remove(namespace, name, *gone)
+        _checkpoint_series[key] = series
+        seconds = _gpu_seconds_so_far(spec, status, now or dt.datetime.now(dt.UTC))
+        if seconds is not None:
+            seen = _gpu_seen.setdefault(key, seconds if key not in _gpu_seen and _restarted(status) else 0.0)
+            if seconds > seen:
+                GPU_SECONDS.labels(namespace).inc(seconds - seen)
+                _gpu_seen[key] = seconds
+
+
+def _restarted(status: Mapping[str, Any]) -> bool:
+    """A job first seen already finished was counted by an earlier operator process: don't count it again."""
+    return status.get("phase") in c.FINISHED_PHASES
+
+
+def forget_job(namespace: str, name: str) -> None:
+    """Drop a deleted job's series."""
+    key = (namespace, name)
+    with _lock:
+        _phases.pop(key, None)
+        _gpu_seen.pop(key, None)
+        _refresh_phase_counts()
+        for gauge in (TRAINING_LOSS, EVAL_LOSS, PROGRESS, CHECKPOINTS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name)
+        for cp, metric in _checkpoint_series.pop(key, set()):
+            with contextlib.suppress(KeyError):
+                CHECKPOINT_METRIC.remove(namespace, name, cp, metric)
