@@ -1,0 +1,44 @@
+"""`kubetune-trainer evaluate`: score models against a baseline and decide pass/fail (see runner.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from kubetune import constants as c
+
+
+def default_config_path() -> str:
+    return os.environ.get(c.ENV_RUN_CONFIG) or f"{c.RUN_CONFIG_MOUNT}/{c.RUN_CONFIG_FILE}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: `kubetune-trainer evaluate --config FILE`. Prints the status payload as JSON.
+
+    Exit status 0 when the evaluation ran (whether or not the models passed: that is in the status),
+    2 when the config or the data cannot be used.
+    """
+    parser = argparse.ArgumentParser(prog="kubetune-trainer evaluate", description=main.__doc__)
+    parser.add_argument("--config", default=default_config_path(), help="EvalRunConfig (JSON or YAML)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from pydantic import ValidationError
+
+    from kubetune.api.runconfig import EvalRunConfig
+    from kubetune_trainer.evaluate.examples import DatasetError
+    from kubetune_trainer.evaluate.runner import run
+    from kubetune_trainer.serve.loading import ModelLoadError
+
+    try:
+        config = EvalRunConfig.load(args.config)
+        results = run(config)
+    except (OSError, ValidationError, DatasetError, ModelLoadError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(results["status"], indent=2))
+    return 0

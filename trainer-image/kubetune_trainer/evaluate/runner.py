@@ -1,0 +1,193 @@
+"""Run an evaluation: generate with the baseline and every target, score, judge, report.
+
+`run(config)` writes `results.json` and `report.html` into `config.output_dir`, publishes the status
+(see `status.py`) and returns the results dict; its `status` key holds the camelCase payload of
+EvaluationStatus (baseline, results, best, passed, report, evaluatedCheckpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus
+from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
+from kubetune_trainer.evaluate import criteria, metrics, report
+from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
+from kubetune_trainer.evaluate.generation import EndpointGenerator, Generator, LocalGenerator
+from kubetune_trainer.evaluate.status import publish
+from kubetune_trainer.serve.loading import load_for_inference
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
+REPORT_EXAMPLES = 10
+# Bearer token for endpoint targets (a ModelDeployment behind an authenticating gateway).
+ENV_ENDPOINT_API_KEY = "KUBETUNE_ENDPOINT_API_KEY"
+
+
+def _local(uri: str, storage: StorageMap, field: str) -> Path:
+    path = storage.local_path(uri)
+    if path is None:
+        raise DatasetError(f"{field}: {uri!r} is not a local or pvc:// location the evaluation pod can read")
+    return path
+
+
+def _generator(target: EvalTarget, config: EvalRunConfig) -> Generator:
+    if target.endpoint:
+        return EndpointGenerator(
+            target.endpoint, target.endpoint_model, name=target.name, api_key=os.environ.get(ENV_ENDPOINT_API_KEY)
+        )
+    if not target.uri:
+        raise ValueError(f"evaluation target {target.name!r} has neither uri nor endpoint")
+    return LocalGenerator(
+        load_for_inference(target.uri, base_model_uri=target.base_model_uri, storage=config.storage, name=target.name)
+    )
+
+
+def _evaluate_one(
+    target: EvalTarget, prompts: Sequence[list[dict[str, str]]], references: list[str], config: EvalRunConfig
+) -> dict[str, Any]:
+    """Generate with one model and score it: metrics, latency summary and its answers."""
+    spec = config.spec
+    log.info("evaluating %s on %d examples", target.name, len(prompts))
+    gen = _generator(target, config)
+    try:
+        out = gen.generate(prompts, spec.generation)
+        nll = (
+            gen.reference_nll(prompts, references, spec.generation.batch_size) if "perplexity" in spec.metrics else None
+        )
+    finally:
+        gen.close()
+    scores = metrics.score(
+        spec.metrics,
+        out.texts,
+        references,
+        prompt_tokens=out.prompt_tokens,
+        latencies=out.latencies,
+        nll_sums=nll[0] if nll else None,
+        token_counts=nll[1] if nll else None,
+        schema=spec.json_schema,
+    )
+    log.info("%s: %s", target.name, json.dumps(scores))
+    return {"metrics": scores, "latency": metrics.latency_summary(out.latencies), "texts": out.texts}
+
+
+def _few_shot(config: EvalRunConfig, examples: list[Example]) -> list[Example]:
+    k = config.spec.baseline.few_shot
+    if not k or config.baseline is None:
+        return []
+    if not config.few_shot_source_uri:
+        raise DatasetError(
+            "spec.baseline.fewShot needs training data to draw examples from; it is taken from the "
+            "FineTuneJob's dataset.train, so evaluate a fineTuneJob model or set baseline.fewShot to 0"
+        )
+    pool = load_examples(_local(config.few_shot_source_uri, config.storage, "fewShot source"))
+    return draw_few_shot(pool, k, exclude=examples)
+
+
+def _prompt_text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _uri_in(config: EvalRunConfig, filename: str) -> str:
+    if config.output_uri:
+        return f"{config.output_uri.rstrip('/')}/{filename}"
+    return str(Path(config.output_dir) / filename)
+
+
+def run(config: EvalRunConfig) -> dict[str, Any]:
+    spec = config.spec
+    started = datetime.now(UTC)
+    examples = load_examples(
+        _local(spec.dataset.uri, config.storage, "spec.dataset.uri"),
+        spec.dataset.format,
+        max_examples=spec.dataset.max_examples,
+        reference_field=spec.dataset.reference_field,
+    )
+    references = [e.reference for e in examples]
+    if spec.json_schema is not None and "json_schema" in spec.metrics:
+        metrics.json_schema_validator(spec.json_schema)  # a bad schema fails before any model is loaded
+
+    baseline_out: dict[str, Any] | None = None
+    baseline_label: str | None = None
+    if config.baseline is not None:
+        shots = _few_shot(config, examples)
+        prompts = [with_few_shot(e, shots, spec.baseline.system_prompt) for e in examples]
+        baseline_out = _evaluate_one(config.baseline, prompts, references, config)
+        baseline_label = (config.baseline.uri or config.baseline.endpoint or config.baseline.name) + (
+            f" + {len(shots)}-shot" if shots else ""
+        )
+    base_metrics = baseline_out["metrics"] if baseline_out else None
+
+    target_outs: list[dict[str, Any]] = []
+    results: list[ModelResult] = []
+    for target in config.targets:
+        out = _evaluate_one(target, [e.messages for e in examples], references, config)
+        target_outs.append(out)
+        failures = criteria.check(spec.pass_criteria, out["metrics"], base_metrics)
+        results.append(
+            ModelResult(
+                model=target.name,
+                uri=target.uri or target.endpoint,
+                metrics=out["metrics"],
+                deltas=criteria.deltas(out["metrics"], base_metrics),
+                passed=not failures,
+                failures=failures,
+            )
+        )
+
+    select_by = criteria.select_metric(spec.metrics, spec.select_by)
+    result_dicts = [r.model_dump() for r in results]
+    status = EvaluationStatus(
+        baseline=BaselineResult(model=baseline_label, metrics=base_metrics) if baseline_out else None,
+        results=results,
+        best=criteria.best(result_dicts, select_by),
+        passed=any(r.passed for r in results),
+        evaluated_checkpoints=[t.name for t in config.targets],
+        report=ReportStatus(uri=_uri_in(config, REPORT_FILE), json_uri=_uri_in(config, RESULTS_FILE)),
+    ).to_k8s()
+
+    full: dict[str, Any] = {
+        "evaluation": config.job.name,
+        "namespace": config.job.namespace,
+        "createdAt": started.isoformat(timespec="seconds"),
+        "dataset": spec.dataset.uri,
+        "numExamples": len(examples),
+        "metrics": list(spec.metrics),
+        "selectBy": select_by,
+        "passCriteria": [c.to_k8s() for c in spec.pass_criteria],
+        "baseline": (
+            {"model": baseline_label, "metrics": base_metrics, "latency": baseline_out["latency"]}
+            if baseline_out
+            else None
+        ),
+        "results": [
+            {**r.to_k8s(), "metrics": r.metrics, "deltas": r.deltas, "latency": o["latency"]}
+            for r, o in zip(results, target_outs, strict=True)
+        ],
+        "best": status.get("best"),
+        "passed": status["passed"],
+        "examples": [
+            {
+                "prompt": _prompt_text(e.messages),
+                "reference": e.reference,
+                "baseline": baseline_out["texts"][i] if baseline_out else None,
+                "predictions": {t.name: o["texts"][i] for t, o in zip(config.targets, target_outs, strict=True)},
+            }
+            for i, e in enumerate(examples[:REPORT_EXAMPLES])
+        ],
+        "status": status,
+    }
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULTS_FILE).write_text(json.dumps(full, indent=2, sort_keys=False))
+    (out_dir / REPORT_FILE).write_text(report.render(full), encoding="utf-8")
+    publish(config, status)
+    return full
