@@ -41,6 +41,7 @@ ALLOWED_KEYS = frozenset(
         "x-kubernetes-validations",
     }
 )  # fmt: skip
+_REASONS = frozenset({"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"})
 _DROP = frozenset({"title", "$schema", "const", "examples"})
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
@@ -267,10 +268,7 @@ def to_chart_template(crd_doc: dict[str, Any]) -> str:
     name_line = f"  name: {crd_doc['metadata']['name']}\n"
     meta = (
         name_line + "  labels:\n"
-        "    app.kubernetes.io/name: kubetune\n"
-        "    app.kubernetes.io/instance: {{ .Release.Name }}\n"
-        "    app.kubernetes.io/managed-by: {{ .Release.Service }}\n"
-        "    app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}\n"
+        '    {{- include "kubetune.labels" . | nindent 4 }}\n'  # defined in the chart's _helpers.tpl
         "  {{- if .Values.crds.keep }}\n"
         "  annotations:\n"
         "    helm.sh/resource-policy: keep\n"
@@ -358,6 +356,10 @@ def structural_errors(schema: dict[str, Any], path: str = "openAPIV3Schema") -> 
     if "items" in schema:
         errors += structural_errors(schema["items"], f"{path}.items")
     for rule in schema.get("x-kubernetes-validations", []):
+        if not rule.get("message", "").strip() or "\n" in rule["message"]:
+            errors.append(f"{path}: rule {rule['rule']!r} needs a one-line message")
+        if rule.get("reason", "FieldValueInvalid") not in _REASONS:
+            errors.append(f"{path}: reason {rule['reason']} is not one of {', '.join(sorted(_REASONS))}")
         fp = rule.get("fieldPath")
         if fp and _resolve_field_path(schema, fp) is None:
             errors.append(f"{path}: fieldPath {fp} of rule {rule['rule']!r} names no field")

@@ -116,7 +116,10 @@ def test_structural_checker_finds_what_the_api_server_refuses():
                 "anyOf": [{"type": "integer"}, {"type": "string", "pattern": "x"}],
             },
         },
-        "x-kubernetes-validations": [{"rule": "true", "message": "m", "fieldPath": ".nope"}],
+        "x-kubernetes-validations": [
+            {"rule": "true", "message": "m", "fieldPath": ".nope"},
+            {"rule": "true", "message": "two\nlines", "reason": "Because"},
+        ],
     }
     errors = "\n".join(crdgen.structural_errors(bad))
     for expected in (
@@ -126,6 +129,8 @@ def test_structural_checker_finds_what_the_api_server_refuses():
         "d: $ref is not allowed",
         "e: x-kubernetes-int-or-string needs anyOf",
         "fieldPath .nope",
+        "needs a one-line message",
+        "reason Because is not one of",
     ):
         assert expected in errors
 
@@ -235,8 +240,9 @@ def _render_chart(text: str, enabled: bool, keep: bool) -> dict | None:
         elif all(stack):
             lines.append(line)
     out = "\n".join(lines)
-    out = out.replace("{{ .Release.Name }}", "kt").replace("{{ .Release.Service }}", "Helm")
-    out = out.replace("{{ .Chart.AppVersion | quote }}", '"0.1.0"')
+    labels = '    {{- include "kubetune.labels" . | nindent 4 }}'
+    assert labels in out or not out.strip()
+    out = out.replace(labels, "    app.kubernetes.io/managed-by: Helm")
     assert "{{" not in out
     return yaml.safe_load(out)
 
