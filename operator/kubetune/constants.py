@@ -148,3 +148,10 @@ JOB_SUSPENDED: Final = "Suspended"
 EVENT_STARTED: Final = "Started"
 EVENT_RETRYING: Final = "Retrying"
 EVENT_DELETED_PVC: Final = "DeletedStorage"
+
+# --- Evaluation and ModelDeployment (appended by the serving engineer) ---
+ANNOTATION_EVALUATED_MODELS: Final = f"{GROUP}/evaluated-models"  # on an evaluation Job: the models it scores
+ANNOTATION_MODEL_URI: Final = f"{GROUP}/model-uri"  # on serving pods: the model they serve
+EVENT_EVALUATION_STARTED: Final = "EvaluationStarted"
+EVALUATION_SCORE_METRIC: Final = "kubetune_evaluation_score"
+SERVE_CONCURRENCY_METRIC: Final = "kubetune_serve_requests_in_flight"  # per-pod gauge the HPA scales on

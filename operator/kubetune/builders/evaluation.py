@@ -1,0 +1,333 @@
+"""The workload of an Evaluation: a batch Job from the shared image, its run config, its identity; and its status.
+
+The evaluation pod reads checkpoints and data read-only (`/mnt/pvc/CLAIM`), writes its report into
+`evaluations/<evaluation>` on the FineTuneJob's claim (mounted a second time, writable, at
+/mnt/kubetune), and patches `results/baseline/best/passed/report` of its own Evaluation (the only thing
+its Role allows). The operator owns phase, conditions, times and `evaluatedCheckpoints`.
+
+Each run scores one set of models; the Job's name carries a hash of that set and of the spec
+generation, so new checkpoints (or an edited spec) make a new Job rather than a mutated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api.evaluation import Evaluation
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
+from kubetune.builders import names, pods
+from kubetune.builders.meta import child_metadata
+from kubetune.builders.pods import PodSettings
+from kubetune.builders.promotion import best_result, select_metric
+from kubetune.builders.runconfig import eval_run_config
+from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map
+
+EVAL_COMMAND = ["kubetune-trainer", "evaluate", "--config", RUN_CONFIG_PATH]
+EVAL_CONTAINER = "evaluate"
+SCRATCH_OUTPUT = "/tmp/kubetune-eval"  # no job claim (model.uri): the report stays in the pod, results in status
+
+
+# --- Names and locations ---
+
+
+def run_digest(evaluation: Evaluation, targets: list[EvalTarget]) -> str:
+    """8 hex characters identifying one run: the spec generation and the models scored."""
+    key = "|".join(
+        [str(evaluation.metadata.generation or 0), *sorted(f"{t.name}={t.uri or t.endpoint}" for t in targets)]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def eval_job_name(evaluation: Evaluation, targets: list[EvalTarget]) -> str:
+    return names.child_name(evaluation.metadata.name, f"{c.ROLE_EVAL}-{run_digest(evaluation, targets)}")
+
+
+def service_account_name(evaluation: Evaluation) -> str:
+    return names.child_name(evaluation.metadata.name, c.ROLE_RUNNER)
+
+
+def job_labels(evaluation: Evaluation) -> dict[str, str]:
+    """Labels of every evaluation Job (and its pods) of one Evaluation: how superseded runs are found."""
+    return names.labels(c.LABEL_EVALUATION, evaluation.metadata.name, c.ROLE_EVAL)
+
+
+def output_uri(evaluation: Evaluation, job: FineTuneJob | None) -> str | None:
+    """`pvc://<job claim>/[kubetune/<job>/]evaluations/<evaluation>`; None without a FineTuneJob."""
+    if job is None:
+        return None
+    folder = PurePosixPath(names.job_output_path(job)).parent / "evaluations" / evaluation.metadata.name
+    return f"pvc://{names.job_claim_name(job)}/{folder}".replace("/./", "/")
+
+
+def _writable_output_dir(evaluation: Evaluation, job: FineTuneJob | None) -> str:
+    """The output folder inside the pod: on the writable mount of the job's claim (/mnt/kubetune)."""
+    uri = output_uri(evaluation, job)
+    if uri is None or job is None:
+        return SCRATCH_OUTPUT
+    inside = uri.removeprefix(f"pvc://{names.job_claim_name(job)}/")
+    return f"{c.DATA_MOUNT}/{inside}"
+
+
+# --- Manifests ---
+
+
+def run_config(
+    evaluation: Evaluation, job: FineTuneJob | None, settings: PodSettings | None = None, endpoint: str | None = None
+) -> EvalRunConfig:
+    """The run config of the evaluation pod; raises UnresolvedReference while there is nothing to score."""
+    settings = settings or PodSettings()
+    return eval_run_config(
+        evaluation,
+        job=job,
+        storage=pod_storage_map(),
+        output_dir=_writable_output_dir(evaluation, job),
+        output_uri=output_uri(evaluation, job),
+        progress=ProgressSink(backend="kubernetes", min_interval_seconds=settings.progress_interval_seconds),
+        endpoint=endpoint,
+    )
+
+
+def build_rbac(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """[ServiceAccount, Role, RoleBinding] `<evaluation>-runner`: get/patch this Evaluation's status only."""
+    name = service_account_name(evaluation)
+    meta = lambda: child_metadata(evaluation, c.ROLE_RUNNER, name=name)  # noqa: E731 - a fresh dict each time
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(), "automountServiceAccountToken": True},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta(),
+            "rules": [
+                {
+                    "apiGroups": [c.GROUP],
+                    "resources": [f"{c.PLURALS[c.EVALUATION]}/status"],
+                    "resourceNames": [evaluation.metadata.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": evaluation.metadata.namespace}],
+        },
+    ]
+
+
+def build_config_map(evaluation: Evaluation, config: EvalRunConfig) -> dict[str, Any]:
+    """The run config, named like the Job it belongs to (so a running Job never sees a later run's config)."""
+    name = eval_job_name(evaluation, config.targets)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(evaluation, c.ROLE_EVAL, name=name),
+        "data": {c.RUN_CONFIG_FILE: config.dump()},
+    }
+
+
+def _uris(config: EvalRunConfig) -> list[str | None]:
+    return [
+        *(t.uri for t in config.targets),
+        *(t.base_model_uri for t in config.targets),
+        config.baseline.uri if config.baseline else None,
+        config.spec.dataset.uri,
+        config.few_shot_source_uri,
+    ]
+
+
+def build_eval_job(
+    evaluation: Evaluation, job: FineTuneJob | None, config: EvalRunConfig, settings: PodSettings | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that scores `config.targets`; owned by the Evaluation."""
+    settings = settings or PodSettings()
+    spec, res = evaluation.spec, evaluation.spec.resources
+    name = eval_job_name(evaluation, config.targets)
+    claims = pods.pvc_claims(_uris(config))
+    volumes, mounts = pods.claim_volumes(claims)
+    job_claim = names.job_claim_name(job) if job is not None else None
+    if job_claim is not None:
+        # The job's claim: read-only where the checkpoints are read, writable at /mnt/kubetune for the report.
+        volumes = [v for v in volumes if v["name"] != pods.volume_name(job_claim)]
+        mounts = [m for m in mounts if m["name"] != pods.volume_name(job_claim)]
+        vol = pods.volume_name(job_claim)
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": job_claim}})
+        mounts.append({"name": vol, "mountPath": f"{c.PVC_MOUNT_ROOT}/{job_claim}", "readOnly": True})
+        mounts.append({"name": vol, "mountPath": c.DATA_MOUNT})
+    scratch_vols, scratch_mounts = pods.scratch_volumes()
+    env: list[dict[str, Any]] = [
+        {"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH},
+        {"name": c.ENV_JOB_NAME, "value": evaluation.metadata.name},
+        *pods.downward_env(),
+        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if job is not None and job.spec.base_model.token_secret_ref:
+        env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
+    container = {
+        "name": EVAL_CONTAINER,
+        "image": spec.image or (job.spec.image if job is not None else "") or settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(EVAL_COMMAND),
+        "env": env,
+        "resources": pods.container_resources(res),
+        "volumeMounts": [
+            {"name": "run-config", "mountPath": c.RUN_CONFIG_MOUNT, "readOnly": True},
+            *mounts,
+            *scratch_mounts,
+        ],
+        "securityContext": pods.container_security_context(),
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(evaluation),
+        "automountServiceAccountToken": True,
+        "securityContext": pods.pod_security_context(settings),
+        "containers": [container],
+        "volumes": [{"name": "run-config", "configMap": {"name": name}}, *volumes, *scratch_vols],
+        **pods.scheduling(res),
+    }
+    if job is not None and job.spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in job.spec.image_pull_secrets]
+    meta = child_metadata(evaluation, c.ROLE_EVAL, name=name)
+    meta["annotations"] = {c.ANNOTATION_EVALUATED_MODELS: ",".join(t.name for t in config.targets)}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        "completions": 1,
+        "parallelism": 1,
+        "podFailurePolicy": {"rules": [pod_failure_policy()["rules"][0]]},  # preemption does not use up retries
+        "podReplacementPolicy": "Failed",
+        "template": {"metadata": {"labels": job_labels(evaluation)}, "spec": pod_spec},
+    }
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def evaluated_models(batch_job: dict[str, Any]) -> list[str]:
+    """The models a Job scored (from its annotation)."""
+    value = ((batch_job.get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_EVALUATED_MODELS, "")
+    return [v for v in value.split(",") if v]
+
+
+# --- Status ---
+
+
+def kstatus_conditions(
+    wanted: list[tuple[str, str, str, str]], old: list[dict[str, Any]], generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """Conditions from (type, status, reason, message); `lastTransitionTime` kept while a status holds."""
+    before = {cond.get("type"): cond for cond in old or []}
+    out = []
+    for ctype, cstatus, reason, message in wanted:
+        prev = before.get(ctype)
+        since = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
+        cond: dict[str, Any] = {"type": ctype, "status": cstatus, "reason": reason, "message": message}
+        cond["lastTransitionTime"] = since or now
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        out.append(cond)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    phase: str
+    reason: str
+    message: str
+    passed: bool | None = None
+
+
+def _job_state(batch_job: dict[str, Any]) -> str:
+    """Complete, Failed or Active."""
+    for cond in (batch_job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") in (c.JOB_COMPLETE, "SuccessCriteriaMet"):
+            return "Complete"
+        if cond.get("type") in (c.JOB_FAILED, c.JOB_FAILURE_TARGET):
+            return "Failed"
+    return "Active"
+
+
+def summary(evaluation: Evaluation, models: list[str]) -> tuple[bool, str]:
+    """(passed, "Evaluated 3 checkpoints: best checkpoint-400 exact_match 0.88, passed") from the results."""
+    status = evaluation.status
+    results = [r for r in (status.results if status else []) if not models or r.model in models]
+    metric = select_metric(evaluation)
+    passed = any(r.passed for r in results)
+    best = best_result(evaluation, results, passing_only=passed)
+    head = f"Evaluated {len(results)} model{'s' if len(results) != 1 else ''}"
+    if best is None:
+        return False, f"{head}: no {metric} score reported"
+    if passed:
+        verdict = "passed"
+    else:
+        verdict = "no model passed" + (": " + "; ".join(best.failures[:3]) if best.failures else " the criteria")
+    return passed, f"{head}: best {best.model} {metric} {best.metrics[metric]:.4g}, {verdict}"
+
+
+def observe(evaluation: Evaluation, batch_job: dict[str, Any] | None, waiting: str | None = None) -> EvalOutcome:
+    """The phase of an Evaluation from its current Job (None: not created yet); `waiting` is why it cannot start."""
+    if waiting is not None:
+        return EvalOutcome(c.Phase.PENDING, c.Reason.WAITING_FOR_CHECKPOINTS, waiting)
+    if batch_job is None:
+        return EvalOutcome(c.Phase.PENDING, c.Reason.PENDING, "creating the evaluation Job")
+    name = (batch_job.get("metadata") or {}).get("name")
+    state = _job_state(batch_job)
+    if state == "Complete":
+        passed, message = summary(evaluation, evaluated_models(batch_job))
+        return EvalOutcome(c.Phase.SUCCEEDED, c.Reason.PASSED if passed else c.Reason.NOT_PASSED, message, passed)
+    if state == "Failed":
+        cond = next(
+            (x for x in (batch_job.get("status") or {}).get("conditions") or [] if x.get("type") == c.JOB_FAILED), {}
+        )
+        why = cond.get("message") or cond.get("reason") or "the evaluation Job failed"
+        return EvalOutcome(c.Phase.FAILED, c.Reason.EVALUATION_FAILED, f"{why}; see `kubectl logs job/{name}`")
+    models = evaluated_models(batch_job)
+    return EvalOutcome(c.Phase.RUNNING, c.Reason.EVALUATING, f"evaluating {len(models)} model(s): {', '.join(models)}")
+
+
+def compute_status(
+    evaluation: Evaluation, outcome: EvalOutcome, batch_job: dict[str, Any] | None, now: str
+) -> dict[str, Any]:
+    """The status fields the operator owns, as a merge patch."""
+    status = evaluation.status
+    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
+    phase = outcome.phase
+    wanted = [(c.Condition.READY, "True" if phase == c.Phase.SUCCEEDED else "False", outcome.reason, outcome.message)]
+    if phase in (c.Phase.PENDING, c.Phase.RUNNING):
+        wanted.append((c.Condition.RECONCILING, "True", outcome.reason, outcome.message))
+    if phase == c.Phase.FAILED:
+        wanted += [(c.Condition.STALLED, "True", outcome.reason, outcome.message)]
+        wanted += [(c.Condition.FAILED, "True", outcome.reason, outcome.message)]
+    if outcome.passed is not None:
+        wanted.append((c.Condition.PASSED, "True" if outcome.passed else "False", outcome.reason, outcome.message))
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "message": outcome.message,
+        "observedGeneration": evaluation.metadata.generation,
+        "conditions": kstatus_conditions(wanted, old, evaluation.metadata.generation, now),
+    }
+    bstatus = (batch_job or {}).get("status") or {}
+    if phase == c.Phase.RUNNING:
+        running_since = status.start_time if status and status.phase == c.Phase.RUNNING else None
+        patch["startTime"] = bstatus.get("startTime") or running_since or now
+        patch["completionTime"] = None
+    if phase in c.FINISHED_PHASES:
+        patch["completionTime"] = (status.completion_time if status else None) or bstatus.get("completionTime") or now
+    if phase == c.Phase.SUCCEEDED and batch_job is not None:
+        patch["evaluatedCheckpoints"] = evaluated_models(batch_job)
+        patch["passed"] = outcome.passed
+        if not (status and status.best):
+            best = best_result(evaluation, status.results if status else [], passing_only=bool(outcome.passed))
+            if best is not None:
+                patch["best"] = best.model
+    return patch

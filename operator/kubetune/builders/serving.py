@@ -1,0 +1,418 @@
+"""The serving workload of a ModelDeployment: apps/v1 Deployment + Service (+ HPA), and its status.
+
+Two runtimes:
+- vLLM's OpenAI server (`runtime: vllm`, or `auto` with GPUs). A LoRA checkpoint is served merged:
+  vLLM serves an adapter about a third slower than a merged model. An init container writes the
+  merge once, beside the checkpoint (`<checkpoint>-merged`, skipped when it exists), with the claim
+  writable for the init container only; the server mounts it read-only. With merging turned off in
+  the operator settings the adapter is served with `--enable-lora` on its base model.
+- The trainer image's own OpenAI-compatible server (`kubetune-trainer serve`), for CPU serving; it
+  loads base + adapter itself.
+
+The checkpoint is in a pod-template annotation, so a promotion rolls the pods; `maxUnavailable: 0`
+keeps the old checkpoint serving until the new one is ready (that needs room for one extra replica).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from kubetune import constants as c
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.api.runconfig import ServeRunConfig, StorageMap
+from kubetune.builders import names, pods
+from kubetune.builders.evaluation import kstatus_conditions
+from kubetune.builders.meta import child_metadata
+from kubetune.builders.pods import PodSettings
+from kubetune.builders.promotion import Decision
+from kubetune.builders.runconfig import base_model_of, serve_run_config
+from kubetune.builders.training import RUN_CONFIG_PATH, pod_storage_map
+
+Runtime = Literal["vllm", "transformers"]
+
+SERVER_CONTAINER = "server"
+MERGE_CONTAINER = "merge"
+MERGED_SUFFIX = "-merged"
+# vLLM accepts only these --max-lora-rank values.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Operator settings for serving (from KUBETUNE_* environment variables, like PodSettings)."""
+
+    vllm_image: str = "vllm/vllm-openai:v0.11.0"
+    merge_adapters: bool = True  # serve one LoRA checkpoint merged (written once beside it)
+    startup_timeout_seconds: int = 1800  # model download + load before the liveness probe starts
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What the pods run: which runtime, which model, and whether it is an adapter on a base."""
+
+    runtime: Runtime
+    checkpoint: str
+    model_uri: str  # the checkpoint (adapter or full model)
+    base_model_uri: str | None  # set when model_uri is a LoRA adapter
+    merged_uri: str | None  # vLLM + adapter + merging: where the merge is written (and served from)
+    lora_rank: int | None = None
+
+    @property
+    def served_uri(self) -> str:
+        return self.merged_uri or self.model_uri
+
+
+def serving_name(deployment: ModelDeployment) -> str:
+    """Name of the Deployment and Service: the ModelDeployment's own (a DNS label, cut with a hash if long)."""
+    name = deployment.metadata.name
+    return name if len(name) <= names.MAX_NAME and "." not in name else names.child_name(name, c.ROLE_SERVE)
+
+
+def config_map_name(deployment: ModelDeployment) -> str:
+    return names.child_name(deployment.metadata.name, c.ROLE_CONFIG)
+
+
+def endpoint(deployment: ModelDeployment) -> str:
+    return f"http://{serving_name(deployment)}.{deployment.metadata.namespace or 'default'}.svc:{c.SERVE_PORT}/v1"
+
+
+def served_model_name(deployment: ModelDeployment) -> str:
+    return deployment.spec.served_model_name or deployment.metadata.name
+
+
+def runtime_of(deployment: ModelDeployment) -> Runtime:
+    spec = deployment.spec
+    if spec.runtime == "auto":
+        return "vllm" if spec.resources.gpus > 0 else "transformers"
+    return spec.runtime
+
+
+def plan(
+    deployment: ModelDeployment, decision: Decision, job: FineTuneJob | None, settings: ServingSettings | None = None
+) -> ServingPlan:
+    """How to serve the checkpoint `decision` chose. A job's checkpoint is a LoRA adapter unless `adapter: none`."""
+    settings = settings or ServingSettings()
+    if decision.checkpoint is None or decision.uri is None:
+        raise ValueError("nothing to serve: the decision names no checkpoint")
+    runtime = runtime_of(deployment)
+    from_job = deployment.spec.model.fine_tune_job is not None and job is not None
+    is_adapter = from_job and job.spec.adapter.type != "none"  # type: ignore[union-attr]
+    base = base_model_of(job) if is_adapter and job is not None else None
+    merged = None
+    if runtime == "vllm" and is_adapter and settings.merge_adapters:
+        merged = decision.uri.rstrip("/") + MERGED_SUFFIX
+    rank = job.spec.adapter.r if is_adapter and job is not None else None
+    return ServingPlan(runtime, decision.checkpoint, decision.uri, base, merged, rank)
+
+
+def run_config(deployment: ModelDeployment, serving: ServingPlan) -> ServeRunConfig:
+    """The trainer image's config: what `serve` serves, or what `merge` merges."""
+    return serve_run_config(
+        deployment,
+        model_uri=serving.model_uri,
+        base_model_uri=serving.base_model_uri,
+        storage=pod_storage_map(),
+        output_dir="/tmp/kubetune-serve",
+        port=c.SERVE_PORT,
+    )
+
+
+def pod_labels(deployment: ModelDeployment) -> dict[str, str]:
+    return names.labels(c.LABEL_DEPLOYMENT, deployment.metadata.name, c.ROLE_SERVE)
+
+
+def selector(deployment: ModelDeployment) -> dict[str, str]:
+    """The Deployment's selector (immutable): a stable subset of the pod labels."""
+    labels = pod_labels(deployment)
+    return {c.LABEL_DEPLOYMENT: labels[c.LABEL_DEPLOYMENT], c.LABEL_ROLE: c.ROLE_SERVE}
+
+
+def build_config_map(deployment: ModelDeployment, serving: ServingPlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(deployment, c.ROLE_CONFIG, name=config_map_name(deployment)),
+        "data": {c.RUN_CONFIG_FILE: run_config(deployment, serving).dump()},
+    }
+
+
+def _local(uri: str, storage: StorageMap) -> str:
+    path = storage.local_path(uri)
+    if path is None or not uri.startswith("pvc://"):
+        raise ValueError(
+            f"runtime vllm reads models from pvc:// or hf:// URIs, not {uri!r}; "
+            "copy the model to a PVC, or set spec.runtime: transformers"
+        )
+    return str(path)
+
+
+def _vllm_model_args(uri: str, storage: StorageMap) -> list[str]:
+    """--model (and --revision) for vLLM: a hub id for hf://ORG/NAME[@REV], a mounted path for pvc://."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "hf":
+        repo, _, revision = f"{parsed.netloc}{parsed.path}".strip("/").partition("@")
+        return ["--model", repo, *(["--revision", revision] if revision else [])]
+    return ["--model", _local(uri, storage)]
+
+
+def _vllm_args(deployment: ModelDeployment, serving: ServingPlan) -> list[str]:
+    storage = pod_storage_map()
+    spec, name = deployment.spec, served_model_name(deployment)
+    if serving.base_model_uri and not serving.merged_uri:
+        rank = next((r for r in VLLM_LORA_RANKS if r >= (serving.lora_rank or 16)), VLLM_LORA_RANKS[-1])
+        args = [
+            *_vllm_model_args(serving.base_model_uri, storage),
+            "--served-model-name",
+            f"{name}-base",
+            "--enable-lora",
+            "--lora-modules",
+            f"{name}={_local(serving.model_uri, storage)}",
+            "--max-lora-rank",
+            str(rank),
+        ]
+    else:
+        args = [*_vllm_model_args(serving.served_uri, storage), "--served-model-name", name]
+    args += ["--host", "0.0.0.0", "--port", str(c.SERVE_PORT)]
+    if spec.resources.gpus > 1:
+        args += ["--tensor-parallel-size", str(spec.resources.gpus)]
+    if spec.max_model_len:
+        args += ["--max-model-len", str(spec.max_model_len)]
+    return args
+
+
+def _probes(path: str, settings: ServingSettings) -> dict[str, Any]:
+    """startup (generous: the model loads), then readiness (in rotation) and liveness (restart if hung)."""
+    http = {"httpGet": {"path": path, "port": "http"}}
+    return {
+        "startupProbe": {
+            **http,
+            "periodSeconds": 10,
+            "failureThreshold": max(settings.startup_timeout_seconds // 10, 1),
+        },
+        "readinessProbe": {**http, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**http, "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 3},
+    }
+
+
+def _env(deployment: ModelDeployment, job: FineTuneJob | None, runtime: Runtime) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if runtime == "vllm":
+        env += [{"name": "VLLM_NO_USAGE_STATS", "value": "1"}, {"name": "DO_NOT_TRACK", "value": "1"}]
+    else:
+        env += [{"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH}, *pods.downward_env()]
+    if job is not None and job.spec.base_model.token_secret_ref:
+        env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
+    return env + pods.user_env(deployment.spec.env)
+
+
+def _config_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_deployment(
+    deployment: ModelDeployment,
+    serving: ServingPlan,
+    job: FineTuneJob | None,
+    pod_settings: PodSettings | None = None,
+    settings: ServingSettings | None = None,
+) -> dict[str, Any]:
+    """The apps/v1 Deployment serving `serving.checkpoint`; owned by the ModelDeployment."""
+    pod_settings, settings = pod_settings or PodSettings(), settings or ServingSettings()
+    spec, res = deployment.spec, deployment.spec.resources
+    trainer_image = (job.spec.image if job is not None else "") or pod_settings.trainer_image
+    claims = pods.pvc_claims([serving.model_uri, serving.merged_uri, serving.base_model_uri])
+    merge_claims = pods.pvc_claims([serving.merged_uri]) if serving.merged_uri else []
+    # Pod volumes writable only where the merge is written; every server mount is read-only.
+    volumes, merge_mounts = pods.claim_volumes(claims, writable=merge_claims)
+    _, ro_mounts = pods.claim_volumes(claims)
+    scratch_vols, scratch_mounts = pods.scratch_volumes()
+    config_volume = {"name": "run-config", "configMap": {"name": config_map_name(deployment)}}
+    config_mount = {"name": "run-config", "mountPath": c.RUN_CONFIG_MOUNT, "readOnly": True}
+    env = _env(deployment, job, serving.runtime)
+
+    if serving.runtime == "vllm":
+        server: dict[str, Any] = {
+            "name": SERVER_CONTAINER,
+            "image": spec.image or settings.vllm_image,
+            "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+            "args": _vllm_args(deployment, serving),
+            **_probes("/health", settings),
+        }
+        mounts = [*ro_mounts, *scratch_mounts]
+    else:
+        server = {
+            "name": SERVER_CONTAINER,
+            "image": spec.image or trainer_image,
+            "command": ["kubetune-trainer", "serve", "--config", RUN_CONFIG_PATH],
+            **_probes("/healthz", settings),
+        }
+        mounts = [config_mount, *ro_mounts, *scratch_mounts]
+    server.update(
+        imagePullPolicy=pod_settings.image_pull_policy,
+        ports=[{"name": "http", "containerPort": c.SERVE_PORT, "protocol": "TCP"}],
+        env=env,
+        resources=pods.container_resources(res),  # type: ignore[arg-type]  # ServeResources has the same fields
+        volumeMounts=mounts,
+        securityContext=pods.container_security_context(),
+    )
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": pods.pod_security_context(pod_settings),
+        "containers": [server],
+        "volumes": [*volumes, *scratch_vols],
+        **pods.scheduling(res),  # type: ignore[arg-type]
+    }
+    if serving.runtime == "transformers" or serving.merged_uri:
+        pod_spec["volumes"].append(config_volume)
+    if serving.merged_uri:
+        storage = pod_storage_map()
+        merge_env = [e for e in env if e["name"] in ("HF_HOME", "HOME", c.ENV_HF_TOKEN, "PYTHONUNBUFFERED")]
+        pod_spec["initContainers"] = [
+            {
+                "name": MERGE_CONTAINER,
+                "image": trainer_image,
+                "imagePullPolicy": pod_settings.image_pull_policy,
+                "command": [
+                    "kubetune-trainer",
+                    "merge",
+                    "--config",
+                    RUN_CONFIG_PATH,
+                    "--out",
+                    _local(serving.merged_uri, storage),
+                ],
+                "env": merge_env,
+                # The merge runs on CPU: the base model in memory, once.
+                "resources": {
+                    "requests": {"cpu": str(res.cpu), "memory": str(res.memory)},
+                    "limits": {"memory": str(res.memory)},
+                },
+                "volumeMounts": [config_mount, *merge_mounts, *scratch_mounts],
+                "securityContext": pods.container_security_context(),
+            }
+        ]
+    annotations = {
+        c.ANNOTATION_CHECKPOINT: serving.checkpoint,
+        c.ANNOTATION_MODEL_URI: serving.served_uri,
+        c.ANNOTATION_SPEC_HASH: _config_hash(pod_spec, run_config(deployment, serving).to_k8s()),
+    }
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(deployment)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "revisionHistoryLimit": 5,
+        "template": {"metadata": {"labels": pod_labels(deployment), "annotations": annotations}, "spec": pod_spec},
+    }
+    if spec.autoscaling is None:
+        dep_spec["replicas"] = spec.replicas  # with an HPA the replica count is the HPA's, never set here
+    meta = child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment))
+    meta["annotations"] = {c.ANNOTATION_CHECKPOINT: serving.checkpoint}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
+
+
+def build_service(deployment: ModelDeployment) -> dict[str, Any]:
+    """ClusterIP Service on port 8000 (`http`): the OpenAI-compatible endpoint."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(deployment),
+            "ports": [{"name": "http", "port": c.SERVE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_hpa(deployment: ModelDeployment) -> dict[str, Any] | None:
+    """autoscaling/v2 HPA on in-flight requests per pod; None without `spec.autoscaling`.
+
+    `kubetune_serve_requests_in_flight` is a custom pods metric: it needs a metrics adapter (e.g.
+    prometheus-adapter) that serves it from the pods' Prometheus metrics: the image's server exports
+    it under that name, vLLM as `vllm:num_requests_running` (an adapter rule renames it). Without an
+    adapter the HPA reports FailedGetPodsMetric and keeps the replica count.
+    """
+    scaling = deployment.spec.autoscaling
+    if scaling is None:
+        return None
+    name = serving_name(deployment)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": child_metadata(deployment, c.ROLE_SERVE, name=name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": c.SERVE_CONCURRENCY_METRIC},
+                        "target": {"type": "AverageValue", "averageValue": str(scaling.target_concurrency)},
+                    },
+                }
+            ],
+            # Model servers take minutes to start: scale up at once, scale down slowly.
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+        },
+    }
+
+
+# --- Status ---
+
+
+def rollout(deployment: ModelDeployment, apps_deployment: dict[str, Any] | None) -> tuple[bool, int]:
+    """(ready, readyReplicas): ready once the current template is rolled out and one replica is ready."""
+    if apps_deployment is None:
+        return False, 0
+    meta, status = apps_deployment.get("metadata") or {}, apps_deployment.get("status") or {}
+    ready = int(status.get("readyReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    updated = int(status.get("updatedReplicas") or 0) >= 1
+    return observed and updated and ready >= 1, ready
+
+
+def compute_status(
+    deployment: ModelDeployment,
+    decision: Decision,
+    apps_deployment: dict[str, Any] | None,
+    revisions: list[dict[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    """The ModelDeployment's status after `decision` was applied (merge patch)."""
+    status = deployment.status
+    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
+    serving = decision.checkpoint
+    ready, ready_replicas = rollout(deployment, apps_deployment)
+    if serving is None:
+        phase, reason, message = c.Phase.PENDING, decision.reason, decision.message
+    elif ready:
+        phase, reason = c.Phase.READY, c.Reason.READY
+        message = f"serving {serving} at {endpoint(deployment)}"
+        if not decision.changes and decision.reason not in (c.Reason.UP_TO_DATE, c.Reason.PINNED):
+            message += f" ({decision.message})"
+    else:
+        phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
+        message = f"rolling out {serving}: {ready_replicas} replica(s) ready"
+    wanted = [(c.Condition.READY, "True" if phase == c.Phase.READY else "False", reason, message)]
+    if phase != c.Phase.READY:
+        wanted.append((c.Condition.RECONCILING, "True", reason, message))
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": deployment.metadata.generation,
+        "conditions": kstatus_conditions(wanted, old, deployment.metadata.generation, now),
+        "readyReplicas": ready_replicas,
+        "revisions": revisions,
+    }
+    if serving is not None:
+        patch.update(servedCheckpoint=serving, servedUri=decision.uri, endpoint=endpoint(deployment))
+    return patch
