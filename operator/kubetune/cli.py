@@ -38,17 +38,21 @@ class Findings:
 
 
 def _iter_files(paths: Sequence[Path]) -> Iterator[Path]:
+    """Files named, and the manifests and datasets in folders named (not hidden ones, not Helm charts)."""
     for p in paths:
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix in MANIFEST_SUFFIXES + DATASET_SUFFIXES and not _hidden(f, p):
+                if f.is_file() and f.suffix in MANIFEST_SUFFIXES + DATASET_SUFFIXES and not _skipped(f, p):
                     yield f
         else:
             yield p
 
 
-def _hidden(f: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in f.relative_to(root).parts)
+def _skipped(f: Path, root: Path) -> bool:
+    rel = f.relative_to(root)
+    if any(part.startswith(".") for part in rel.parts):
+        return True
+    return any((root / d / "Chart.yaml").exists() for d in rel.parents)  # Helm templates are not manifests yet
 
 
 def _local_path(uri: str, base: Path) -> Path | None:

@@ -233,3 +233,16 @@ def test_help_and_validate_work_without_torch_or_kopf():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "usage: kubetune" in proc.stdout
+
+
+def test_folders_skip_helm_charts_and_hidden_folders(tmp_path, capsys):
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "templates" / "crd.yaml").write_text("{{- if .Values.crds.enabled }}\nkind: X\n{{- end }}\n")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "junk.yaml").write_text("a: [\n")
+    write(tmp_path, JOB)
+    rc, out = run(capsys, "validate", str(tmp_path))
+    assert rc == 0, out
+    assert out.splitlines()[-1].startswith("1 file(s)")
