@@ -159,3 +159,40 @@ def forget_job(namespace: str, name: str) -> None:
         for cp, metric in _checkpoint_series.pop(key, set()):
             with contextlib.suppress(KeyError):
                 CHECKPOINT_METRIC.remove(namespace, name, cp, metric)
+
+
+# --- Evaluations (added by the serving engineer) ---
+
+EVALUATION_SCORE = Gauge(
+    c.EVALUATION_SCORE_METRIC,
+    "Score of a model (a checkpoint, or the baseline) in an Evaluation.",
+    ["namespace", "evaluation", "model", "metric"],
+)
+_evaluation_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+
+def observe_evaluation(body: Mapping[str, Any]) -> None:
+    """Update the score series of an Evaluation from its status (results and baseline)."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    scored = [(r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []]
+    if status.get("baseline"):
+        scored.append(("baseline", status["baseline"].get("metrics") or {}))
+    series = set()
+    with _lock:
+        for model, values in scored:
+            for metric, value in values.items():
+                if isinstance(value, int | float):
+                    EVALUATION_SCORE.labels(*key, model, metric).set(value)
+                    series.add((model, metric))
+        for gone in _evaluation_series.get(key, set()) - series:
+            with contextlib.suppress(KeyError):
+                EVALUATION_SCORE.remove(*key, *gone)
+        _evaluation_series[key] = series
+
+
+def forget_evaluation(namespace: str, name: str) -> None:
+    with _lock:
+        for model, metric in _evaluation_series.pop((namespace, name), set()):
+            with contextlib.suppress(KeyError):
+                EVALUATION_SCORE.remove(namespace, name, model, metric)

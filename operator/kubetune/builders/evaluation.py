@@ -245,7 +245,7 @@ class EvalOutcome:
     passed: bool | None = None
 
 
-def _job_state(batch_job: dict[str, Any]) -> str:
+def job_state(batch_job: dict[str, Any]) -> str:
     """Complete, Failed or Active."""
     for cond in (batch_job.get("status") or {}).get("conditions") or []:
         if cond.get("status") != "True":
@@ -281,7 +281,7 @@ def observe(evaluation: Evaluation, batch_job: dict[str, Any] | None, waiting: s
     if batch_job is None:
         return EvalOutcome(c.Phase.PENDING, c.Reason.PENDING, "creating the evaluation Job")
     name = (batch_job.get("metadata") or {}).get("name")
-    state = _job_state(batch_job)
+    state = job_state(batch_job)
     if state == "Complete":
         passed, message = summary(evaluation, evaluated_models(batch_job))
         return EvalOutcome(c.Phase.SUCCEEDED, c.Reason.PASSED if passed else c.Reason.NOT_PASSED, message, passed)
@@ -326,8 +326,8 @@ def compute_status(
     if phase == c.Phase.SUCCEEDED and batch_job is not None:
         patch["evaluatedCheckpoints"] = evaluated_models(batch_job)
         patch["passed"] = outcome.passed
-        if not (status and status.best):
-            best = best_result(evaluation, status.results if status else [], passing_only=bool(outcome.passed))
-            if best is not None:
-                patch["best"] = best.model
+        # Ranked here as promotion ranks (selectBy, the metric's direction), over the pod's results.
+        best = best_result(evaluation, status.results if status else [], passing_only=bool(outcome.passed))
+        if best is not None:
+            patch["best"] = best.model
     return patch

@@ -1,0 +1,201 @@
+"""Evaluation handlers: run the evaluation Job once the FineTuneJob has checkpoints, again when new ones appear.
+
+The evaluation pod writes `results/baseline/report` into the Evaluation's status itself; this writes
+phase, conditions (Ready, Passed), times, `evaluatedCheckpoints`, `best`, `passed`, Events and the
+`kubetune_evaluation_score` metric. A reconcile reads everything fresh under the object's lock, so
+watch events, timers and restarts can all call it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+
+from kubetune import constants as c
+from kubetune import k8s, metrics
+from kubetune.api.evaluation import Evaluation
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.api.runconfig import EvalRunConfig
+from kubetune.builders import evaluation as ev
+from kubetune.builders.runconfig import UnresolvedReference
+from kubetune.controllers import common, config
+from kubetune.controllers import status as st
+
+EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
+FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
+EVAL_JOB_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_EVAL}
+# Safety net behind the watch events: how often every Evaluation is reconciled anyway.
+RESYNC_SECONDS = float(os.environ.get(f"{c.ENV_OPERATOR_PREFIX}RESYNC_SECONDS") or 60)
+
+
+def _key(namespace: str, name: str) -> tuple[str, str, str]:
+    return (c.EVALUATION, namespace, name)
+
+
+def _owned(batch_job: dict[str, Any], uid: str | None) -> bool:
+    return any(ref.get("uid") == uid for ref in batch_job["metadata"].get("ownerReferences") or [])
+
+
+def _active(batch_job: dict[str, Any]) -> bool:
+    return ev.job_state(batch_job) == "Active"
+
+
+async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | None]:
+    """The FineTuneJob (or ModelDeployment endpoint) an Evaluation scores."""
+    ref, namespace = evaluation.spec.model, evaluation.metadata.namespace
+    job, endpoint = None, None
+    if ref.fine_tune_job is not None:
+        body = await k8s.get_or_none(c.FINETUNEJOB, namespace, ref.fine_tune_job.name)
+        job = FineTuneJob.model_validate(body) if body else None
+    if ref.model_deployment is not None:
+        body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, ref.model_deployment.name)
+        endpoint = ModelDeployment.model_validate(body).status.endpoint if body and body.get("status") else None
+    return job, endpoint
+
+
+async def _start(
+    body: dict[str, Any], evaluation: Evaluation, job: FineTuneJob | None, cfg: EvalRunConfig
+) -> dict[str, Any]:
+    """Create RBAC, run config and the Job for this run; delete the finished runs it supersedes."""
+    pods = config.current.pods
+    name = ev.eval_job_name(evaluation, cfg.targets)
+    await common.ensure([*ev.build_rbac(evaluation), ev.build_config_map(evaluation, cfg)])
+    batch_job, created = await k8s.create_if_absent(ev.build_eval_job(evaluation, job, cfg, pods))
+    namespace = evaluation.metadata.namespace
+    for old in await k8s.list_objects("Job", namespace, labels=ev.job_labels(evaluation)):
+        old_name = old["metadata"]["name"]
+        if old_name != name and _owned(old, evaluation.metadata.uid):
+            await k8s.delete("Job", namespace, old_name)
+            await k8s.delete("ConfigMap", namespace, old_name)
+    if created:
+        models = ", ".join(t.name for t in cfg.targets)
+        await common.event(
+            body, "Normal", c.EVENT_EVALUATION_STARTED, f"Evaluating {len(cfg.targets)} model(s): {models}"
+        )
+    return batch_job
+
+
+async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None) -> None:
+    """Bring one Evaluation up to date: start a run when there is something new to score, report its state."""
+    async with common.lock_for(*_key(namespace, name)):
+        body = await k8s.get_or_none(c.EVALUATION, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        evaluation = common.parse(Evaluation, body)
+        status = evaluation.status
+        job, endpoint = await _sources(evaluation)
+        try:
+            cfg = ev.run_config(evaluation, job, config.current.pods, endpoint)
+            waiting = None
+        except UnresolvedReference as err:
+            cfg, waiting = None, str(err)
+        runs = [
+            j
+            for j in await k8s.list_objects("Job", namespace, labels=ev.job_labels(evaluation))
+            if _owned(j, evaluation.metadata.uid)
+        ]
+        current: dict[str, Any] | None = None
+        if cfg is not None:
+            wanted = ev.eval_job_name(evaluation, cfg.targets)
+            current = next((j for j in runs if j["metadata"]["name"] == wanted), None)
+            done = (
+                status is not None
+                and status.phase in c.FINISHED_PHASES
+                and status.observed_generation == evaluation.metadata.generation
+                and {t.name for t in cfg.targets} <= set(status.evaluated_checkpoints)
+            )
+            if current is None and done:
+                return  # scored already; its Job was cleaned up
+            if current is None:
+                busy = next((j for j in runs if _active(j)), None)
+                if busy is not None:
+                    current = busy  # new checkpoints wait until the running evaluation finishes
+                else:
+                    current = await _start(body, evaluation, job, cfg)
+        elif runs and status and status.results:
+            waiting = None  # a job's checkpoints may have gone (keep): report the last run
+            current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")
+        outcome = ev.observe(evaluation, current, waiting)
+        patch = ev.compute_status(evaluation, outcome, current, st.now_iso())
+        if not _changed(evaluation, patch):
+            return
+        await k8s.patch_status(c.EVALUATION, namespace, name, patch)
+        await _tell(body, status.phase if status else None, outcome)
+
+
+def _changed(evaluation: Evaluation, patch: dict[str, Any]) -> bool:
+    current = evaluation.status.model_dump(by_alias=True, exclude_none=True, mode="json") if evaluation.status else {}
+    return any(current.get(k) != v for k, v in patch.items())
+
+
+async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev.EvalOutcome) -> None:
+    """An Event per phase transition: started is told by _start; finished, failed and waiting here."""
+    if outcome.phase == old_phase:
+        return
+    if outcome.phase == c.Phase.SUCCEEDED:
+        await common.event(body, "Normal" if outcome.passed else "Warning", c.Reason.EVALUATED, outcome.message)
+    elif outcome.phase == c.Phase.FAILED:
+        await common.event(body, "Warning", outcome.reason, outcome.message)
+    elif outcome.phase == c.Phase.PENDING and outcome.reason == c.Reason.WAITING_FOR_CHECKPOINTS:
+        await common.event(body, "Normal", outcome.reason, outcome.message)
+
+
+# --- Handlers ---
+
+
+@kopf.on.resume(*EVAL)
+@kopf.on.create(*EVAL)
+@kopf.on.update(*EVAL)
+async def evaluation_changed(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.track("evaluation.reconcile"):
+        await reconcile(namespace, name, logger)
+
+
+@kopf.timer(*EVAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+async def evaluation_resync(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.track("evaluation.resync"):
+        await reconcile(namespace, name, logger)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=EVAL_JOB_FILTER)
+async def evaluation_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+    """An evaluation Job started, finished or failed: update its Evaluation."""
+    owner = common.owner_name(body, c.EVALUATION)
+    if owner and event.get("type") != "DELETED":
+        with metrics.track("evaluation.job_event"):
+            await reconcile(namespace, owner)
+
+
+_seen_checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+
+@kopf.on.event(*FTJ)
+async def evaluations_follow_job(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """A FineTuneJob got new checkpoints (or finished): reconcile the Evaluations that score it."""
+    status = body.get("status") or {}
+    seen = (status.get("phase"), tuple(cp.get("name") for cp in status.get("checkpoints") or []))
+    key = (namespace, name)
+    if event.get("type") == "DELETED" or _seen_checkpoints.get(key) == seen:
+        if event.get("type") == "DELETED":
+            _seen_checkpoints.pop(key, None)
+        return
+    _seen_checkpoints[key] = seen
+    with metrics.track("evaluation.job_checkpoints"):
+        for item in await k8s.list_objects(c.EVALUATION, namespace):
+            ref = ((item.get("spec") or {}).get("model") or {}).get("fineTuneJob") or {}
+            if ref.get("name") == name:
+                await reconcile(namespace, item["metadata"]["name"])
+
+
+@kopf.on.event(*EVAL)
+def evaluation_scores(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """The score metric follows every status write, including the evaluation pod's."""
+    meta = body.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        metrics.forget_evaluation(meta.get("namespace", ""), meta.get("name", ""))
+        common.forget_lock(*_key(meta.get("namespace", ""), meta.get("name", "")))
+    else:
+        metrics.observe_evaluation(body)

@@ -1,0 +1,248 @@
+"""ModelDeployment handlers: decide which checkpoint to serve, apply Deployment + Service (+ HPA), report.
+
+A reconcile reads the ModelDeployment, its FineTuneJob and Evaluation fresh under the object's lock,
+asks `builders.promotion.decide`, applies the manifests (create, or merge-patch when they differ),
+appends a revision when the served checkpoint changes, and tells each change as an Event
+(Promoted, RolledForward, RolledBack, Pinned). Watch events on the Evaluation, the FineTuneJob and the
+apps/v1 Deployment trigger it; a timer is the safety net.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+
+from kubetune import constants as c
+from kubetune import k8s, metrics
+from kubetune.api.evaluation import Evaluation
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.builders import promotion, serving
+from kubetune.controllers import common, config
+from kubetune.controllers import status as st
+
+MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
+EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
+FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
+SERVE_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_SERVE}
+RESYNC_SECONDS = float(os.environ.get(f"{c.ENV_OPERATOR_PREFIX}RESYNC_SECONDS") or 60)
+# Optional keys of the pod template: a merge patch must null them to remove them.
+_OPTIONAL_POD_KEYS = ("initContainers", "nodeSelector", "tolerations", "priorityClassName")
+
+
+def serving_settings(env: dict[str, str] | None = None) -> serving.ServingSettings:
+    """KUBETUNE_VLLM_IMAGE, KUBETUNE_MERGE_ADAPTERS (true/false), KUBETUNE_SERVE_STARTUP_SECONDS."""
+    env = dict(os.environ if env is None else env)
+    p, default = c.ENV_OPERATOR_PREFIX, serving.ServingSettings()
+    return serving.ServingSettings(
+        vllm_image=env.get(f"{p}VLLM_IMAGE") or default.vllm_image,
+        merge_adapters=(env.get(f"{p}MERGE_ADAPTERS") or "true").lower() not in ("0", "false", "no"),
+        startup_timeout_seconds=int(env.get(f"{p}SERVE_STARTUP_SECONDS") or default.startup_timeout_seconds),
+    )
+
+
+def _key(namespace: str, name: str) -> tuple[str, str, str]:
+    return (c.MODELDEPLOYMENT, namespace, name)
+
+
+async def _sources(md: ModelDeployment) -> tuple[Evaluation | None, FineTuneJob | None]:
+    namespace = md.metadata.namespace
+    evaluation, job = None, None
+    if md.spec.promotion.evaluation is not None:
+        body = await k8s.get_or_none(c.EVALUATION, namespace, md.spec.promotion.evaluation.name)
+        evaluation = Evaluation.model_validate(body) if body else None
+    job_name = md.spec.model.fine_tune_job.name if md.spec.model.fine_tune_job else None
+    if job_name is None and evaluation is not None and evaluation.spec.model.fine_tune_job is not None:
+        job_name = evaluation.spec.model.fine_tune_job.name
+    if job_name:
+        body = await k8s.get_or_none(c.FINETUNEJOB, namespace, job_name)
+        job = FineTuneJob.model_validate(body) if body else None
+    return evaluation, job
+
+
+async def _apply(desired: dict[str, Any], *, compare: Any = None) -> dict[str, Any]:
+    """Create, or merge-patch when `compare(existing, desired)` says they differ (default: always patch)."""
+    existing, created = await k8s.create_if_absent(desired)
+    if created or (compare is not None and not compare(existing, desired)):
+        return existing
+    meta = desired["metadata"]
+    return await k8s.patch_merge(desired["kind"], meta["namespace"], meta["name"], desired)
+
+
+def _same_deployment(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
+    def key(d: dict[str, Any]) -> tuple[Any, Any]:
+        spec = d.get("spec") or {}
+        annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        return annotations.get(c.ANNOTATION_SPEC_HASH), spec.get("replicas")
+
+    desired_hash, desired_replicas = key(desired)
+    existing_hash, existing_replicas = key(existing)
+    return existing_hash == desired_hash and (desired_replicas is None or existing_replicas == desired_replicas)
+
+
+def _with_removals(deployment: dict[str, Any]) -> dict[str, Any]:
+    pod = deployment["spec"]["template"]["spec"]
+    for k in _OPTIONAL_POD_KEYS:
+        pod.setdefault(k, None)
+    return deployment
+
+
+async def _apply_workload(md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None) -> dict[str, Any]:
+    """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now."""
+    pods, settings = config.current.pods, serving_settings()
+    deployment = serving.build_deployment(md, plan, job, pods, settings)  # raises ValueError on what vLLM can't read
+    await _apply(serving.build_config_map(md, plan), compare=lambda a, b: a.get("data") == b.get("data"))
+    apps = await _apply(_with_removals(deployment), compare=_same_deployment)
+    await k8s.create_if_absent(serving.build_service(md))
+    hpa = serving.build_hpa(md)
+    if hpa is not None:
+        await _apply(hpa, compare=lambda a, b: a.get("spec") == b.get("spec"))
+    else:
+        await k8s.delete("HorizontalPodAutoscaler", md.metadata.namespace, serving.serving_name(md))
+    return apps
+
+
+async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None) -> None:
+    """Decide what to serve, apply it, record a revision when it changed, report the rollout."""
+    async with common.lock_for(*_key(namespace, name)):
+        body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        md = common.parse(ModelDeployment, body)
+        evaluation, job = await _sources(md)
+        decision = promotion.decide(md, evaluation, job)
+        now = st.now_iso()
+        apps = None
+        if decision.checkpoint is not None:
+            plan = serving.plan(md, decision, job, serving_settings())
+            try:
+                apps = await _apply_workload(md, plan, job)
+            except ValueError as err:
+                await _fail(body, md, str(err), now)
+                return
+        revisions = promotion.next_revisions(md.status, decision, now)
+        patch = serving.compute_status(md, decision, apps, revisions, now)
+        old = md.status.model_dump(by_alias=True, exclude_none=True, mode="json") if md.status else {}
+        if any(old.get(k) != v for k, v in patch.items()):
+            await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
+        await _tell(body, md, decision, patch)
+
+
+async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
+    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in md.status.conditions] if md.status else []
+    wanted = [
+        (c.Condition.READY, "False", c.Reason.INVALID_SPEC, message),
+        (c.Condition.STALLED, "True", c.Reason.INVALID_SPEC, message),
+    ]
+    patch = {
+        "phase": c.Phase.FAILED,
+        "message": message,
+        "observedGeneration": md.metadata.generation,
+        "conditions": serving.kstatus_conditions(wanted, old, md.metadata.generation, now),
+    }
+    await k8s.patch_status(c.MODELDEPLOYMENT, md.metadata.namespace, md.metadata.name, patch)
+    if not md.status or md.status.message != message:
+        await common.event(body, "Warning", c.Reason.INVALID_SPEC, message)
+
+
+_TOLD_ONCE = (c.Reason.PIN_NOT_FOUND, c.Reason.NO_PASSING_CHECKPOINT, c.Reason.WAITING_FOR_EVALUATION)
+
+
+async def _tell(body: dict[str, Any], md: ModelDeployment, decision: promotion.Decision, patch: dict[str, Any]) -> None:
+    """Events: every promotion; warnings and waits once (when the message changes); Ready once per rollout."""
+    old = md.status
+    if decision.changes:
+        reason = promotion.EVENT_REASONS[decision.kind]
+        await common.event(body, "Normal", reason, f"serving {decision.checkpoint}: {decision.message}")
+    elif decision.reason in _TOLD_ONCE and (not old or old.message != patch["message"]):
+        kind = "Warning" if decision.reason == c.Reason.PIN_NOT_FOUND else "Normal"
+        await common.event(body, kind, decision.reason, decision.message)
+    if patch["phase"] == c.Phase.READY and (not old or old.phase != c.Phase.READY):
+        await common.event(body, "Normal", c.Reason.READY, patch["message"])
+
+
+# --- Handlers ---
+
+
+@kopf.on.resume(*MDEP)
+@kopf.on.create(*MDEP)
+@kopf.on.update(*MDEP)
+async def modeldeployment_changed(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.track("modeldeployment.reconcile"):
+        await reconcile(namespace, name, logger)
+
+
+@kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+async def modeldeployment_resync(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.track("modeldeployment.resync"):
+        await reconcile(namespace, name, logger)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)
+async def serving_deployment_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+    """The serving Deployment rolled out (or lost replicas): update readyReplicas and phase."""
+    owner = common.owner_name(body, c.MODELDEPLOYMENT)
+    if owner and event.get("type") != "DELETED":
+        with metrics.track("modeldeployment.deployment_event"):
+            await reconcile(namespace, owner)
+
+
+_seen: dict[tuple[str, str, str], Any] = {}
+
+
+def _news(kind: str, event: kopf.RawEvent, body: kopf.Body, signature: Any) -> bool:
+    """Whether `signature` of an object changed since the last event (so unrelated writes do nothing)."""
+    meta = body.get("metadata") or {}
+    key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+    if event.get("type") == "DELETED":
+        _seen.pop(key, None)
+        return True
+    if _seen.get(key) == signature:
+        return False
+    _seen[key] = signature
+    return True
+
+
+async def _reconcile_referring(namespace: str, match: Any) -> None:
+    for item in await k8s.list_objects(c.MODELDEPLOYMENT, namespace):
+        if match(item.get("spec") or {}):
+            await reconcile(namespace, item["metadata"]["name"])
+
+
+@kopf.on.event(*EVAL)
+async def deployments_follow_evaluation(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any
+) -> None:
+    """New results of an Evaluation may promote, roll forward, or leave nothing passing."""
+    status = body.get("status") or {}
+    signature = (status.get("results"), status.get("passed"), status.get("best"))
+    if _news(c.EVALUATION, event, body, signature):
+        with metrics.track("modeldeployment.evaluation_event"):
+            await _reconcile_referring(
+                namespace, lambda spec: ((spec.get("promotion") or {}).get("evaluation") or {}).get("name") == name
+            )
+
+
+@kopf.on.event(*FTJ)
+async def deployments_follow_job(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """A FineTuneJob's checkpoints or best changed: deployments of its checkpoints may move."""
+    status = body.get("status") or {}
+    signature = (
+        status.get("phase"),
+        status.get("bestCheckpoint"),
+        [cp.get("name") for cp in status.get("checkpoints") or []],
+    )
+    if _news(c.FINETUNEJOB, event, body, signature):
+        with metrics.track("modeldeployment.job_event"):
+            await _reconcile_referring(
+                namespace, lambda spec: ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name") == name
+            )
+
+
+@kopf.on.event(*MDEP)
+def modeldeployment_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        meta = body.get("metadata") or {}
+        common.forget_lock(*_key(meta.get("namespace", ""), meta.get("name", "")))
