@@ -39,7 +39,9 @@ def test_chart_has_exactly_the_generated_crds():
     assert sorted(p.name for p in TEMPLATES.glob("*.yaml")) == sorted(generated())
 
 
-@pytest.mark.parametrize("name", ["finetunejobs.kubetune.dev.yaml", "evaluations.kubetune.dev.yaml", "modeldeployments.kubetune.dev.yaml"])
+@pytest.mark.parametrize(
+    "name", ["finetunejobs.kubetune.dev.yaml", "evaluations.kubetune.dev.yaml", "modeldeployments.kubetune.dev.yaml"]
+)
 def test_chart_crd_equals_the_generated_crd(name):
     plain = generated().get(name)
     if plain is None:
@@ -66,7 +68,9 @@ def _crds(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_rendered_crds_are_the_generated_ones_and_kept_on_uninstall(render: Render):
     rendered = _crds(render())
-    plain = {yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text()) for p in generated().values()}
+    plain = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text()) for p in generated().values()
+    }
     assert set(rendered) == set(plain)
     for name, crd in rendered.items():
         assert crd["spec"] == plain[name]["spec"]

@@ -1,0 +1,317 @@
+"""`helm template` of the chart: what it installs, checked as the API server's types would read it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chart_render import NAMESPACE, RELEASE, Render, RenderError, by_kind, lint_errors, one
+
+from kubetune import constants as c
+
+# The kubernetes client's model of each built-in kind the chart renders.
+MODELS = {
+    ("v1", "ServiceAccount"): "V1ServiceAccount",
+    ("v1", "Service"): "V1Service",
+    ("apps/v1", "Deployment"): "V1Deployment",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",
+    ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): "V1CustomResourceDefinition",
+}
+FULLNAME = f"{RELEASE}-kubetune"
+
+
+def _dropped(original: Any, back: Any, path: str) -> list[str]:
+    """Paths present in `original` that the typed round trip lost: fields the type does not have."""
+    if isinstance(original, dict):
+        if not isinstance(back, dict):
+            return [path]
+        return [p for k, v in original.items() for p in _dropped(v, back.get(k), f"{path}.{k}")]
+    if isinstance(original, list):
+        if not isinstance(back, list) or len(back) != len(original):
+            return [path]
+        return [p for i, (o, b) in enumerate(zip(original, back, strict=True)) for p in _dropped(o, b, f"{path}[{i}]")]
+    return [] if original is None or back is not None else [path]
+
+
+def strict_roundtrip(doc: dict[str, Any]) -> list[str]:
+    """Deserialise into the kubernetes client's model and back; report every field the model does not know."""
+    from kubernetes.client import ApiClient
+
+    api = ApiClient()
+    model_name = MODELS[(doc["apiVersion"], doc["kind"])]
+    model = api._ApiClient__deserialize(doc, model_name)  # the client's own JSON -> model path
+    back = api.sanitize_for_serialization(model)
+    return _dropped(doc, back, f"{doc['kind']}/{doc['metadata']['name']}")
+
+
+def test_chart_lints_clean(render: Render):
+    assert lint_errors() == []
+
+
+def test_default_install_renders_these_objects(render: Render):
+    docs = render()
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert kinds == sorted(
+        [
+            ("CustomResourceDefinition", "evaluations.kubetune.dev"),
+            ("CustomResourceDefinition", "finetunejobs.kubetune.dev"),
+            ("CustomResourceDefinition", "modeldeployments.kubetune.dev"),
+            ("ServiceAccount", FULLNAME),
+            ("ClusterRole", FULLNAME),
+            ("ClusterRoleBinding", FULLNAME),
+            ("ClusterRole", f"{FULLNAME}-edit"),
+            ("ClusterRole", f"{FULLNAME}-view"),
+            ("Deployment", FULLNAME),
+            ("Service", f"{FULLNAME}-metrics"),
+        ]
+    )
+    namespaced = [d for d in docs if d["kind"] in ("ServiceAccount", "Deployment", "Service")]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"watchNamespaces": ["team-a", "team-b"], "prometheus": {"servicemonitor": {"enabled": True}}},
+        {
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+            "extraEnv": [{"name": "KUBETUNE_X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            "priorityClassName": "system-cluster-critical",
+            "podAnnotations": {"a": "b"},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "x@y.iam"}},
+        },
+    ],
+    ids=["defaults", "namespaced+servicemonitor", "scheduling-overrides"],
+)
+def test_every_object_is_a_valid_kubernetes_object(render: Render, values: dict[str, Any]):
+    docs = render(values)
+    typed = [d for d in docs if (d["apiVersion"], d["kind"]) in MODELS]
+    assert len(typed) == len(docs) - len(by_kind(docs, "ServiceMonitor"))
+    assert [p for d in typed for p in strict_roundtrip(d)] == []
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert len(name) <= 63 or doc["kind"] == "CustomResourceDefinition", name
+
+
+def test_operator_deployment_is_one_replica_recreate_restricted(render: Render):
+    dep = one(render(), "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/kubetune/operator:0.1.0"  # the tag defaults to appVersion
+    assert container["command"] == ["kubetune"]
+    assert container["args"] == ["operator", "--all-namespaces", "--liveness=http://0.0.0.0:8081/healthz"]
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http-metrics": c.METRICS_PORT, "http-healthz": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-healthz"}
+    assert pod["serviceAccountName"] == one(render(), "ServiceAccount")["metadata"]["name"]
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_operator_settings_reach_the_operator_as_env(render: Render):
+    dep = one(
+        render(
+            {
+                "trainer": {"image": {"repository": "registry.local/trainer", "tag": "dev"}},
+                "serving": {"vllm": {"image": "registry.local/vllm:1"}},
+                "storage": {"defaultStorageClass": "fast-ssd"},
+                "image": {"digest": "sha256:" + "b" * 64},
+            }
+        ),
+        "Deployment",
+    )
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBETUNE_TRAINER_IMAGE"] == "registry.local/trainer:dev"
+    assert env["KUBETUNE_SERVE_IMAGE_VLLM"] == "registry.local/vllm:1"
+    assert env["KUBETUNE_DEFAULT_STORAGE_CLASS"] == "fast-ssd"
+    assert container["image"] == "ghcr.io/kubetune/operator@sha256:" + "b" * 64
+    default_env = {
+        e["name"]: e.get("value")
+        for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert default_env["KUBETUNE_TRAINER_IMAGE"] == "ghcr.io/kubetune/trainer:0.1.0"
+
+
+def test_unknown_values_are_refused_at_render_time(render: Render):
+    with pytest.raises(RenderError, match="replicaCount"):
+        render({"replicaCount": 2})
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------
+
+
+def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    for rule in rules:
+        matches = group in rule.get("apiGroups", []) and resource in rule.get("resources", [])
+        if (
+            matches
+            and verb in rule.get("verbs", [])
+            and (not rule.get("resourceNames") or name in rule["resourceNames"])
+        ):
+            return True
+    return False
+
+
+def operator_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return next(d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"] == FULLNAME)["rules"]
+
+
+def test_operator_clusterrole_is_least_privilege(render: Render):
+    rules = operator_rules(render())
+    everything = [
+        (g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    ]
+    assert not [t for t in everything if "*" in t], "no wildcards"
+    assert not [t for t in everything if t[2] in ("escalate", "bind", "impersonate")]
+    assert not [
+        t for t in everything if t[1] in ("secrets", "nodes", "namespaces", "clusterroles", "clusterrolebindings")
+    ]
+    for kind in ("finetunejobs", "evaluations", "modeldeployments"):
+        assert allows(rules, c.GROUP, kind, "watch") and allows(rules, c.GROUP, f"{kind}/status", "patch")
+        assert not allows(rules, c.GROUP, kind, "create") and not allows(rules, c.GROUP, kind, "delete")
+    assert allows(rules, "", "pods/log", "get") and not allows(rules, "", "pods", "create")
+    assert allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "list")
+    assert not allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "create")
+    for group in ("", "events.k8s.io"):
+        assert allows(rules, group, "events", "create")
+
+
+def test_operator_can_create_every_child_the_builders_make(render: Render):
+    """Each object the builders return can be created, and each per-run Role grants only what the operator
+    holds itself (which is why it needs neither `escalate` nor `bind`)."""
+    from kubetune.api import Evaluation, FineTuneJob
+    from kubetune.builders import evaluation, rbac, storage, training
+
+    job = FineTuneJob.model_validate(
+        {
+            "metadata": {"name": "travel", "namespace": "team", "uid": "u-1"},
+            "spec": {
+                "baseModel": {"uri": "hf://org/m"},
+                "dataset": {"train": {"uri": "pvc://d/t.jsonl"}},
+                "resources": {"nodes": 2},
+            },
+        }
+    )
+    ev = Evaluation.model_validate(
+        {
+            "metadata": {"name": "travel-eval", "namespace": "team", "uid": "u-2"},
+            "spec": {
+                "model": {"fineTuneJob": {"name": "travel"}},
+                "dataset": {"uri": "pvc://d/test.jsonl"},
+                "metrics": ["exact_match"],
+            },
+        }
+    )
+    children = [
+        storage.build_pvc(job),
+        training.build_run_config_map(job, training.job_run_config(job)),
+        *rbac.build_rbac(job),
+        training.build_training_job(job),
+        training.build_headless_service(job),
+        *evaluation.build_rbac(ev),
+    ]
+    rules = operator_rules(render())
+    plural = {"PersistentVolumeClaim": "persistentvolumeclaims", "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts",
+              "Role": "roles", "RoleBinding": "rolebindings", "Job": "jobs", "Service": "services"}  # fmt: skip
+    for child in children:
+        group = child["apiVersion"].rpartition("/")[0]
+        assert allows(rules, group, plural[child["kind"]], "create"), child["kind"]
+        for rule in child.get("rules", []):
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    for v in rule["verbs"]:
+                        assert allows(rules, g, r, v, *rule.get("resourceNames", [None])), (g, r, v)
+    # ModelDeployment serving objects.
+    for group, resource in (("apps", "deployments"), ("autoscaling", "horizontalpodautoscalers")):
+        assert allows(rules, group, resource, "create") and allows(rules, group, resource, "patch")
+
+
+def test_watch_namespaces_gives_roles_in_those_namespaces_only(render: Render):
+    docs = render({"watchNamespaces": ["team-a", "team-b"]})
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--namespace=team-a" in container["args"] and "--namespace=team-b" in container["args"]
+    assert "--all-namespaces" not in container["args"]
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert allows(roles[0]["rules"], "batch", "jobs", "create")
+    cluster = operator_rules(docs)
+    assert cluster == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    for binding in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+
+
+def test_kueue_rule_follows_its_toggle(render: Render):
+    assert allows(operator_rules(render()), "kueue.x-k8s.io", "workloads", "watch")
+    assert not allows(operator_rules(render({"kueue": {"enabled": False}})), "kueue.x-k8s.io", "workloads", "watch")
+
+
+def test_user_roles_aggregate_into_the_builtin_roles(render: Render):
+    roles = {r["metadata"]["name"]: r for r in by_kind(render(), "ClusterRole")}
+    edit, view = roles[f"{FULLNAME}-edit"], roles[f"{FULLNAME}-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in view["metadata"]["labels"]
+    for kind in ("finetunejobs", "evaluations", "modeldeployments"):
+        for verb in ("create", "update", "patch", "delete", "get", "list", "watch"):
+            assert allows(edit["rules"], c.GROUP, kind, verb)
+        assert allows(view["rules"], c.GROUP, kind, "list") and not allows(view["rules"], c.GROUP, kind, "create")
+        assert not allows(edit["rules"], c.GROUP, f"{kind}/status", "patch"), "status is the operator's"
+    off = render({"rbac": {"aggregateClusterRoles": False, "create": False}})
+    assert by_kind(off, "ClusterRole") == [] and by_kind(off, "ClusterRoleBinding") == []
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+
+def test_metrics_service_selects_the_operator_pod(render: Render):
+    docs = render()
+    svc, dep = one(docs, "Service"), one(docs, "Deployment")
+    assert svc["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert by_kind(docs, "ServiceMonitor") == []
+
+
+def test_servicemonitor_toggle_scrapes_the_metrics_service(render: Render):
+    docs = render(
+        {"prometheus": {"servicemonitor": {"enabled": True, "labels": {"release": "prom"}, "interval": "30s"}}}
+    )
+    sm, svc = one(docs, "ServiceMonitor"), one(docs, "Service")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == svc["spec"]["ports"][0]["name"] and endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "30s"
+    with pytest.raises(RenderError, match=r"metrics\.service\.enabled"):
+        render({"prometheus": {"servicemonitor": {"enabled": True}}, "metrics": {"service": {"enabled": False}}})
+
+
+def test_long_release_names_keep_every_name_within_63_characters(render: Render):
+    docs = render({"fullnameOverride": "x" * 80})
+    names = [d["metadata"]["name"] for d in docs if d["kind"] != "CustomResourceDefinition"]
+    assert names and all(len(n) <= 63 and not n.endswith("-") for n in names)
+    assert any(n.endswith("-metrics") for n in names) and any(n.endswith("-edit") for n in names)
