@@ -1,0 +1,195 @@
+"""Per-file statistics gathered while streaming: counters and running maxima only, never the rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from kubetune.data.digests import DigestSet, digest
+from kubetune.data.formats import (
+    CHAT,
+    PREFERENCE,
+    PROMPT_COMPLETION,
+    REINFORCEMENT,
+    is_conversational,
+    preference_form,
+    reference_fields,
+)
+from kubetune.data.messages import messages_text
+
+CHARS_PER_TOKEN = 4  # the token estimate without a tokenizer: ~4 characters a token (English text, BPE vocabularies)
+MAX_DISTINCT_SYSTEM_PROMPTS = 10_000
+MAX_REFERENCE_FIELD_NAMES = 50
+LINES_SHOWN = 5
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of `text` without a tokenizer: characters / 4, rounded up."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+class Summary:
+    """Total, mean and maximum of one measure, with the line of the maximum."""
+
+    __slots__ = ("count", "max", "max_line", "total")
+
+    def __init__(self) -> None:
+        self.count = self.total = self.max = self.max_line = 0
+
+    def add(self, value: int, line: int) -> None:
+        self.count += 1
+        self.total += value
+        if value > self.max:
+            self.max, self.max_line = value, line
+
+    def as_dict(self) -> dict[str, Any]:
+        avg = round(self.total / self.count, 1) if self.count else 0
+        return {"total": self.total, "avg": avg, "max": self.max, "max_line": self.max_line}
+
+
+class Tally:
+    """How often something happened, and the first few lines where it did."""
+
+    __slots__ = ("count", "lines")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lines: list[Any] = []
+
+    def add(self, where: Any) -> None:
+        self.count += 1
+        if len(self.lines) < LINES_SHOWN:
+            self.lines.append(where)
+
+
+class Collector:
+    """Accumulates the statistics of the valid examples of one file."""
+
+    def __init__(self, fmt: str, count_tokens: Callable[[str], int] | None, long_example_chars: int) -> None:
+        self.fmt = fmt
+        self.count_tokens = count_tokens
+        self.long_example_chars = long_example_chars
+        self.examples = 0
+        self.chars = Summary()
+        self.tokens = Summary()
+        self.long = Tally()
+        self.duplicates = Tally()  # lines: (line, first line)
+        self._seen = DigestSet()
+        self.conversational = 0
+        # messages-based formats
+        self.messages = Summary()
+        self.assistant_turns = 0
+        self.multi_turn = 0
+        self.with_system = 0
+        self._system_prompts = DigestSet(64)
+        self.tool_calls = 0
+        self.tool_messages = 0
+        self.with_tools = 0
+        # prompt-completion / preference
+        self.prompt_chars = Summary()
+        self.answer_chars = Summary()
+        self.forms: dict[str, int] = {}
+        # reinforcement
+        self.reference_fields: dict[str, int] = {}
+
+    def add(self, line: int, obj: dict[str, Any], record: dict[str, Any], text: str) -> None:
+        self.examples += 1
+        self.chars.add(len(text), line)
+        self.tokens.add(self.count_tokens(text) if self.count_tokens else estimate_tokens(text), line)
+        if len(text) > self.long_example_chars:
+            self.long.add(line)
+        first = self._seen.add(digest(record), line)
+        if first is not None:
+            self.duplicates.add((line, first))
+        if is_conversational(record):
+            self.conversational += 1
+        if "tools" in record:
+            self.with_tools += 1
+        messages = record.get("messages") or (record.get("prompt") if isinstance(record.get("prompt"), list) else None)
+        if messages is not None:
+            self._add_messages(messages, line)
+        if self.fmt in (PROMPT_COMPLETION, PREFERENCE):
+            self._add_pair(obj, record, line)
+        if self.fmt == REINFORCEMENT:
+            for name in reference_fields(obj):
+                if name in self.reference_fields or len(self.reference_fields) < MAX_REFERENCE_FIELD_NAMES:
+                    self.reference_fields[name] = self.reference_fields.get(name, 0) + 1
+
+    def _add_messages(self, messages: list[dict[str, Any]], line: int) -> None:
+        self.messages.add(len(messages), line)
+        assistants = sum(1 for m in messages if m["role"] == "assistant")
+        self.assistant_turns += assistants
+        self.multi_turn += assistants > 1
+        self.tool_calls += sum(len(m.get("tool_calls", ())) for m in messages)
+        self.tool_messages += sum(1 for m in messages if m["role"] == "tool")
+        system = next((m["content"] for m in messages if m["role"] == "system"), None)
+        if system is not None:
+            self.with_system += 1
+            if len(self._system_prompts) < MAX_DISTINCT_SYSTEM_PROMPTS:
+                self._system_prompts.add(digest(system), line)
+
+    def _add_pair(self, obj: dict[str, Any], record: dict[str, Any], line: int) -> None:
+        def size(value: Any) -> int:
+            return len(value) if isinstance(value, str) else len(messages_text(value))
+
+        self.prompt_chars.add(size(record["prompt"]), line)
+        answer = record["completion"] if self.fmt == PROMPT_COMPLETION else record["chosen"]
+        self.answer_chars.add(size(answer), line)
+        if self.fmt == PREFERENCE:
+            form = preference_form(obj)
+            self.forms[form] = self.forms.get(form, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.fmt,
+            "examples": self.examples,
+            "chars": self.chars.as_dict(),
+            "tokens": {**self.tokens.as_dict(), "counted": self.count_tokens is not None},
+            "duplicates": self.duplicates.count,
+            "long_examples": self.long.count,
+        }
+        if self.fmt != "text":
+            out["conversational"] = self.conversational
+        if self.messages.count:
+            out["messages"] = self.messages.as_dict()
+            out["assistant_turns"] = self.assistant_turns
+            out["multi_turn_examples"] = self.multi_turn
+            out["system_prompts"] = self.with_system
+            out["distinct_system_prompts"] = len(self._system_prompts)
+            out["tool_calls"] = self.tool_calls
+            out["tool_messages"] = self.tool_messages
+            out["examples_with_tools"] = self.with_tools
+        if self.fmt in (PROMPT_COMPLETION, PREFERENCE):
+            out["prompt_chars"] = self.prompt_chars.as_dict()
+            out["completion_chars" if self.fmt == PROMPT_COMPLETION else "chosen_chars"] = self.answer_chars.as_dict()
+        if self.fmt == PREFERENCE:
+            out["forms"] = dict(self.forms)
+        if self.fmt == REINFORCEMENT:
+            out["reference_fields"] = dict(self.reference_fields)
+        return out
+
+    def warnings(self) -> list[str]:
+        """Findings about the file as a whole that do not stop training."""
+        out = []
+        if self.duplicates.count:
+            shown = ", ".join(f"line {a} repeats line {b}" for a, b in self.duplicates.lines)
+            more = ", ..." if self.duplicates.count > len(self.duplicates.lines) else ""
+            out.append(f"{self.duplicates.count} duplicate example(s) ({shown}{more})")
+        if self.long.count:
+            out.append(
+                f"{self.long.count} example(s) longer than {self.long_example_chars:,} characters "
+                f"(lines {_lines(self.long)}; longest: line {self.chars.max_line}, {self.chars.max:,} characters); "
+                "they may be cut at hyperparameters.maxSeqLength"
+            )
+        if self.fmt == CHAT and 0 < self.with_system < self.examples:
+            out.append(
+                f"{self.with_system} of {self.examples} examples have a system prompt: use it in all or none, "
+                "or the model learns to behave differently without it"
+            )
+        return out
+
+
+def _lines(tally: Tally) -> str:
+    shown = ", ".join(str(x) for x in tally.lines)
+    return shown + (", ..." if tally.count > len(tally.lines) else "")

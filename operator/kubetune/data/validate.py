@@ -1,0 +1,195 @@
+"""Validate a JSONL dataset in one streaming pass, and read it as TRL records.
+
+Memory does not grow with the file: each line is parsed, checked, measured and dropped; duplicates are
+found through 8-byte digests (see digests.py) and statistics are running counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from kubetune.data.errors import DatasetError, Issues, LineError, type_name
+from kubetune.data.formats import (
+    AUTO,
+    CHAT,
+    FORMATS,
+    TEXT,
+    TEXT_KEYS,
+    check_record,
+    detect_record_format,
+    family,
+    is_conversational,
+    record_text,
+    unknown_format_message,
+)
+from kubetune.data.jsonl import iter_jsonl
+from kubetune.data.report import ValidationReport
+from kubetune.data.stats import Collector, Tally
+
+MIN_EXAMPLES = 10
+MAX_ERRORS = 200
+LONG_EXAMPLE_CHARS = 16_000  # ~4,000 tokens: twice the default maxSeqLength of 2048
+
+
+class LineChecker:
+    """Checks the lines of one file in order: decides the format (auto), keeps one style per file."""
+
+    def __init__(self, fmt: str = AUTO) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+        self.format: str | None = None if fmt == AUTO else fmt
+        self.decided_by: int | None = None
+        self._conversational: bool | None = None
+        self._style_line = 0
+
+    def check(self, line_no: int, obj: Any) -> tuple[dict[str, Any] | None, Issues]:
+        """The TRL record of a parsed line (None when it has errors) and what the check found."""
+        issues = Issues()
+        if not isinstance(obj, dict):
+            issues.error(None, f"expected a JSON object, got {type_name(obj)}")
+            return None, issues
+        detected = detect_record_format(obj)
+        if self.format is None:
+            if detected is None:
+                issues.error(None, unknown_format_message(obj))
+                return None, issues
+            self.format, self.decided_by = detected, line_no
+        elif detected is not None and family(detected) != family(self.format):
+            how = f"decided by line {self.decided_by}" if self.decided_by else "as given"
+            issues.error(None, f"looks like {detected}, but the file is {self.format} ({how})")
+            return None, issues
+        record = check_record(obj, self.format, issues)
+        if record is not None and self.format not in (CHAT, TEXT):
+            record = self._check_style(line_no, record, issues)
+        return record, issues
+
+    def _check_style(self, line_no: int, record: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
+        """TRL reads a whole file as conversational or as standard: one file, one style."""
+        conversational = is_conversational(record)
+        if self._conversational is None:
+            self._conversational, self._style_line = conversational, line_no
+            return record
+        if conversational == self._conversational:
+            return record
+        here, there = ("lists of messages", "strings") if conversational else ("strings", "lists of messages")
+        key = TEXT_KEYS[self.format or CHAT][0]
+        issues.error(key, f"{here} here, but line {self._style_line} uses {there}; use one style in a file")
+        return None
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.exists():
+        return "file not found"
+    if path.is_dir():
+        return "is a directory; expected a JSONL file"
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    return None
+
+
+def validate_file(
+    path: str | PathLike[str],
+    format: str = AUTO,
+    min_examples: int = MIN_EXAMPLES,
+    max_examples: int | None = None,
+    max_errors: int = MAX_ERRORS,
+    long_example_chars: int = LONG_EXAMPLE_CHARS,
+    count_tokens: Callable[[str], int] | None = None,
+) -> ValidationReport:
+    """Check every line of a JSONL file against `format` (or the format its lines share, for `auto`).
+
+    Collects all errors (the first `max_errors` in full, then a count), warnings, statistics and a token
+    total: counted with `count_tokens` when given, else estimated as characters / 4. With `max_examples`
+    reading stops after that many valid examples, as training would.
+    """
+    report = ValidationReport(source=str(path))
+    if format not in FORMATS:
+        report.errors.append(LineError(0, f"unknown format {format!r} (expected one of {', '.join(FORMATS)})"))
+        return report
+    file = Path(path)
+    problem = _file_problem(file)
+    if problem:
+        report.errors.append(LineError(0, problem))
+        return report
+
+    def add(error: LineError) -> None:
+        if len(report.errors) < max_errors:
+            report.errors.append(error)
+        else:
+            report.errors_omitted += 1
+
+    checker = LineChecker(format)
+    collector: Collector | None = None
+    tallies: dict[str, Tally] = {}
+    stopped_at = None
+    try:
+        for line_no, item in iter_jsonl(file):
+            if max_examples is not None and collector is not None and collector.examples >= max_examples:
+                stopped_at = line_no
+                break
+            report.lines += 1
+            if isinstance(item, LineError):
+                add(item)
+                continue
+            record, issues = checker.check(line_no, item)
+            for field, message in issues.errors:
+                add(LineError(line_no, message, field))
+            if record is None or checker.format is None:
+                continue
+            for kind in issues.warnings:
+                tallies.setdefault(kind, Tally()).add(line_no)
+            if collector is None:
+                collector = Collector(checker.format, count_tokens, long_example_chars)
+            collector.add(line_no, item, record, record_text(record, checker.format))
+    except OSError as err:
+        add(LineError(0, f"cannot read the file: {err}"))
+
+    report.format = checker.format or "unknown"
+    report.decided_by = checker.decided_by
+    if report.lines == 0:
+        report.errors.append(LineError(0, "the file is empty (only blank lines)"))
+    examples = collector.examples if collector else 0
+    report.examples = examples
+    needed = min_examples if max_examples is None else min(min_examples, max_examples)
+    if report.lines and examples < needed:
+        report.errors.append(LineError(0, f"only {examples} valid example(s); at least {needed} are needed"))
+    for kind, tally in tallies.items():
+        lines = ", ".join(str(n) for n in tally.lines) + (", ..." if tally.count > len(tally.lines) else "")
+        report.warnings.append(f"{tally.count} line(s): {kind} (lines {lines})")
+    if collector is not None:
+        report.warnings += collector.warnings()
+        report.stats = collector.stats()
+        report.tokens = collector.tokens.total
+    report.tokens_counted = count_tokens is not None
+    if stopped_at is not None:
+        report.warnings.append(
+            f"only the first {max_examples:,} examples are used (maxExamples); "
+            f"the lines from {stopped_at} on were not read"
+        )
+    return report
+
+
+def iter_trl_records(
+    path: str | PathLike[str], fmt: str = AUTO, max_examples: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The file's examples as TRL records, streamed (for `datasets.Dataset.from_generator`).
+
+    Raises DatasetError at the first invalid line: validate the file first (validate_file) to see them all.
+    """
+    checker = LineChecker(fmt)
+    if max_examples is not None and max_examples <= 0:
+        return
+    # every pass of the loop yields a record or raises, so `produced` counts the records yielded
+    for produced, (line_no, item) in enumerate(iter_jsonl(path), 1):
+        if isinstance(item, LineError):
+            raise DatasetError(item.render(str(path)))
+        record, issues = checker.check(line_no, item)
+        if record is None:
+            found = "; ".join(LineError(line_no, m, f).render(str(path)) for f, m in issues.errors)
+            raise DatasetError(f"{found} (kubetune validate lists every problem in the file)")
+        yield record
+        if max_examples is not None and produced >= max_examples:
+            return
