@@ -99,35 +99,37 @@ def _model_uris(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _validate_dataset(path: Path, found: Findings, source: str, fmt: str | None = None) -> None:
-    """Validate one JSONL file with kubetune.data (once per file)."""
+def _validate_dataset(
+    path: Path, found: Findings, source: str, fmt: str | None = None, max_examples: int | None = None
+) -> None:
+    """Validate one JSONL file with kubetune.data (once per file): errors name the file and line."""
     resolved = path.resolve()
     if resolved in found.datasets_seen:
         return
     found.datasets_seen.add(resolved)
     found.datasets += 1
     try:
-        data = importlib.import_module("kubetune.data")
-        validate_file = data.validate_file
+        validate_file = importlib.import_module("kubetune.data").validate_file
     except (ImportError, AttributeError):
         found.warnings.append(f"{source}: dataset checks skipped (kubetune.data.validate_file is not available)")
         return
-    kwargs = {}
-    if fmt and fmt != "auto" and "format" in inspect.signature(validate_file).parameters:
+    params = inspect.signature(validate_file).parameters
+    kwargs: dict[str, Any] = {}
+    if fmt and fmt != "auto" and "format" in params:
         kwargs["format"] = fmt
+    if max_examples and "max_examples" in params:
+        kwargs["max_examples"] = max_examples
     try:
         report = validate_file(path, **kwargs)
     except Exception as err:  # a crash reading a dataset is still a finding about that file
         found.errors.append(f"{source}: {err}")
         return
-    ok = getattr(report, "ok", None)
-    if ok is None:
-        ok = not getattr(report, "errors", None)
-    text = report.render().rstrip()
-    if ok:
-        found.notes.append(text)
-    else:
-        found.errors.append(text)
+    if report.ok:
+        found.notes.append(report.render().rstrip())
+        return
+    found.notes.append(report.summary() if hasattr(report, "summary") else f"{path}: invalid")
+    found.errors += report.rendered_errors() if hasattr(report, "rendered_errors") else [report.render().rstrip()]
+    found.warnings += [f"{report.source}: {w}" for w in getattr(report, "warnings", [])]
 
 
 def _validate_manifest_file(path: Path, found: Findings) -> None:
@@ -163,7 +165,8 @@ def _validate_manifest_file(path: Path, found: Findings) -> None:
             if not local.exists():
                 found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
             elif local.is_file():
-                _validate_dataset(local, found, f"{source}: {fld}", fmt)
+                max_examples = ((doc.get("spec") or {}).get("dataset") or {}).get("maxExamples")
+                _validate_dataset(local, found, f"{source}: {fld}", fmt, max_examples)
         for fld, uri in _model_uris(doc):
             local = _local_path(uri, base)
             if local is not None and not local.exists():

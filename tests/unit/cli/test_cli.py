@@ -139,7 +139,7 @@ def test_local_datasets_are_validated_once(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
     good = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
-    (data / "train.jsonl").write_text(good * 3)
+    (data / "train.jsonl").write_text(good * 12)
     text = JOB.replace("pvc://datasets/train.jsonl", "data/train.jsonl")
     write(tmp_path, text, "a.yaml")
     write(tmp_path, text.replace("name: x", "name: y"), "b.yaml")
@@ -147,10 +147,11 @@ def test_local_datasets_are_validated_once(tmp_path, capsys):
     assert rc == 0, out
     assert "1 dataset(s)" in out.splitlines()[-1]
 
-    (data / "train.jsonl").write_text(good + "{not json\n")
-    rc, out = run(capsys, "validate", str(data / "train.jsonl"))
+    (data / "train.jsonl").write_text(good * 12 + "{not json\n" + good)
+    rc, out = run(capsys, "validate", str(tmp_path))
     assert rc == 1
-    assert ":2" in out or "line 2" in out, out
+    assert f"{data / 'train.jsonl'}:13: " in out, out  # the file and the line, once for both manifests
+    assert out.count(":13: ") == 1 and "1 error(s)" in out.splitlines()[-1]
 
 
 @pytest.mark.parametrize("argv", [["validate", "/no/such/path"], ["validate"], ["nonsense"], []])
