@@ -1,0 +1,56 @@
+-- Argo CD health check of kubetune.dev ModelDeployment (resource.customizations.health.kubetune.dev_ModelDeployment).
+-- Healthy while the promoted checkpoint is served (phase Ready); Degraded when serving failed.
+local hs = {status = "Progressing", message = "Waiting for the kubetune operator"}
+
+local function condition(ctype)
+  if obj.status ~= nil and obj.status.conditions ~= nil then
+    for _, c in ipairs(obj.status.conditions) do
+      if c.type == ctype and c.status == "True" then
+        return c
+      end
+    end
+  end
+  return nil
+end
+
+local function message(default)
+  for _, ctype in ipairs({"Failed", "Stalled", "Ready", "Reconciling"}) do
+    local c = condition(ctype)
+    if c ~= nil and c.message ~= nil and c.message ~= "" then
+      return c.message
+    end
+  end
+  if obj.status ~= nil and obj.status.message ~= nil and obj.status.message ~= "" then
+    return obj.status.message
+  end
+  return default
+end
+
+if obj.status == nil or obj.status.phase == nil then
+  return hs
+end
+local generation = obj.metadata.generation
+local observed = obj.status.observedGeneration
+if generation ~= nil and (observed == nil or observed < generation) then
+  hs.message = "Waiting for the operator to observe generation " .. generation
+  return hs
+end
+
+local phase = obj.status.phase
+if phase == "Failed" or condition("Stalled") ~= nil then
+  hs.status = "Degraded"
+  hs.message = message("Failed")
+elseif phase == "Ready" then
+  hs.status = "Healthy"
+  local served = obj.status.servedCheckpoint
+  local endpoint = obj.status.endpoint
+  if served ~= nil and endpoint ~= nil then
+    hs.message = "Serving " .. served .. " at " .. endpoint
+  else
+    hs.message = message("Ready")
+  end
+else -- Pending, Deploying
+  hs.status = "Progressing"
+  hs.message = message(phase)
+end
+return hs
