@@ -1,0 +1,258 @@
+"""Checkpoints on top of the HF Trainer's: a completion marker, best-K retention, resume selection.
+
+The Trainer writes `checkpoint-N/` (weights or adapter, optimizer, scheduler, RNG, trainer state).
+Afterwards `CheckpointCallback.on_save` writes `kubetune.json` into it, atomically and last: a
+checkpoint without it was cut short (the pod died) and is never resumed from, evaluated or served.
+Retention keeps the best `keep` checkpoints by `selectBy` plus the latest (needed to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from kubetune.constants import CHECKPOINT_META
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+FINAL = "final"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to `path` via a temporary file and rename, so readers see all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(checkpoint_dir: Path) -> dict[str, Any] | None:
+    """A checkpoint's kubetune.json, or None when it is missing or unreadable (incomplete checkpoint)."""
+    try:
+        return json.loads((checkpoint_dir / CHECKPOINT_META).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    step: int
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.meta.get("metrics") or {}
+
+
+def _step_dirs(output_dir: Path) -> list[tuple[int, Path]]:
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Checkpoint]:
+    """checkpoint-N directories that have a readable kubetune.json, oldest first."""
+    out = []
+    for step, path in _step_dirs(Path(output_dir)):
+        meta = read_meta(path)
+        if meta is not None:
+            out.append(Checkpoint(path.name, step, path, meta))
+    return out
+
+
+def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    return [path for _, path in _step_dirs(Path(output_dir)) if read_meta(path) is None]
+
+
+def latest_complete(output_dir: str | Path) -> Checkpoint | None:
+    done = complete_checkpoints(output_dir)
+    return done[-1] if done else None
+
+
+def discard_incomplete(output_dir: str | Path) -> list[str]:
+    """Delete half-written checkpoints (no kubetune.json) so a resumed run can write those steps afresh."""
+    removed = []
+    for path in incomplete_checkpoints(output_dir):
+        log.warning("discarding incomplete checkpoint %s (no %s: the run stopped while saving)", path, CHECKPOINT_META)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def metric_value(metrics: dict[str, float], metric: str) -> float | None:
+    """`eval_loss`, `evalLoss`, `loss` ... looked up in a checkpoint's metrics."""
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", metric).lower()
+    for key in (metric, snake, f"eval_{snake}"):
+        if key in metrics and metrics[key] is not None:
+            return float(metrics[key])
+    return None
+
+
+def rank(checkpoints: list[Checkpoint], metric: str, mode: str) -> list[Checkpoint]:
+    """Checkpoints that have the metric, best first (ties: the later step wins)."""
+    scored = [(metric_value(cp.metrics, metric), cp) for cp in checkpoints]
+    scored = [(v, cp) for v, cp in scored if v is not None]
+    sign = 1 if mode == "min" else -1
+    return [cp for _, cp in sorted(scored, key=lambda vc: (sign * vc[0], -vc[1].step))]
+
+
+def select(checkpoints: list[Checkpoint], keep: int, metric: str, mode: str) -> tuple[list[Checkpoint], str | None]:
+    """(kept checkpoints oldest first, best name): the best `keep` by the metric, plus the latest.
+
+    Without the metric anywhere (e.g. eval_loss and no validation data) the latest `keep` are kept
+    and the latest is the best.
+    """
+    if not checkpoints:
+        return [], None
+    ranked = rank(checkpoints, metric, mode)
+    if ranked:
+        chosen = {cp.name for cp in ranked[:keep]}
+        best = ranked[0].name
+    else:
+        chosen = {cp.name for cp in checkpoints[-keep:]}
+        best = checkpoints[-1].name
+    chosen.add(checkpoints[-1].name)
+    return [cp for cp in checkpoints if cp.name in chosen], best
+
+
+def prune(output_dir: str | Path, keep: int, metric: str, mode: str) -> tuple[list[Checkpoint], str | None]:
+    """Delete complete checkpoints that are neither among the best `keep` nor the latest."""
+    done = complete_checkpoints(output_dir)
+    kept, best = select(done, keep, metric, mode)
+    names = {cp.name for cp in kept}
+    for cp in done:
+        if cp.name not in names:
+            log.info("removing %s (not among the best %d by %s)", cp.name, keep, metric)
+            shutil.rmtree(cp.path, ignore_errors=True)
+    return kept, best
+
+
+def metrics_at(state: TrainerState) -> tuple[dict[str, float], dict[str, float]]:
+    """(train metrics, eval metrics) as of the current step, from the Trainer's log history."""
+    train: dict[str, float] = {}
+    evals: dict[str, float] = {}
+    for entry in state.log_history:
+        if entry.get("step", 0) > state.global_step:
+            continue
+        for k, v in entry.items():
+            if not isinstance(v, int | float) or k in ("step", "epoch"):
+                continue
+            if k.startswith("eval_"):
+                evals[k] = float(v)
+            elif k == "loss":
+                train["train_loss"] = float(v)
+            elif k in ("learning_rate", "grad_norm", "num_input_tokens_seen", "train_tokens_per_second"):
+                train[k] = float(v)
+    return train, evals
+
+
+def status_metric(key: str) -> bool:
+    """Metrics worth a place in status: losses and quality, not timings or counters."""
+    if key == "train_loss":
+        return True
+    return key.startswith("eval_") and not any(x in key for x in ("runtime", "per_second", "num_tokens"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CheckpointCallback(TrainerCallback):
+    """Marks checkpoints complete, prunes, reports them; saves every N epochs when asked to."""
+
+    def __init__(
+        self,
+        *,
+        output_dir: str | Path,
+        keep: int,
+        metric: str,
+        mode: str,
+        run_info: dict[str, Any],
+        reporter: Any,
+        uri_of: Any = None,
+        every_epochs: int | None = None,
+        throughput: Any = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.keep, self.metric, self.mode = keep, metric, mode
+        self.run_info = run_info  # base model, adapter config, dataset hash, method ...
+        self.reporter = reporter
+        self.uri_of = uri_of or (lambda name: str(self.output_dir / name))
+        self.every_epochs = every_epochs
+        self.throughput = throughput
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self.every_epochs and state.epoch is not None and round(state.epoch) % self.every_epochs == 0:
+            control.should_save = True
+            if args.eval_strategy != "no":
+                control.should_evaluate = True
+        return control
+
+    def meta(self, state: TrainerState, name: str) -> dict[str, Any]:
+        train, evals = metrics_at(state)
+        tps = self.throughput.tokens_per_second if self.throughput else None
+        return {
+            "name": name,
+            "step": state.global_step,
+            "epoch": state.epoch,
+            "max_steps": state.max_steps,
+            "train_metrics": train,
+            "eval_metrics": evals,
+            "metrics": {**train, **evals},
+            "tokens_per_second": tps,
+            "num_input_tokens_seen": state.num_input_tokens_seen,
+            "created": _now(),
+            **self.run_info,
+        }
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        _barrier()
+        if state.is_world_process_zero:
+            name = f"checkpoint-{state.global_step}"
+            path = self.output_dir / name
+            if path.is_dir():
+                write_json_atomic(path / CHECKPOINT_META, self.meta(state, name))
+            self.publish()
+        _barrier()
+        return control
+
+    def publish(self) -> tuple[list[Checkpoint], str | None]:
+        kept, best = prune(self.output_dir, self.keep, self.metric, self.mode)
+        self.reporter.checkpoints([self.status_entry(cp) for cp in kept], best)
+        return kept, best
+
+    def status_entry(self, cp: Checkpoint) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": cp.name, "step": cp.step, "uri": self.uri_of(cp.name)}
+        if cp.meta.get("epoch") is not None:
+            entry["epoch"] = round(float(cp.meta["epoch"]), 4)
+        entry["metrics"] = {k: round(v, 6) for k, v in cp.metrics.items() if status_metric(k)}
+        return entry
+
+
+def _barrier() -> None:
+    """Wait for every rank (each writes its own RNG state) before rank 0 marks the checkpoint complete."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,131 @@
+"""The run's data: validated with `kubetune.data` before anything else, then loaded as TRL datasets.
+
+Validation failures, and a dataset whose format does not fit the method, raise `DataValidationError`
+with the line-numbered report; the caller writes it down and exits with EXIT_DATA_VALIDATION_FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.runconfig import TrainRunConfig
+
+# Which dataset formats each method trains on.
+METHOD_FORMATS: dict[str, tuple[str, ...]] = {
+    "sft": ("chat", "prompt-completion", "text"),
+    "pretraining": ("text",),
+    "dpo": ("preference",),
+    "rft": ("reinforcement", "prompt-completion", "chat"),
+    "distillation": ("chat", "prompt-completion"),
+}
+ENDPOINT_DISTILLATION_FORMATS = ("chat", "prompt-completion", "reinforcement")
+FORMAT_HINT = {
+    "chat": '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}',
+    "prompt-completion": '{"prompt": ..., "completion": ...}',
+    "text": '{"text": ...}',
+    "preference": '{"prompt": ..., "chosen": ..., "rejected": ...}',
+    "reinforcement": '{"prompt": ..., "<reference field>": ...}',
+}
+
+
+class DataValidationError(Exception):
+    def __init__(self, report: str, status: dict[str, Any] | None = None) -> None:
+        super().__init__(report)
+        self.report = report
+        self.status = status or {}
+
+
+@dataclass
+class ValidatedData:
+    train_path: Path
+    validation_path: Path | None
+    format: str
+    status: dict[str, Any] = field(default_factory=dict)
+    dataset_hash: str = ""
+
+
+def local_data_path(cfg: TrainRunConfig, uri: str, field_path: str) -> Path:
+    path = cfg.storage.local_path(uri)
+    if path is None:
+        raise DataValidationError(
+            f"{field_path}: {uri!r} is not a local file; the trainer reads datasets from pvc://, file:// "
+            "or relative paths"
+        )
+    return path
+
+
+def dataset_hash(paths: list[Path], max_examples: int | None) -> str:
+    """sha256 of the data files' bytes (and the subset size): which data a checkpoint was trained on."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    h.update(str(max_examples).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def validate(cfg: TrainRunConfig) -> ValidatedData:
+    """Check the training (and validation) data; raises DataValidationError with the full report."""
+    from kubetune import data as kdata
+
+    spec = cfg.spec
+    ds = spec.dataset
+    train_path = local_data_path(cfg, ds.train.uri, "spec.dataset.train.uri")
+    val_path = local_data_path(cfg, ds.validation.uri, "spec.dataset.validation.uri") if ds.validation else None
+    fmt = None if ds.format == "auto" else ds.format
+
+    train_report = kdata.validate_file(train_path, format=fmt, max_examples=ds.max_examples)
+    val_report = None
+    if val_path is not None:
+        val_report = kdata.validate_file(val_path, format=fmt or train_report.format, min_examples=1)
+    status = kdata.data_status(train_report, val_report)
+    failed = [r for r in (train_report, val_report) if r is not None and not r.ok]
+    if failed:
+        raise DataValidationError("\n".join(r.render().rstrip() for r in failed), status)
+
+    fmt = train_report.format
+    allowed = METHOD_FORMATS[spec.method]
+    if spec.method == "distillation" and spec.distillation and spec.distillation.teacher.endpoint:
+        allowed = ENDPOINT_DISTILLATION_FORMATS
+    if fmt not in allowed:
+        wanted = " or ".join(f"{f} ({FORMAT_HINT[f]})" for f in allowed)
+        raise DataValidationError(
+            f"{train_path}: spec.method {spec.method} trains on {wanted} examples, but this file is {fmt}: "
+            "convert the data or choose another method",
+            status,
+        )
+    if val_report is not None and val_report.format != fmt:
+        raise DataValidationError(
+            f"{val_path}: the validation data is {val_report.format} but the training data is {fmt}: use one format",
+            status,
+        )
+    paths = [train_path] + ([val_path] if val_path else [])
+    return ValidatedData(train_path, val_path, fmt, status, dataset_hash(paths, ds.max_examples))
+
+
+def load_records(path: Path, fmt: str, max_examples: int | None = None) -> list[dict[str, Any]]:
+    from kubetune import data as kdata
+
+    return list(kdata.iter_trl_records(path, fmt, max_examples=max_examples))
+
+
+def load_datasets(cfg: TrainRunConfig, data: ValidatedData) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(train records, eval records or None); `validationSplit` holds out a seeded fraction of train."""
+    ds = cfg.spec.dataset
+    train = load_records(data.train_path, data.format, ds.max_examples)
+    if data.validation_path is not None:
+        return train, load_records(data.validation_path, data.format)
+    if ds.validation_split:
+        import random
+
+        order = list(range(len(train)))
+        random.Random(cfg.spec.hyperparameters.seed).shuffle(order)
+        n_val = max(1, round(len(train) * ds.validation_split))
+        held = set(order[:n_val])
+        return [r for i, r in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
+    return train, None

@@ -1,0 +1,243 @@
+"""Load the model to train: base, adapter (LoRA, QLoRA), full fine-tuning with frozen layers, continual runs.
+
+A `base_model_uri` may be a model or an earlier job's checkpoint: a merged model, or a LoRA adapter
+(`adapter_config.json`). An adapter is trained further as the same adapter when this run uses
+LoRA/QLoRA (so the result is still one adapter over the original base), and merged into its base
+for full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kubetune.api.finetunejob import FineTuneJobSpec
+from kubetune.api.runconfig import StorageMap
+from kubetune.constants import CHECKPOINT_META
+from kubetune_trainer.sources import resolve_model
+
+log = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class TrainerConfigError(ValueError):
+    """A spec that cannot run on this machine; the message names the field and what to change."""
+
+
+@dataclass
+class Precision:
+    bf16: bool = False
+    fp16: bool = False
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+def choose_precision(requested: str, cuda: bool | None = None) -> Precision:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (`auto`), or what was asked."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if requested == "fp32" or (requested == "auto" and not cuda):
+        return Precision()
+    if requested == "bf16" or (requested == "auto" and torch.cuda.is_bf16_supported()):
+        return Precision(bf16=True)
+    return Precision(fp16=True)
+
+
+def use_gradient_checkpointing(setting: str, trainable_bytes: float, weight_bytes: float) -> bool:
+    """`auto`: on when weights, gradients and optimizer state would fill over 40% of the GPU."""
+    if setting != "auto":
+        return setting == "on"
+    if not torch.cuda.is_available():
+        return False
+    total = torch.cuda.get_device_properties(0).total_memory
+    return weight_bytes + trainable_bytes * 3 > 0.4 * total
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    base_model: str  # the URI an adapter applies to (for adapter runs), else the URI training started from
+    started_from: str
+    peft_config: Any = None  # a new adapter to add (None: full fine-tuning or continuing an adapter)
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_adapter(path: str) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def _adapter_base_uri(path: str) -> str:
+    """The base model of an adapter checkpoint: the URI its kubetune.json recorded, else PEFT's path."""
+    meta_file = Path(path) / CHECKPOINT_META
+    if meta_file.is_file():
+        base = json.loads(meta_file.read_text()).get("base_model")
+        if base:
+            return base
+    base = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise TrainerConfigError(f"{path}: a LoRA adapter without a recorded base model")
+    return base
+
+
+def lora_config(spec: FineTuneJobSpec):
+    from peft import LoraConfig
+
+    a = spec.adapter
+    targets: str | list[str] = (
+        "all-linear" if a.target_modules == "all-linear" else [m.strip() for m in a.target_modules.split(",")]
+    )
+    return LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def _quantization(spec: FineTuneJobSpec, precision: Precision):
+    if spec.adapter.type != "qlora":
+        return None
+    if not torch.cuda.is_available():
+        raise TrainerConfigError(
+            "spec.adapter.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU and "
+            "this machine has none: set spec.resources.gpus to 1 or more, or use spec.adapter.type lora"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TrainerConfigError(
+            "spec.adapter.type qlora needs the bitsandbytes package in the trainer image (pip install bitsandbytes)"
+        )
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if precision.bf16 else torch.float16,
+    )
+
+
+def _attn_implementation() -> str:
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def decoder_layers(model: Any) -> Any:
+    """The list of transformer blocks (model.model.layers for Llama/Qwen, transformer.h for GPT-2 ...)."""
+    best = None
+    for name, module in model.named_modules():
+        is_blocks = isinstance(module, torch.nn.ModuleList) and name.split(".")[-1] in ("layers", "h", "blocks")
+        if is_blocks and (best is None or len(module) > len(best)):
+            best = module
+    if best is None:
+        raise TrainerConfigError("spec.freezeLayers: this model has no recognisable list of decoder layers")
+    return best
+
+
+def freeze_layers(model: Any, n: int) -> int:
+    """Freeze the first `n` decoder layers; returns how many parameters were frozen."""
+    if n <= 0:
+        return 0
+    layers = decoder_layers(model)
+    if n >= len(layers):
+        raise TrainerConfigError(
+            f"spec.freezeLayers is {n} but the model has {len(layers)} layers: use at most {len(layers) - 1}"
+        )
+    frozen = 0
+    for layer in layers[:n]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+            frozen += p.numel()
+    return frozen
+
+
+def maybe_apply_liger(model: Any) -> bool:
+    """Liger's fused Triton kernels (RMSNorm, SwiGLU, fused linear cross-entropy) when installed on a GPU."""
+    if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
+        return False
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model)
+    return True
+
+
+def load_tokenizer(path: str, fallback: str | None = None):
+    from transformers import AutoTokenizer
+
+    tok_dir = path if any((Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")) else None
+    tok = AutoTokenizer.from_pretrained(tok_dir or fallback or path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(
+    spec: FineTuneJobSpec,
+    base_model_uri: str,
+    storage: StorageMap,
+    precision: Precision,
+    *,
+    token_env: str | None = "HF_TOKEN",
+) -> LoadedModel:
+    """The model and tokenizer for this run, with the adapter the spec asks for."""
+    from transformers import AutoModelForCausalLM
+
+    adapter = spec.adapter.type
+    quant = _quantization(spec, precision)
+    revision = spec.base_model.revision
+    started = resolve_model(base_model_uri, storage, token_env=token_env, revision=revision)
+    cuda = torch.cuda.is_available()
+    # LoRA on a GPU keeps the frozen base in half precision; full fine-tuning keeps fp32 master weights.
+    dtype = torch.bfloat16 if (cuda and adapter != "none" and precision.bf16) else torch.float32
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": _attn_implementation(),
+        "trust_remote_code": spec.base_model.trust_remote_code,
+    }
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    notes: list[str] = []
+
+    if _is_adapter(started):
+        from peft import PeftModel
+
+        base_uri = _adapter_base_uri(started)
+        base_path = resolve_model(base_uri, storage, token_env=token_env)
+        base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+        tokenizer = load_tokenizer(started, fallback=base_path)
+        if adapter == "none":
+            model = PeftModel.from_pretrained(base, started).merge_and_unload()
+            notes.append(f"merged the adapter {base_model_uri} into {base_uri} for full fine-tuning")
+            loaded = LoadedModel(model, tokenizer, base_model=base_model_uri, started_from=base_model_uri)
+        else:
+            if quant is not None:
+                from peft import prepare_model_for_kbit_training
+
+                base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+            model = PeftModel.from_pretrained(base, started, is_trainable=True)
+            notes.append(f"continuing the adapter of {base_model_uri} (its rank and targets are kept)")
+            loaded = LoadedModel(model, tokenizer, base_model=base_uri, started_from=base_model_uri)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(started, **kwargs)
+        tokenizer = load_tokenizer(started)
+        if quant is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        peft_config = lora_config(spec) if adapter in ("lora", "qlora") else None
+        loaded = LoadedModel(
+            model, tokenizer, base_model=base_model_uri, started_from=base_model_uri, peft_config=peft_config
+        )
+
+    if adapter == "none" and spec.freeze_layers:
+        frozen = freeze_layers(loaded.model, spec.freeze_layers)
+        notes.append(f"froze the first {spec.freeze_layers} layers ({frozen:,} parameters)")
+    if maybe_apply_liger(loaded.model):
+        notes.append("Liger kernels applied")
+    loaded.notes = notes
+    return loaded

@@ -1,0 +1,269 @@
+"""Progress reporting: one small interface, two back ends.
+
+- `JsonlReporter` appends one JSON object per event to a file (`kubetune run` tails it).
+- `KubernetesReporter` merge-patches `status` of the job's own FineTuneJob (in a pod, with the
+  pod's service-account token; the Role allows exactly that object).
+
+`ProgressCallback` adapts a `transformers.Trainer` run to a reporter. Only the main process reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubetune import constants as c
+
+log = logging.getLogger(__name__)
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+class ProgressReporter(Protocol):
+    """What the trainer tells the outside world. Implementations must never raise into training."""
+
+    def phase(self, phase: str, message: str = "") -> None: ...
+
+    def data(self, status: dict[str, Any]) -> None: ...
+
+    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None: ...
+
+    def report(
+        self,
+        *,
+        step: int,
+        total_steps: int,
+        epoch: float | None,
+        loss: float | None = None,
+        eval_loss: float | None = None,
+        tokens_per_second: float | None = None,
+        eta_seconds: float | None = None,
+    ) -> None: ...
+
+    def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None: ...
+
+    def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def progress_status(
+    *,
+    step: int,
+    total_steps: int,
+    epoch: float | None,
+    loss: float | None,
+    eval_loss: float | None,
+    tokens_per_second: float | None,
+    eta_seconds: float | None,
+) -> dict[str, Any]:
+    """The camelCase `status.progress` and `status.metrics` of a FineTuneJob."""
+    progress: dict[str, Any] = {"step": step, "totalSteps": total_steps}
+    if epoch is not None:
+        progress["epoch"] = round(epoch, 4)
+    if total_steps:
+        progress["percent"] = min(100, int(100 * step / total_steps))
+    if eta_seconds is not None and math.isfinite(eta_seconds):
+        progress["etaSeconds"] = max(0, int(eta_seconds))
+    if _finite(tokens_per_second) is not None:
+        progress["tokensPerSecond"] = round(tokens_per_second, 1)
+    metrics = {}
+    if _finite(loss) is not None:
+        metrics["trainLoss"] = _finite(loss)
+    if _finite(eval_loss) is not None:
+        metrics["evalLoss"] = _finite(eval_loss)
+    out: dict[str, Any] = {"progress": progress}
+    if metrics:
+        out["metrics"] = metrics
+    return out
+
+
+class NullReporter:
+    def phase(self, phase: str, message: str = "") -> None:
+        pass
+
+    def data(self, status: dict[str, Any]) -> None:
+        pass
+
+    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        pass
+
+    def report(self, **kwargs: Any) -> None:
+        pass
+
+    def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
+        pass
+
+    def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+class JsonlReporter:
+    """Appends `{"time", "event", ...}` lines; every event is written at once (a local file is cheap)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def phase(self, phase: str, message: str = "") -> None:
+        self._write("phase", phase=phase, message=message)
+
+    def data(self, status: dict[str, Any]) -> None:
+        self._write("data", data=status)
+
+    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        self._write("data_failed", report=report, data=status or {})
+
+    def report(self, **kwargs: Any) -> None:
+        self._write("progress", **progress_status(**kwargs))
+
+    def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
+        self._write("checkpoints", checkpoints=kept, bestCheckpoint=best)
+
+    def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
+        self._write("finished", output=output, metrics=metrics)
+
+    def flush(self) -> None:
+        pass
+
+
+class KubernetesReporter:
+    """Merge-patches the FineTuneJob's status subresource; progress patches are throttled.
+
+    Phase changes, data results, checkpoints and the end are sent at once; progress at most every
+    `min_interval` seconds (the latest one is kept and sent by the next patch or `flush`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        min_interval: float = 5.0,
+        api_server: str | None = None,
+        token_path: Path = SA_DIR / "token",
+        ca_path: Path = SA_DIR / "ca.crt",
+        timeout: float = 10.0,
+    ) -> None:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        self.api_server = (api_server or f"https://{host}:{port}").rstrip("/")
+        self.url = f"{self.api_server}/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURALS[c.FINETUNEJOB]}/{name}/status"
+        self.min_interval = min_interval
+        self.token_path, self.ca_path, self.timeout = token_path, ca_path, timeout
+        self._last_sent = 0.0
+        self._pending: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https"):
+            return None
+        if self.ca_path.exists():
+            return ssl.create_default_context(cafile=str(self.ca_path))
+        return ssl.create_default_context()
+
+    def send(self, status: dict[str, Any]) -> bool:
+        """One merge patch of `{"status": status}`; failures are logged, never raised."""
+        body = json.dumps({"status": status}).encode()
+        req = urllib.request.Request(self.url, data=body, method="PATCH")
+        req.add_header("Content-Type", "application/merge-patch+json")
+        req.add_header("Accept", "application/json")
+        if self.token_path.exists():
+            req.add_header("Authorization", f"Bearer {self.token_path.read_text().strip()}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context()) as resp:
+                resp.read()
+            return True
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            detail = getattr(err, "code", None) or getattr(err, "reason", None) or err
+            log.warning("could not patch FineTuneJob status (%s): %s", self.url, detail)
+            return False
+
+    def _patch(self, status: dict[str, Any], *, throttle: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if throttle and now - self._last_sent < self.min_interval:
+                self._pending = {**(self._pending or {}), **status}
+                return
+            merged = {**(self._pending or {}), **status}
+            self._pending = None
+            self._last_sent = now
+        self.send(merged)
+
+    def phase(self, phase: str, message: str = "") -> None:
+        self._patch({"phase": phase, "message": message} if message else {"phase": phase})
+
+    def data(self, status: dict[str, Any]) -> None:
+        self._patch({"data": status})
+
+    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        data = dict(status or {})
+        data.setdefault("errors", [line for line in report.splitlines() if line.strip()][:50])
+        condition = {
+            "type": c.Condition.DATA_VALID,
+            "status": "False",
+            "reason": c.Reason.DATA_VALIDATION_FAILED,
+            "message": report[:4000],
+            "lastTransitionTime": _now(),
+        }
+        # Conditions are a list: a merge patch replaces it, so the operator re-derives the rest.
+        self._patch(
+            {"phase": c.Phase.FAILED, "message": "data validation failed", "data": data, "conditions": [condition]}
+        )
+
+    def report(self, **kwargs: Any) -> None:
+        self._patch(progress_status(**kwargs), throttle=True)
+
+    def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
+        status: dict[str, Any] = {"checkpoints": kept}
+        if best:
+            status["bestCheckpoint"] = best
+        self._patch(status)
+
+    def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
+        self._patch({"output": output, "metrics": metrics})
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending:
+            self.send(pending)
+
+
+def make_reporter(backend: str, *, path: str | None, name: str, namespace: str, min_interval: float):
+    """The reporter a run config's `progress` section asks for."""
+    if backend == "file":
+        if not path:
+            raise ValueError("progress.path is required with progress.backend file")
+        return JsonlReporter(path)
+    if backend == "kubernetes":
+        return KubernetesReporter(name, namespace, min_interval=min_interval)
+    return NullReporter()

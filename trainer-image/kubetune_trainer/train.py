@@ -1,0 +1,300 @@
+"""`kubetune-trainer train --config FILE`: validate the data, then train, checkpoint and report.
+
+Order of work, so that a failure leaves nothing half-made:
+1. a finished run (final/kubetune.json exists) is not repeated;
+2. the data is validated; invalid data writes `data-validation.txt`, reports, exits 3 — nothing else;
+3. several GPUs or nodes: the workers are started with `accelerate launch` (launcher.py);
+4. the model is loaded, the method's TRL trainer built, training resumes from the newest complete
+   checkpoint if there is one;
+5. the result goes to `final/` (written aside, then renamed) with its kubetune.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api.runconfig import TrainRunConfig
+from kubetune_trainer.checkpoints import (
+    FINAL,
+    Checkpoint,
+    CheckpointCallback,
+    complete_checkpoints,
+    discard_incomplete,
+    latest_complete,
+    rank,
+    read_meta,
+    write_json_atomic,
+)
+from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
+from kubetune_trainer.launcher import Topology, launch_command
+from kubetune_trainer.progress import NullReporter, ProgressReporter, make_reporter
+
+log = logging.getLogger("kubetune_trainer")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_DATA = c.EXIT_DATA_VALIDATION_FAILED
+VALIDATION_REPORT = "data-validation.txt"
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def reporter_for(cfg: TrainRunConfig) -> ProgressReporter:
+    if not is_main_process():
+        return NullReporter()
+    p = cfg.progress
+    return make_reporter(
+        p.backend, path=p.path, name=cfg.job.name, namespace=cfg.job.namespace, min_interval=p.min_interval_seconds
+    )
+
+
+def output_uri(cfg: TrainRunConfig, name: str | None = None) -> str:
+    base = cfg.output_uri or str(Path(cfg.output_dir).resolve())
+    return f"{base.rstrip('/')}/{name}" if name else base
+
+
+def write_validation_report(output_dir: Path, report: str) -> Path:
+    """The report beside the checkpoints; only this one file is written (atomically)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / VALIDATION_REPORT
+    tmp = path.with_name(f".{VALIDATION_REPORT}.tmp")
+    tmp.write_text(report.rstrip() + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def run_info(cfg: TrainRunConfig, data: ValidatedData, loaded: Any, precision: str) -> dict[str, Any]:
+    """What every kubetune.json records about the run."""
+    spec = cfg.spec
+    adapter = None
+    if spec.adapter.type != "none":
+        adapter = spec.adapter.model_dump(by_alias=True, mode="json")
+        peft = getattr(loaded.model, "peft_config", None)
+        if peft and "default" in peft:
+            adapter["peft"] = {
+                k: (sorted(v) if isinstance(v, set) else v)
+                for k, v in peft["default"].to_dict().items()
+                if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "peft_type", "task_type")
+            }
+    return {
+        "job": cfg.job.name,
+        "method": spec.method,
+        "base_model": loaded.base_model,
+        "started_from": loaded.started_from,
+        "adapter": adapter,
+        "freeze_layers": spec.freeze_layers,
+        "dataset": {
+            "train": spec.dataset.train.uri,
+            "validation": spec.dataset.validation.uri if spec.dataset.validation else None,
+            "format": data.format,
+            "hash": data.dataset_hash,
+            "max_examples": spec.dataset.max_examples,
+        },
+        "dataset_hash": data.dataset_hash,
+        "precision": precision,
+        "hyperparameters": spec.hyperparameters.model_dump(by_alias=True, mode="json"),
+    }
+
+
+def _load_teacher(cfg: TrainRunConfig, precision: Any):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kubetune_trainer.sources import resolve_model
+
+    teacher = cfg.spec.distillation.teacher
+    path = resolve_model(teacher.uri, cfg.storage, token_env=c.ENV_HF_TOKEN)
+    dtype = torch.bfloat16 if precision.bf16 else torch.float16 if precision.fp16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.eval()
+    return model
+
+
+def build_trainer(cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list):
+    """(trainer, checkpoint callback, loaded model, throughput) for this run."""
+    from kubetune_trainer import methods
+    from kubetune_trainer.callbacks import ProgressCallback, Throughput
+    from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
+
+    spec = cfg.spec
+    hp = spec.hyperparameters
+    train, evals = load_datasets(cfg, data)
+    fmt = data.format
+    method = spec.method
+    if method == "distillation" and spec.distillation.teacher.endpoint:
+        from kubetune_trainer import teacher
+
+        train = teacher.label(
+            train,
+            spec.distillation.teacher.endpoint,
+            cfg.output_dir,
+            max_tokens=spec.distillation.max_new_tokens,
+            api_key_env=cfg.teacher_api_key_env,
+        )
+        # Validation examples with reference answers still give an eval loss; prompt-only ones do not.
+        evals = [methods._as_messages(r) for r in evals] if evals and fmt != "reinforcement" else None
+        fmt, method = "chat", "sft"
+
+    precision = choose_precision(hp.precision)
+    loaded = load_model(spec, cfg.base_model_uri, cfg.storage, precision)
+    for note in loaded.notes:
+        log.info("%s", note)
+    n_params = sum(p.numel() for p in loaded.model.parameters())
+    trainable = n_params if loaded.peft_config is None else n_params // 100
+    weight_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    grad_ckpt = use_gradient_checkpointing(hp.gradient_checkpointing, trainable * 4, weight_bytes)
+
+    has_eval = bool(evals) and method != "rft"
+    sched = methods.schedule(spec, has_eval)
+    args = methods.common_args(
+        spec, cfg.output_dir, precision, sched, gradient_checkpointing=grad_ckpt, has_eval=has_eval
+    )
+    throughput = Throughput()
+    info = run_info(cfg, data, loaded, precision.name)
+    ckpt_cb = CheckpointCallback(
+        output_dir=cfg.output_dir,
+        keep=spec.checkpoints.keep,
+        metric=spec.checkpoints.select_by.metric,
+        mode=spec.checkpoints.select_by.mode,
+        run_info=info,
+        reporter=reporter,
+        uri_of=lambda name: output_uri(cfg, name),
+        every_epochs=sched.every_epochs,
+        throughput=throughput,
+    )
+    callbacks = [ProgressCallback(reporter, throughput), ckpt_cb, *extra_callbacks]
+    if method in ("sft", "pretraining"):
+        trainer = methods.build_sft(spec, loaded, train, evals, fmt, args, callbacks)
+    elif method == "dpo":
+        trainer = methods.build_dpo(spec, loaded, train, evals, fmt, args, callbacks)
+    elif method == "distillation":
+        trainer = methods.build_gkd(
+            spec, loaded, train, evals, fmt, args, callbacks, teacher_model=_load_teacher(cfg, precision)
+        )
+    elif method == "rft":
+        trainer = methods.build_grpo(spec, loaded, train, evals, fmt, args, callbacks)
+    else:  # pragma: no cover - the API's Literal rules this out
+        raise ValueError(f"unknown method {method}")
+    log.info(
+        "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %d train / %s eval examples",
+        spec.method,
+        f"{n_params:,}",
+        f"{sum(p.numel() for p in trainer.model.parameters() if p.requires_grad):,}",
+        precision.name,
+        "on" if grad_ckpt else "off",
+        len(train),
+        len(evals) if evals else 0,
+    )
+    return trainer, ckpt_cb, loaded, throughput
+
+
+def save_final(cfg: TrainRunConfig, trainer: Any, ckpt_cb: CheckpointCallback, loaded: Any) -> dict[str, Any]:
+    """Write final/ aside and rename it into place; returns its kubetune.json."""
+    out = Path(cfg.output_dir)
+    tmp = out / f".{FINAL}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    if trainer.args.should_save:
+        loaded.tokenizer.save_pretrained(str(tmp))
+    meta = ckpt_cb.meta(trainer.state, FINAL)
+    write_json_atomic(tmp / c.CHECKPOINT_META, meta)
+    final = out / FINAL
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return meta
+
+
+def finish(cfg: TrainRunConfig, ckpt_cb: CheckpointCallback, reporter: ProgressReporter, final_meta: dict) -> None:
+    """Report the kept checkpoints plus final, the best of them and the job's output."""
+    kept, _ = ckpt_cb.publish()
+    final_cp = Checkpoint(FINAL, final_meta["step"], Path(cfg.output_dir) / FINAL, final_meta)
+    candidates = [*kept, final_cp]
+    ranked = rank(candidates, ckpt_cb.metric, ckpt_cb.mode)
+    best = ranked[0].name if ranked else FINAL
+    reporter.checkpoints([ckpt_cb.status_entry(cp) for cp in candidates], best)
+    metrics = {}
+    m = final_meta.get("metrics") or {}
+    if "train_loss" in m:
+        metrics["trainLoss"] = round(m["train_loss"], 6)
+    if "eval_loss" in m:
+        metrics["evalLoss"] = round(m["eval_loss"], 6)
+    reporter.finished({"uri": output_uri(cfg), "checkpoint": best}, metrics)
+    reporter.flush()
+
+
+def run(
+    cfg: TrainRunConfig, *, config_path: str | None = None, worker: bool = False, callbacks: list | None = None
+) -> int:
+    """Train as the run config says; returns the process exit code."""
+    out = Path(cfg.output_dir)
+    reporter = reporter_for(cfg)
+    final_meta = read_meta(out / FINAL)
+    if final_meta is not None:
+        log.info("%s already holds a finished run (step %s); nothing to do", out / FINAL, final_meta.get("step"))
+        return EXIT_OK
+
+    try:
+        data = validate(cfg)
+    except DataValidationError as err:
+        if is_main_process() and not worker:
+            path = write_validation_report(out, err.report)
+            reporter.data_failed(err.report, err.status)
+            reporter.flush()
+            print(f"data validation failed; nothing was trained. Report: {path}\n{err.report}", file=sys.stderr)
+        return EXIT_DATA
+    if not worker:
+        reporter.data(data.status)
+
+    topo = Topology.from_env(cfg.spec.resources.gpus, cfg.spec.resources.nodes)
+    if topo.distributed and not worker:
+        if config_path is None:
+            raise ValueError("a distributed run needs the config file path to hand to its workers")
+        cmd = launch_command(topo, config_path)
+        log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
+        return subprocess.call(cmd)
+
+    from kubetune_trainer.modeling import TrainerConfigError
+
+    if is_main_process():
+        removed = discard_incomplete(out)
+        if removed:
+            log.warning("discarded incomplete checkpoints: %s", ", ".join(removed))
+    try:
+        trainer, ckpt_cb, loaded, _ = build_trainer(cfg, data, reporter, list(callbacks or []))
+    except TrainerConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    resume = latest_complete(out)
+    if resume:
+        log.info("resuming from %s (step %d)", resume.path, resume.step)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    if trainer.eval_dataset is not None and cfg.spec.method != "rft":
+        trainer.evaluate()
+    if trainer.args.should_save:
+        final_meta = save_final(cfg, trainer, ckpt_cb, loaded)
+        finish(cfg, ckpt_cb, reporter, final_meta)
+        log.info(
+            "trained %d steps in %.0fs; output %s (%d checkpoints kept)",
+            trainer.state.global_step,
+            time.monotonic() - started,
+            out / FINAL,
+            len(complete_checkpoints(out)),
+        )
+    return EXIT_OK
+
+
+def load_config(path: str) -> TrainRunConfig:
+    return TrainRunConfig.load(path)
