@@ -120,29 +120,42 @@ def test_operator_deployment_is_one_replica_recreate_restricted(render: Render):
     assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_operator_settings_reach_the_operator_as_env(render: Render):
+def test_operator_settings_reach_the_operator_through_its_env(render: Render):
+    """The env the chart sets, read by the operator's own settings code, gives the values that were set."""
+    pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
+    from kubetune.controllers.config import OperatorConfig
+    from kubetune.controllers.modeldeployment import serving_settings
+
     dep = one(
         render(
             {
-                "trainer": {"image": {"repository": "registry.local/trainer", "tag": "dev"}},
-                "serving": {"vllm": {"image": "registry.local/vllm:1"}},
+                "trainer": {"image": {"repository": "registry.local/trainer", "tag": "dev", "pullPolicy": "Always"}},
+                "serving": {"vllm": {"image": "registry.local/vllm:1"}, "mergeAdapters": False},
                 "storage": {"defaultStorageClass": "fast-ssd"},
+                "metrics": {"port": 9090},
                 "image": {"digest": "sha256:" + "b" * 64},
             }
         ),
         "Deployment",
     )
     (container,) = dep["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["KUBETUNE_TRAINER_IMAGE"] == "registry.local/trainer:dev"
-    assert env["KUBETUNE_SERVE_IMAGE_VLLM"] == "registry.local/vllm:1"
-    assert env["KUBETUNE_DEFAULT_STORAGE_CLASS"] == "fast-ssd"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    cfg = OperatorConfig.from_env(env)
+    assert cfg.pods.trainer_image == "registry.local/trainer:dev"
+    assert cfg.pods.image_pull_policy == "Always"
+    assert cfg.pods.storage_class_name == "fast-ssd"
+    assert cfg.metrics_port == 9090 == container["ports"][0]["containerPort"]
+    serve = serving_settings(env)
+    assert serve.vllm_image == "registry.local/vllm:1" and serve.merge_adapters is False
     assert container["image"] == "ghcr.io/kubetune/operator@sha256:" + "b" * 64
-    default_env = {
-        e["name"]: e.get("value")
-        for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert default_env["KUBETUNE_TRAINER_IMAGE"] == "ghcr.io/kubetune/trainer:0.1.0"
+
+    (default,) = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"]
+    cfg = OperatorConfig.from_env({e["name"]: e["value"] for e in default["env"]})
+    assert cfg.pods.trainer_image == "ghcr.io/kubetune/trainer:0.1.0"  # the tag defaults to appVersion
+    assert cfg.pods.storage_class_name is None  # "": the cluster's default StorageClass
+    default_serving = serving_settings({e["name"]: e["value"] for e in default["env"]})
+    assert default_serving.merge_adapters is True
+    assert default_serving.vllm_image == type(default_serving)().vllm_image  # the chart's default is the operator's
 
 
 def test_unknown_values_are_refused_at_render_time(render: Render):
