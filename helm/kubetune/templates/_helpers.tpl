@@ -142,7 +142,7 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# The end of a failed pod's log becomes the failure message in status.
+# A failed pod's log, to explain the failure.
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

@@ -168,3 +168,11 @@ def test_every_value_is_documented_with_a_comment():
 def test_replicas_are_not_configurable_and_values_say_why():
     assert "replicaCount" not in VALUES and "replicas" not in VALUES
     assert "Kopf" in VALUES_TEXT and "Recreate" in VALUES_TEXT and "not a lease" in VALUES_TEXT
+
+
+def test_readme_values_table_lists_every_value():
+    readme = (CHART / "README.md").read_text()
+    listed = set(re.findall(r"^\| `([\w.]+)` \|", readme, flags=re.MULTILINE))
+    whole_objects = KUBERNETES_OBJECT_VALUES | {"affinity"}
+    expected = {p for p, _ in _leaves(SCHEMA) if p.split(".")[0] not in whole_objects} | whole_objects
+    assert sorted(expected - listed) == [] and sorted(listed - expected) == []
