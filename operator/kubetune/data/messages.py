@@ -136,7 +136,9 @@ def check_messages(
         norm: dict[str, Any] = {"role": role}
 
         calls = None
-        if msg.get("tool_calls") is not None:
+        raw_calls = msg.get("tool_calls")
+        has_calls = raw_calls is not None and raw_calls != []  # the turn calls tools (even if a call is broken)
+        if has_calls:
             if role != "assistant":
                 issues.error(f"{where}.tool_calls", f"only assistant messages can have tool_calls (role is {role!r})")
             else:
@@ -145,12 +147,12 @@ def check_messages(
 
         need = " (an assistant turn needs text or tool_calls)" if role == "assistant" else ""
         content = msg.get("content")
-        if content is None and not calls:
+        if content is None and not has_calls:
             issues.error(f"{where}.content", ("missing content" if "content" not in msg else "content is null") + need)
         else:
             errors_before = len(issues.errors)
             text = content_text(content, f"{where}.content", issues)
-            if not calls and len(issues.errors) == errors_before and not (text or "").strip():
+            if not has_calls and len(issues.errors) == errors_before and not (text or "").strip():
                 issues.error(f"{where}.content", "empty content" + need)
             norm["content"] = text or ""
         if calls:

@@ -16,6 +16,9 @@ from kubetune.data.formats import (
     AUTO,
     CHAT,
     FORMATS,
+    PREFERENCE,
+    PROMPT_COMPLETION,
+    REINFORCEMENT,
     TEXT,
     TEXT_KEYS,
     check_record,
@@ -31,6 +34,7 @@ from kubetune.data.stats import Collector, Tally
 
 MIN_EXAMPLES = 10
 MAX_ERRORS = 200
+WITH_TOOLS = (CHAT, PROMPT_COMPLETION, PREFERENCE)  # formats whose records may carry `tools`
 LONG_EXAMPLE_CHARS = 16_000  # ~4,000 tokens: twice the default maxSeqLength of 2048
 
 
@@ -44,6 +48,8 @@ class LineChecker:
         self.decided_by: int | None = None
         self._conversational: bool | None = None
         self._style_line = 0
+        self._reference_keys: frozenset[str] | None = None
+        self._reference_line = 0
 
     def check(self, line_no: int, obj: Any) -> tuple[dict[str, Any] | None, Issues]:
         """The TRL record of a parsed line (None when it has errors) and what the check found."""
@@ -64,7 +70,25 @@ class LineChecker:
         record = check_record(obj, self.format, issues)
         if record is not None and self.format not in (CHAT, TEXT):
             record = self._check_style(line_no, record, issues)
+        if record is not None and self.format == REINFORCEMENT:
+            record = self._check_reference_fields(line_no, record, issues)
         return record, issues
+
+    def _check_reference_fields(self, line_no: int, record: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
+        """Every reinforcement line carries the same reference fields: the dataset is a table."""
+        keys = frozenset(record) - {"prompt"}
+        if self._reference_keys is None:
+            self._reference_keys, self._reference_line = keys, line_no
+            return record
+        if keys == self._reference_keys:
+            return record
+        missing = ", ".join(sorted(self._reference_keys - keys))
+        extra = ", ".join(sorted(keys - self._reference_keys))
+        what = "; ".join(x for x in (missing and f"missing {missing}", extra and f"extra {extra}") if x)
+        issues.error(
+            None, f"reference fields differ from line {self._reference_line} ({what}); every line needs the same"
+        )
+        return None
 
     def _check_style(self, line_no: int, record: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
         """TRL reads a whole file as conversational or as standard: one file, one style."""
@@ -178,6 +202,8 @@ def iter_trl_records(
     """The file's examples as TRL records, streamed (for `datasets.Dataset.from_generator`).
 
     Raises DatasetError at the first invalid line: validate the file first (validate_file) to see them all.
+    Unlike to_trl_record, formats that may carry `tools` always have the key (None when a line has none):
+    a dataset needs the same columns in every row.
     """
     checker = LineChecker(fmt)
     if max_examples is not None and max_examples <= 0:
@@ -190,6 +216,8 @@ def iter_trl_records(
         if record is None:
             found = "; ".join(LineError(line_no, m, f).render(str(path)) for f, m in issues.errors)
             raise DatasetError(f"{found} (kubetune validate lists every problem in the file)")
+        if checker.format in WITH_TOOLS:
+            record.setdefault("tools", None)
         yield record
         if max_examples is not None and produced >= max_examples:
             return
