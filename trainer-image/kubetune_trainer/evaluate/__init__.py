@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `kubetune-trainer evaluate --config FILE`. Prints the status payload as JSON.
 
     Exit status 0 when the evaluation ran (whether or not the models passed: that is in the status),
-    2 when the config or the data cannot be used.
+    1 when the status could not be written, 2 when the config, data or a model cannot be used.
     """
     parser = argparse.ArgumentParser(prog="kubetune-trainer evaluate", description=main.__doc__)
     parser.add_argument("--config", default=default_config_path(), help="EvalRunConfig (JSON or YAML)")
@@ -31,14 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from kubetune.api.runconfig import EvalRunConfig
     from kubetune_trainer.evaluate.examples import DatasetError
-    from kubetune_trainer.evaluate.runner import run
-    from kubetune_trainer.serve.loading import ModelLoadError
+    from kubetune_trainer.evaluate.runner import StatusNotPublished, run
+    from kubetune_trainer.sources import ModelSourceError
 
     try:
         config = EvalRunConfig.load(args.config)
         results = run(config)
-    except (OSError, ValidationError, DatasetError, ModelLoadError) as e:
+    except (OSError, ValidationError, DatasetError, ModelSourceError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
+    except StatusNotPublished as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(results["status"], indent=2))
     return 0

@@ -32,6 +32,10 @@ REPORT_EXAMPLES = 10
 ENV_ENDPOINT_API_KEY = "KUBETUNE_ENDPOINT_API_KEY"
 
 
+class StatusNotPublished(RuntimeError):
+    """The results were written, but the Evaluation's status could not be patched."""
+
+
 def _local(uri: str, storage: StorageMap, field: str) -> Path:
     path = storage.local_path(uri)
     if path is None:
@@ -152,7 +156,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
         passed=any(r.passed for r in results),
         evaluated_checkpoints=[t.name for t in config.targets],
         report=ReportStatus(uri=_uri_in(config, REPORT_FILE), json_uri=_uri_in(config, RESULTS_FILE)),
-    ).to_k8s()
+    ).model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")  # only the fields set here
 
     full: dict[str, Any] = {
         "evaluation": config.job.name,
@@ -189,5 +193,9 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(full, indent=2, sort_keys=False))
     (out_dir / REPORT_FILE).write_text(report.render(full), encoding="utf-8")
-    publish(config, status)
+    if not publish(config, status):
+        raise StatusNotPublished(
+            f"could not write the status of Evaluation {config.job.namespace}/{config.job.name}; "
+            f"the results are in {out_dir / RESULTS_FILE}"
+        )
     return full

@@ -1,8 +1,7 @@
 """Load a model for inference: a merged model, or a base model plus a LoRA adapter (PEFT).
 
-Shared by `serve` and `evaluate`. URIs are resolved with the run config's StorageMap: pvc://,
-file:// and relative paths are local directories; hf://ORG/NAME[@REVISION] is a Hugging Face
-repository (read from the local cache when HF_HUB_OFFLINE=1).
+Shared by `serve` and `evaluate`. URIs (hf://, pvc://, file://, s3://, relative paths) become local
+directories through `kubetune_trainer.sources.resolve_model`, the one place that knows the schemes.
 """
 
 from __future__ import annotations
@@ -12,27 +11,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from kubetune.api.runconfig import StorageMap
+from kubetune_trainer.sources import ModelSourceError, resolve_model
 
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
-
-class ModelLoadError(ValueError):
-    """A model location that cannot be loaded; the message says which URI and what to change."""
-
-
-@dataclass(frozen=True)
-class ModelLocation:
-    """Where `from_pretrained` reads a model: a local directory or a hub repo id (+ revision)."""
-
-    path: str
-    revision: str | None = None
-    is_local: bool = True
+__all__ = ["LoadedModel", "ModelSourceError", "load_for_inference", "prepare_tokenizer", "render_prompt"]
 
 
 @dataclass
@@ -43,40 +31,18 @@ class LoadedModel:
     device: str
 
 
-def resolve_location(uri: str, storage: StorageMap | None = None) -> ModelLocation:
-    """A model URI -> where to load it from. Remote object stores (s3://, http) are not read here."""
-    storage = storage or StorageMap()
-    local = storage.local_path(uri)
-    if local is not None:
-        return ModelLocation(path=str(local))
-    parsed = urlparse(uri)
-    if parsed.scheme == "hf":
-        repo = f"{parsed.netloc}{parsed.path}".strip("/")
-        repo, _, revision = repo.partition("@")
-        return ModelLocation(path=repo, revision=revision or None, is_local=False)
-    raise ModelLoadError(
-        f"model URI {uri!r}: scheme {parsed.scheme!r} cannot be loaded by the trainer image; "
-        "use hf://ORG/NAME, pvc://CLAIM/PATH, file:///PATH or a local path"
-    )
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
-def _check_local(loc: ModelLocation, uri: str) -> None:
-    if loc.is_local and not Path(loc.path).is_dir():
-        raise ModelLoadError(f"model URI {uri!r}: no model directory at {loc.path}")
-
-
-def is_adapter(loc: ModelLocation) -> bool:
-    return loc.is_local and (Path(loc.path) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_base(loc: ModelLocation) -> str | None:
+def adapter_base(path: str | Path) -> str | None:
     """The base model recorded in a PEFT adapter's config (`base_model_name_or_path`)."""
-    cfg = json.loads((Path(loc.path) / ADAPTER_CONFIG).read_text())
+    cfg = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
     return cfg.get("base_model_name_or_path")
 
 
-def _has_tokenizer(loc: ModelLocation) -> bool:
-    return not loc.is_local or any((Path(loc.path) / f).is_file() for f in TOKENIZER_FILES)
+def _has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / f).is_file() for f in TOKENIZER_FILES)
 
 
 def default_device() -> str:
@@ -97,38 +63,36 @@ def load_for_inference(
 
     A directory holding `adapter_config.json` is a LoRA adapter: it is applied to `base_model_uri`
     (or the base its config names) and merged, which makes generation as fast as a merged model.
+    A model directory without tokenizer files uses the tokenizer of `base_model_uri`.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    loc = resolve_location(model_uri, storage)
-    _check_local(loc, model_uri)
-
-    def _load(location: ModelLocation) -> Any:
-        return AutoModelForCausalLM.from_pretrained(location.path, revision=location.revision, dtype=dtype)
-
-    tokenizer_loc = loc
-    if is_adapter(loc):
+    path = resolve_model(model_uri, storage)
+    tokenizer_path = path
+    if is_adapter(path):
         from peft import PeftModel
 
-        base_uri = base_model_uri or adapter_base(loc)
+        base_uri = base_model_uri or adapter_base(path)
         if not base_uri:
-            raise ModelLoadError(
+            raise ModelSourceError(
                 f"{model_uri!r} is a LoRA adapter without a base model: set the target's base_model_uri "
                 f"or base_model_name_or_path in {ADAPTER_CONFIG}"
             )
-        base_loc = resolve_location(base_uri, storage)
-        _check_local(base_loc, base_uri)
+        base_path = resolve_model(base_uri, storage)
         log.info("loading base %s with adapter %s", base_uri, model_uri)
-        model = PeftModel.from_pretrained(_load(base_loc), loc.path).merge_and_unload()
-        if not _has_tokenizer(loc):
-            tokenizer_loc = base_loc
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        if not _has_tokenizer(path):
+            tokenizer_path = base_path
     else:
         log.info("loading model %s", model_uri)
-        model = _load(loc)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_loc.path, revision=tokenizer_loc.revision)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        if base_model_uri and not _has_tokenizer(path):  # a checkpoint saved without its tokenizer
+            tokenizer_path = resolve_model(base_model_uri, storage)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     prepare_tokenizer(tokenizer)
     model.to(device)
     model.eval()
