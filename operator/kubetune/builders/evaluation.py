@@ -48,7 +48,8 @@ def eval_job_name(evaluation: Evaluation, targets: list[EvalTarget]) -> str:
 
 
 def service_account_name(evaluation: Evaluation) -> str:
-    return names.child_name(evaluation.metadata.name, c.ROLE_RUNNER)
+    """`<name>-eval-runner`: distinct from the `<name>-runner` of a FineTuneJob of the same name."""
+    return names.child_name(evaluation.metadata.name, f"{c.ROLE_EVAL}-{c.ROLE_RUNNER}")
 
 
 def job_labels(evaluation: Evaluation) -> dict[str, str]:

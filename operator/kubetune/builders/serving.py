@@ -74,7 +74,8 @@ def serving_name(deployment: ModelDeployment) -> str:
 
 
 def config_map_name(deployment: ModelDeployment) -> str:
-    return names.child_name(deployment.metadata.name, c.ROLE_CONFIG)
+    """`<name>-serve-config`: distinct from the `<name>-config` of a FineTuneJob of the same name."""
+    return names.child_name(deployment.metadata.name, f"{c.ROLE_SERVE}-{c.ROLE_CONFIG}")
 
 
 def endpoint(deployment: ModelDeployment) -> str:

@@ -172,6 +172,12 @@ async def evaluation_job_changed(event: kopf.RawEvent, body: kopf.Body, namespac
 _seen_checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
 
 
+@kopf.on.startup()
+def forget_seen_checkpoints(**_: Any) -> None:
+    """A (re)started operator has seen nothing yet."""
+    _seen_checkpoints.clear()
+
+
 @kopf.on.event(*FTJ)
 async def evaluations_follow_job(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A FineTuneJob got new checkpoints (or finished): reconcile the Evaluations that score it."""

@@ -65,7 +65,13 @@ async def _sources(md: ModelDeployment) -> tuple[Evaluation | None, FineTuneJob 
 async def _apply(desired: dict[str, Any], *, compare: Any = None) -> dict[str, Any]:
     """Create, or merge-patch when `compare(existing, desired)` says they differ (default: always patch)."""
     existing, created = await k8s.create_if_absent(desired)
-    if created or (compare is not None and not compare(existing, desired)):
+    owner = desired["metadata"]["ownerReferences"][0]
+    if not any(ref.get("uid") == owner["uid"] for ref in existing["metadata"].get("ownerReferences") or []):
+        raise ValueError(
+            f"{desired['kind']} {desired['metadata']['name']!r} exists and does not belong to "
+            f"{owner['kind']} {owner['name']!r}; delete or rename it"
+        )
+    if created or (compare is not None and compare(existing, desired)):
         return existing
     meta = desired["metadata"]
     return await k8s.patch_merge(desired["kind"], meta["namespace"], meta["name"], desired)
@@ -95,7 +101,7 @@ async def _apply_workload(md: ModelDeployment, plan: serving.ServingPlan, job: F
     deployment = serving.build_deployment(md, plan, job, pods, settings)  # raises ValueError on what vLLM can't read
     await _apply(serving.build_config_map(md, plan), compare=lambda a, b: a.get("data") == b.get("data"))
     apps = await _apply(_with_removals(deployment), compare=_same_deployment)
-    await k8s.create_if_absent(serving.build_service(md))
+    await _apply(serving.build_service(md), compare=lambda a, b: True)  # created once; checks ownership
     hpa = serving.build_hpa(md)
     if hpa is not None:
         await _apply(hpa, compare=lambda a, b: a.get("spec") == b.get("spec"))
@@ -190,6 +196,12 @@ async def serving_deployment_changed(event: kopf.RawEvent, body: kopf.Body, name
 
 
 _seen: dict[tuple[str, str, str], Any] = {}
+
+
+@kopf.on.startup()
+def forget_seen_signatures(**_: Any) -> None:
+    """A (re)started operator has seen nothing yet."""
+    _seen.clear()
 
 
 def _news(kind: str, event: kopf.RawEvent, body: kopf.Body, signature: Any) -> bool:

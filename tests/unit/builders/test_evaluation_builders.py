@@ -58,7 +58,7 @@ def test_eval_job_runs_the_shared_image_on_the_checkpoints_with_gpu_limits():
     assert container["command"] == ["kubetune-trainer", "evaluate", "--config", "/etc/kubetune/run-config.json"]
     assert container["image"] == "ghcr.io/kubetune/trainer:0.1.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["serviceAccountName"] == "travel-eval-runner"
+    assert pod["serviceAccountName"] == "travel-eval-eval-runner"
     assert batch["metadata"]["ownerReferences"][0]["uid"] == "e-1"
     assert batch["metadata"]["annotations"]["kubetune.dev/evaluated-models"] == "checkpoint-100,checkpoint-200"
     env = {e["name"]: e for e in container["env"]}
