@@ -77,16 +77,17 @@ def validate(cfg: TrainRunConfig) -> ValidatedData:
     ds = spec.dataset
     train_path = local_data_path(cfg, ds.train.uri, "spec.dataset.train.uri")
     val_path = local_data_path(cfg, ds.validation.uri, "spec.dataset.validation.uri") if ds.validation else None
-    fmt = None if ds.format == "auto" else ds.format
-
-    train_report = kdata.validate_file(train_path, format=fmt, max_examples=ds.max_examples)
+    train_report = kdata.validate_file(train_path, format=ds.format, max_examples=ds.max_examples)
     val_report = None
     if val_path is not None:
-        val_report = kdata.validate_file(val_path, format=fmt or train_report.format, min_examples=1)
+        val_format = train_report.format if ds.format == "auto" and train_report.ok else ds.format
+        val_report = kdata.validate_file(val_path, format=val_format, min_examples=1)
     status = kdata.data_status(train_report, val_report)
     failed = [r for r in (train_report, val_report) if r is not None and not r.ok]
     if failed:
         raise DataValidationError("\n".join(r.render().rstrip() for r in failed), status)
+    if status.get("errors"):
+        raise DataValidationError("\n".join(status["errors"]), status)
 
     fmt = train_report.format
     allowed = METHOD_FORMATS[spec.method]
@@ -94,16 +95,11 @@ def validate(cfg: TrainRunConfig) -> ValidatedData:
         allowed = ENDPOINT_DISTILLATION_FORMATS
     if fmt not in allowed:
         wanted = " or ".join(f"{f} ({FORMAT_HINT[f]})" for f in allowed)
-        raise DataValidationError(
+        message = (
             f"{train_path}: spec.method {spec.method} trains on {wanted} examples, but this file is {fmt}: "
-            "convert the data or choose another method",
-            status,
+            "convert the data or choose another method"
         )
-    if val_report is not None and val_report.format != fmt:
-        raise DataValidationError(
-            f"{val_path}: the validation data is {val_report.format} but the training data is {fmt}: use one format",
-            status,
-        )
+        raise DataValidationError(message, {**status, "errors": [message]})
     paths = [train_path] + ([val_path] if val_path else [])
     return ValidatedData(train_path, val_path, fmt, status, dataset_hash(paths, ds.max_examples))
 

@@ -71,7 +71,7 @@ def common_args(
         "data_seed": hp.seed,
         "bf16": precision.bf16,
         "fp16": precision.fp16,
-        "gradient_checkpointing": gradient_checkpointing,
+        "activation_checkpointing": gradient_checkpointing,
         "logging_steps": sched.logging_steps,
         "logging_first_step": True,
         "save_strategy": sched.save_strategy,
@@ -88,7 +88,7 @@ def common_args(
         if has_eval:
             args["eval_steps"] = sched.save_steps
     if gradient_checkpointing:
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+        args["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     return args
 
 

@@ -179,7 +179,7 @@ class KubernetesReporter:
         self.url = f"{self.api_server}/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURALS[c.FINETUNEJOB]}/{name}/status"
         self.min_interval = min_interval
         self.token_path, self.ca_path, self.timeout = token_path, ca_path, timeout
-        self._last_sent = 0.0
+        self._last_sent: float | None = None
         self._pending: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -210,7 +210,7 @@ class KubernetesReporter:
     def _patch(self, status: dict[str, Any], *, throttle: bool = False) -> None:
         with self._lock:
             now = time.monotonic()
-            if throttle and now - self._last_sent < self.min_interval:
+            if throttle and self._last_sent is not None and now - self._last_sent < self.min_interval:
                 self._pending = {**(self._pending or {}), **status}
                 return
             merged = {**(self._pending or {}), **status}

@@ -80,11 +80,11 @@ def run_info(cfg: TrainRunConfig, data: ValidatedData, loaded: Any, precision: s
     adapter = None
     if spec.adapter.type != "none":
         adapter = spec.adapter.model_dump(by_alias=True, mode="json")
-        peft = getattr(loaded.model, "peft_config", None)
-        if peft and "default" in peft:
+        peft = loaded.peft_config or (getattr(loaded.model, "peft_config", None) or {}).get("default")
+        if peft is not None:
             adapter["peft"] = {
-                k: (sorted(v) if isinstance(v, set) else v)
-                for k, v in peft["default"].to_dict().items()
+                k: (sorted(v) if isinstance(v, set) else str(v) if k.endswith("_type") else v)
+                for k, v in peft.to_dict().items()
                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "peft_type", "task_type")
             }
     return {

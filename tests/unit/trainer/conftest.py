@@ -1,0 +1,21 @@
+"""The tiny model every trainer test starts from, made from the fixture data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from trainer_helpers import TINY_MODEL_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A nano Llama with a BPE tokenizer trained on every fixture file (shared by all method tests)."""
+    from kubetune_trainer.tiny import init_tiny
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    return init_tiny(out, TINY_MODEL_DATA, size="nano", vocab_size=512, seed=0)
