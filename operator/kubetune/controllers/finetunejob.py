@@ -137,13 +137,14 @@ async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Log
         if job.status and job.status.phase in c.FINISHED_PHASES:
             return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
         source_uri = await _resolve_source(raw, job) if job.spec.base_model.from_job else None
+        if source_uri and not (job.status and job.status.base_model_uri):
+            # Recorded before the Job exists, so a restart continues from the same checkpoint.
+            await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
         async with common.lock_for(*_key(namespace, name)):
             objects, created = await common.ensure(children(job, source_uri))
         if created:
             logger.info(f"created {', '.join(created)}")
             await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
-        if source_uri and not (job.status and job.status.base_model_uri):
-            await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
         await sync_status(namespace, name, batch_job=objects.get("Job"))
 
 

@@ -1,0 +1,414 @@
+"""A Kubernetes API server for tests: KMock's emulator plus what a real API server adds.
+
+KMock (0.8) stores objects, serves discovery, list/watch/get/create/merge-patch/delete, finalizers and
+`deletionTimestamp`. This shim adds, as small as it could be:
+
+- metadata a real server sets: uid, resourceVersion, generation (bumped when the spec changes),
+  creationTimestamp, names from generateName;
+- the status subresource: `PATCH .../status` changes only status, other writes never change status;
+- CRDs: applying a CustomResourceDefinition registers its resource for discovery (kind, scope, short
+  names, categories, status subresource) and its printer columns; `kubectl get` receives server-side
+  Tables with those columns;
+- label and field selectors on list and watch;
+- garbage collection: deleting an object deletes the objects whose ownerReferences point at it.
+
+It validates nothing (no OpenAPI schema, no CEL): admission is tested apart, in the CRD tests.
+It runs in its own thread and event loop, so tests can call `kubectl` synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import secrets
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import yaml
+from kmock._internal import dicts, enums, rendering
+
+ALL_VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+BUILTINS: dict[str, tuple[str, bool, Iterable[str], Iterable[str]]] = {
+    # "group/version/plural": (kind, namespaced, short names, subresources)
+    "v1/namespaces": ("Namespace", False, ["ns"], ["status"]),
+    "v1/pods": ("Pod", True, ["po"], ["status", "log"]),
+    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, ["pvc"], ["status"]),
+    "v1/configmaps": ("ConfigMap", True, ["cm"], []),
+    "v1/secrets": ("Secret", True, [], []),
+    "v1/serviceaccounts": ("ServiceAccount", True, ["sa"], []),
+    "v1/services": ("Service", True, ["svc"], ["status"]),
+    "v1/events": ("Event", True, ["ev"], []),
+    "rbac.authorization.k8s.io/v1/roles": ("Role", True, [], []),
+    "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", True, [], []),
+    "batch/v1/jobs": ("Job", True, [], ["status"]),
+    "apps/v1/deployments": ("Deployment", True, ["deploy"], ["status", "scale"]),
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, ["hpa"], ["status"]),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ["crd"], ["status"]),
+    "coordination.k8s.io/v1/leases": ("Lease", True, [], []),
+}
+CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+DEFAULT_COLUMNS = [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_selector(text: str | None) -> list[tuple[str, str, str | None]]:
+    """`a=b,c!=d,e` -> [(key, op, value)]; supports =, ==, != and existence."""
+    out: list[tuple[str, str, str | None]] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            out.append((k.strip(), "!=", v.strip()))
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            out.append((k.strip(), "=", v.strip().lstrip("=")))
+        elif part.startswith("!"):
+            out.append((part[1:], "!", None))
+        else:
+            out.append((part, "exists", None))
+    return out
+
+
+def _matches(values: dict[str, Any], selector: list[tuple[str, str, str | None]]) -> bool:
+    for key, op, value in selector:
+        have = values.get(key)
+        if op == "=" and (have is None or str(have) != value):
+            return False
+        if op == "!=" and have is not None and str(have) == value:
+            return False
+        if op == "exists" and key not in values:
+            return False
+        if op == "!" and key in values:
+            return False
+    return True
+
+
+def _field_values(obj: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    out = {}
+    for key in keys:
+        node: Any = obj
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[key] = node
+    return out
+
+
+def _selected(obj: dict[str, Any], params: dict[str, str]) -> bool:
+    labels = _parse_selector(params.get("labelSelector"))
+    fields = _parse_selector(params.get("fieldSelector"))
+    meta = obj.get("metadata") or {}
+    if labels and not _matches(meta.get("labels") or {}, labels):
+        return False
+    return not fields or _matches(_field_values(obj, [k for k, _, _ in fields]), fields)
+
+
+def _json_path(obj: dict[str, Any], path: str) -> Any:
+    node: Any = obj
+    for part in path.strip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _age(ts: str | None) -> str:
+    if not ts:
+        return "<unknown>"
+    seconds = int((dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))).total_seconds())
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """KMock's emulator with the metadata, subresource, CRD, selector and GC semantics of an API server."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._rv = itertools.count(1)
+        self._status_subresource: set[kmock.resource] = set()
+        self._columns: dict[kmock.resource, list[dict[str, Any]]] = {}
+        for key, (kind, namespaced, short, subs) in BUILTINS.items():
+            self.resources[key] = kmock.ResourceInfo(
+                kind=kind,
+                singular=kind.lower(),
+                namespaced=namespaced,
+                verbs=ALL_VERBS,
+                shortnames=set(short),
+                subresources=set(subs),
+            )
+            if "status" in subs:
+                self._status_subresource.add(kmock.resource(key))
+
+    async def __call__(self, raw_request: Any) -> Any:
+        # KMock 0.8 cannot parse `/api/v1/namespaces` (it reads "namespaces" as the start of a namespaced
+        # path); Kopf lists and watches namespaces, so answer that one path here.
+        if raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._serve_namespaces(raw_request)
+        return await super().__call__(raw_request)
+
+    async def _serve_namespaces(self, raw_request: Any) -> Any:
+        import aiohttp.web
+
+        names = {"default"} | {ns for (_, ns, _), obj in list(self.objects.items()) if ns and not obj.deleted}
+        items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in sorted(names)]
+        if raw_request.query.get("watch") != "true":
+            body = {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": items}
+            return aiohttp.web.json_response(body)
+        response = aiohttp.web.StreamResponse()
+        await response.prepare(raw_request)
+        await asyncio.sleep(float(raw_request.query.get("timeoutSeconds") or 300))
+        return response
+
+    # --- writes ---
+
+    async def _handle(self, request: rendering.Request) -> Any:
+        res = request.resource
+        if res is None:
+            return await super()._handle(request)
+        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            self._on_create(request)
+        elif request.action == enums.action.UPDATE and request.name and isinstance(request.data, dict):
+            self._on_update(request)
+        elif request.action == enums.action.UPDATE and request.name and isinstance(request.data, list):
+            self._on_json_patch(request)
+        response = await super()._handle(request)
+        if request.action in (enums.action.DELETE, enums.action.UPDATE) and request.name:
+            key = (res, request.namespace, request.name)
+            if key in self.objects and self.objects[key].deleted:
+                await self._collect_garbage()
+        if res == CRDS and request.action in (enums.action.CREATE, enums.action.UPDATE):
+            self._register_crds()
+        return response
+
+    def _on_create(self, request: rendering.Request) -> None:
+        data = request.data
+        meta = data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if request.namespace:
+            meta["namespace"] = request.namespace
+        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._rv)), generation=1, creationTimestamp=_now())
+        meta.pop("deletionTimestamp", None)
+        if request.resource in self._status_subresource:
+            data.pop("status", None)
+        if request.resource == CRDS:
+            data["status"] = {
+                "conditions": [
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+                ],
+                "acceptedNames": (data.get("spec") or {}).get("names", {}),
+            }
+
+    def _on_update(self, request: rendering.Request) -> None:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return  # KMock answers 404
+        old = self.objects[key].raw
+        data = request.data
+        if request.subresource == "status":
+            status = data.get("status")
+            data.clear()
+            data["status"] = status
+        elif request.resource in self._status_subresource:
+            data.pop("status", None)
+        meta = data.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        for immutable in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "name", "namespace"):
+            meta.pop(immutable, None)
+        if isinstance(data.get("spec"), dict):
+            new_spec = dicts.merge_patch_dict(old.get("spec") or {}, data["spec"])
+            if new_spec != (old.get("spec") or {}):
+                meta["generation"] = int((old.get("metadata") or {}).get("generation") or 1) + 1
+        meta["resourceVersion"] = str(next(self._rv))
+        data["metadata"] = meta
+
+    def _on_json_patch(self, request: rendering.Request) -> None:
+        """JSON patches (Kopf adds finalizers this way): `test` ops guard resourceVersion; bump it."""
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return
+        current = self.objects[key].raw
+        version = str((current.get("metadata") or {}).get("resourceVersion"))
+        for op in request.data:
+            if op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion" and str(op["value"]) != version:
+                raise kmock.KubernetesError(409, "Conflict", "the object has been modified; please retry")
+        request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(next(self._rv))})
+
+    async def _collect_garbage(self) -> None:
+        """Delete objects whose owners are all gone (foreground finalizers are not emulated)."""
+        async with self._lock:
+            changed = True
+            while changed:
+                changed = False
+                alive = {obj.raw["metadata"].get("uid") for obj in self.objects.values() if not obj.deleted}
+                for (res, _ns, _name), obj in list(self.objects.items()):
+                    if obj.deleted:
+                        continue
+                    meta = obj.raw.get("metadata") or {}
+                    owners = [ref.get("uid") for ref in meta.get("ownerReferences") or []]
+                    if not owners or any(uid in alive for uid in owners):
+                        continue
+                    if meta.get("finalizers"):
+                        if not meta.get("deletionTimestamp"):
+                            obj.patch(
+                                {"metadata": {"deletionTimestamp": _now(), "resourceVersion": str(next(self._rv))}}
+                            )
+                            await self._buses[res].put({"type": "MODIFIED", "object": obj.raw})
+                        continue
+                    raw = obj.raw
+                    obj.delete()
+                    await self._buses[res].put({"type": "DELETED", "object": raw})
+                    changed = True
+
+    def _register_crds(self) -> None:
+        for (res, _, _), obj in list(self.objects.items()):
+            if res != CRDS or obj.deleted:
+                continue
+            spec = obj.raw.get("spec") or {}
+            names = spec.get("names") or {}
+            for version in spec.get("versions") or []:
+                resource = kmock.resource(spec["group"], version["name"], names["plural"])
+                self.resources[resource] = kmock.ResourceInfo(
+                    kind=names.get("kind"),
+                    singular=names.get("singular"),
+                    namespaced=spec.get("scope") == "Namespaced",
+                    verbs=ALL_VERBS,
+                    shortnames=set(names.get("shortNames") or []),
+                    categories=set(names.get("categories") or []),
+                    subresources={"status"} if "status" in (version.get("subresources") or {}) else set(),
+                )
+                if "status" in (version.get("subresources") or {}):
+                    self._status_subresource.add(resource)
+                self._columns[resource] = version.get("additionalPrinterColumns") or DEFAULT_COLUMNS
+
+    # --- reads ---
+
+    async def _serve_version(self, request: rendering.Request) -> Any:
+        body = await super()._serve_version(request)
+        for entry in body.get("resources") or []:  # subresources have no short names or categories
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return body
+
+    async def _serve_list(self, request: rendering.Request) -> Any:
+        body = await super()._serve_list(request)
+        body["items"] = [item for item in body["items"] if _selected(item, dict(request.params))]
+        body["metadata"] = {"resourceVersion": str(next(self._rv))}
+        info = self.resources.get(request.resource)
+        if info and info.kind:
+            body["kind"] = f"{info.kind}List"
+            body["apiVersion"] = (
+                f"{request.resource.group}/{request.resource.version}"
+                if request.resource.group
+                else request.resource.version
+            )
+        if self._wants_table(request):
+            return self._table(request.resource, body["items"])
+        return body
+
+    async def _serve_fetch(self, request: rendering.Request) -> Any:
+        obj = await super()._serve_fetch(request)
+        return self._table(request.resource, [obj]) if self._wants_table(request) else obj
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[Any]:
+        params = dict(request.params)
+        async for item in super()._serve_watch(request):
+            if isinstance(item, dict) and not _selected(item.get("object") or {}, params):
+                continue
+            yield item
+
+    @staticmethod
+    def _wants_table(request: rendering.Request) -> bool:
+        return "as=Table" in (request.headers.get("Accept") or "")
+
+    def _table(self, resource: kmock.resource, items: list[dict[str, Any]]) -> dict[str, Any]:
+        columns = [c for c in self._columns.get(resource, DEFAULT_COLUMNS) if not c.get("priority")]
+        defs = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+        defs += [
+            {"name": c["name"], "type": c.get("type", "string"), "format": "", "description": "", "priority": 0}
+            for c in columns
+        ]
+        rows = []
+        for item in items:
+            cells: list[Any] = [(item.get("metadata") or {}).get("name")]
+            for col in columns:
+                value = _json_path(item, col["jsonPath"])
+                cells.append(_age(value) if col.get("type") == "date" else ("" if value is None else value))
+            partial = {
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata",
+                "metadata": item.get("metadata"),
+            }
+            rows.append({"cells": cells, "object": partial})
+        return {
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "Table",
+            "metadata": {},
+            "columnDefinitions": defs,
+            "rows": rows,
+        }
+
+
+class ApiServerThread:
+    """Run an ApiServer on 127.0.0.1 in a thread of its own; write a kubeconfig pointing at it."""
+
+    def __init__(self) -> None:
+        self.handler: ApiServer | None = None
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kmock-apiserver", daemon=True)
+
+    def start(self, timeout: float = 10) -> ApiServerThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the KMock API server did not start")
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with ApiServer() as handler, kmock.Server(handler, host="127.0.0.1") as server:
+            self.handler = handler
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def stop(self) -> None:
+        if self._loop and self._stop:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+            "users": [{"name": "kmock", "user": {"token": "kmock-test-token"}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}],
+            "current-context": "kmock",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def objects(self, plural: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
+        """A snapshot of the live objects of a resource (by plural), keyed by name."""
+        assert self.handler is not None
+        out = {}
+        for (res, ns, name), obj in list(self.handler.objects.items()):
+            if res.plural == plural and not obj.deleted and (namespace is None or ns == namespace):
+                out[name] = obj.raw
+        return out

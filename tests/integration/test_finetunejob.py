@@ -1,0 +1,298 @@
+"""A FineTuneJob's life against an API server: children, status, Kueue, suspend, restart, deletion.
+
+The tests play the Job controller and the trainer: they patch the batch Job's status, create pods,
+and patch the FineTuneJob's status the way the trainer pod does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from conftest import GROUP_PATH, NAMESPACE, Cluster, OperatorProcess, dump, example, now, wait_for
+
+FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs"
+PLURALS = ("persistentvolumeclaims", "configmaps", "serviceaccounts", "roles", "rolebindings", "jobs", "services")
+
+
+def owned(cluster: Cluster, uid: str) -> dict[str, str]:
+    """kind -> name of every object owned by the object with `uid`."""
+    out = {}
+    for plural in PLURALS:
+        for name, obj in cluster.objects(plural).items():
+            if any(ref["uid"] == uid for ref in obj["metadata"].get("ownerReferences", [])):
+                out[obj["kind"]] = name
+    return out
+
+
+def phase(cluster: Cluster, name: str) -> str | None:
+    return ((cluster.ftj(name) or {}).get("status") or {}).get("phase")
+
+
+def wait_phase(cluster: Cluster, name: str, expected: str, timeout: float = 10) -> dict:
+    wait_for(lambda: phase(cluster, name) == expected, timeout, f"{name} to be {expected} (is {phase(cluster, name)})")
+    return cluster.ftj(name)
+
+
+def conditions(ftj: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in ftj["status"].get("conditions", [])}
+
+
+def reasons(cluster: Cluster, name: str) -> list[str]:
+    return [e["reason"] for e in cluster.events(name)]
+
+
+def metric(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_apply_creates_owned_children_that_run_the_trainer(cluster: Cluster, operator) -> None:
+    out = cluster.apply(example())
+    assert "finetunejob.kubetune.dev/travel created" in out
+    wait_for(lambda: cluster.objects("jobs").get("travel-train"), what="the training Job")
+    ftj = wait_phase(cluster, "travel", "Pending")
+    assert owned(cluster, ftj["metadata"]["uid"]) == {
+        "PersistentVolumeClaim": "travel-data",
+        "ConfigMap": "travel-config",
+        "ServiceAccount": "travel-runner",
+        "Role": "travel-runner",
+        "RoleBinding": "travel-runner",
+        "Job": "travel-train",
+    }
+    assert ftj["metadata"]["finalizers"] == ["kubetune.dev/finalizer"]
+    # Kopf keeps its state in annotations under kubetune.dev.
+    annotations = wait_for(
+        lambda: (
+            (a := cluster.ftj("travel")["metadata"]["annotations"]).get("kubetune.dev/last-handled-configuration") and a
+        ),
+        what="Kopf's diff-base annotation",
+    )
+    assert not [k for k in annotations if "kopf.zalando.org" in k]
+    assert conditions(ftj)["Reconciling"]["status"] == "True"
+    assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"] == 1
+
+    job = cluster.objects("jobs")["travel-train"]
+    pod = job["spec"]["template"]["spec"]
+    (trainer,) = pod["containers"]
+    assert trainer["image"] == "registry.test/kubetune-trainer:test"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert trainer["securityContext"]["readOnlyRootFilesystem"] is True
+    assert trainer["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e for e in trainer["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    role = cluster.objects("roles")["travel-runner"]
+    assert role["rules"][0]["resourceNames"] == ["travel"]
+    run_config = json.loads(cluster.objects("configmaps")["travel-config"]["data"]["run-config.json"])
+    assert run_config["job"]["uid"] == ftj["metadata"]["uid"]
+
+    table = cluster.kubectl("get", "ftj")
+    assert table.split("\n")[1].split()[:3] == ["travel", "sft", "Pending"]
+    assert "Created" in reasons(cluster, "travel")
+    described = cluster.kubectl("describe", "ftj", "travel")
+    assert "Created" in described and "Job/travel-train" in described
+
+
+def test_success_and_failure_show_up_in_status_within_seconds(cluster: Cluster, operator) -> None:
+    cluster.apply(example("good"))
+    cluster.apply(example("bad"))
+    wait_for(lambda: {"good-train", "bad-train"} <= set(cluster.objects("jobs")), what="both Jobs")
+
+    cluster.start_job("good-train")
+    ftj = wait_phase(cluster, "good", "Validating")
+    assert ftj["status"]["startTime"]
+    # The trainer reports data and progress on its own status fields.
+    trainer_status = {
+        "data": {"format": "chat", "trainExamples": 90, "validationExamples": 10},
+        "progress": {"step": 30, "totalSteps": 60, "percent": 50},
+        "metrics": {"trainLoss": 1.25},
+        "checkpoints": [{"name": "checkpoint-30", "step": 30, "metrics": {"eval_loss": 1.5}}],
+        "bestCheckpoint": "checkpoint-30",
+    }
+    cluster.patch_status(f"{FTJ_PATH}/good", trainer_status)
+    cluster.patch_status(cluster.job_path("good-train"), {"ready": 1, "active": 1})  # a Job event
+    wait_phase(cluster, "good", "Running")
+    row = cluster.kubectl("get", "ftj", "good").split("\n")[1].split()
+    assert row[:5] == ["good", "sft", "Running", "50", "checkpoint-30"]
+
+    started = time.monotonic()
+    cluster.finish_job("good-train", succeeded=True)
+    ftj = wait_phase(cluster, "good", "Succeeded")
+    assert time.monotonic() - started < 5
+    cond = conditions(ftj)
+    assert cond["Ready"]["status"] == "True" and cond["Succeeded"]["status"] == "True"
+    assert "Reconciling" not in cond and "Stalled" not in cond
+    assert ftj["status"]["output"] == {"uri": "pvc://good-data/output", "checkpoint": "checkpoint-30"}
+    assert ftj["status"]["completionTime"]
+    assert ftj["status"]["progress"]["step"] == 30  # the trainer's fields are left alone
+
+    cluster.start_job("bad-train")
+    started = time.monotonic()
+    cluster.finish_job("bad-train", succeeded=False, reason="BackoffLimitExceeded")
+    ftj = wait_phase(cluster, "bad", "Failed")
+    assert time.monotonic() - started < 5
+    cond = conditions(ftj)
+    assert cond["Ready"]["status"] == "False"
+    assert cond["Stalled"]["reason"] == cond["Failed"]["reason"] == "BackoffLimitExceeded"
+    assert ftj["status"]["retries"] == 4
+
+    wait_for(lambda: {"Started", "Succeeded"} <= set(reasons(cluster, "good")), what="events of good")
+    wait_for(lambda: "BackoffLimitExceeded" in reasons(cluster, "bad"), what="events of bad")
+    warning = next(e for e in cluster.events("bad") if e["reason"] == "BackoffLimitExceeded")
+    assert warning["type"] == "Warning" and "backoffLimit" in warning["message"]
+
+    assert metric("kubetune_finetunejobs", namespace=NAMESPACE, phase="Succeeded") == 1
+    assert metric("kubetune_finetunejobs", namespace=NAMESPACE, phase="Failed") == 1
+    assert metric("kubetune_training_loss", namespace=NAMESPACE, job="good") == 1.25
+    assert metric("kubetune_training_progress_ratio", namespace=NAMESPACE, job="good") == 0.5
+    labels = {"namespace": NAMESPACE, "job": "good", "checkpoint": "checkpoint-30", "metric": "eval_loss"}
+    assert metric("kubetune_checkpoint_metric", **labels) == 1.5
+    assert metric("kubetune_handler_duration_seconds_count", handler="finetunejob.reconcile") >= 2
+
+
+def test_invalid_data_fails_with_data_validation_failed(cluster: Cluster, operator) -> None:
+    cluster.apply(example())
+    job = wait_for(lambda: cluster.objects("jobs").get("travel-train"), what="the training Job")
+    cluster.start_job("travel-train")
+    cluster.patch_status(f"{FTJ_PATH}/travel", {"data": {"errors": ["train.jsonl:3: 'messages' is missing"]}})
+    template = job["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "travel-train-x1",
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+        },
+        "spec": template["spec"],
+    }
+    cluster.create(f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+    terminated = {"terminated": {"exitCode": 3, "reason": "Error", "finishedAt": now()}}
+    cluster.patch_status(
+        f"/api/v1/namespaces/{NAMESPACE}/pods/travel-train-x1",
+        {"phase": "Failed", "containerStatuses": [{"name": "trainer", "state": terminated}]},
+    )
+    cluster.finish_job("travel-train", succeeded=False, reason="PodFailurePolicy")
+    ftj = wait_phase(cluster, "travel", "Failed")
+    cond = conditions(ftj)
+    assert cond["Failed"]["reason"] == "DataValidationFailed"
+    assert "train.jsonl:3" in cond["Failed"]["message"]
+    assert cond["DataValidated"]["status"] == "False"
+
+
+def test_kueue_queue_and_multi_node(cluster: Cluster, operator) -> None:
+    cluster.apply(example("queued", queueName="team-a", resources={"nodes": 2, "gpus": 4}))
+    job = wait_for(lambda: cluster.objects("jobs").get("queued-train"), what="the training Job")
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["suspend"] is True
+    assert (job["spec"]["completionMode"], job["spec"]["completions"]) == ("Indexed", 2)
+    svc = cluster.objects("services")["queued-workers"]
+    assert svc["spec"]["clusterIP"] == "None"
+    ftj = wait_phase(cluster, "queued", "Queued")
+    assert "team-a" in conditions(ftj)["Ready"]["message"]
+    # Kueue admits the workload: it unsuspends the Job, and the pods start.
+    cluster.kubectl("patch", "job", "queued-train", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    cluster.start_job("queued-train")
+    wait_phase(cluster, "queued", "Validating")
+
+
+def test_suspend_and_resume(cluster: Cluster, operator) -> None:
+    cluster.apply(example())
+    wait_for(lambda: cluster.objects("jobs").get("travel-train"), what="the training Job")
+    cluster.start_job("travel-train")
+    wait_phase(cluster, "travel", "Validating")
+
+    cluster.kubectl("patch", "ftj", "travel", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    wait_for(lambda: cluster.objects("jobs")["travel-train"]["spec"]["suspend"] is True, what="the Job suspended")
+    ftj = wait_phase(cluster, "travel", "Suspended")
+    assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"] == 2
+    assert conditions(ftj)["Suspended"]["status"] == "True"
+
+    cluster.kubectl("patch", "ftj", "travel", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    wait_for(lambda: cluster.objects("jobs")["travel-train"]["spec"]["suspend"] is False, what="the Job resumed")
+    wait_phase(cluster, "travel", "Validating")
+    wait_for(lambda: {"Suspended", "Resumed"} <= set(reasons(cluster, "travel")), what="suspend/resume events")
+
+
+def test_operator_restart_mid_job_creates_nothing_twice(cluster: Cluster, tmp_path: Path) -> None:
+    log = tmp_path / "operator.log"
+    op = OperatorProcess(cluster.kubeconfig, log).start()
+    try:
+        cluster.apply(example())
+        job = wait_for(lambda: cluster.objects("jobs").get("travel-train"), 30, "the training Job")
+        wait_phase(cluster, "travel", "Pending", 30)
+        op.kill()
+
+        cluster.start_job("travel-train")  # the pod starts while no operator runs
+        op = OperatorProcess(cluster.kubeconfig, log).start()
+        wait_phase(cluster, "travel", "Validating", 30)  # resumed and caught up
+        cluster.finish_job("travel-train")
+        wait_phase(cluster, "travel", "Succeeded")
+    finally:
+        op.stop()
+    assert cluster.objects("jobs")["travel-train"]["metadata"]["uid"] == job["metadata"]["uid"]  # never re-created
+    ftj = cluster.ftj("travel")
+    assert len(owned(cluster, ftj["metadata"]["uid"])) == 6
+    assert reasons(cluster, "travel").count("Created") == 1, dump(cluster.events("travel"))
+
+
+def test_delete_removes_children_and_the_created_claim_only(cluster: Cluster, operator) -> None:
+    cluster.apply(example("own"))
+    cluster.apply(example("shared", storage={"claimName": "team-claim"}))
+    cluster.create(
+        f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims",
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "team-claim"}, "spec": {}},
+    )
+    wait_for(lambda: {"own-train", "shared-train"} <= set(cluster.objects("jobs")), what="both Jobs")
+    assert "shared-data" not in cluster.objects("persistentvolumeclaims")
+
+    cluster.kubectl("delete", "ftj", "own", "shared", "--timeout=20s")
+    assert cluster.ftj("own") is None and cluster.ftj("shared") is None
+    claims = set(cluster.objects("persistentvolumeclaims"))
+    assert claims == {"team-claim"}
+    for plural in ("jobs", "configmaps", "roles", "rolebindings", "serviceaccounts"):
+        assert cluster.objects(plural) == {}, plural
+
+
+def test_continued_job_waits_for_its_source(cluster: Cluster, operator) -> None:
+    cluster.apply(example("v1"))
+    cluster.apply(example("v2", baseModel={"fromJob": {"name": "v1", "checkpoint": "best"}}))
+    wait_for(lambda: cluster.objects("jobs").get("v1-train"), what="the source Job")
+    ftj = wait_phase(cluster, "v2", "Pending")
+    wait_for(lambda: "WaitingForSourceJob" in conditions(cluster.ftj("v2")), what="the waiting condition")
+    assert "v1" in conditions(cluster.ftj("v2"))["WaitingForSourceJob"]["message"]
+    assert "v2-train" not in cluster.objects("jobs")
+
+    cluster.patch_status(
+        f"{FTJ_PATH}/v1",
+        {
+            "checkpoints": [{"name": "checkpoint-50", "step": 50, "uri": "pvc://v1-data/output/checkpoint-50"}],
+            "bestCheckpoint": "checkpoint-50",
+        },
+    )
+    cluster.start_job("v1-train")
+    cluster.finish_job("v1-train")
+    wait_phase(cluster, "v1", "Succeeded")
+    wait_for(lambda: cluster.objects("jobs").get("v2-train"), what="the continued Job")
+    ftj = wait_for(
+        lambda: "WaitingForSourceJob" not in conditions(f := cluster.ftj("v2")) and f, what="the wait to end"
+    )
+    assert ftj["status"]["baseModelUri"] == "pvc://v1-data/output/checkpoint-50"
+    assert ftj["status"]["phase"] == "Pending"
+    run_config = json.loads(cluster.objects("configmaps")["v2-config"]["data"]["run-config.json"])
+    assert run_config["baseModelUri"] == "pvc://v1-data/output/checkpoint-50"
+
+
+def test_continued_job_stalls_when_its_source_failed(cluster: Cluster, operator) -> None:
+    cluster.apply(example("v1"))
+    wait_for(lambda: cluster.objects("jobs").get("v1-train"), what="the source Job")
+    cluster.finish_job("v1-train", succeeded=False)
+    wait_phase(cluster, "v1", "Failed")
+    cluster.apply(example("v2", baseModel={"fromJob": {"name": "v1"}}))
+    ftj = wait_phase(cluster, "v2", "Failed")
+    cond = conditions(ftj)
+    assert cond["Stalled"]["reason"] == "SourceJobFailed"
+    assert "v1" in cond["Stalled"]["message"]
+    assert "v2-train" not in cluster.objects("jobs")
