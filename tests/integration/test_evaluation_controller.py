@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from conftest import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
 
 CLAIM = "pvc://travel-data/output"
@@ -86,18 +88,6 @@ def test_evaluation_waits_runs_reports_and_reruns_on_new_checkpoints(cluster: Cl
     new_config = json.loads(cluster.objects("configmaps")[new_name]["data"]["run-config.json"])
     assert [t["name"] for t in new_config["targets"]] == ["checkpoint-100", "checkpoint-200", "checkpoint-300"]
     wait_for(lambda: status(cluster).get("phase") == "Running", what="Running again")
-    assert "kubetune_evaluation_score" in _metrics()
-
-
-def _metrics() -> str:
-    from prometheus_client import REGISTRY, generate_latest
-
-    text = generate_latest(REGISTRY).decode()
-    return (
-        "\n".join(
-            line
-            for line in text.splitlines()
-            if line.startswith("kubetune_evaluation_score{") and "travel-eval" in line
-        )
-        and text
-    )
+    labels = {"namespace": NAMESPACE, "evaluation": "travel-eval", "metric": "exact_match"}
+    assert REGISTRY.get_sample_value("kubetune_evaluation_score", {**labels, "model": "checkpoint-200"}) == 0.88
+    assert REGISTRY.get_sample_value("kubetune_evaluation_score", {**labels, "model": "baseline"}) == 0.31

@@ -52,9 +52,13 @@ def service_account_name(evaluation: Evaluation) -> str:
     return names.child_name(evaluation.metadata.name, f"{c.ROLE_EVAL}-{c.ROLE_RUNNER}")
 
 
-def job_labels(evaluation: Evaluation) -> dict[str, str]:
+def labels_of_runs(evaluation_name: str) -> dict[str, str]:
     """Labels of every evaluation Job (and its pods) of one Evaluation: how superseded runs are found."""
-    return names.labels(c.LABEL_EVALUATION, evaluation.metadata.name, c.ROLE_EVAL)
+    return names.labels(c.LABEL_EVALUATION, evaluation_name, c.ROLE_EVAL)
+
+
+def job_labels(evaluation: Evaluation) -> dict[str, str]:
+    return labels_of_runs(evaluation.metadata.name)
 
 
 def output_uri(evaluation: Evaluation, job: FineTuneJob | None) -> str | None:

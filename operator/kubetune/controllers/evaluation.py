@@ -81,6 +81,9 @@ async def _start(
 async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None) -> None:
     """Bring one Evaluation up to date: start a run when there is something new to score, report its state."""
     async with common.lock_for(*_key(namespace, name)):
+        # Jobs before the Evaluation: the pod writes its results before its Job completes, so a
+        # completed Job read first is never paired with an Evaluation read before those results.
+        all_runs = await k8s.list_objects("Job", namespace, labels=ev.labels_of_runs(name))
         body = await k8s.get_or_none(c.EVALUATION, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -92,11 +95,7 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
             waiting = None
         except UnresolvedReference as err:
             cfg, waiting = None, str(err)
-        runs = [
-            j
-            for j in await k8s.list_objects("Job", namespace, labels=ev.job_labels(evaluation))
-            if _owned(j, evaluation.metadata.uid)
-        ]
+        runs = [j for j in all_runs if _owned(j, evaluation.metadata.uid)]
         current: dict[str, Any] | None = None
         if cfg is not None:
             wanted = ev.eval_job_name(evaluation, cfg.targets)
