@@ -15,7 +15,7 @@ BOM = b"\xef\xbb\xbf"
 def parse_line(raw: bytes, line_no: int) -> Any | LineError:
     """Decode and parse one line; a LineError says what is wrong and where (column)."""
     try:
-        text = raw.decode("utf-8").rstrip()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         return LineError(
             line_no, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); save the file as UTF-8"
@@ -39,13 +39,20 @@ def iter_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, Any | LineError
     Line numbers are 1-based and count blank lines, so they match what an editor shows. A byte-order
     mark on the first line is ignored. Only `\\n` ends a line (a `\\r` before it is whitespace).
     """
+    for line_no, _raw, item in iter_raw_jsonl(path):
+        yield line_no, item
+
+
+def iter_raw_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, Any | LineError]]:
+    """Like iter_jsonl, with each line's stripped bytes too (for exact-duplicate digests)."""
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
             if line_no == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
-            if not raw.strip():
+            stripped = raw.strip()
+            if not stripped:
                 continue
-            yield line_no, parse_line(raw, line_no)
+            yield line_no, stripped, parse_line(raw.rstrip(), line_no)
 
 
 def object_error(line_no: int, value: Any) -> LineError | None:

@@ -14,6 +14,7 @@ from kubetune.data.errors import Issues, type_name
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_LIST = ", ".join(ROLES)
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})  # roles whose plain text turn needs no further check
 
 # Warning kinds (aggregated per file by the report).
 W_TOOL_NO_ID = "tool message without tool_call_id although the assistant's tool calls have ids"
@@ -118,6 +119,16 @@ def check_messages(
     issued_ids: set[str] = set()
     any_tool_calls = False
     for i, msg in enumerate(value):
+        if type(msg) is dict and len(msg) == 2:  # fast path: {"role": "user", "content": "text"}
+            role, content = msg.get("role"), msg.get("content")
+            if (
+                role in _PLAIN_ROLES
+                and type(content) is str
+                and content.strip()
+                and (not only_role or role == only_role)
+            ):
+                out.append({"role": role, "content": content})
+                continue
         where = f"{field}[{i}]"
         if not isinstance(msg, dict):
             issues.error(where, f"expected a message object {{role, content}}, got {type_name(msg)}")

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from kubetune.data.digests import DigestSet, digest
+from kubetune.data.digests import DigestSet, bytes_digest, text_digest
 from kubetune.data.formats import (
     CHAT,
     PREFERENCE,
@@ -93,13 +93,14 @@ class Collector:
         # reinforcement
         self.reference_fields: dict[str, int] = {}
 
-    def add(self, line: int, obj: dict[str, Any], record: dict[str, Any], text: str) -> None:
+    def add(self, line: int, raw: bytes, obj: dict[str, Any], record: dict[str, Any], text: str) -> None:
+        """Count one valid example; `raw` is its line as read (exact duplicates are equal lines)."""
         self.examples += 1
         self.chars.add(len(text), line)
         self.tokens.add(self.count_tokens(text) if self.count_tokens else estimate_tokens(text), line)
         if len(text) > self.long_example_chars:
             self.long.add(line)
-        first = self._seen.add(digest(record), line)
+        first = self._seen.add(bytes_digest(raw), line)
         if first is not None:
             self.duplicates.add((line, first))
         if is_conversational(record):
@@ -118,16 +119,26 @@ class Collector:
 
     def _add_messages(self, messages: list[dict[str, Any]], line: int) -> None:
         self.messages.add(len(messages), line)
-        assistants = sum(1 for m in messages if m["role"] == "assistant")
+        assistants = tools = calls = 0
+        system = None
+        for m in messages:
+            role = m["role"]
+            if role == "assistant":
+                assistants += 1
+                if "tool_calls" in m:
+                    calls += len(m["tool_calls"])
+            elif role == "tool":
+                tools += 1
+            elif role == "system" and system is None:
+                system = m["content"]
         self.assistant_turns += assistants
         self.multi_turn += assistants > 1
-        self.tool_calls += sum(len(m.get("tool_calls", ())) for m in messages)
-        self.tool_messages += sum(1 for m in messages if m["role"] == "tool")
-        system = next((m["content"] for m in messages if m["role"] == "system"), None)
+        self.tool_calls += calls
+        self.tool_messages += tools
         if system is not None:
             self.with_system += 1
             if len(self._system_prompts) < MAX_DISTINCT_SYSTEM_PROMPTS:
-                self._system_prompts.add(digest(system), line)
+                self._system_prompts.add(text_digest(system), line)
 
     def _add_pair(self, obj: dict[str, Any], record: dict[str, Any], line: int) -> None:
         def size(value: Any) -> int:

@@ -28,7 +28,7 @@ from kubetune.data.formats import (
     record_text,
     unknown_format_message,
 )
-from kubetune.data.jsonl import iter_jsonl
+from kubetune.data.jsonl import iter_jsonl, iter_raw_jsonl
 from kubetune.data.report import ValidationReport
 from kubetune.data.stats import Collector, Tally
 
@@ -150,7 +150,7 @@ def validate_file(
     tallies: dict[str, Tally] = {}
     stopped_at = None
     try:
-        for line_no, item in iter_jsonl(file):
+        for line_no, raw, item in iter_raw_jsonl(file):
             if max_examples is not None and collector is not None and collector.examples >= max_examples:
                 stopped_at = line_no
                 break
@@ -167,7 +167,7 @@ def validate_file(
                 tallies.setdefault(kind, Tally()).add(line_no)
             if collector is None:
                 collector = Collector(checker.format, count_tokens, long_example_chars)
-            collector.add(line_no, item, record, record_text(record, checker.format))
+            collector.add(line_no, raw, item, record, record_text(record, checker.format))
     except OSError as err:
         add(LineError(0, f"cannot read the file: {err}"))
 
