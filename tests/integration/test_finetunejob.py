@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from conftest import GROUP_PATH, NAMESPACE, Cluster, OperatorProcess, dump, example, now, wait_for
+from conftest import GROUP_PATH, NAMESPACE, ROOT, Cluster, OperatorProcess, dump, example, now, wait_for
 
 FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs"
 PLURALS = ("persistentvolumeclaims", "configmaps", "serviceaccounts", "roles", "rolebindings", "jobs", "services")
@@ -296,3 +296,24 @@ def test_continued_job_stalls_when_its_source_failed(cluster: Cluster, operator)
     assert cond["Stalled"]["reason"] == "SourceJobFailed"
     assert "v1" in cond["Stalled"]["message"]
     assert "v2-train" not in cluster.objects("jobs")
+
+
+def test_examples_apply_as_they_are(cluster: Cluster, operator) -> None:
+    """The README's story: `kubectl apply -f examples/...` yields the children; `kubectl get ftj` shows it."""
+    for name in ("sft-lora.yaml", "multinode.yaml", "dpo.yaml"):
+        cluster.apply(ROOT / "examples" / name)
+    ftjs = cluster.objects("finetunejobs")
+    assert len(ftjs) == 3
+    for name, ftj in ftjs.items():
+        wait_for(lambda name=name: cluster.objects("jobs").get(f"{name}-train"), what=f"the Job of {name}")
+        expected = {"PersistentVolumeClaim", "ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Job"}
+        if ftj["spec"].get("resources", {}).get("nodes", 1) > 1:
+            expected.add("Service")
+        wait_for(
+            lambda ftj=ftj, expected=expected: set(owned(cluster, ftj["metadata"]["uid"])) == expected,
+            what=f"the children of {name}",
+        )
+        wait_for(lambda name=name: phase(cluster, name) in ("Pending", "Queued"), what=f"{name} to wait")
+    rows = cluster.kubectl("get", "ftj").strip().split("\n")
+    assert rows[0].split()[:4] == ["NAME", "METHOD", "PHASE", "PROGRESS"]
+    assert sorted(r.split()[0] for r in rows[1:]) == sorted(ftjs)
