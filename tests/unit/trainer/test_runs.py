@@ -1,0 +1,139 @@
+"""Whole runs: bad data stops everything, a killed run resumes, continual training, a finished run is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from trainer_helpers import FIXTURES, events, make_config, quickstart_rows, write_jsonl
+
+from kubetune_trainer.train import EXIT_DATA, EXIT_OK, run
+
+pytestmark = pytest.mark.slow
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bad_data_stops_the_run_before_training_and_overwrites_nothing(tmp_path, tiny_model, capsys):
+    cfg = make_config(tmp_path, tiny_model, FIXTURES / "broken_chat.jsonl")
+    out = Path(cfg.output_dir)
+    earlier = out / "checkpoint-4"  # what an earlier attempt left behind
+    earlier.mkdir(parents=True)
+    (earlier / "kubetune.json").write_text('{"step": 4}')
+    before = _snapshot(out)
+
+    assert run(cfg) == EXIT_DATA
+    report = (out / "data-validation.txt").read_text()
+    assert "broken_chat.jsonl:2:" in report  # line-numbered
+    assert "broken_chat.jsonl:3:" in report
+    after = _snapshot(out)
+    assert {k: v for k, v in after.items() if k != "data-validation.txt"} == before
+    assert "data validation failed" in capsys.readouterr().err
+    kinds = [e["event"] for e in events(tmp_path)]
+    assert kinds == ["data_failed"]  # no progress: nothing was trained
+    assert events(tmp_path)[0]["data"]["errors"]
+
+
+def test_data_in_the_wrong_format_for_the_method_is_a_data_error(tmp_path, tiny_model):
+    cfg = make_config(tmp_path, tiny_model, FIXTURES / "prompt_completion.jsonl", method="dpo")
+    assert run(cfg) == EXIT_DATA
+    report = (Path(cfg.output_dir) / "data-validation.txt").read_text()
+    assert "spec.method dpo" in report and "preference" in report
+    assert not list(Path(cfg.output_dir).glob("checkpoint-*"))
+
+
+def _write_config(tmp_path: Path, cfg) -> Path:
+    path = tmp_path / "run-config.json"
+    path.write_text(cfg.dump())
+    return path
+
+
+def _steps(out: Path) -> int:
+    return json.loads((out / "final" / "kubetune.json").read_text())["step"]
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_model):
+    """SIGKILL mid-run, a half-written checkpoint left behind; the restart ends with the same steps."""
+    rows = quickstart_rows(96)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+    def config(name: str):
+        d = tmp_path / name
+        train = write_jsonl(d / "train.jsonl", rows)
+        # epochs, not maxSteps: the step count comes from the data, so a resume must pick up the data position
+        return d, make_config(
+            d, tiny_model, train, adapter={"type": "none"}, hyperparameters={"maxSteps": None, "epochs": 2}
+        )
+
+    _, ref_cfg = config("uninterrupted")
+    assert run(ref_cfg) == EXIT_OK
+    expected = _steps(Path(ref_cfg.output_dir))
+
+    d, cfg = config("killed")
+    path = _write_config(d, cfg)
+    out = Path(cfg.output_dir)
+    cmd = [sys.executable, "-m", "kubetune_trainer", "train", "--config", str(path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint-4" / "kubetune.json").exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "final").exists()
+    done = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "kubetune.json").exists())
+    # the pod died while writing the next checkpoint: weights there, no kubetune.json
+    half = out / f"checkpoint-{done[-1] + 4}"
+    half.mkdir(exist_ok=True)
+    (half / "model.safetensors").write_bytes(b"truncated")
+
+    restarted = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert f"resuming from {out / f'checkpoint-{done[-1]}'}" in restarted.stderr
+    assert f"discarding incomplete checkpoint {half}" in restarted.stderr
+    assert _steps(out) == expected
+    state = json.loads((out / "final" / "kubetune.json").read_text())
+    assert state["epoch"] == pytest.approx(2.0)
+
+
+def test_a_finished_run_is_not_repeated(tmp_path, tiny_model):
+    cfg = make_config(tmp_path, tiny_model, FIXTURES / "prompt_completion.jsonl", hyperparameters={"maxSteps": 4})
+    assert run(cfg) == EXIT_OK
+    final = Path(cfg.output_dir) / "final"
+    before = _snapshot(final)
+    assert run(cfg) == EXIT_OK
+    assert _snapshot(final) == before
+
+
+def test_continual_fine_tuning_from_an_adapter_checkpoint(tmp_path, tiny_model):
+    first = make_config(tmp_path / "v1", tiny_model, FIXTURES / "prompt_completion.jsonl")
+    assert run(first) == EXIT_OK
+    ckpt = Path(first.output_dir) / "checkpoint-8"
+    second = make_config(tmp_path / "v2", ckpt, FIXTURES / "prompt_completion.jsonl")
+    assert run(second) == EXIT_OK
+    meta = json.loads((Path(second.output_dir) / "final" / "kubetune.json").read_text())
+    assert meta["started_from"] == str(ckpt)
+    assert meta["base_model"] == str(tiny_model)  # still one adapter over the original base
+    assert (Path(second.output_dir) / "final" / "adapter_config.json").exists()
+
+
+def test_checkpoints_every_epoch(tmp_path, tiny_model):
+    cfg = make_config(
+        tmp_path,
+        tiny_model,
+        FIXTURES / "prompt_completion.jsonl",
+        checkpoints={"every": 1, "unit": "epochs", "keep": 5},
+        hyperparameters={"maxSteps": None, "epochs": 2, "batchSize": 6},
+    )
+    assert run(cfg) == EXIT_OK
+    metas = [json.loads(p.read_text()) for p in sorted(Path(cfg.output_dir).glob("checkpoint-*/kubetune.json"))]
+    assert [round(m["epoch"]) for m in metas] == [1, 2]
