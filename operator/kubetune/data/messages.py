@@ -2,7 +2,8 @@
 
 Normalised messages have `role` and string `content`; assistant turns keep `tool_calls` (arguments parsed
 to objects, as Hugging Face chat templates expect), tool turns keep `tool_call_id`, and `name` is kept.
-Text-only content-part lists become one string; per-turn `weight` is dropped (TRL has no per-turn weights).
+Text-only content-part lists become one string; per-turn `weight` is dropped (TRL has no per-turn weights);
+OpenAI's `developer` role becomes `system`.
 """
 
 from __future__ import annotations
@@ -137,9 +138,10 @@ def check_messages(
         if role is None:
             issues.error(f"{where}.role", f"missing role (expected {ROLE_LIST})")
             continue
+        if role == "developer":  # OpenAI's newer name for the system turn
+            role = "system"
         if role not in ROLES:
-            hint = "; use system" if role == "developer" else ""
-            issues.error(f"{where}.role", f"unknown role {role!r} (expected {ROLE_LIST}){hint}")
+            issues.error(f"{where}.role", f"unknown role {role!r} (expected {ROLE_LIST})")
             continue
         if only_role and role != only_role:
             issues.error(f"{where}.role", f"expected role {only_role!r} here, got {role!r}")

@@ -136,6 +136,11 @@ def test_text_and_reinforcement_records(tokenizer) -> None:
     assert to_trl_record({"prompt": "2+2=", "answer": "4"}, "auto") == {"prompt": "2+2=", "answer": "4"}
 
 
+def test_developer_role_becomes_system() -> None:
+    record = to_trl_record({"messages": [{"role": "developer", "content": "Be brief."}, USER], "answer": "x"}, "auto")
+    assert record["prompt"] == [SYSTEM, USER]
+
+
 def test_invalid_lines_raise_with_the_field() -> None:
     with pytest.raises(ValueError, match=r"messages\[1\]\.role: unknown role 'bot'"):
         to_trl_record({"messages": [USER, {"role": "bot", "content": "x"}]}, "chat")
