@@ -44,6 +44,12 @@ def cmd_init_tiny(args: argparse.Namespace) -> int:
     return tiny.main(args.rest)
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from kubetune_trainer import merge
+
+    return merge.main(["--config", args.config, "--out", args.out])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune-trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init-tiny", help="write a tiny Llama model trained-tokenizer for tests", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_init_tiny)
+    p = sub.add_parser("merge", help="merge a LoRA checkpoint into its base, once (serving init container)")
+    p.add_argument("--config", required=True, help="the ServeRunConfig (model_uri: the adapter)")
+    p.add_argument("--out", required=True, help="where the merged model goes (skipped when it holds one)")
+    p.set_defaults(func=cmd_merge)
     return parser
 
 
