@@ -8,9 +8,7 @@ million-line file's duplicate check fits in a few tens of MB.
 from __future__ import annotations
 
 import hashlib
-import json
 from array import array
-from typing import Any
 
 
 def bytes_digest(data: bytes) -> int:
@@ -20,11 +18,6 @@ def bytes_digest(data: bytes) -> int:
 
 def text_digest(text: str) -> int:
     return bytes_digest(text.encode("utf-8", "surrogatepass"))
-
-
-def digest(value: Any) -> int:
-    """A 64-bit digest of a JSON value; equal values (whatever their key order) give equal digests."""
-    return bytes_digest(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 class DigestSet:
