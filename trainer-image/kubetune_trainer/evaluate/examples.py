@@ -2,21 +2,27 @@
 
 Records come from `kubetune.data.iter_trl_records` (TRL-shaped dicts): chat records end with the
 reference assistant turn; prompt-completion records carry it in `completion`; preference records
-use `chosen`. The baseline's few-shot examples are prior user/assistant turns placed before the
-question, drawn deterministically from the training data.
+use `chosen`; reinforcement records carry it in a reference field (`spec.dataset.referenceField`,
+or their only reference field). The baseline's few-shot examples are prior user/assistant turns
+placed before the question, drawn deterministically from the training data.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubetune.data import DatasetError, iter_trl_records
+
+__all__ = ["DatasetError", "Example", "draw_few_shot", "example_from_record", "load_examples", "with_few_shot"]
+
 Message = dict[str, str]
 FEW_SHOT_SEED = 42
+_PROMPT_KEYS = frozenset({"messages", "prompt", "tools", "parallel_tool_calls"})
 
 
 @dataclass
@@ -24,18 +30,6 @@ class Example:
     messages: list[Message]  # the prompt: everything before the reference answer
     reference: str
     record: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be evaluated; the message names the file, line or field."""
-
-
-def _as_messages(value: Any) -> list[Message]:
-    if isinstance(value, str):
-        return [{"role": "user", "content": value}]
-    if isinstance(value, list):
-        return [{"role": m["role"], "content": _text(m.get("content", ""))} for m in value]
-    raise DatasetError(f"expected a string or a list of messages, got {type(value).__name__}")
 
 
 def _text(value: Any) -> str:
@@ -49,74 +43,77 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _answer_text(value: Any) -> str:
-    """A completion: a string or a list of (assistant) messages."""
+def _as_messages(value: Any) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
     if isinstance(value, list):
-        return "".join(_text(m.get("content", "")) for m in value if isinstance(m, dict))
+        return [{"role": m["role"], "content": _text(m.get("content", ""))} for m in value]
+    raise DatasetError(f"expected a string or a list of messages, got {type(value).__name__}")
+
+
+def _answer_text(value: Any) -> str:
+    """A completion: a string, a list of (assistant) messages, or a JSON value (reference fields)."""
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+        return "".join(_text(m.get("content", "")) for m in value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
     return _text(value)
 
 
 def example_from_record(record: dict[str, Any], reference_field: str | None = None, where: str = "") -> Example:
     """One TRL-shaped record -> an Example; `where` (file:line) goes into error messages."""
+    reference: str | None = None
     if "messages" in record:
         messages = _as_messages(record["messages"])
-        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-        if last is None and not reference_field:
-            raise DatasetError(f"{where}: a chat example needs an assistant turn to serve as the reference")
-        prompt = messages[:last] if last is not None else messages
-        reference = messages[last]["content"] if last is not None else ""
-    elif "prompt" in record and ("completion" in record or "chosen" in record):
+        if messages and messages[-1]["role"] == "assistant":
+            prompt, reference = messages[:-1], messages[-1]["content"]
+        else:
+            prompt = messages
+    elif "prompt" in record:
         prompt = _as_messages(record["prompt"])
-        reference = _answer_text(record.get("completion", record.get("chosen")))
+        if "completion" in record:
+            reference = _answer_text(record["completion"])
+        elif "chosen" in record:
+            reference = _answer_text(record["chosen"])
     else:
         raise DatasetError(
-            f"{where}: evaluation needs references; use chat (messages) or prompt-completion records "
-            f"(found fields {sorted(record)})"
+            f"{where}: evaluation needs prompts with references: use chat, prompt-completion, preference or "
+            f"reinforcement records (found fields {sorted(record)})"
         )
     if reference_field:
-        if reference_field not in record:
+        if record.get(reference_field) is None:
             raise DatasetError(f"{where}: spec.dataset.referenceField {reference_field!r} is not in the record")
         reference = _answer_text(record[reference_field])
+    elif reference is None:
+        candidates = sorted(k for k in record if k not in _PROMPT_KEYS and record[k] is not None)
+        if len(candidates) != 1:
+            raise DatasetError(
+                f"{where}: no reference answer (a last assistant turn or a completion); set "
+                f"spec.dataset.referenceField to the field that holds it (fields: {candidates})"
+            )
+        reference = _answer_text(record[candidates[0]])
     if not any(m["role"] != "system" for m in prompt):
         raise DatasetError(f"{where}: the example has no prompt before its reference answer")
     return Example(messages=prompt, reference=reference, record=record)
 
 
-def iter_records(path: Path, fmt: str = "auto") -> Iterator[dict[str, Any]]:
-    """TRL-shaped records of a dataset file, through kubetune.data (the one place data rules live)."""
-    try:
-        from kubetune.data import iter_trl_records
-    except ImportError:  # kubetune.data not installed in this image: JSON lines, records as they are
-        iter_trl_records = None
-    if iter_trl_records is not None:
-        yield from iter_trl_records(path, fmt)
-        return
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as e:
-                    raise DatasetError(f"{path}:{n}: not valid JSON ({e})") from e
-
-
 def load_examples(
     path: Path, fmt: str = "auto", *, max_examples: int | None = None, reference_field: str | None = None
 ) -> list[Example]:
+    """The examples of a dataset file (kubetune.data validates each line and names file:line on errors)."""
     if not path.is_file():
         raise DatasetError(f"dataset {path} does not exist")
-    out: list[Example] = []
-    for n, record in enumerate(iter_records(path, fmt), 1):
-        out.append(example_from_record(record, reference_field, where=f"{path}:{n}"))
-        if max_examples and len(out) >= max_examples:
-            break
+    out = [
+        example_from_record(record, reference_field, where=f"{path}:{n}")
+        for n, record in enumerate(iter_trl_records(path, fmt, max_examples=max_examples), 1)
+    ]
     if not out:
         raise DatasetError(f"dataset {path} has no examples")
     return out
 
 
 def draw_few_shot(
-    pool: list[Example], k: int, *, exclude: list[Example] = (), seed: int = FEW_SHOT_SEED
+    pool: Sequence[Example], k: int, *, exclude: Sequence[Example] = (), seed: int = FEW_SHOT_SEED
 ) -> list[Example]:
     """k examples from `pool`, the same ones on every run; never one whose prompt is being evaluated."""
     if k <= 0:
@@ -130,7 +127,7 @@ def _key(messages: list[Message]) -> str:
     return json.dumps(messages, sort_keys=True)
 
 
-def with_few_shot(example: Example, shots: list[Example], system_prompt: str | None = None) -> list[Message]:
+def with_few_shot(example: Example, shots: Sequence[Example], system_prompt: str | None = None) -> list[Message]:
     """The prompt of `example` with `shots` as earlier user/assistant turns (after any system turn)."""
     system = [m for m in example.messages if m["role"] == "system"]
     if system_prompt:

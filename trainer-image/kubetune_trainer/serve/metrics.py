@@ -1,0 +1,80 @@
+"""Prometheus metrics of the server, in a registry of its own (one per app), exposed at /metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Request paths counted under their own label; anything else is "other" (bounded label values).
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class ServeMetrics:
+    def __init__(self, model: str, registry: CollectorRegistry | None = None) -> None:
+        self.model = model
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.request_duration = Histogram(
+            "kubetune_serve_request_duration_seconds",
+            "Time from request to the last byte of the response (streams included).",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "kubetune_serve_time_to_first_token_seconds",
+            "Time from a streamed request to its first generated text.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "kubetune_serve_requests",
+            "Requests answered, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter("kubetune_serve_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
+        self.completion_tokens = Counter(
+            "kubetune_serve_completion_tokens", "Completion tokens generated.", ["model"], registry=r
+        )
+        self.in_flight = Gauge(
+            "kubetune_serve_requests_in_flight", "Generation requests being served or queued.", registry=r
+        )
+        self.ready = Gauge("kubetune_serve_model_ready", "1 once the model is loaded.", ["model"], registry=r)
+        self.ready.labels(model).set(0)
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens.labels(self.model).inc(prompt)
+        self.completion_tokens.labels(self.model).inc(completion)
+
+
+class MetricsMiddleware:
+    """ASGI middleware: duration (to the end of the body, so streams count in full) and status per endpoint."""
+
+    def __init__(self, app: Any, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.request_duration.labels(endpoint).observe(time.perf_counter() - started)
