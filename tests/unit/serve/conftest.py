@@ -36,6 +36,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
 @dataclass
 class LiveServer:
     base_url: str  # http://127.0.0.1:PORT
