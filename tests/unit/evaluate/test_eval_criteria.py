@@ -83,11 +83,12 @@ def test_best_is_among_passing_models_in_the_metric_direction():
     assert criteria.best(lat, "latency") == "b"
 
 
-def test_best_falls_back_to_all_models_when_none_passed_and_ties_keep_the_earlier():
+def test_best_falls_back_to_all_models_when_none_passed_and_ties_go_to_the_later_checkpoint():
     results = [
         _r("checkpoint-100", False, exact_match=0.7),
         _r("checkpoint-200", False, exact_match=0.7),
         _r("checkpoint-300", False),
     ]
-    assert criteria.best(results, "exact_match") == "checkpoint-100"
+    assert criteria.best(results, "exact_match") == "checkpoint-200"  # as the operator's promotion ranks
+    assert criteria.best([_r("checkpoint-300", False)], "exact_match") is None  # nothing ranked
     assert criteria.best([], "exact_match") is None

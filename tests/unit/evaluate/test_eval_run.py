@@ -73,8 +73,7 @@ def test_fine_tuned_model_beats_its_few_shot_base_and_passes_by_the_criteria(sen
     assert by_name["final"]["passed"] is True
     assert status["passed"] is True
     assert status["best"] == "final"
-    assert status["evaluatedCheckpoints"] == ["checkpoint-15", "final"]
-    assert "conditions" not in status and "phase" not in status  # those belong to the operator
+    assert not {"conditions", "phase", "evaluatedCheckpoints"} & set(status)  # those belong to the operator
     assert status["report"] == {
         "uri": "pvc://kubetune-sentiment/evaluations/sentiment-eval/report.html",
         "jsonUri": "pvc://kubetune-sentiment/evaluations/sentiment-eval/results.json",

@@ -6,14 +6,16 @@ baseline - model, for the others model - baseline. A criterion that cannot be ch
 was not measured, or minImprovement without a baseline) fails with a message saying why.
 
 Best model: among the targets that passed (all targets when none did), the best score of
-`spec.selectBy` (default: the first of spec.metrics). Ties go to the earlier target in the order
-given (checkpoints in training order), as Hugging Face's Trainer keeps the first best checkpoint:
-the extra training bought nothing measurable.
+`spec.selectBy` (default: the first of spec.metrics); a model without that score is not ranked.
+Ties go to the later checkpoint (the higher step of `checkpoint-N`; other names rank below, the
+first of them winning), exactly as the operator ranks them for promotion
+(`kubetune.builders.promotion.best_result`), so the pod and the operator never disagree.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from kubetune.api.evaluation import LOWER_IS_BETTER, PassCriterion
@@ -77,18 +79,16 @@ def select_metric(metrics: Sequence[str], select_by: str | None) -> str:
     return select_by or metrics[0]
 
 
+def _step(name: str) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", name)
+    return int(m.group(1)) if m else -1
+
+
 def best(results: Sequence[Mapping], metric: str) -> str | None:
     """The name of the best result (dicts with model, metrics, passed); see the module docstring."""
-    if not results:
-        return None
     pool = [r for r in results if r.get("passed")] or list(results)
-    lower = metric in LOWER_IS_BETTER
-
-    def key(item: tuple[int, Mapping]) -> tuple[int, float, int]:
-        index, r = item
-        value = r.get("metrics", {}).get(metric)
-        if value is None or math.isnan(value):
-            return (1, 0.0, index)  # unmeasured ranks last
-        return (0, value if lower else -value, index)
-
-    return min(enumerate(pool), key=key)[1]["model"]
+    ranked = [r for r in pool if metric in r.get("metrics", {}) and not math.isnan(r["metrics"][metric])]
+    if not ranked:
+        return None
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return max(ranked, key=lambda r: (sign * r["metrics"][metric], _step(r["model"])))["model"]

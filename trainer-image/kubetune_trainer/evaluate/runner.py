@@ -2,7 +2,8 @@
 
 `run(config)` writes `results.json` and `report.html` into `config.output_dir`, publishes the status
 (see `status.py`) and returns the results dict; its `status` key holds the camelCase payload of
-EvaluationStatus (baseline, results, best, passed, report, evaluatedCheckpoints).
+EvaluationStatus the pod owns (baseline, results, best, passed, report); the operator owns phase,
+conditions, times and evaluatedCheckpoints.
 """
 
 from __future__ import annotations
@@ -154,7 +155,6 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
         results=results,
         best=criteria.best(result_dicts, select_by),
         passed=any(r.passed for r in results),
-        evaluated_checkpoints=[t.name for t in config.targets],
         report=ReportStatus(uri=_uri_in(config, REPORT_FILE), json_uri=_uri_in(config, RESULTS_FILE)),
     ).model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")  # only the fields set here
 

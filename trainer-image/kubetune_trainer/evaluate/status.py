@@ -2,8 +2,8 @@
 
 - `kubernetes`: a merge patch of the Evaluation's status subresource (the pod's ServiceAccount may
   update only its own Evaluation), through the trainer's `KubernetesReporter`. Only the fields the
-  evaluation owns are written (baseline, results, best, passed, report, evaluatedCheckpoints);
-  phase and conditions stay with the operator.
+  evaluation owns are written (baseline, results, best, passed, report); phase,
+  conditions, times and evaluatedCheckpoints stay with the operator.
 - `file`: one JSON line `{"time", "event": "evaluation", "status": {...}}` through `JsonlReporter`.
 - `none`: nothing (local runs read results.json).
 """
