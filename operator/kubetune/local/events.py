@@ -1,0 +1,113 @@
+"""The trainer's progress file (JSON lines) -> the FineTuneJob status a cluster would show, and loss curves.
+
+The trainer writes one event per line (`kubetune_trainer.progress.JsonlReporter`): `phase`, `data`,
+`data_failed`, `progress`, `checkpoints`, `finished`; the evaluator writes `evaluation`. Each maps
+to the same status fields the trainer would merge-patch on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubetune import constants as c
+
+
+def apply_event(status: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The camelCase status after one event (a new dict; unknown events leave it as it is)."""
+    out = dict(status)
+    kind = event.get("event")
+    if kind == "phase":
+        out["phase"] = event.get("phase", out.get("phase"))
+        if event.get("message"):
+            out["message"] = event["message"]
+    elif kind == "data":
+        out["data"] = event.get("data") or {}
+    elif kind == "data_failed":
+        out["data"] = event.get("data") or {}
+        out["phase"] = c.Phase.FAILED
+        out["message"] = "data validation failed"
+    elif kind == "progress":
+        if "progress" in event:
+            out["progress"] = event["progress"]
+        if event.get("metrics"):
+            out["metrics"] = {**out.get("metrics", {}), **event["metrics"]}
+    elif kind == "checkpoints":
+        out["checkpoints"] = event.get("checkpoints") or []
+        if event.get("bestCheckpoint"):
+            out["bestCheckpoint"] = event["bestCheckpoint"]
+    elif kind == "finished":
+        out["output"] = event.get("output") or {}
+        if event.get("metrics"):
+            out["metrics"] = {**out.get("metrics", {}), **event["metrics"]}
+    elif kind == "evaluation":
+        out.update(event.get("status") or {})
+    return out
+
+
+@dataclass
+class LossCurve:
+    """Train and eval loss by step; a resumed run's later values replace the earlier ones at the same step."""
+
+    train: dict[int, float] = field(default_factory=dict)
+    eval: dict[int, float] = field(default_factory=dict)
+
+    def add(self, event: dict[str, Any]) -> None:
+        if event.get("event") != "progress":
+            return
+        step = (event.get("progress") or {}).get("step")
+        metrics = event.get("metrics") or {}
+        if step is None:
+            return
+        if "trainLoss" in metrics:
+            self.train[step] = metrics["trainLoss"]
+        if "evalLoss" in metrics:
+            # the trainer repeats the last eval loss on every log; keep only the steps where it changed
+            last = self.eval[max(self.eval)] if self.eval else None
+            if metrics["evalLoss"] != last:
+                self.eval[step] = metrics["evalLoss"]
+
+    def points(self, which: str) -> tuple[list[int], list[float]]:
+        data = self.train if which == "train" else self.eval
+        steps = sorted(data)
+        return steps, [data[s] for s in steps]
+
+    def __bool__(self) -> bool:
+        return bool(self.train or self.eval)
+
+
+class JsonlTail:
+    """Reads the lines appended to a file since the last call; a half-written last line waits for its end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self._partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """All complete events of a progress file (empty when it does not exist)."""
+    return JsonlTail(path).read()
