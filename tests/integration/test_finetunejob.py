@@ -10,9 +10,8 @@ import json
 import time
 from pathlib import Path
 
+from harness import GROUP_PATH, NAMESPACE, ROOT, Cluster, OperatorProcess, dump, example, now, wait_for
 from prometheus_client import REGISTRY
-
-from conftest import GROUP_PATH, NAMESPACE, ROOT, Cluster, OperatorProcess, dump, example, now, wait_for
 
 FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs"
 PLURALS = ("persistentvolumeclaims", "configmaps", "serviceaccounts", "roles", "rolebindings", "jobs", "services")
