@@ -159,7 +159,9 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _serve_namespaces(self, raw_request: Any) -> Any:
         import aiohttp.web
 
-        names = {"default", *self.extra_namespaces} | {ns for (_, ns, _), obj in list(self.objects.items()) if ns and not obj.deleted}
+        names = {"default", *self.extra_namespaces} | {
+            ns for (_, ns, _), obj in list(self.objects.items()) if ns and not obj.deleted
+        }
         items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in sorted(names)]
         if raw_request.query.get("watch") != "true":
             body = {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": items}
