@@ -64,14 +64,14 @@ class LossCurve:
         if "trainLoss" in metrics:
             self.train[step] = metrics["trainLoss"]
         if "evalLoss" in metrics:
-            # the trainer repeats the last eval loss on every log; keep only the steps where it changed
-            last = self.eval[max(self.eval)] if self.eval else None
-            if metrics["evalLoss"] != last:
-                self.eval[step] = metrics["evalLoss"]
+            self.eval[step] = metrics["evalLoss"]
 
     def points(self, which: str) -> tuple[list[int], list[float]]:
+        """Sorted (steps, values); eval loss only where it changed (the trainer repeats it on every log)."""
         data = self.train if which == "train" else self.eval
         steps = sorted(data)
+        if which == "eval":
+            steps = [s for i, s in enumerate(steps) if i == 0 or data[s] != data[steps[i - 1]]]
         return steps, [data[s] for s in steps]
 
     def __bool__(self) -> bool:
