@@ -57,7 +57,7 @@ from kubetune.local import preflight
 from kubetune.local import report as run_report
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.events import JsonlTail, LossCurve, apply_event, read_events
-from kubetune.local.state import RunsDir, inputs_hash
+from kubetune.local.state import RunsDir, file_digest, inputs_hash
 from kubetune.local.summary import print_summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -143,7 +143,8 @@ def run_job(item: planning.Item, run: Run) -> bool:
                 digest="",
             )
         source_uri = checkpoint_location(src, cp)
-    digest = inputs_hash(job.spec.to_k8s(), source_uri)
+    data = [job.spec.dataset.train.uri] + ([job.spec.dataset.validation.uri] if job.spec.dataset.validation else [])
+    digest = inputs_hash(job.spec.to_k8s(), source_uri, [file_digest(storage.local_path(u)) for u in data])
     output_dir = storage.local_path(job_output_uri(job))
     assert output_dir is not None
     rdir = run.runs.resource_dir(item.key)
@@ -151,7 +152,7 @@ def run_job(item: planning.Item, run: Run) -> bool:
     saved, saved_digest = run.runs.load(item.key)
 
     if saved is not None and saved_digest != digest:
-        run.say(f"[yellow]{item}: the spec changed since the last run; starting over[/]")
+        run.say(f"[yellow]{item}: the spec or the data changed since the last run; starting over[/]")
         run.runs.forget(item.key, output_dir)
         saved = None
     curve = LossCurve()
@@ -331,7 +332,11 @@ def run_evaluation(item: planning.Item, run: Run) -> bool:
         return _eval_failed(item, run, str(err), digest="")
     upstream = run.digests.get((item.namespace, c.FINETUNEJOB, ref.fine_tune_job.name)) if ref.fine_tune_job else None
     digest = inputs_hash(
-        ev.spec.to_k8s(), [t.to_k8s() for t in cfg.targets], cfg.baseline.to_k8s() if cfg.baseline else None, upstream
+        ev.spec.to_k8s(),
+        [t.to_k8s() for t in cfg.targets],
+        cfg.baseline.to_k8s() if cfg.baseline else None,
+        upstream,
+        file_digest(storage.local_path(ev.spec.dataset.uri)),
     )
     if run.runs.is_done(item.key, digest):
         saved, _ = run.runs.load(item.key)

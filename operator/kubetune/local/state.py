@@ -33,6 +33,17 @@ def inputs_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_digest(path: Path | None) -> str | None:
+    """sha256 of a local file's content (None when there is no such file): a changed dataset means a new run."""
+    if path is None or not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class RunsDir:
     root: Path

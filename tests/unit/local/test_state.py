@@ -51,3 +51,13 @@ def test_storage_maps_pvc_into_runs_and_relative_paths_to_the_manifest(tmp_path)
 def test_inputs_hash_is_stable_and_order_independent():
     assert inputs_hash({"a": 1, "b": 2}) == inputs_hash({"b": 2, "a": 1})
     assert inputs_hash({"a": 1}) != inputs_hash({"a": 2})
+
+
+def test_file_digest_changes_with_the_content(tmp_path):
+    from kubetune.local.state import file_digest
+
+    f = tmp_path / "train.jsonl"
+    f.write_text('{"text": "a"}\n')
+    before = file_digest(f)
+    f.write_text('{"text": "b"}\n')
+    assert file_digest(f) != before and file_digest(tmp_path / "missing.jsonl") is None
