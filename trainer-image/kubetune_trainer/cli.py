@@ -1,8 +1,9 @@
-"""`kubetune-trainer`: the trainer image's entry point (train, init-tiny; evaluate and serve live beside)."""
+"""`kubetune-trainer`: the shared image's entry point: train, evaluate, serve, merge, init-tiny."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -38,16 +39,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(cfg, config_path=path, worker=args.worker)
 
 
-def cmd_init_tiny(args: argparse.Namespace) -> int:
-    from kubetune_trainer import tiny
-
-    return tiny.main(args.rest)
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    from kubetune_trainer import merge
-
-    return merge.main(["--config", args.config, "--out", args.out])
+# Subcommands with a parser of their own: the rest of the command line goes to them as it is
+# (argparse.REMAINDER would swallow a leading `--option` into the top-level parser's errors).
+DELEGATES = {
+    "init-tiny": ("kubetune_trainer.tiny", "write a tiny Llama model with a BPE tokenizer trained on given data"),
+    "evaluate": ("kubetune_trainer.evaluate", "score models against the baseline, as the run config says"),
+    "serve": ("kubetune_trainer.serve", "serve a model behind an OpenAI-compatible API"),
+    "merge": ("kubetune_trainer.merge", "merge a LoRA checkpoint into its base, once (serving init container)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,17 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"run config (JSON or YAML); default ${c.ENV_RUN_CONFIG}")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the launcher
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("init-tiny", help="write a tiny Llama model trained-tokenizer for tests", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_init_tiny)
-    p = sub.add_parser("merge", help="merge a LoRA checkpoint into its base, once (serving init container)")
-    p.add_argument("--config", required=True, help="the ServeRunConfig (model_uri: the adapter)")
-    p.add_argument("--out", required=True, help="where the merged model goes (skipped when it holds one)")
-    p.set_defaults(func=cmd_merge)
+    for name, (_module, help_text) in DELEGATES.items():
+        sub.add_parser(name, help=f"{help_text} (see `kubetune-trainer {name} --help`)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATES:
+        _setup_logging()
+        module = importlib.import_module(DELEGATES[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     _setup_logging()
     return int(args.func(args) or 0)
