@@ -78,6 +78,8 @@ def plot_loss(curve: LossCurve, title: str, path: Path) -> Path | None:
             ax.plot(steps, values, style, label=f"{which} loss", markersize=4)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    if all(v > 0 for v in [*curve.train.values(), *curve.eval.values()]):
+        ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -679,9 +679,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[yellow]Interrupted.[/] Run the same command again to resume.")
         return EXIT_INTERRUPTED
     finally:
-        for _, child in run.servers:
+        for md, child in run.servers:
             child.stop(grace=10)
+            _mark_stopped(run, md)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _mark_stopped(run: Run, md: ModelDeployment) -> None:
+    """The saved status of a deployment whose local server has stopped: not Ready, no endpoint."""
+    key = _key(md)
+    current = run.resources.get(key)
+    if not isinstance(current, ModelDeployment) or current.status is None:
+        return
+    st = current.status.model_copy(update={"phase": c.Phase.PENDING, "endpoint": None, "ready_replicas": 0})
+    st.message = f"{st.served_checkpoint} was served until `kubetune run` stopped"
+    st.conditions = [_condition(c.Condition.READY, "False", c.Reason.PENDING, st.message)]
+    run.runs.save(_with_status(md, st), run.digests.get(key, ""))
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
