@@ -7,7 +7,6 @@ pod: SIGTERM, a grace period, then SIGKILL. Its output goes to a log file beside
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -20,19 +19,8 @@ from pathlib import Path
 GRACE_SECONDS = 30.0
 
 
-def _cli_has(command: str) -> bool:
-    from kubetune_trainer.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return command in sub.choices
-
-
 def trainer_command(command: str, config: Path) -> list[str]:
     """`kubetune-trainer COMMAND --config FILE` with this interpreter (the same code a pod runs)."""
-    if command != "train" and not _cli_has(command):
-        # evaluate/serve not (yet) wired into the trainer CLI: call their package's main directly
-        code = f"import sys; from kubetune_trainer.{command} import main; sys.exit(main())"
-        return [sys.executable, "-c", code, "--config", str(config)]
     return [sys.executable, "-m", "kubetune_trainer", command, "--config", str(config)]
 
 

@@ -21,6 +21,7 @@ class Served:
     question: str
     answer: str
     expected: str | None = None
+    messages: list[dict] = field(default_factory=list)  # the request as sent (for a copy-paste curl)
 
 
 @dataclass

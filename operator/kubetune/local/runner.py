@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import socket
 import time
@@ -549,7 +550,7 @@ def start_deployment(item: planning.Item, run: Run) -> bool:
     )
     answer = _ask(endpoint, cfg.served_model_name, messages)
     question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    run.served[item.key] = run_report.Served(question, answer, expected)
+    run.served[item.key] = run_report.Served(question, answer, expected, messages)
     run.say(f"  request: {escape(question)}")
     run.say(f"  answer:  [bold]{escape(answer)}[/]")
     return True
@@ -718,10 +719,11 @@ def _serve_until_interrupted(run: Run) -> int:
     for md, _ in run.servers:
         st = run.resources[_key(md)].status
         run.say(f"Serving [bold]{md.metadata.name}[/] at {st.endpoint}  (Ctrl-C to stop)")
+        sample = run.served.get(_key(md))
+        messages = sample.messages if sample else [{"role": "user", "content": "Hello!"}]
+        body = json.dumps({"model": md.spec.served_model_name or md.metadata.name, "messages": messages})
         run.say(
-            f"  curl -s {st.endpoint}/chat/completions -H 'Content-Type: application/json' "
-            f'-d \'{{"model": "{md.spec.served_model_name or md.metadata.name}", '
-            f'"messages": [{{"role": "user", "content": "..."}}]}}\''
+            f"  try: curl -s {st.endpoint}/chat/completions -H 'Content-Type: application/json' -d {shlex.quote(body)}"
         )
     try:
         while True:
