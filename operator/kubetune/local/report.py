@@ -144,7 +144,10 @@ def write(report: RunReport, out_dir: Path) -> Path:
         if criteria:
             parts.append("<p>Pass criteria: " + html.escape("; ".join(criteria)) + "</p>")
         if st.report and st.report.uri:
-            parts.append(f"<p>Per-example report: <code>{html.escape(st.report.uri)}</code></p>")
+            uri = html.escape(st.report.uri)
+            if uri.startswith("pvc://"):  # the runs folder holds pvc://CLAIM/PATH at pvc/CLAIM/PATH, beside this page
+                uri = f'<a href="pvc/{uri.removeprefix("pvc://")}">{uri}</a>'
+            parts.append(f"<p>Per-example report: {uri}</p>")
     for md, served in report.deployments:
         st = md.status
         parts.append(f"<h2>ModelDeployment {html.escape(md.metadata.name)}</h2>")
