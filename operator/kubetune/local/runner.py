@@ -125,6 +125,40 @@ def _latest_checkpoint(output_dir: Path) -> str | None:
     return max(found)[1] if found else None
 
 
+def scan_checkpoints(output_dir: Path, output_uri: str) -> list[dict[str, Any]]:
+    """Status entries of the complete checkpoints (and final) on disk: for a job whose saved state was lost
+    while its output was kept (the trainer then has nothing to redo and reports nothing)."""
+    out = []
+    for p in sorted(output_dir.iterdir() if output_dir.is_dir() else [], key=lambda p: p.name):
+        meta_path = p / c.CHECKPOINT_META
+        if not meta_path.is_file() or not (p.name == "final" or p.name.startswith("checkpoint-")):
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            continue
+        metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)}
+        out.append({"name": p.name, "step": meta.get("step"), "uri": f"{output_uri}/{p.name}", "metrics": metrics})
+    return sorted(out, key=lambda e: (e["name"] == "final", e["step"] or 0))
+
+
+def recovered_status(job: FineTuneJob, output_dir: Path) -> dict[str, Any]:
+    """checkpoints, bestCheckpoint, progress and metrics from the checkpoints on disk (camelCase status)."""
+    entries = scan_checkpoints(output_dir, job_output_uri(job))
+    out: dict[str, Any] = {"checkpoints": entries}
+    sel = job.spec.checkpoints.select_by
+    ranked = [e for e in entries if sel.metric in e["metrics"]]
+    if ranked:
+        pick = min if sel.mode == "min" else max
+        out["bestCheckpoint"] = pick(ranked, key=lambda e: e["metrics"][sel.metric])["name"]
+    last = entries[-1] if entries else None
+    if last and last["step"] is not None:
+        out["progress"] = {"step": last["step"], "totalSteps": last["step"], "percent": 100}
+        named = {"train_loss": "trainLoss", "eval_loss": "evalLoss"}
+        out["metrics"] = {named[k]: v for k, v in last["metrics"].items() if k in named}
+    return out
+
+
 # --- FineTuneJob ------------------------------------------------------------------------------------------
 
 
@@ -181,6 +215,8 @@ def run_job(item: planning.Item, run: Run) -> bool:
     status.pop("completionTime", None)
     resume_from = _latest_checkpoint(output_dir)
     verb = f"resuming from {resume_from}" if resume_from else "training"
+    if (output_dir / "final" / c.CHECKPOINT_META).is_file():
+        verb = "already trained (its output is on disk); collecting the result"
     run.say(f"[bold]{item}[/]: {verb} ({job.spec.method}, adapter {job.spec.adapter.type}, base {cfg.base_model_uri})")
     run.say(f"  run config {cfg_path}, log {rdir / 'train.log'}")
     run.save(item, _with_status(job, FineTuneJobStatus.model_validate(status)), digest)
@@ -208,15 +244,20 @@ def run_job(item: planning.Item, run: Run) -> bool:
         curve.add(event)
     status["completionTime"] = now()
     if rc == 0:
+        if not status.get("checkpoints"):
+            status.update(recovered_status(job, output_dir))
         status.update(phase=c.Phase.SUCCEEDED, message="training finished")
         status["conditions"] = [_condition(c.Condition.READY, "True", c.Reason.SUCCEEDED, "training finished")]
         run.save(item, _with_status(job, FineTuneJobStatus.model_validate(status)), digest)
         st = run.resources[item.key].status
-        run.say(
-            f"[green]✓[/] {item}: {st.progress.step if st.progress else '?'} steps, "
-            f"train loss {st.metrics.get('trainLoss', float('nan')):.3f}, "
-            f"eval loss {st.metrics.get('evalLoss', float('nan')):.3f}, best {st.best_checkpoint}"
-        )
+        facts = [f"{st.progress.step} steps"] if st.progress and st.progress.step is not None else []
+        facts += [
+            f"{label} {st.metrics[k]:.3f}"
+            for k, label in (("trainLoss", "train loss"), ("evalLoss", "eval loss"))
+            if k in st.metrics
+        ]
+        facts += [f"best {st.best_checkpoint}"] if st.best_checkpoint else []
+        run.say(f"[green]✓[/] {item}: " + ", ".join(facts or ["finished"]))
         return True
     if rc == c.EXIT_DATA_VALIDATION_FAILED:
         report_path = output_dir / "data-validation.txt"

@@ -56,3 +56,15 @@ def test_free_port_skips_a_port_in_use():
 def test_cli_defaults():
     args = build_parser().parse_args(["examples/quickstart"])
     assert str(args.runs_dir) == "runs" and args.port == 8000 and not (args.no_serve or args.no_wait or args.fresh)
+
+
+def test_checkpoints_on_disk_become_status_entries(tmp_path):
+    from kubetune.local.runner import scan_checkpoints
+
+    for name, step in (("checkpoint-10", 10), ("final", 20), ("checkpoint-20", 20)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "kubetune.json").write_text(json.dumps({"step": step, "metrics": {"eval_loss": 0.5}}))
+    (tmp_path / "checkpoint-30").mkdir()  # incomplete
+    entries = scan_checkpoints(tmp_path, "pvc://claim/output")
+    assert [e["name"] for e in entries] == ["checkpoint-10", "checkpoint-20", "final"]
+    assert entries[0]["uri"] == "pvc://claim/output/checkpoint-10" and entries[0]["metrics"] == {"eval_loss": 0.5}
