@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast test-e2e lint crds validate benchmarks clean
+.PHONY: install demo test test-e2e lint crds benchmarks clean
 
 install: $(STAMP)
 
@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The quickstart: a tiny model made offline, baseline, fine-tune, evaluate, promote, serve one request.
 demo: install
 	$(BIN)/kubetune validate examples/
+	KUBETUNE=$(BIN)/kubetune examples/quickstart/demo.sh
 
 test: install
 	$(BIN)/ruff check .
@@ -35,6 +37,10 @@ lint: install
 
 crds: install
 	$(BIN)/kubetune crds
+
+benchmarks: install
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/operator_scale.py
 
 test-e2e: install
 	$(BIN)/pytest -q tests/e2e
