@@ -101,7 +101,10 @@ def eval_targets(evaluation: Evaluation, job: FineTuneJob | None, endpoint: str 
     which = ref.fine_tune_job.checkpoints
     status = job.status or FineTuneJobStatus()
     if which == "all":
-        cps = list(status.checkpoints) or [cp for cp in [resolve_checkpoint(job, FINAL)] if cp]
+        # `final` is the model after the last step: when a kept checkpoint has that step, it is the same model.
+        saved_steps = {cp.step for cp in status.checkpoints if cp.name != FINAL and cp.step is not None}
+        cps = [cp for cp in status.checkpoints if not (cp.name == FINAL and cp.step in saved_steps)]
+        cps = cps or [cp for cp in [resolve_checkpoint(job, FINAL)] if cp]
     else:
         cps = [cp for cp in [resolve_checkpoint(job, which)] if cp]
     if not cps:

@@ -45,7 +45,12 @@ def test_output_location_uses_created_claim_or_a_folder_in_the_users_claim():
 
 @pytest.mark.parametrize(
     ("which", "expected"),
-    [("best", "checkpoint-100"), ("latest", "checkpoint-200"), ("final", "final"), ("checkpoint-200", "checkpoint-200")],
+    [
+        ("best", "checkpoint-100"),
+        ("latest", "checkpoint-200"),
+        ("final", "final"),
+        ("checkpoint-200", "checkpoint-200"),
+    ],
 )
 def test_resolve_checkpoint(which, expected):
     assert resolve_checkpoint(job(status=DONE), which).name == expected
@@ -100,3 +105,22 @@ def test_serve_run_config_names_the_model_after_the_deployment():
     )
     cfg = serve_run_config(md, model_uri="pvc://c/o/ckpt", base_model_uri=None, storage=StorageMap(), output_dir="/o")
     assert cfg.served_model_name == "travel-assistant" and cfg.port == 8000
+
+
+def test_all_checkpoints_skips_final_when_it_is_the_last_saved_checkpoint():
+    ev = Evaluation.model_validate(
+        {
+            "apiVersion": "kubetune.dev/v1alpha1",
+            "kind": "Evaluation",
+            "metadata": {"name": "ev"},
+            "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "dataset": {"uri": "test.jsonl"}},
+        }
+    )
+    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
+    same = {**DONE, "checkpoints": [*DONE["checkpoints"], {"name": "final", "step": 200}]}
+    assert [t.name for t in eval_run_config(ev, job=job(status=same), **kw).targets] == [
+        "checkpoint-100",
+        "checkpoint-200",
+    ]
+    later = {**DONE, "checkpoints": [*DONE["checkpoints"], {"name": "final", "step": 230}]}
+    assert [t.name for t in eval_run_config(ev, job=job(status=later), **kw).targets][-1] == "final"
