@@ -146,7 +146,13 @@ def init_tiny(
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar is noise here
+    try:
+        model.save_pretrained(out)
+    finally:
+        hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(out)
     return out
 
