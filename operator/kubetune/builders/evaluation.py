@@ -24,11 +24,13 @@ from kubetune.builders import names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import best_result, select_metric
+from kubetune.builders.rbac import build_status_rbac, runner_name
 from kubetune.builders.runconfig import eval_run_config
 from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map
 
 EVAL_COMMAND = ["kubetune-trainer", "evaluate", "--config", RUN_CONFIG_PATH]
 EVAL_CONTAINER = "evaluate"
+EVAL_RUNNER_SUFFIX = f"{c.ROLE_EVAL}-{c.ROLE_RUNNER}"
 SCRATCH_OUTPUT = "/tmp/kubetune-eval"  # no job claim (model.uri): the report stays in the pod, results in status
 
 
@@ -49,7 +51,7 @@ def eval_job_name(evaluation: Evaluation, targets: list[EvalTarget]) -> str:
 
 def service_account_name(evaluation: Evaluation) -> str:
     """`<name>-eval-runner`: distinct from the `<name>-runner` of a FineTuneJob of the same name."""
-    return names.child_name(evaluation.metadata.name, f"{c.ROLE_EVAL}-{c.ROLE_RUNNER}")
+    return runner_name(evaluation, EVAL_RUNNER_SUFFIX)
 
 
 def labels_of_runs(evaluation_name: str) -> dict[str, str]:
@@ -98,32 +100,8 @@ def run_config(
 
 
 def build_rbac(evaluation: Evaluation) -> list[dict[str, Any]]:
-    """[ServiceAccount, Role, RoleBinding] `<evaluation>-runner`: get/patch this Evaluation's status only."""
-    name = service_account_name(evaluation)
-    meta = lambda: child_metadata(evaluation, c.ROLE_RUNNER, name=name)  # noqa: E731 - a fresh dict each time
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(), "automountServiceAccountToken": True},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta(),
-            "rules": [
-                {
-                    "apiGroups": [c.GROUP],
-                    "resources": [f"{c.PLURALS[c.EVALUATION]}/status"],
-                    "resourceNames": [evaluation.metadata.name],
-                    "verbs": ["get", "patch"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta(),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": evaluation.metadata.namespace}],
-        },
-    ]
+    """The evaluation pod's identity `<evaluation>-eval-runner`: get/patch of this Evaluation's status only."""
+    return build_status_rbac(evaluation, EVAL_RUNNER_SUFFIX)
 
 
 def build_config_map(evaluation: Evaluation, config: EvalRunConfig) -> dict[str, Any]:
