@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune_trainer.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
 
 
 class Throughput:
@@ -81,3 +89,80 @@ class ProgressCallback(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         if state.is_world_process_zero:
             self.reporter.flush()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class GracefulStop(TrainerCallback):
+    """Stop at the end of the current optimizer step with a normal, resumable checkpoint on SIGTERM/SIGINT.
+
+    Kubernetes sends SIGTERM to a pod that is preempted, evicted, suspended or deleted, and SIGKILL
+    `terminationGracePeriodSeconds` later; `kubetune run` does the same to its child. The handler only
+    records the signal; the next `on_step_end` asks the Trainer to save (the usual `checkpoint-N/` with
+    optimizer, scheduler, RNG and data position; `CheckpointCallback` marks it complete) and to stop.
+
+    A second signal while the checkpoint is written: SIGINT raises KeyboardInterrupt (the user insists;
+    the checkpoint is then incomplete and discarded on the next start), SIGTERM is ignored (Kubernetes
+    sends SIGKILL when the grace period is over anyway, and `kubetune run` may deliver one twice).
+    With several processes every rank agrees at each step end, so all of them stop at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first stop signal
+        self.stopped_at: int | None = None  # the step whose checkpoint the stop asked for
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + signal number (143 SIGTERM, 130 SIGINT)."""
+        return 128 + int(self.received or signal.SIGTERM)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        # Runs between bytecodes of the main thread: set a flag, write a line, nothing that takes locks.
+        if self.received is None:
+            self.received = signum
+            msg = f"kubetune-trainer: got {signal.Signals(signum).name}; stopping after this step with a checkpoint\n"
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            msg = f"kubetune-trainer: got {signal.Signals(signum).name} again; still writing the checkpoint\n"
+        os.write(2, msg.encode())
+
+    @contextmanager
+    def installed(self) -> Iterator[GracefulStop]:
+        """Handle SIGTERM/SIGINT inside the block (main thread only), restore the previous handlers after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _any_rank_stopping(self, args: TrainingArguments) -> bool:
+        stopping = self.received is not None
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            import torch
+
+            flag = torch.tensor([1 if stopping else 0], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stopping = bool(flag.item())
+            if stopping and self.received is None:
+                self.received = signal.SIGTERM  # another rank (pod) was told to stop
+        return stopping
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self.stopped_at is None and self._any_rank_stopping(args):
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+            log.warning(
+                "%s: saving checkpoint-%d and stopping; run again to resume",
+                signal.Signals(self.received or signal.SIGTERM).name,
+                state.global_step,
+            )
+        return control

@@ -4,6 +4,8 @@ The Trainer writes `checkpoint-N/` (weights or adapter, optimizer, scheduler, RN
 Afterwards `CheckpointCallback.on_save` writes `kubetune.json` into it, atomically and last: a
 checkpoint without it was cut short (the pod died) and is never resumed from, evaluated or served.
 Retention keeps the best `keep` checkpoints by `selectBy` plus the latest (needed to resume).
+A checkpoint saved on a stop signal (callbacks.GracefulStop) is an ordinary one, marked the same way,
+with `"interrupted": "SIGTERM"` in its kubetune.json; being the latest, retention keeps it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,8 +151,12 @@ def prune(output_dir: str | Path, keep: int, metric: str, mode: str) -> tuple[li
     return kept, best
 
 
-def metrics_at(state: TrainerState) -> tuple[dict[str, float], dict[str, float]]:
-    """(train metrics, eval metrics) as of the current step, from the Trainer's log history."""
+def metrics_at(state: TrainerState, *, evals_of_this_step: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """(train metrics, eval metrics) as of the current step, from the Trainer's log history.
+
+    `evals_of_this_step`: only an evaluation at this very step counts (a checkpoint saved off schedule,
+    on a stop signal, must not claim an earlier step's eval loss and win the best-K ranking with it).
+    """
     train: dict[str, float] = {}
     evals: dict[str, float] = {}
     for entry in state.log_history:
@@ -159,6 +166,8 @@ def metrics_at(state: TrainerState) -> tuple[dict[str, float], dict[str, float]]
             if not isinstance(v, int | float) or k in ("step", "epoch"):
                 continue
             if k.startswith("eval_"):
+                if evals_of_this_step and entry.get("step") != state.global_step:
+                    continue
                 evals[k] = float(v)
             elif k == "loss":
                 train["train_loss"] = float(v)
@@ -193,6 +202,7 @@ class CheckpointCallback(TrainerCallback):
         uri_of: Any = None,
         every_epochs: int | None = None,
         throughput: Any = None,
+        stop: Any = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.keep, self.metric, self.mode = keep, metric, mode
@@ -201,6 +211,7 @@ class CheckpointCallback(TrainerCallback):
         self.uri_of = uri_of or (lambda name: str(self.output_dir / name))
         self.every_epochs = every_epochs
         self.throughput = throughput
+        self.stop = stop  # GracefulStop: marks the checkpoint a stop signal asked for
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         if self.every_epochs and state.epoch is not None and round(state.epoch) % self.every_epochs == 0:
@@ -210,8 +221,10 @@ class CheckpointCallback(TrainerCallback):
         return control
 
     def meta(self, state: TrainerState, name: str) -> dict[str, Any]:
-        train, evals = metrics_at(state)
+        interrupted = self.stop is not None and self.stop.stopped_at == state.global_step and name != FINAL
+        train, evals = metrics_at(state, evals_of_this_step=interrupted)
         tps = self.throughput.tokens_per_second if self.throughput else None
+        extra = {"interrupted": signal.Signals(self.stop.received).name} if interrupted else {}
         return {
             "name": name,
             "step": state.global_step,
@@ -223,6 +236,7 @@ class CheckpointCallback(TrainerCallback):
             "tokens_per_second": tps,
             "num_input_tokens_seen": state.num_input_tokens_seen,
             "created": _now(),
+            **extra,
             **self.run_info,
         }
 

@@ -62,6 +62,8 @@ class ProgressReporter(Protocol):
 
     def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None: ...
 
+    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -115,6 +117,9 @@ class NullReporter:
     def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
         pass
 
+    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
@@ -148,6 +153,9 @@ class JsonlReporter:
 
     def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
         self._write("finished", output=output, metrics=metrics)
+
+    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
+        self._write("interrupted", signal=signal, step=step, checkpoint=checkpoint)
 
     def flush(self) -> None:
         pass
@@ -250,6 +258,11 @@ class KubernetesReporter:
 
     def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
         self._patch({"output": output, "metrics": metrics})
+
+    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
+        """Nothing of its own: the operator owns `phase` (it sees the pod go), and the checkpoint that
+        was saved is already in `status.checkpoints`; only the latest throttled progress is sent."""
+        self.flush()
 
     def flush(self) -> None:
         with self._lock:

@@ -7,10 +7,15 @@ Order of work, so that a failure leaves nothing half-made:
 4. the model is loaded, the method's TRL trainer built, training resumes from the newest complete
    checkpoint if there is one;
 5. the result goes to `final/` (written aside, then renamed) with its kubetune.json.
+
+SIGTERM/SIGINT during training (a pod being preempted, evicted, suspended or deleted; Ctrl-C of
+`kubetune run`) ends the current step, saves a complete checkpoint and exits 143/130 without final/;
+the next start resumes from it (callbacks.GracefulStop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -44,6 +49,9 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATA = c.EXIT_DATA_VALIDATION_FAILED
 VALIDATION_REPORT = "data-validation.txt"
+EXIT_SIGTERM = 143  # stopped by SIGTERM with a checkpoint (128 + 15, the shell's convention)
+EXIT_SIGINT = 130  # stopped by SIGINT (Ctrl-C) with a checkpoint
+SHUTDOWN_TIMEOUT_SECONDS = 600  # how long torchrun's agent waits for workers after passing a signal on
 
 
 def is_main_process() -> bool:
@@ -121,8 +129,10 @@ def _load_teacher(cfg: TrainRunConfig, precision: Any):
     return model
 
 
-def build_trainer(cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list):
-    """(trainer, checkpoint callback, loaded model, throughput) for this run."""
+def build_trainer(
+    cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list, stop: Any = None
+):
+    """(trainer, checkpoint callback, loaded model, throughput) for this run; `stop`: a GracefulStop."""
     from kubetune_trainer import methods
     from kubetune_trainer.callbacks import ProgressCallback, Throughput
     from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
@@ -172,8 +182,10 @@ def build_trainer(cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressRe
         uri_of=lambda name: output_uri(cfg, name),
         every_epochs=sched.every_epochs,
         throughput=throughput,
+        stop=stop,
     )
-    callbacks = [ProgressCallback(reporter, throughput), ckpt_cb, *extra_callbacks]
+    # GracefulStop before CheckpointCallback: it asks for the save that the other then marks complete.
+    callbacks = [ProgressCallback(reporter, throughput), *([stop] if stop else []), ckpt_cb, *extra_callbacks]
     if method in ("sft", "pretraining"):
         trainer = methods.build_sft(spec, loaded, train, evals, fmt, args, callbacks)
     elif method == "dpo":
@@ -263,16 +275,18 @@ def run(
             raise ValueError("a distributed run needs the config file path to hand to its workers")
         cmd = launch_command(topo, config_path)
         log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
-        return subprocess.call(cmd)
+        return run_forwarding_signals(cmd)
 
+    from kubetune_trainer.callbacks import GracefulStop
     from kubetune_trainer.modeling import TrainerConfigError
 
     if is_main_process():
         removed = discard_incomplete(out)
         if removed:
             log.warning("discarded incomplete checkpoints: %s", ", ".join(removed))
+    stop = GracefulStop()
     try:
-        trainer, ckpt_cb, loaded, _ = build_trainer(cfg, data, reporter, list(callbacks or []))
+        trainer, ckpt_cb, loaded, _ = build_trainer(cfg, data, reporter, list(callbacks or []), stop)
     except TrainerConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -280,7 +294,12 @@ def run(
     if resume:
         log.info("resuming from %s (step %d)", resume.path, resume.step)
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    with stop.installed():
+        trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    if stop.stopped_at is not None:
+        return interrupted(cfg, trainer, stop, reporter)
+    if stop.received is not None:
+        log.warning("a stop signal came after the last step; writing the finished run's output")
     if trainer.eval_dataset is not None and cfg.spec.method != "rft":
         trainer.evaluate()
     if trainer.args.should_save:
@@ -294,6 +313,54 @@ def run(
             len(complete_checkpoints(out)),
         )
     return EXIT_OK
+
+
+def interrupted(cfg: TrainRunConfig, trainer: Any, stop: Any, reporter: ProgressReporter) -> int:
+    """A run stopped by SIGTERM/SIGINT: its checkpoint is saved; no final/, no success; 143 or 130."""
+    import signal
+
+    name = f"checkpoint-{stop.stopped_at}"
+    saved = read_meta(Path(cfg.output_dir) / name) is not None
+    sig = signal.Signals(stop.received).name
+    if is_main_process():
+        reporter.interrupted(signal=sig, step=trainer.state.global_step, checkpoint=name if saved else None)
+        reporter.flush()
+        where = f"saved {Path(cfg.output_dir) / name}" if saved else "no checkpoint could be saved"
+        log.warning("stopped by %s at step %d; %s; run again to resume", sig, trainer.state.global_step, where)
+    return stop.exit_code
+
+
+def run_forwarding_signals(cmd: list[str]) -> int:
+    """Run the workers' launcher and pass SIGTERM/SIGINT on to it; its exit code, 128+N for a signal.
+
+    In a pod only PID 1 (this process) gets the SIGTERM; torchrun's agent (under `accelerate launch`)
+    sends it on to every worker and waits TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (30 unless set) for
+    them before SIGKILL, so that wait is raised to cover a checkpoint save.
+    """
+    import signal
+
+    env = {**os.environ}
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_SECONDS))
+    proc = subprocess.Popen(cmd, env=env)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1 or signum == signal.SIGINT:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if rc < 0:
+        return 128 - rc
+    if received and rc != 0:
+        return 128 + received[0]
+    return rc
 
 
 def load_config(path: str) -> TrainRunConfig:

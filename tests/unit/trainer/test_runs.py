@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from trainer_helpers import FIXTURES, events, make_config, quickstart_rows, write_jsonl
+from trainer_helpers import (
+    FIXTURES,
+    RESUME_ROWS,
+    epochs_config,
+    events,
+    final_steps,
+    make_config,
+    quickstart_rows,
+    trainer_command,
+    trainer_env,
+    write_config,
+)
 
 from kubetune_trainer.train import EXIT_DATA, EXIT_OK, run
 
@@ -50,37 +59,13 @@ def test_data_in_the_wrong_format_for_the_method_is_a_data_error(tmp_path, tiny_
     assert not list(Path(cfg.output_dir).glob("checkpoint-*"))
 
 
-def _write_config(tmp_path: Path, cfg) -> Path:
-    path = tmp_path / "run-config.json"
-    path.write_text(cfg.dump())
-    return path
-
-
-def _steps(out: Path) -> int:
-    return json.loads((out / "final" / "kubetune.json").read_text())["step"]
-
-
-def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_model):
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_model, uninterrupted_steps):
     """SIGKILL mid-run, a half-written checkpoint left behind; the restart ends with the same steps."""
-    rows = quickstart_rows(96)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-    def config(name: str):
-        d = tmp_path / name
-        train = write_jsonl(d / "train.jsonl", rows)
-        # epochs, not maxSteps: the step count comes from the data, so a resume must pick up the data position
-        return d, make_config(
-            d, tiny_model, train, adapter={"type": "none"}, hyperparameters={"maxSteps": None, "epochs": 2}
-        )
-
-    _, ref_cfg = config("uninterrupted")
-    assert run(ref_cfg) == EXIT_OK
-    expected = _steps(Path(ref_cfg.output_dir))
-
-    d, cfg = config("killed")
-    path = _write_config(d, cfg)
+    env = trainer_env()
+    d = tmp_path / "killed"
+    cfg = epochs_config(d, tiny_model, quickstart_rows(RESUME_ROWS))
     out = Path(cfg.output_dir)
-    cmd = [sys.executable, "-m", "kubetune_trainer", "train", "--config", str(path)]
+    cmd = trainer_command(write_config(d, cfg))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "checkpoint-4" / "kubetune.json").exists():
@@ -100,7 +85,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_m
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     assert f"resuming from {out / f'checkpoint-{done[-1]}'}" in restarted.stderr
     assert f"discarding incomplete checkpoint {half}" in restarted.stderr
-    assert _steps(out) == expected
+    assert final_steps(out) == uninterrupted_steps
     state = json.loads((out / "final" / "kubetune.json").read_text())
     assert state["epoch"] == pytest.approx(2.0)
 

@@ -9,6 +9,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 QUICKSTART = REPO / "examples" / "quickstart" / "data"
+RESUME_ROWS = 96  # the kill/stop-and-resume tests: 2 epochs of 24 steps at batch size 4
 TINY_MODEL_DATA = [*sorted(FIXTURES.glob("*.jsonl")), QUICKSTART / "train.jsonl"]
 
 
@@ -80,3 +81,35 @@ def generate(model_dir: Path, prompt_messages: list[dict], max_new_tokens: int =
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def epochs_config(d: Path, base: Path | str, rows: list[dict], **spec: Any):
+    """A full fine-tune over `rows` for 2 epochs: the step count comes from the data, so a resumed run must
+    pick up the data position to end with the same number of steps."""
+    train = write_jsonl(d / "train.jsonl", rows)
+    hp = {"maxSteps": None, "epochs": 2, **spec.pop("hyperparameters", {})}
+    return make_config(d, base, train, adapter={"type": "none"}, hyperparameters=hp, **spec)
+
+
+def write_config(d: Path, cfg) -> Path:
+    path = d / "run-config.json"
+    path.write_text(cfg.dump())
+    return path
+
+
+def trainer_command(config_path: Path) -> list[str]:
+    """What a pod (and `kubetune run`) starts."""
+    import sys
+
+    return [sys.executable, "-m", "kubetune_trainer", "train", "--config", str(config_path)]
+
+
+def trainer_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def final_steps(out: Path) -> int:
+    """Optimizer steps of a finished run, from final/kubetune.json."""
+    return json.loads((out / "final" / "kubetune.json").read_text())["step"]
