@@ -20,7 +20,7 @@ from kubetune import constants as c
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
-from kubetune.builders import names, pods
+from kubetune.builders import kstatus, names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import best_result, select_metric
@@ -203,23 +203,6 @@ def evaluated_models(batch_job: dict[str, Any]) -> list[str]:
 # --- Status ---
 
 
-def kstatus_conditions(
-    wanted: list[tuple[str, str, str, str]], old: list[dict[str, Any]], generation: int | None, now: str
-) -> list[dict[str, Any]]:
-    """Conditions from (type, status, reason, message); `lastTransitionTime` kept while a status holds."""
-    before = {cond.get("type"): cond for cond in old or []}
-    out = []
-    for ctype, cstatus, reason, message in wanted:
-        prev = before.get(ctype)
-        since = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
-        cond: dict[str, Any] = {"type": ctype, "status": cstatus, "reason": reason, "message": message}
-        cond["lastTransitionTime"] = since or now
-        if generation is not None:
-            cond["observedGeneration"] = generation
-        out.append(cond)
-    return out
-
-
 @dataclass(frozen=True)
 class EvalOutcome:
     phase: str
@@ -283,21 +266,22 @@ def compute_status(
 ) -> dict[str, Any]:
     """The status fields the operator owns, as a merge patch."""
     status = evaluation.status
-    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
     phase = outcome.phase
-    wanted = [(c.Condition.READY, "True" if phase == c.Phase.SUCCEEDED else "False", outcome.reason, outcome.message)]
-    if phase in (c.Phase.PENDING, c.Phase.RUNNING):
-        wanted.append((c.Condition.RECONCILING, "True", outcome.reason, outcome.message))
-    if phase == c.Phase.FAILED:
-        wanted += [(c.Condition.STALLED, "True", outcome.reason, outcome.message)]
-        wanted += [(c.Condition.FAILED, "True", outcome.reason, outcome.message)]
+    wanted = kstatus.wanted(
+        outcome.reason,
+        outcome.message,
+        ready=phase == c.Phase.SUCCEEDED,
+        reconciling=phase in (c.Phase.PENDING, c.Phase.RUNNING),
+        stalled=phase == c.Phase.FAILED,
+        failed=phase == c.Phase.FAILED,
+    )
     if outcome.passed is not None:
         wanted.append((c.Condition.PASSED, "True" if outcome.passed else "False", outcome.reason, outcome.message))
     patch: dict[str, Any] = {
         "phase": phase,
         "message": outcome.message,
         "observedGeneration": evaluation.metadata.generation,
-        "conditions": kstatus_conditions(wanted, old, evaluation.metadata.generation, now),
+        "conditions": kstatus.conditions(wanted, kstatus.previous(status), evaluation.metadata.generation, now),
     }
     bstatus = (batch_job or {}).get("status") or {}
     if phase == c.Phase.RUNNING:

@@ -25,8 +25,7 @@ from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
-from kubetune.builders import names, pods
-from kubetune.builders.evaluation import kstatus_conditions
+from kubetune.builders import kstatus, names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import Decision
@@ -390,7 +389,6 @@ def compute_status(
 ) -> dict[str, Any]:
     """The ModelDeployment's status after `decision` was applied (merge patch)."""
     status = deployment.status
-    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
     serving = decision.checkpoint
     ready, ready_replicas = rollout(deployment, apps_deployment)
     if serving is None:
@@ -403,14 +401,12 @@ def compute_status(
     else:
         phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
         message = f"rolling out {serving}: {ready_replicas} replica(s) ready"
-    wanted = [(c.Condition.READY, "True" if phase == c.Phase.READY else "False", reason, message)]
-    if phase != c.Phase.READY:
-        wanted.append((c.Condition.RECONCILING, "True", reason, message))
+    wanted = kstatus.wanted(reason, message, ready=phase == c.Phase.READY, reconciling=phase != c.Phase.READY)
     patch: dict[str, Any] = {
         "phase": phase,
         "message": message,
         "observedGeneration": deployment.metadata.generation,
-        "conditions": kstatus_conditions(wanted, old, deployment.metadata.generation, now),
+        "conditions": kstatus.conditions(wanted, kstatus.previous(status), deployment.metadata.generation, now),
         "readyReplicas": ready_replicas,
         "revisions": revisions,
     }

@@ -20,6 +20,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
+from kubetune.builders import kstatus
 from kubetune.builders.runconfig import UnresolvedReference
 from kubetune.controllers import common, config
 from kubetune.controllers import status as st
@@ -119,15 +120,10 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")
         outcome = ev.observe(evaluation, current, waiting)
         patch = ev.compute_status(evaluation, outcome, current, st.now_iso())
-        if not _changed(evaluation, patch):
+        if not kstatus.changes(evaluation.status, patch):
             return
         await k8s.patch_status(c.EVALUATION, namespace, name, patch)
         await _tell(body, status.phase if status else None, outcome)
-
-
-def _changed(evaluation: Evaluation, patch: dict[str, Any]) -> bool:
-    current = evaluation.status.model_dump(by_alias=True, exclude_none=True, mode="json") if evaluation.status else {}
-    return any(current.get(k) != v for k, v in patch.items())
 
 
 async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev.EvalOutcome) -> None:

@@ -19,7 +19,7 @@ from kubetune import k8s, metrics
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
-from kubetune.builders import promotion, serving
+from kubetune.builders import kstatus, promotion, serving
 from kubetune.controllers import common, config
 from kubetune.controllers import status as st
 
@@ -130,23 +130,18 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
                 return
         revisions = promotion.next_revisions(md.status, decision, now)
         patch = serving.compute_status(md, decision, apps, revisions, now)
-        old = md.status.model_dump(by_alias=True, exclude_none=True, mode="json") if md.status else {}
-        if any(old.get(k) != v for k, v in patch.items()):
+        if kstatus.changes(md.status, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _tell(body, md, decision, patch)
 
 
 async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
-    old = [cd.model_dump(by_alias=True, exclude_none=True) for cd in md.status.conditions] if md.status else []
-    wanted = [
-        (c.Condition.READY, "False", c.Reason.INVALID_SPEC, message),
-        (c.Condition.STALLED, "True", c.Reason.INVALID_SPEC, message),
-    ]
+    wanted = kstatus.wanted(c.Reason.INVALID_SPEC, message, ready=False, stalled=True)
     patch = {
         "phase": c.Phase.FAILED,
         "message": message,
         "observedGeneration": md.metadata.generation,
-        "conditions": serving.kstatus_conditions(wanted, old, md.metadata.generation, now),
+        "conditions": kstatus.conditions(wanted, kstatus.previous(md.status), md.metadata.generation, now),
     }
     await k8s.patch_status(c.MODELDEPLOYMENT, md.metadata.namespace, md.metadata.name, patch)
     if not md.status or md.status.message != message:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob
-from kubetune.builders import names
+from kubetune.builders import kstatus, names
 from kubetune.builders.runconfig import FINAL
 
 Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
@@ -154,21 +154,20 @@ def conditions(
     data_valid: bool | None = None,
     extra: list[tuple[str, str, str]] = (),
 ) -> list[dict[str, Any]]:
-    """kstatus conditions for an outcome; `lastTransitionTime` kept while a condition's status holds.
+    """kstatus conditions for an outcome (see builders.kstatus), plus Suspended and DataValid.
 
     `extra` adds (type, reason, message) conditions that are True (e.g. WaitingForSourceJob).
     """
     phase = outcome.phase
-    wanted: list[tuple[str, str, str, str]] = [
-        (Cond.READY, "True" if phase == Phase.SUCCEEDED else "False", outcome.reason, outcome.message)
-    ]
-    if phase in IN_PROGRESS:
-        wanted.append((Cond.RECONCILING, "True", outcome.reason, outcome.message))
-    if phase == Phase.FAILED:
-        wanted.append((Cond.STALLED, "True", outcome.reason, outcome.message))
-        wanted.append((Cond.FAILED, "True", outcome.reason, outcome.message))
-    if phase == Phase.SUCCEEDED:
-        wanted.append((Cond.SUCCEEDED, "True", outcome.reason, outcome.message))
+    wanted = kstatus.wanted(
+        outcome.reason,
+        outcome.message,
+        ready=phase == Phase.SUCCEEDED,
+        reconciling=phase in IN_PROGRESS,
+        stalled=phase == Phase.FAILED,
+        failed=phase == Phase.FAILED,
+        succeeded=phase == Phase.SUCCEEDED,
+    )
     if phase == Phase.SUSPENDED:
         wanted.append((Cond.SUSPENDED, "True", outcome.reason, outcome.message))
     if outcome.reason == Reason.DATA_VALIDATION_FAILED:
@@ -177,18 +176,7 @@ def conditions(
         wanted.append((Cond.DATA_VALID, "True", "DataValid", "the training data passed validation"))
     for ctype, reason, message in extra:
         wanted.append((ctype, "True", reason, message))
-
-    before = {cond.get("type"): cond for cond in old or []}
-    out = []
-    for ctype, cstatus, reason, message in wanted:
-        prev = before.get(ctype)
-        since = prev.get("lastTransitionTime") if prev and prev.get("status") == cstatus else None
-        cond = {"type": ctype, "status": cstatus, "reason": reason, "message": message}
-        cond["lastTransitionTime"] = since or now
-        if generation is not None:
-            cond["observedGeneration"] = generation
-        out.append(cond)
-    return out
+    return kstatus.conditions(wanted, old, generation, now)
 
 
 def gpu_seconds(job: FineTuneJob, start: str | None, end: str | None, now: dt.datetime) -> float | None:
@@ -216,7 +204,6 @@ def compute_status(
     if outcome is None:
         return {}
     status = job.status
-    old_conditions = [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []
     data = status.data if status else None
     patch: dict[str, Any] = {
         "phase": outcome.phase,
@@ -224,7 +211,7 @@ def compute_status(
         "observedGeneration": job.metadata.generation,
         "conditions": conditions(
             outcome,
-            old_conditions,
+            kstatus.previous(status),
             job.metadata.generation,
             now_iso(now),
             data_valid=bool(data and data.format and not data.errors),
@@ -253,10 +240,7 @@ def compute_status(
 
 def changed(job: FineTuneJob, patch: dict[str, Any]) -> bool:
     """Whether applying `patch` would change the recorded status (so unchanged states are not re-written)."""
-    if not patch:
-        return False
-    current = job.status.model_dump(by_alias=True, exclude_none=True, mode="json") if job.status else {}
-    return any(current.get(key) != value for key, value in patch.items())
+    return kstatus.changes(job.status, patch)
 
 
 def transition_event(old_phase: str | None, new: Outcome | None) -> tuple[str, str, str] | None:
