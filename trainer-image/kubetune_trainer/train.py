@@ -275,7 +275,14 @@ def run(
             raise ValueError("a distributed run needs the config file path to hand to its workers")
         cmd = launch_command(topo, config_path)
         log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
-        return run_forwarding_signals(cmd)
+        launched = time.time()
+        rc = run_forwarding_signals(cmd)
+        stopped = _interrupted_since(out, launched)
+        if rc not in (EXIT_OK, EXIT_SIGTERM, EXIT_SIGINT) and stopped:
+            # another pod's rank was told to stop, so these workers stopped with it (torchrun says 1)
+            log.warning("the workers stopped with %s (exit code %s); exiting as interrupted", stopped, rc)
+            return EXIT_SIGTERM
+        return rc
 
     from kubetune_trainer.callbacks import GracefulStop
     from kubetune_trainer.modeling import TrainerConfigError
@@ -328,6 +335,14 @@ def interrupted(cfg: TrainRunConfig, trainer: Any, stop: Any, reporter: Progress
         where = f"saved {Path(cfg.output_dir) / name}" if saved else "no checkpoint could be saved"
         log.warning("stopped by %s at step %d; %s; run again to resume", sig, trainer.state.global_step, where)
     return stop.exit_code
+
+
+def _interrupted_since(out: Path, since: float) -> str | None:
+    """The newest complete checkpoint if a stop signal had it written after `since` (epoch seconds)."""
+    cp = latest_complete(out)
+    if cp and cp.meta.get("interrupted") and (cp.path / c.CHECKPOINT_META).stat().st_mtime >= since:
+        return cp.name
+    return None
 
 
 def run_forwarding_signals(cmd: list[str]) -> int:

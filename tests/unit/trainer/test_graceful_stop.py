@@ -142,3 +142,21 @@ def test_the_launcher_parent_passes_sigterm_to_the_workers_and_returns_their_exi
         if proc.poll() is None:
             proc.kill()
     assert int(got.read_text()) >= 300  # torchrun's agent waits that long for a save, not its default 30 s
+
+
+def test_workers_stopped_because_another_pods_rank_was_signalled_exit_as_interrupted(tmp_path, tiny_model, monkeypatch):
+    """Multi-node: only the preempted pod gets SIGTERM; the other pods' ranks stop at the same step (the stop
+    flag is all-reduced), torchrun reports their exit as a failure (1), and the pod exits 143 instead."""
+    import kubetune_trainer.train as train
+
+    cfg = epochs_config(tmp_path, tiny_model, quickstart_rows(16), resources={"gpus": 2})
+    ckpt = Path(cfg.output_dir) / "checkpoint-3"
+    workers = (
+        f"import json, os, sys; os.makedirs({str(ckpt)!r});"
+        f"json.dump({{'step': 3, 'interrupted': 'SIGTERM'}}, open({str(ckpt / 'kubetune.json')!r}, 'w')); sys.exit(1)"
+    )
+    monkeypatch.setattr(train, "launch_command", lambda topo, path: [sys.executable, "-c", workers])
+    assert train.run(cfg, config_path=str(write_config(tmp_path, cfg))) == EXIT_SIGTERM
+
+    monkeypatch.setattr(train, "launch_command", lambda topo, path: [sys.executable, "-c", "import sys; sys.exit(1)"])
+    assert train.run(cfg, config_path=str(write_config(tmp_path, cfg))) == 1  # a crash stays a crash
