@@ -8,7 +8,6 @@ watch events, timers and restarts can all call it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import kopf
@@ -28,8 +27,7 @@ from kubetune.controllers import status as st
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 EVAL_JOB_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_EVAL}
-# Safety net behind the watch events: how often every Evaluation is reconciled anyway.
-RESYNC_SECONDS = float(os.environ.get(f"{c.ENV_OPERATOR_PREFIX}RESYNC_SECONDS") or 60)
+RESYNC_SECONDS = config.timer_interval()  # the safety net behind the watch events (KUBETUNE_RESYNC_SECONDS)
 
 
 def _key(namespace: str, name: str) -> tuple[str, str, str]:

@@ -1,6 +1,8 @@
 """`kubetune operator`: the Kopf operator with Kopf's own flags, plus kubetune's settings.
 
-    kubetune operator [--trainer-image IMG] [--storage-class SC] [--metrics-port N]
+    kubetune operator [--trainer-image IMG] [--storage-class SC] [--metrics-port N] [--vllm-image IMG]
+                      [--[no-]merge-adapters] [--serve-startup-seconds N] [--resync-seconds N]
+                      [--source-poll-seconds N]
                       [--namespace NS ... | --all-namespaces] [--standalone] [--liveness URL] [--verbose]
 
 kubetune's flags set the KUBETUNE_* environment variables (the Helm chart sets those directly);
@@ -55,7 +57,9 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     metrics.start_server_once(cfg.metrics_port)
     logger.info(
         f"kubetune operator: trainer image {cfg.pods.trainer_image}, "
-        f"storage class {cfg.pods.storage_class_name or '(cluster default)'}, metrics port {cfg.metrics_port}"
+        f"storage class {cfg.pods.storage_class_name or '(cluster default)'}, metrics port {cfg.metrics_port}, "
+        f"vLLM image {cfg.serving.vllm_image} (merge adapters: {cfg.serving.merge_adapters}), "
+        f"resync every {cfg.resync_seconds:g}s"
     )
 
 
@@ -82,7 +86,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-class", help="StorageClass of the PVCs the operator creates (default: cluster's)")
     p.add_argument("--metrics-port", type=int, help=f"port of /metrics; 0 disables (default {c.METRICS_PORT})")
     p.add_argument("--source-poll-seconds", type=float, help="how often continued jobs check their source job")
+    p.add_argument("--vllm-image", help="vLLM server image of GPU ModelDeployments")
+    p.add_argument(
+        "--merge-adapters",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve a single LoRA checkpoint merged into its base model with vLLM (default: merge)",
+    )
+    p.add_argument("--serve-startup-seconds", type=int, help="how long a serving pod may take to load its model")
+    p.add_argument("--resync-seconds", type=float, help="how often every Evaluation and ModelDeployment is reconciled")
     return p
+
+
+# `kubetune operator` flag -> the variable it sets (OperatorConfig.from_env reads them).
+FLAG_ENV = {
+    "trainer_image": config.ENV_TRAINER_IMAGE,
+    "storage_class": config.ENV_STORAGE_CLASS,
+    "metrics_port": config.ENV_METRICS_PORT,
+    "source_poll_seconds": config.ENV_SOURCE_POLL_SECONDS,
+    "vllm_image": config.ENV_VLLM_IMAGE,
+    "merge_adapters": config.ENV_MERGE_ADAPTERS,
+    "serve_startup_seconds": config.ENV_SERVE_STARTUP_SECONDS,
+    "resync_seconds": config.ENV_RESYNC_SECONDS,
+}
+
+
+def flag_env(ours: argparse.Namespace) -> dict[str, str]:
+    """The KUBETUNE_* variables the given flags set (flags left out set nothing)."""
+    out = {}
+    for flag, var in FLAG_ENV.items():
+        value = getattr(ours, flag)
+        if value is not None:
+            out[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def kopf_args(rest: list[str], env: dict[str, str] | None = None) -> list[str]:
@@ -100,16 +136,7 @@ def kopf_args(rest: list[str], env: dict[str, str] | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ours, rest = parser().parse_known_args(argv)
-    p = c.ENV_OPERATOR_PREFIX
-    for flag, var in (
-        ("trainer_image", "TRAINER_IMAGE"),
-        ("storage_class", "STORAGE_CLASS"),
-        ("metrics_port", "METRICS_PORT"),
-        ("source_poll_seconds", "SOURCE_POLL_SECONDS"),
-    ):
-        value = getattr(ours, flag)
-        if value is not None:
-            os.environ[p + var] = str(value)
+    os.environ.update(flag_env(ours))  # before Kopf imports the handlers (timers take their interval then)
     from kopf import cli as kopf_cli
 
     try:

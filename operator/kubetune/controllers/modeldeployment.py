@@ -9,7 +9,6 @@ apps/v1 Deployment trigger it; a timer is the safety net.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import kopf
@@ -27,20 +26,9 @@ MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 SERVE_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_SERVE}
-RESYNC_SECONDS = float(os.environ.get(f"{c.ENV_OPERATOR_PREFIX}RESYNC_SECONDS") or 60)
+RESYNC_SECONDS = config.timer_interval()  # the safety net behind the watch events (KUBETUNE_RESYNC_SECONDS)
 # Optional keys of the pod template: a merge patch must null them to remove them.
 _OPTIONAL_POD_KEYS = ("initContainers", "nodeSelector", "tolerations", "priorityClassName")
-
-
-def serving_settings(env: dict[str, str] | None = None) -> serving.ServingSettings:
-    """KUBETUNE_VLLM_IMAGE, KUBETUNE_MERGE_ADAPTERS (true/false), KUBETUNE_SERVE_STARTUP_SECONDS."""
-    env = dict(os.environ if env is None else env)
-    p, default = c.ENV_OPERATOR_PREFIX, serving.ServingSettings()
-    return serving.ServingSettings(
-        vllm_image=env.get(f"{p}VLLM_IMAGE") or default.vllm_image,
-        merge_adapters=(env.get(f"{p}MERGE_ADAPTERS") or "true").lower() not in ("0", "false", "no"),
-        startup_timeout_seconds=int(env.get(f"{p}SERVE_STARTUP_SECONDS") or default.startup_timeout_seconds),
-    )
 
 
 def _key(namespace: str, name: str) -> tuple[str, str, str]:
@@ -97,7 +85,7 @@ def _with_removals(deployment: dict[str, Any]) -> dict[str, Any]:
 
 async def _apply_workload(md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None) -> dict[str, Any]:
     """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now."""
-    pods, settings = config.current.pods, serving_settings()
+    pods, settings = config.current.pods, config.current.serving
     deployment = serving.build_deployment(md, plan, job, pods, settings)  # raises ValueError on what vLLM can't read
     await _apply(serving.build_config_map(md, plan), compare=lambda a, b: a.get("data") == b.get("data"))
     apps = await _apply(_with_removals(deployment), compare=_same_deployment)
@@ -122,7 +110,7 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
         now = st.now_iso()
         apps = None
         if decision.checkpoint is not None:
-            plan = serving.plan(md, decision, job, serving_settings())
+            plan = serving.plan(md, decision, job, config.current.serving)
             try:
                 apps = await _apply_workload(md, plan, job)
             except ValueError as err:

@@ -6,7 +6,7 @@ from prometheus_client import REGISTRY
 
 from kubetune import k8s, metrics
 from kubetune.controllers.config import OperatorConfig
-from kubetune.controllers.main import kopf_args
+from kubetune.controllers.main import flag_env, kopf_args, parser
 
 
 def test_kopf_flags_pass_through_and_namespaces_default_from_env():
@@ -29,6 +29,49 @@ def test_settings_come_from_kubetune_env_vars():
     )
     assert (cfg.pods.trainer_image, cfg.pods.storage_class_name, cfg.metrics_port) == ("r/t:1", "fast", 0)
     assert OperatorConfig.from_env({}).pods.storage_class_name is None
+
+
+def test_serving_and_resync_settings_come_from_the_same_reader():
+    cfg = OperatorConfig.from_env(
+        {
+            "KUBETUNE_VLLM_IMAGE": "r/vllm:2",
+            "KUBETUNE_MERGE_ADAPTERS": "False",
+            "KUBETUNE_SERVE_STARTUP_SECONDS": "600",
+            "KUBETUNE_RESYNC_SECONDS": "5",
+        }
+    )
+    assert (cfg.serving.vllm_image, cfg.serving.merge_adapters, cfg.serving.startup_timeout_seconds) == (
+        "r/vllm:2",
+        False,
+        600,
+    )
+    assert cfg.resync_seconds == 5
+    defaults = OperatorConfig.from_env({"KUBETUNE_MERGE_ADAPTERS": ""})
+    assert defaults == OperatorConfig()  # unset or empty: the built-in defaults
+    assert defaults.serving.merge_adapters is True and defaults.resync_seconds == 60
+
+
+def test_operator_flags_set_the_variables_the_settings_read():
+    ours, rest = parser().parse_known_args(
+        [
+            "--vllm-image",
+            "r/v:1",
+            "--no-merge-adapters",
+            "--resync-seconds",
+            "7",
+            "--serve-startup-seconds",
+            "90",
+            "-n",
+            "a",
+        ]
+    )
+    env = flag_env(ours)
+    assert rest == ["-n", "a"]
+    cfg = OperatorConfig.from_env(env)
+    assert (cfg.serving.vllm_image, cfg.serving.merge_adapters, cfg.resync_seconds) == ("r/v:1", False, 7)
+    assert cfg.serving.startup_timeout_seconds == 90
+    assert flag_env(parser().parse_known_args(["--merge-adapters"])[0]) == {"KUBETUNE_MERGE_ADAPTERS": "true"}
+    assert flag_env(parser().parse_known_args([])[0]) == {}  # no flag: the chart's env stays as it is
 
 
 def test_client_paths_for_core_group_and_custom_kinds():

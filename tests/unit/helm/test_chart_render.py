@@ -124,13 +124,20 @@ def test_operator_settings_reach_the_operator_through_its_env(render: Render):
     """The env the chart sets, read by the operator's own settings code, gives the values that were set."""
     pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
     from kubetune.controllers.config import OperatorConfig
-    from kubetune.controllers.modeldeployment import serving_settings
 
     dep = one(
         render(
             {
-                "trainer": {"image": {"repository": "registry.local/trainer", "tag": "dev", "pullPolicy": "Always"}},
-                "serving": {"vllm": {"image": "registry.local/vllm:1"}, "mergeAdapters": False},
+                "trainer": {
+                    "image": {"repository": "registry.local/trainer", "tag": "dev", "pullPolicy": "Always"},
+                    "progressIntervalSeconds": 2.5,
+                },
+                "serving": {
+                    "vllm": {"image": "registry.local/vllm:1"},
+                    "mergeAdapters": False,
+                    "startupTimeoutSeconds": 600,
+                },
+                "reconcile": {"resyncSeconds": 30, "sourcePollSeconds": 5},
                 "storage": {"defaultStorageClass": "fast-ssd"},
                 "metrics": {"port": 9090},
                 "image": {"digest": "sha256:" + "b" * 64},
@@ -144,18 +151,40 @@ def test_operator_settings_reach_the_operator_through_its_env(render: Render):
     assert cfg.pods.trainer_image == "registry.local/trainer:dev"
     assert cfg.pods.image_pull_policy == "Always"
     assert cfg.pods.storage_class_name == "fast-ssd"
+    assert cfg.pods.progress_interval_seconds == 2.5
     assert cfg.metrics_port == 9090 == container["ports"][0]["containerPort"]
-    serve = serving_settings(env)
+    serve = cfg.serving
     assert serve.vllm_image == "registry.local/vllm:1" and serve.merge_adapters is False
+    assert serve.startup_timeout_seconds == 600
+    assert (cfg.resync_seconds, cfg.source_poll_seconds) == (30, 5)
     assert container["image"] == "ghcr.io/kubetune/operator@sha256:" + "b" * 64
 
     (default,) = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"]
     cfg = OperatorConfig.from_env({e["name"]: e["value"] for e in default["env"]})
     assert cfg.pods.trainer_image == "ghcr.io/kubetune/trainer:0.1.0"  # the tag defaults to appVersion
     assert cfg.pods.storage_class_name is None  # "": the cluster's default StorageClass
-    default_serving = serving_settings({e["name"]: e["value"] for e in default["env"]})
+    default_serving = cfg.serving
     assert default_serving.merge_adapters is True
     assert default_serving.vllm_image == type(default_serving)().vllm_image  # the chart's default is the operator's
+    assert cfg == OperatorConfig()  # every chart default is the operator's own default
+
+
+def test_the_chart_sets_exactly_the_variables_the_operator_reads(render: Render):
+    """No variable the operator ignores (a misspelt name), none it reads that the chart cannot set."""
+    pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
+    from kubetune.controllers.config import OperatorConfig
+
+    class Recording(dict):
+        read: set[str] = set()
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return super().get(key, default)
+
+    (container,) = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = Recording({e["name"]: e["value"] for e in container["env"]})
+    OperatorConfig.from_env(env)
+    assert set(env) == env.read
 
 
 def test_unknown_values_are_refused_at_render_time(render: Render):
