@@ -134,27 +134,27 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
     - evaluations/finalizers
     - modeldeployments/finalizers
   verbs: ["get", "list", "watch", "patch", "update"]
-# Training and evaluation run as batch Jobs; patch suspends and resumes them.
+# Training and evaluation run as batch Jobs (watched); patch suspends and resumes them, and a
+# superseded evaluation run is deleted.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pods of those Jobs: their state becomes the job's phase and conditions.
+# Pods of those Jobs (watched): their state and termination messages become the job's phase and
+# conditions. Not their logs: the trainer reports what went wrong in its termination message.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# A failed pod's log, to explain the failure.
-- apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
 # A job's checkpoint PVC, run-config ConfigMap, headless Service (multi-node) or serving Service,
-# and the per-job ServiceAccount of the trainer pod.
+# and the per-run ServiceAccount of the trainer and evaluation pods: created if absent (get), a
+# ModelDeployment's ConfigMap patched, an operator-made PVC and a superseded run's ConfigMap deleted.
+# Never listed or watched.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims", "configmaps", "services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The per-job Role and RoleBinding that let a trainer pod patch its own FineTuneJob's status.
+  verbs: ["get", "create", "patch", "delete"]
+# The per-run Role and RoleBinding that let a trainer or evaluation pod patch its own resource's status.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 # ModelDeployments become an apps/v1 Deployment and, with autoscaling, a HorizontalPodAutoscaler.
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -179,6 +179,8 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 
 {{/*
 Cluster-scoped permissions: Kopf reads CustomResourceDefinitions to find the resources it serves.
+Not namespaces: Kopf lists them only with --namespace (watchNamespaces), and then falls back to the
+names it was given (exact names, no patterns), logging that it may not list them.
 */}}
 {{- define "kubetune.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]

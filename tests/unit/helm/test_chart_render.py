@@ -224,11 +224,43 @@ def test_operator_clusterrole_is_least_privilege(render: Render):
     for kind in ("finetunejobs", "evaluations", "modeldeployments"):
         assert allows(rules, c.GROUP, kind, "watch") and allows(rules, c.GROUP, f"{kind}/status", "patch")
         assert not allows(rules, c.GROUP, kind, "create") and not allows(rules, c.GROUP, kind, "delete")
-    assert allows(rules, "", "pods/log", "get") and not allows(rules, "", "pods", "create")
+    assert not allows(rules, "", "pods/log", "get") and not allows(rules, "", "pods", "create")  # logs: never read
+    assert not allows(rules, "", "configmaps", "list") and not allows(rules, "", "configmaps", "watch")
     assert allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "list")
     assert not allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "create")
     for group in ("", "events.k8s.io"):
         assert allows(rules, group, "events", "create")
+
+
+# What the operator calls: kubetune.k8s from the controllers (get/create/patch/delete/list, status patches,
+# Events) and Kopf itself (lists and watches the kinds with handlers, patches annotations and finalizers of
+# the three kinds, reads CRDs, posts Events). (group, resource, verb).
+OPERATOR_CALLS = [
+    *[
+        (c.GROUP, plural, verb)
+        for plural in ("finetunejobs", "evaluations", "modeldeployments")
+        for verb in ("get", "list", "watch", "patch")
+    ],
+    *[(c.GROUP, f"{plural}/status", "patch") for plural in ("finetunejobs", "evaluations", "modeldeployments")],
+    *[("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
+    *[("", "pods", verb) for verb in ("list", "watch")],
+    *[("", "persistentvolumeclaims", verb) for verb in ("get", "create", "delete")],
+    *[("", "configmaps", verb) for verb in ("get", "create", "patch", "delete")],
+    *[("", "services", verb) for verb in ("get", "create")],
+    *[("", "serviceaccounts", verb) for verb in ("get", "create")],
+    *[("rbac.authorization.k8s.io", kind, verb) for kind in ("roles", "rolebindings") for verb in ("get", "create")],
+    *[("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch")],
+    *[("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch", "delete")],
+    ("", "events", "create"),
+]
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster-wide", "namespaced"])
+def test_operator_rbac_allows_every_call_the_operator_makes(render: Render, values: dict[str, Any]):
+    docs = render(values)
+    rules = operator_rules(docs) + [rule for role in by_kind(docs, "Role") for rule in role["rules"]]
+    assert [call for call in OPERATOR_CALLS if not allows(rules, *call)] == []
+    assert allows(operator_rules(docs), "apiextensions.k8s.io", "customresourcedefinitions", "watch")
 
 
 def test_operator_can_create_every_child_the_builders_make(render: Render):
