@@ -22,8 +22,23 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM before or after the training loop (validating data, loading the model): exit 143 at once.
+
+    In a container this process is PID 1, for which the kernel ignores a signal that has no handler:
+    without this, a pod stopped while loading would sit out the whole termination grace period.
+    During training `GracefulStop` replaces it with stop-after-the-step-and-checkpoint.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
+
+    _exit_on_sigterm()
 
     from kubetune_trainer.train import EXIT_CONFIG, load_config, run
 

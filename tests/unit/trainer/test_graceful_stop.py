@@ -160,3 +160,13 @@ def test_workers_stopped_because_another_pods_rank_was_signalled_exit_as_interru
 
     monkeypatch.setattr(train, "launch_command", lambda topo, path: [sys.executable, "-c", "import sys; sys.exit(1)"])
     assert train.run(cfg, config_path=str(write_config(tmp_path, cfg))) == 1  # a crash stays a crash
+
+
+def test_sigterm_before_training_exits_143_at_once():
+    """As PID 1 of a container the trainer would otherwise ignore SIGTERM and sit out the grace period."""
+    code = (
+        "import os, signal, time\nfrom kubetune_trainer import cli\ncli._exit_on_sigterm()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=trainer_env(), timeout=60)
+    assert done.returncode == EXIT_SIGTERM
