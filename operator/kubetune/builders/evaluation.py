@@ -26,7 +26,7 @@ from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import best_result, select_metric
 from kubetune.builders.rbac import build_status_rbac, runner_name
 from kubetune.builders.runconfig import eval_run_config
-from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map
+from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map, runner_env
 
 EVAL_COMMAND = ["kubetune-trainer", "evaluate", "--config", RUN_CONFIG_PATH]
 EVAL_CONTAINER = "evaluate"
@@ -144,14 +144,7 @@ def build_eval_job(
         mounts.append({"name": vol, "mountPath": f"{c.PVC_MOUNT_ROOT}/{job_claim}", "readOnly": True})
         mounts.append({"name": vol, "mountPath": c.DATA_MOUNT})
     scratch_vols, scratch_mounts = pods.scratch_volumes()
-    env: list[dict[str, Any]] = [
-        {"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH},
-        {"name": c.ENV_JOB_NAME, "value": evaluation.metadata.name},
-        *pods.downward_env(),
-        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
+    env = runner_env(evaluation.metadata.name)
     if job is not None and job.spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
     container = {

@@ -112,6 +112,16 @@ def user_env(env: Iterable[EnvVar]) -> list[dict[str, Any]]:
     return out
 
 
+def process_env() -> list[dict[str, Any]]:
+    """What the process in every kubetune container needs: the Hugging Face cache on the scratch volume,
+    a writable HOME (the root file system is read-only) and unbuffered logs."""
+    return [
+        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+
+
 def downward_env() -> list[dict[str, Any]]:
     """The pod's namespace, for the trainer's status patches."""
     return [{"name": c.ENV_POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]

@@ -200,11 +200,7 @@ def _probes(path: str, settings: ServingSettings) -> dict[str, Any]:
 
 
 def _env(deployment: ModelDeployment, job: FineTuneJob | None, runtime: Runtime) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
+    env = pods.process_env()
     if runtime == "vllm":
         env += [{"name": "VLLM_NO_USAGE_STATS", "value": "1"}, {"name": "DO_NOT_TRACK", "value": "1"}]
     else:

@@ -79,16 +79,20 @@ def referenced_uris(job: FineTuneJob, source_checkpoint_uri: str | None = None) 
     return [u for u in uris if u]
 
 
+def runner_env(name: str) -> list[dict[str, Any]]:
+    """The env of a pod that runs `kubetune-trainer` on the mounted run config for resource `name`
+    (training and evaluation pods): where the config is, whose status to patch, the pod's own identity."""
+    return [
+        {"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH},
+        {"name": c.ENV_JOB_NAME, "value": name},
+        *pods.downward_env(),
+        *pods.process_env(),
+    ]
+
+
 def _env(job: FineTuneJob) -> list[dict[str, Any]]:
     spec = job.spec
-    env: list[dict[str, Any]] = [
-        {"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH},
-        {"name": c.ENV_JOB_NAME, "value": job.metadata.name},
-        *pods.downward_env(),
-        {"name": "HF_HOME", "value": c.HF_CACHE_DIR},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
+    env = runner_env(job.metadata.name)
     if spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, spec.base_model.token_secret_ref))
     elif spec.distillation and spec.distillation.teacher.token_secret_ref:
