@@ -17,9 +17,37 @@ M = TypeVar("M", bound=BaseModel)
 _locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
 
-def reset_locks() -> None:
-    """Locks belong to one event loop; a (re)started operator starts with none."""
+class Signatures:
+    """What a watch handler last saw of each object, so that writes it does not care about do nothing."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], Any] = {}
+        _memos.append(self)
+
+    def news(self, kind: str, event: Mapping[str, Any], body: Mapping[str, Any], signature: Any) -> bool:
+        """Whether `signature` of the object changed since its last event; a deletion is always news."""
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        if event.get("type") == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        if self._seen.get(key) == signature:
+            return False
+        self._seen[key] = signature
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
+_memos: list[Signatures] = []
+
+
+def reset() -> None:
+    """A (re)started operator has seen nothing yet, and has no locks (they belong to one event loop)."""
     _locks.clear()
+    for memo in _memos:
+        memo.clear()
 
 
 def lock_for(kind: str, namespace: str, name: str) -> asyncio.Lock:
@@ -60,6 +88,11 @@ async def ensure(manifests: list[dict[str, Any] | None]) -> tuple[dict[str, dict
         if was_created:
             created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
     return objects, created
+
+
+def live_child_owner(event: Mapping[str, Any], body: Mapping[str, Any], kind: str) -> str | None:
+    """The owner of `kind` of a child that was added or changed; None when it was deleted or has none."""
+    return owner_name(body, kind) if event.get("type") != "DELETED" else None
 
 
 def owner_name(body: Mapping[str, Any], kind: str) -> str | None:

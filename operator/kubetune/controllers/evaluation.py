@@ -156,19 +156,13 @@ async def evaluation_resync(namespace: str, name: str, logger: kopf.Logger, **_:
 @kopf.on.event("batch", "v1", "jobs", labels=EVAL_JOB_FILTER)
 async def evaluation_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
     """An evaluation Job started, finished or failed: update its Evaluation."""
-    owner = common.owner_name(body, c.EVALUATION)
-    if owner and event.get("type") != "DELETED":
+    owner = common.live_child_owner(event, body, c.EVALUATION)
+    if owner:
         with metrics.track("evaluation.job_event"):
             await reconcile(namespace, owner)
 
 
-_seen_checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
-
-
-@kopf.on.startup()
-def forget_seen_checkpoints(**_: Any) -> None:
-    """A (re)started operator has seen nothing yet."""
-    _seen_checkpoints.clear()
+_seen_jobs = common.Signatures()
 
 
 @kopf.on.event(*FTJ)
@@ -176,12 +170,8 @@ async def evaluations_follow_job(event: kopf.RawEvent, body: kopf.Body, namespac
     """A FineTuneJob got new checkpoints (or finished): reconcile the Evaluations that score it."""
     status = body.get("status") or {}
     seen = (status.get("phase"), tuple(cp.get("name") for cp in status.get("checkpoints") or []))
-    key = (namespace, name)
-    if event.get("type") == "DELETED" or _seen_checkpoints.get(key) == seen:
-        if event.get("type") == "DELETED":
-            _seen_checkpoints.pop(key, None)
+    if not _seen_jobs.news(c.FINETUNEJOB, event, body, seen) or event.get("type") == "DELETED":
         return
-    _seen_checkpoints[key] = seen
     with metrics.track("evaluation.job_checkpoints"):
         for item in await k8s.list_objects(c.EVALUATION, namespace):
             ref = ((item.get("spec") or {}).get("model") or {}).get("fineTuneJob") or {}

@@ -231,8 +231,8 @@ def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
 async def training_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
     """A training Job changed (started, pod failed, succeeded, failed): update its FineTuneJob."""
-    owner = common.owner_name(body, c.FINETUNEJOB)
-    if owner and event.get("type") != "DELETED":
+    owner = common.live_child_owner(event, body, c.FINETUNEJOB)
+    if owner:
         with metrics.track("finetunejob.job_event"):
             await sync_status(namespace, owner, batch_job=dict(body))
 

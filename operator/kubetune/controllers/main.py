@@ -35,7 +35,7 @@ KOPF_FLAGS = (
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     """All operator settings, in one place."""
     cfg = config.load()
-    common.reset_locks()
+    common.reset()
     # Kopf's own state (handler progress, the last handled spec) lives in annotations under kubetune.dev.
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_ANNOTATION_PREFIX)

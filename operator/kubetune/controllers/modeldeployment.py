@@ -172,32 +172,13 @@ async def modeldeployment_resync(namespace: str, name: str, logger: kopf.Logger,
 @kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)
 async def serving_deployment_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
     """The serving Deployment rolled out (or lost replicas): update readyReplicas and phase."""
-    owner = common.owner_name(body, c.MODELDEPLOYMENT)
-    if owner and event.get("type") != "DELETED":
+    owner = common.live_child_owner(event, body, c.MODELDEPLOYMENT)
+    if owner:
         with metrics.track("modeldeployment.deployment_event"):
             await reconcile(namespace, owner)
 
 
-_seen: dict[tuple[str, str, str], Any] = {}
-
-
-@kopf.on.startup()
-def forget_seen_signatures(**_: Any) -> None:
-    """A (re)started operator has seen nothing yet."""
-    _seen.clear()
-
-
-def _news(kind: str, event: kopf.RawEvent, body: kopf.Body, signature: Any) -> bool:
-    """Whether `signature` of an object changed since the last event (so unrelated writes do nothing)."""
-    meta = body.get("metadata") or {}
-    key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-    if event.get("type") == "DELETED":
-        _seen.pop(key, None)
-        return True
-    if _seen.get(key) == signature:
-        return False
-    _seen[key] = signature
-    return True
+_seen = common.Signatures()
 
 
 async def _reconcile_referring(namespace: str, match: Any) -> None:
@@ -213,7 +194,7 @@ async def deployments_follow_evaluation(
     """New results of an Evaluation may promote, roll forward, or leave nothing passing."""
     status = body.get("status") or {}
     signature = (status.get("results"), status.get("passed"), status.get("best"))
-    if _news(c.EVALUATION, event, body, signature):
+    if _seen.news(c.EVALUATION, event, body, signature):
         with metrics.track("modeldeployment.evaluation_event"):
             await _reconcile_referring(
                 namespace, lambda spec: ((spec.get("promotion") or {}).get("evaluation") or {}).get("name") == name
@@ -229,7 +210,7 @@ async def deployments_follow_job(event: kopf.RawEvent, body: kopf.Body, namespac
         status.get("bestCheckpoint"),
         [cp.get("name") for cp in status.get("checkpoints") or []],
     )
-    if _news(c.FINETUNEJOB, event, body, signature):
+    if _seen.news(c.FINETUNEJOB, event, body, signature):
         with metrics.track("modeldeployment.job_event"):
             await _reconcile_referring(
                 namespace, lambda spec: ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name") == name
