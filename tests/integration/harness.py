@@ -142,6 +142,34 @@ def example(name: str = "travel", **spec: Any) -> dict[str, Any]:
     }
 
 
+# Where the example job's checkpoints are (its operator-made claim), and the paths of the objects the
+# Evaluation and ModelDeployment tests share.
+CLAIM = "pvc://travel-data/output"
+FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs/travel"
+EVAL_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/evaluations/travel-eval"
+
+
+def checkpoints(*steps: int) -> list[dict[str, Any]]:
+    """`status.checkpoints` of the example job as the trainer reports them."""
+    return [{"name": f"checkpoint-{s}", "step": s, "uri": f"{CLAIM}/checkpoint-{s}"} for s in steps]
+
+
+def evaluation(gpus: int = 0) -> dict[str, Any]:
+    """An Evaluation `travel-eval` of every checkpoint of the example job, passing at exact_match >= 0.8."""
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "Evaluation",
+        "metadata": {"name": "travel-eval", "namespace": NAMESPACE},
+        "spec": {
+            "model": {"fineTuneJob": {"name": "travel", "checkpoints": "all"}},
+            "dataset": {"uri": "pvc://datasets/travel/test.jsonl"},
+            "metrics": ["exact_match"],
+            "passCriteria": [{"metric": "exact_match", "min": 0.8}],
+            "resources": {"gpus": gpus},
+        },
+    }
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     server = ApiServerThread().start()

@@ -6,32 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from harness import EVAL_PATH, FTJ_PATH, NAMESPACE, Cluster, checkpoints, evaluation, example, wait_for
 from prometheus_client import REGISTRY
-
-from conftest import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
-
-CLAIM = "pvc://travel-data/output"
-EVAL_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/evaluations/travel-eval"
-FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs/travel"
-
-
-def evaluation() -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.dev/v1alpha1",
-        "kind": "Evaluation",
-        "metadata": {"name": "travel-eval", "namespace": NAMESPACE},
-        "spec": {
-            "model": {"fineTuneJob": {"name": "travel", "checkpoints": "all"}},
-            "dataset": {"uri": "pvc://datasets/travel/test.jsonl"},
-            "metrics": ["exact_match"],
-            "passCriteria": [{"metric": "exact_match", "min": 0.8}],
-            "resources": {"gpus": 1},
-        },
-    }
-
-
-def checkpoints(*steps: int) -> list[dict[str, Any]]:
-    return [{"name": f"checkpoint-{s}", "step": s, "uri": f"{CLAIM}/checkpoint-{s}"} for s in steps]
 
 
 def eval_jobs(cluster: Cluster) -> dict[str, dict[str, Any]]:
@@ -44,7 +20,7 @@ def status(cluster: Cluster) -> dict[str, Any]:
 
 def test_evaluation_waits_runs_reports_and_reruns_on_new_checkpoints(cluster: Cluster, operator) -> None:
     cluster.apply(example(resources={"gpus": 0}))
-    cluster.apply(evaluation())
+    cluster.apply(evaluation(gpus=1))
     waiting = wait_for(lambda: status(cluster).get("phase") == "Pending" and status(cluster), what="Pending")
     assert waiting["conditions"][0]["reason"] == "WaitingForCheckpoints"
     assert "has no checkpoint 'all' yet" in waiting["message"]

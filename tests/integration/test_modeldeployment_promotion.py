@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
+from harness import (
+    CLAIM,
+    EVAL_PATH,
+    FTJ_PATH,
+    GROUP_PATH,
+    NAMESPACE,
+    Cluster,
+    checkpoints,
+    evaluation,
+    example,
+    wait_for,
+)
 
-CLAIM = "pvc://travel-data/output"
-EVAL_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/evaluations/travel-eval"
 MDEP_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel"
-FTJ_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs/travel"
-
-
-def checkpoints(*steps: int) -> list[dict[str, Any]]:
-    return [{"name": f"checkpoint-{s}", "step": s, "uri": f"{CLAIM}/checkpoint-{s}"} for s in steps]
 
 
 def result(step: int, score: float, passed: bool) -> dict[str, Any]:
@@ -33,21 +37,6 @@ def trained_job(cluster: Cluster, *steps: int) -> None:
     cluster.patch_status(FTJ_PATH, {"checkpoints": checkpoints(*steps), "bestCheckpoint": f"checkpoint-{steps[-1]}"})
     cluster.finish_job("travel-train")
     wait_for(lambda: cluster.ftj("travel")["status"].get("phase") == "Succeeded", what="the job to succeed")
-
-
-def evaluation() -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.dev/v1alpha1",
-        "kind": "Evaluation",
-        "metadata": {"name": "travel-eval", "namespace": NAMESPACE},
-        "spec": {
-            "model": {"fineTuneJob": {"name": "travel", "checkpoints": "all"}},
-            "dataset": {"uri": "pvc://datasets/travel/test.jsonl"},
-            "metrics": ["exact_match"],
-            "passCriteria": [{"metric": "exact_match", "min": 0.8}],
-            "resources": {"gpus": 0},
-        },
-    }
 
 
 def model_deployment(**promotion: Any) -> dict[str, Any]:
