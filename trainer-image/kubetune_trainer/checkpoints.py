@@ -214,6 +214,8 @@ class CheckpointCallback(TrainerCallback):
         self.stop = stop  # GracefulStop: marks the checkpoint a stop signal asked for
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+        if self.stop is not None and self.stop.stopped_at is not None:
+            return control  # stopped mid-epoch by a signal: its checkpoint is written; don't save (or eval) again
         if self.every_epochs and state.epoch is not None and round(state.epoch) % self.every_epochs == 0:
             control.should_save = True
             if args.eval_strategy != "no":

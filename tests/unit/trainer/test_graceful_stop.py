@@ -22,7 +22,7 @@ from trainer_helpers import (
     trainer_env,
     write_config,
 )
-from transformers import TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune_trainer.callbacks import GracefulStop
 from kubetune_trainer.train import EXIT_SIGINT, EXIT_SIGTERM
@@ -170,3 +170,26 @@ def test_sigterm_before_training_exits_143_at_once():
     )
     done = subprocess.run([sys.executable, "-c", code], env=trainer_env(), timeout=60)
     assert done.returncode == EXIT_SIGTERM
+
+
+class _SignalAt(TrainerCallback):
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.step:
+            signal.raise_signal(self.signum)
+
+
+@pytest.mark.slow
+def test_a_stop_mid_epoch_with_epoch_checkpoints_saves_once(tmp_path, tiny_model):
+    """The Trainer still calls on_epoch_end after the stop; that must not write the same checkpoint again."""
+    from kubetune_trainer.train import run
+
+    cfg = epochs_config(tmp_path, tiny_model, quickstart_rows(48), checkpoints={"every": 1, "unit": "epochs"})
+    assert run(cfg, callbacks=[_SignalAt(3, signal.SIGINT)]) == EXIT_SIGINT
+    out = Path(cfg.output_dir)
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-4"]  # the step after the signal
+    assert json.loads((out / "checkpoint-4" / "kubetune.json").read_text())["interrupted"] == "SIGINT"
+    assert [e["event"] for e in events(tmp_path)].count("checkpoints") == 1
+    assert not (out / "final").exists()
