@@ -103,6 +103,33 @@ def _gpu_seconds_so_far(spec: Mapping[str, Any], status: Mapping[str, Any], now:
     return max(0.0, (now - start).total_seconds()) * int(res.get("gpus", 1)) * int(res.get("nodes", 1))
 
 
+def _set_scores(
+    gauge: Gauge,
+    known: dict[tuple[str, str], set[tuple[str, str]]],
+    key: tuple[str, str],
+    scored: list[tuple[str, Mapping[str, Any]]],
+) -> None:
+    """gauge{namespace, name, model, metric} for each numeric value of each (model, values) in `scored`;
+    the series of `key` that are no longer there are removed. Call with `_lock` held."""
+    series = set()
+    for model, values in scored:
+        for metric, value in values.items():
+            if isinstance(value, int | float):
+                gauge.labels(*key, model, metric).set(value)
+                series.add((model, metric))
+    for gone in known.get(key, set()) - series:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*key, *gone)
+    known[key] = series
+
+
+def _forget_scores(gauge: Gauge, known: dict[tuple[str, str], set[tuple[str, str]]], key: tuple[str, str]) -> None:
+    """Remove every series `_set_scores` made for `key`. Call with `_lock` held."""
+    for model, metric in known.pop(key, set()):
+        with contextlib.suppress(KeyError):
+            gauge.remove(*key, model, metric)
+
+
 def observe_job(body: Mapping[str, Any], now: dt.datetime | None = None) -> None:
     """Update every per-job series from a FineTuneJob as it is now."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
@@ -123,16 +150,8 @@ def observe_job(body: Mapping[str, Any], now: dt.datetime | None = None) -> None
             PROGRESS.labels(namespace, name).set(1.0)
         checkpoints = status.get("checkpoints") or []
         CHECKPOINTS.labels(namespace, name).set(len(checkpoints))
-        series = set()
-        for cp in checkpoints:
-            for metric, value in (cp.get("metrics") or {}).items():
-                if isinstance(value, int | float):
-                    CHECKPOINT_METRIC.labels(namespace, name, cp.get("name", ""), metric).set(value)
-                    series.add((cp.get("name", ""), metric))
-        for gone in _checkpoint_series.get(key, set()) - series:
-            with contextlib.suppress(KeyError):
-                CHECKPOINT_METRIC.remove(namespace, name, *gone)
-        _checkpoint_series[key] = series
+        scored = [(cp.get("name", ""), cp.get("metrics") or {}) for cp in checkpoints]
+        _set_scores(CHECKPOINT_METRIC, _checkpoint_series, key, scored)
         seconds = _gpu_seconds_so_far(spec, status, now or dt.datetime.now(dt.UTC))
         if seconds is not None:
             seen = _gpu_seen.setdefault(key, seconds if key not in _gpu_seen and _restarted(status) else 0.0)
@@ -156,9 +175,7 @@ def forget_job(namespace: str, name: str) -> None:
         for gauge in (TRAINING_LOSS, EVAL_LOSS, PROGRESS, CHECKPOINTS):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name)
-        for cp, metric in _checkpoint_series.pop(key, set()):
-            with contextlib.suppress(KeyError):
-                CHECKPOINT_METRIC.remove(namespace, name, cp, metric)
+        _forget_scores(CHECKPOINT_METRIC, _checkpoint_series, key)
 
 
 # --- Evaluations (added by the serving engineer) ---
@@ -178,21 +195,10 @@ def observe_evaluation(body: Mapping[str, Any]) -> None:
     scored = [(r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []]
     if status.get("baseline"):
         scored.append(("baseline", status["baseline"].get("metrics") or {}))
-    series = set()
     with _lock:
-        for model, values in scored:
-            for metric, value in values.items():
-                if isinstance(value, int | float):
-                    EVALUATION_SCORE.labels(*key, model, metric).set(value)
-                    series.add((model, metric))
-        for gone in _evaluation_series.get(key, set()) - series:
-            with contextlib.suppress(KeyError):
-                EVALUATION_SCORE.remove(*key, *gone)
-        _evaluation_series[key] = series
+        _set_scores(EVALUATION_SCORE, _evaluation_series, key, scored)
 
 
 def forget_evaluation(namespace: str, name: str) -> None:
     with _lock:
-        for model, metric in _evaluation_series.pop((namespace, name), set()):
-            with contextlib.suppress(KeyError):
-                EVALUATION_SCORE.remove(namespace, name, model, metric)
+        _forget_scores(EVALUATION_SCORE, _evaluation_series, (namespace, name))

@@ -96,3 +96,36 @@ def test_gpu_seconds_count_once_per_namespace():
     metrics.forget_job("gpu-team", "m1")
     assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "gpu-team", "phase": "Running"}) == 0
     assert REGISTRY.get_sample_value("kubetune_training_loss", {"namespace": "gpu-team", "job": "m1"}) is None
+
+
+def test_score_series_follow_the_status_and_go_with_the_object():
+    def score(model):
+        labels = {"namespace": "ns", "evaluation": "e", "model": model, "metric": "exact_match"}
+        return REGISTRY.get_sample_value("kubetune_evaluation_score", labels)
+
+    body = {
+        "metadata": {"namespace": "ns", "name": "e"},
+        "status": {
+            "results": [{"model": "checkpoint-1", "metrics": {"exact_match": 0.5, "note": "n/a"}}],
+            "baseline": {"metrics": {"exact_match": 0.25}},
+        },
+    }
+    metrics.observe_evaluation(body)
+    assert (score("checkpoint-1"), score("baseline")) == (0.5, 0.25)
+    body["status"]["results"] = [{"model": "checkpoint-2", "metrics": {"exact_match": 0.75}}]
+    metrics.observe_evaluation(body)
+    assert (score("checkpoint-1"), score("checkpoint-2")) == (None, 0.75)  # a result gone: its series too
+    metrics.forget_evaluation("ns", "e")
+    assert (score("checkpoint-2"), score("baseline")) == (None, None)
+
+    job = {
+        "metadata": {"namespace": "ns", "name": "j"},
+        "status": {"phase": "Running", "checkpoints": [{"name": "checkpoint-1", "metrics": {"eval_loss": 0.4}}]},
+    }
+    labels = {"namespace": "ns", "job": "j", "checkpoint": "checkpoint-1", "metric": "eval_loss"}
+    metrics.observe_job(job)
+    assert REGISTRY.get_sample_value("kubetune_checkpoint_metric", labels) == 0.4
+    job["status"]["checkpoints"] = []
+    metrics.observe_job(job)
+    assert REGISTRY.get_sample_value("kubetune_checkpoint_metric", labels) is None
+    metrics.forget_job("ns", "j")
