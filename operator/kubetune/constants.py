@@ -129,6 +129,11 @@ METRICS_PORT: Final = 8080
 
 # --- Operator: training Jobs, their pods, events (appended by the operator engineer) ---
 EXIT_DATA_VALIDATION_FAILED: Final = 3  # the trainer exits 3 when the data is invalid: the Job fails at once
+# The trainer exits 143 after SIGTERM once it has saved a resumable checkpoint (a deleted or stopped pod).
+EXIT_STOPPED_WITH_CHECKPOINT: Final = 143
+# Time a trainer gets after SIGTERM to finish its step and write that checkpoint (a full fine-tune of a
+# large model writes weights and optimizer state: minutes); it exits as soon as it has saved.
+TRAINER_GRACE_SECONDS: Final = 600
 TRAINER_CONTAINER: Final = "trainer"
 TRAINER_USER_ID: Final = 1000  # the trainer image's non-root user (uid and gid)
 HF_CACHE_DIR: Final = "/var/cache/huggingface"  # HF_HOME inside pods (an emptyDir; the root fs is read-only)

@@ -118,10 +118,22 @@ def _distributed_env(job: FineTuneJob) -> list[dict[str, Any]]:
 
 
 def pod_failure_policy() -> dict[str, Any]:
-    """Preemption and node drains do not use up retries; invalid data fails the Job at once."""
+    """Preemption, node drains and stops after a saved checkpoint do not use up retries; invalid data fails the Job.
+
+    A pod deleted through the API (not an eviction) carries no DisruptionTarget condition; the trainer then
+    exits 143 once it has written a resumable checkpoint, and the replacement resumes from it.
+    """
     return {
         "rules": [
             {"action": "Ignore", "onPodConditions": [{"type": c.POD_DISRUPTION_TARGET}]},
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": c.TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": [c.EXIT_STOPPED_WITH_CHECKPOINT],
+                },
+            },
             {
                 "action": "FailJob",
                 "onExitCodes": {
@@ -168,6 +180,7 @@ def build_training_job(
         container["ports"] = [{"name": "rendezvous", "containerPort": c.MASTER_PORT}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": c.TRAINER_GRACE_SECONDS,
         "serviceAccountName": service_account_name(job),
         "automountServiceAccountToken": True,
         "securityContext": pods.pod_security_context(settings),

@@ -189,11 +189,19 @@ def test_cpu_job_requests_no_gpu():
 
 def test_node_disruption_does_not_count_against_retries_and_bad_data_fails_at_once():
     spec = build_training_job(ftj())["spec"]
-    ignore, fail = spec["podFailurePolicy"]["rules"]
+    ignore, stopped, fail = spec["podFailurePolicy"]["rules"]
     assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert stopped == {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [143]},
+    }
     assert fail["action"] == "FailJob"
     assert fail["onExitCodes"] == {"containerName": "trainer", "operator": "In", "values": [3]}
     assert spec["podReplacementPolicy"] == "Failed"
+
+
+def test_trainer_gets_time_to_save_a_checkpoint_after_sigterm():
+    assert pod_spec(build_training_job(ftj()))["terminationGracePeriodSeconds"] == 600
 
 
 def test_pods_are_restricted():
