@@ -40,8 +40,6 @@ def _finite(x: float | None) -> float | None:
 class ProgressReporter(Protocol):
     """What the trainer tells the outside world. Implementations must never raise into training."""
 
-    def phase(self, phase: str, message: str = "") -> None: ...
-
     def data(self, status: dict[str, Any]) -> None: ...
 
     def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None: ...
@@ -99,9 +97,6 @@ def progress_status(
 
 
 class NullReporter:
-    def phase(self, phase: str, message: str = "") -> None:
-        pass
-
     def data(self, status: dict[str, Any]) -> None:
         pass
 
@@ -135,9 +130,6 @@ class JsonlReporter:
         line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
-
-    def phase(self, phase: str, message: str = "") -> None:
-        self._write("phase", phase=phase, message=message)
 
     def data(self, status: dict[str, Any]) -> None:
         self._write("data", data=status)
@@ -226,26 +218,15 @@ class KubernetesReporter:
             self._last_sent = now
         self.send(merged)
 
-    def phase(self, phase: str, message: str = "") -> None:
-        self._patch({"phase": phase, "message": message} if message else {"phase": phase})
-
     def data(self, status: dict[str, Any]) -> None:
         self._patch({"data": status})
 
     def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        """The line-numbered problems, in `status.data.errors`. Phase and conditions are the operator's: it
+        sees the pod exit with EXIT_DATA_VALIDATION_FAILED and reads these errors into its message."""
         data = dict(status or {})
         data.setdefault("errors", [line for line in report.splitlines() if line.strip()][:50])
-        condition = {
-            "type": c.Condition.DATA_VALID,
-            "status": "False",
-            "reason": c.Reason.DATA_VALIDATION_FAILED,
-            "message": report[:4000],
-            "lastTransitionTime": _now(),
-        }
-        # Conditions are a list: a merge patch replaces it, so the operator re-derives the rest.
-        self._patch(
-            {"phase": c.Phase.FAILED, "message": "data validation failed", "data": data, "conditions": [condition]}
-        )
+        self._patch({"data": data})
 
     def report(self, **kwargs: Any) -> None:
         self._patch(progress_status(**kwargs), throttle=True)
