@@ -109,6 +109,34 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_the_next_run_resumes(tmp
     assert resource(runs, *JOB_DIR)["status"]["progress"]["step"] == 60
 
 
+@pytest.mark.slow
+def test_a_trainer_stopped_from_outside_saves_a_checkpoint_and_the_job_is_suspended_not_failed(tmp_path):
+    import psutil
+
+    folder = mini_quickstart(tmp_path, max_steps=400, every=1000)  # no periodic checkpoint before the stop
+    runs = tmp_path / "runs"
+    output = runs.joinpath(*CLAIM_OUTPUT)
+    progress = runs.joinpath(*JOB_DIR) / "progress.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubetune.cli", "run", str(folder), "--runs-dir", str(runs), "--no-serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (progress.exists() and '"event": "progress"' in progress.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    trainer = next(p for p in psutil.Process(proc.pid).children(recursive=True) if "kubetune_trainer" in p.cmdline())
+    trainer.send_signal(signal.SIGTERM)  # e.g. the machine shutting down, or `kill` of the trainer itself
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out
+    assert "resumes from checkpoint-" in out
+    assert resource(runs, *JOB_DIR)["status"]["phase"] == "Suspended"
+    saved = [d for d in output.glob("checkpoint-*") if (d / "kubetune.json").exists()]
+    assert len(saved) == 1 and not (output / "final").exists()
+
+
 def test_broken_dataset_stops_the_run_before_training_with_line_numbers(tmp_path):
     folder = mini_quickstart(tmp_path, model=False)
     (tmp_path / "runs" / "pvc" / "models" / "tiny-travel").mkdir(parents=True)

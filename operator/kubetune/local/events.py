@@ -1,7 +1,7 @@
 """The trainer's progress file (JSON lines) -> the FineTuneJob status a cluster would show, and loss curves.
 
-The trainer writes one event per line (`kubetune_trainer.progress.JsonlReporter`): `phase`, `data`,
-`data_failed`, `progress`, `checkpoints`, `finished`; the evaluator writes `evaluation`. Each maps
+The trainer writes one event per line (`kubetune_trainer.progress.JsonlReporter`): `data`,
+`data_failed`, `progress`, `checkpoints`, `interrupted`, `finished`; the evaluator writes `evaluation`. Each maps
 to the same status fields the trainer would merge-patch on a cluster.
 """
 
@@ -19,11 +19,7 @@ def apply_event(status: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]
     """The camelCase status after one event (a new dict; unknown events leave it as it is)."""
     out = dict(status)
     kind = event.get("event")
-    if kind == "phase":
-        out["phase"] = event.get("phase", out.get("phase"))
-        if event.get("message"):
-            out["message"] = event["message"]
-    elif kind == "data":
+    if kind == "data":
         out["data"] = event.get("data") or {}
     elif kind == "data_failed":
         out["data"] = event.get("data") or {}

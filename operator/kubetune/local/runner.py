@@ -62,6 +62,8 @@ from kubetune.local.state import RunsDir, file_digest, inputs_hash
 from kubetune.local.summary import print_summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The trainer's exit codes after SIGTERM / SIGINT, once it has saved a resumable checkpoint.
+STOPPED_BY_SIGNAL = frozenset({c.EXIT_STOPPED_WITH_CHECKPOINT, 130})
 RUN_CONFIG = "run-config.json"
 PROGRESS = "progress.jsonl"
 POLL_SECONDS = 0.5
@@ -231,17 +233,17 @@ def run_job(item: planning.Item, run: Run) -> bool:
         child.stop()
         for event in tail.read():
             status = apply_event(status, event)
-        latest = _latest_checkpoint(output_dir)
-        where = f"it resumes from {latest}" if latest else "no checkpoint was complete yet, so it starts over"
-        status.update(phase=c.Phase.SUSPENDED, message=f"interrupted; run `kubetune run` again: {where}")
-        run.save(item, _with_status(job, FineTuneJobStatus.model_validate(status)), digest)
-        run.say(f"[yellow]{item} interrupted. Run `kubetune run {run.manifest_path}` again: {where}.[/]")
+        _save_suspended(item, run, job, status, output_dir, digest)
         raise Interrupted from None
 
     rc = child.poll()
     for event in tail.read():
         status = apply_event(status, event)
         curve.add(event)
+    if rc in STOPPED_BY_SIGNAL:
+        # Stopped from outside (SIGTERM/SIGINT to the trainer itself): it saved a checkpoint first.
+        _save_suspended(item, run, job, status, output_dir, digest)
+        raise Interrupted
     status["completionTime"] = now()
     if rc == 0:
         if not status.get("checkpoints"):
@@ -275,6 +277,17 @@ def run_job(item: planning.Item, run: Run) -> bool:
         digest=digest,
         status=status,
     )
+
+
+def _save_suspended(
+    item: planning.Item, run: Run, job: FineTuneJob, status: dict[str, Any], output_dir: Path, digest: str
+) -> None:
+    """An interrupted job is Suspended, not Failed: the next `kubetune run` resumes it."""
+    latest = _latest_checkpoint(output_dir)
+    where = f"it resumes from {latest}" if latest else "no checkpoint was complete yet, so it starts over"
+    status.update(phase=c.Phase.SUSPENDED, message=f"interrupted; run `kubetune run` again: {where}")
+    run.save(item, _with_status(job, FineTuneJobStatus.model_validate(status)), digest)
+    run.say(f"[yellow]{item} interrupted. Run `kubetune run {run.manifest_path}` again: {where}.[/]")
 
 
 def _condition(type_: str, value: str, reason: str, message: str) -> dict[str, Any]:
