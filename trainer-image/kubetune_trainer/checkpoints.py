@@ -201,6 +201,7 @@ class CheckpointCallback(TrainerCallback):
         reporter: Any,
         uri_of: Any = None,
         every_epochs: int | None = None,
+        evaluate: bool = False,
         throughput: Any = None,
         stop: Any = None,
     ) -> None:
@@ -210,6 +211,7 @@ class CheckpointCallback(TrainerCallback):
         self.reporter = reporter
         self.uri_of = uri_of or (lambda name: str(self.output_dir / name))
         self.every_epochs = every_epochs
+        self.evaluate = evaluate  # evaluate before each epoch checkpoint (eval_strategy is "no" for unit epochs)
         self.throughput = throughput
         self.stop = stop  # GracefulStop: marks the checkpoint a stop signal asked for
 
@@ -218,7 +220,7 @@ class CheckpointCallback(TrainerCallback):
             return control  # stopped mid-epoch by a signal: its checkpoint is written; don't save (or eval) again
         if self.every_epochs and state.epoch is not None and round(state.epoch) % self.every_epochs == 0:
             control.should_save = True
-            if args.eval_strategy != "no":
+            if self.evaluate or args.eval_strategy != "no":
                 control.should_evaluate = True
         return control
 

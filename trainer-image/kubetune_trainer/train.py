@@ -181,6 +181,7 @@ def build_trainer(
         reporter=reporter,
         uri_of=lambda name: output_uri(cfg, name),
         every_epochs=sched.every_epochs,
+        evaluate=sched.eval_every_save,
         throughput=throughput,
         stop=stop,
     )

@@ -122,3 +122,19 @@ def test_checkpoints_every_epoch(tmp_path, tiny_model):
     assert run(cfg) == EXIT_OK
     metas = [json.loads(p.read_text()) for p in sorted(Path(cfg.output_dir).glob("checkpoint-*/kubetune.json"))]
     assert [round(m["epoch"]) for m in metas] == [1, 2]
+
+
+def test_checkpoints_every_epoch_are_evaluated_and_ranked(tmp_path, tiny_model):
+    """unit: epochs with validation data: each epoch checkpoint carries its eval_loss, so selectBy can rank them."""
+    cfg = make_config(
+        tmp_path,
+        tiny_model,
+        FIXTURES / "prompt_completion.jsonl",
+        validation=FIXTURES / "prompt_completion.jsonl",
+        checkpoints={"every": 1, "unit": "epochs", "keep": 5},
+        hyperparameters={"maxSteps": None, "epochs": 2, "batchSize": 6},
+    )
+    assert run(cfg) == EXIT_OK
+    metas = [json.loads(p.read_text()) for p in sorted(Path(cfg.output_dir).glob("checkpoint-*/kubetune.json"))]
+    assert len(metas) == 2
+    assert all("eval_loss" in m["eval_metrics"] for m in metas), [m["eval_metrics"] for m in metas]
