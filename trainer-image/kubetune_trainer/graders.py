@@ -34,6 +34,24 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def reference_text(ref: Any) -> str:
+    """A reference as text: a string as it is, any other JSON value (true, 3.5, an object) as JSON."""
+    return ref if isinstance(ref, str) else json.dumps(ref, ensure_ascii=False)
+
+
+def _matches(completion: Any, ref: Any) -> bool:
+    """Equal text (spacing ignored); a JSON reference also matches a completion that parses to the same value."""
+    text = completion_text(completion)
+    if _normalise(text) == _normalise(reference_text(ref)):
+        return True
+    if isinstance(ref, str):
+        return False
+    try:
+        return json.loads(text.strip()) == ref
+    except ValueError:
+        return False
+
+
 def _references(kwargs: dict[str, Any], field: str, n: int, name: str) -> list[Any]:
     refs = kwargs.get(field)
     if refs is None:
@@ -49,9 +67,7 @@ def exact_match(grader: Grader) -> RewardFunc:
 
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
         refs = _references(kwargs, field, len(completions), grader.name or grader.type)
-        return [
-            float(_normalise(completion_text(c)) == _normalise(str(r))) for c, r in zip(completions, refs, strict=True)
-        ]
+        return [float(_matches(c, r)) for c, r in zip(completions, refs, strict=True)]
 
     return reward
 
@@ -88,7 +104,7 @@ def string_similarity(grader: Grader) -> RewardFunc:
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
         refs = _references(kwargs, field, len(completions), grader.name or grader.type)
         return [
-            difflib.SequenceMatcher(None, _normalise(completion_text(c)), _normalise(str(r))).ratio()
+            difflib.SequenceMatcher(None, _normalise(completion_text(c)), _normalise(reference_text(r))).ratio()
             for c, r in zip(completions, refs, strict=True)
         ]
 

@@ -51,3 +51,16 @@ def test_several_graders_keep_their_weights_and_distinct_names():
     )
     assert weights == [1.0, 0.5, 0.25]
     assert [f.__name__ for f in funcs] == ["exact_match", "regex_1", "regex_2"]
+
+
+def test_exact_match_compares_json_references_as_json():
+    """A reinforcement dataset's reference may be a JSON value (true, 3.5, an object), not only a string."""
+    fn, _ = _one({"type": "exact_match", "field": "answer"})
+    completions = ["true", '{"city": "Lisbon", "nights": 2}', "3.5", "false"]
+    refs = [True, {"nights": 2, "city": "Lisbon"}, 3.5, True]
+    assert fn(completions, answer=refs) == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_string_similarity_reads_json_references_as_json_text():
+    fn, _ = _one({"type": "string_similarity", "field": "answer"})
+    assert fn(['{"city": "Lisbon"}'], answer=[{"city": "Lisbon"}]) == [1.0]
