@@ -20,7 +20,7 @@ import torch
 from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.runconfig import StorageMap
 from kubetune.constants import CHECKPOINT_META
-from kubetune_trainer.sources import resolve_model
+from kubetune_trainer.sources import pinned_uri, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,13 @@ def load_model(
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         peft_config = lora_config(spec) if adapter in ("lora", "qlora") else None
+        # the revision travels with the URI: continual runs, merges and evaluations load this same base
         loaded = LoadedModel(
-            model, tokenizer, base_model=base_model_uri, started_from=base_model_uri, peft_config=peft_config
+            model,
+            tokenizer,
+            base_model=pinned_uri(base_model_uri, revision),
+            started_from=base_model_uri,
+            peft_config=peft_config,
         )
 
     if adapter == "none" and spec.freeze_layers:

@@ -35,3 +35,29 @@ def test_hf_offline_without_cache_is_a_clear_error(monkeypatch, tmp_path):
 def test_unknown_scheme():
     with pytest.raises(ModelSourceError, match="not supported"):
         resolve_model("ftp://x/y")
+
+
+def test_a_revision_given_in_the_spec_is_recorded_with_the_base_model(tmp_path, tiny_model, monkeypatch):
+    """kubetune.json's base_model is what continual runs, merges and evaluations load the adapter onto:
+    spec.baseModel.revision must travel with it, or they apply the adapter to the hub's newest weights."""
+    from kubetune.api.finetunejob import FineTuneJobSpec
+    from kubetune_trainer import modeling
+
+    seen = []
+
+    def fake_resolve(uri, storage=None, *, token_env=None, revision=None, download=True):
+        seen.append((uri, revision))
+        return str(tiny_model)
+
+    monkeypatch.setattr(modeling, "resolve_model", fake_resolve)
+    spec = FineTuneJobSpec.model_validate(
+        {
+            "method": "sft",
+            "baseModel": {"uri": "hf://acme/tiny", "revision": "v1.2"},
+            "dataset": {"train": {"uri": "train.jsonl"}},
+            "adapter": {"type": "lora", "r": 4, "alpha": 8},
+        }
+    )
+    loaded = modeling.load_model(spec, "hf://acme/tiny", None, modeling.Precision())
+    assert seen == [("hf://acme/tiny", "v1.2")]
+    assert loaded.base_model == "hf://acme/tiny@v1.2"
