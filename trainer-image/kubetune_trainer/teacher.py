@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from kubetune.api.finetunejob import TeacherEndpoint
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "teacher-labels.jsonl"
+ATTEMPTS = 6  # a rate limit (429), a server error (5xx) or a lost connection is retried, with backoff
+MAX_WAIT_SECONDS = 60.0
 
 
 class TeacherError(RuntimeError):
@@ -50,16 +53,19 @@ def ask(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": endpoint.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
     url = endpoint.url.rstrip("/") + "/chat/completions"
-    for attempt in range(3):
+    for attempt in range(ATTEMPTS):
+        last = attempt == ATTEMPTS - 1
         try:
             resp = client.post(url, json=body, headers=headers)
-            if resp.status_code >= 500 and attempt < 2:
+            if (resp.status_code == 429 or resp.status_code >= 500) and not last:
+                time.sleep(_backoff(attempt, resp.headers.get("retry-after")))
                 continue
             resp.raise_for_status()
             return resp.json()["choices"][0]["message"]["content"] or ""
         except httpx.TransportError as err:
-            if attempt == 2:
+            if last:
                 raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: {err}") from None
+            time.sleep(_backoff(attempt, None))
         except httpx.HTTPStatusError as err:
             raise TeacherError(
                 f"spec.distillation.teacher.endpoint {endpoint.url} answered {err.response.status_code}: "
@@ -70,6 +76,15 @@ def ask(
                 f"spec.distillation.teacher.endpoint {endpoint.url}: not an OpenAI reply ({err})"
             ) from None
     raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: no answer")
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait: the server's Retry-After (in seconds) when it sent one, else 1, 2, 4 ... capped."""
+    try:
+        wait = float(retry_after) if retry_after else 2.0**attempt
+    except ValueError:  # an HTTP date: not worth parsing, back off as usual
+        wait = 2.0**attempt
+    return max(0.0, min(wait, MAX_WAIT_SECONDS))
 
 
 def label(
