@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,15 @@ def _quantization(spec: FineTuneJobSpec, precision: Precision):
     )
 
 
+def quantized_device_map() -> dict[str, int]:
+    """Where a 4-bit model goes: this process's GPU (`LOCAL_RANK` under accelerate/torchrun).
+
+    The model loads before the Trainer sets each worker's CUDA device, so `torch.cuda.current_device()`
+    would still be 0 on every rank and put all the copies on the first GPU.
+    """
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
 def _attn_implementation() -> str:
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
@@ -200,7 +210,7 @@ def load_model(
     }
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = quantized_device_map()
     notes: list[str] = []
 
     if _is_adapter(started):

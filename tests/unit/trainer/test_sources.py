@@ -61,3 +61,13 @@ def test_a_revision_given_in_the_spec_is_recorded_with_the_base_model(tmp_path, 
     loaded = modeling.load_model(spec, "hf://acme/tiny", None, modeling.Precision())
     assert seen == [("hf://acme/tiny", "v1.2")]
     assert loaded.base_model == "hf://acme/tiny@v1.2"
+
+
+def test_qlora_loads_each_worker_s_copy_on_its_own_gpu(monkeypatch):
+    """Under accelerate/torchrun every rank loads the 4-bit model before the Trainer picks its GPU."""
+    from kubetune_trainer import modeling
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert modeling.quantized_device_map() == {"": 3}
+    monkeypatch.delenv("LOCAL_RANK")
+    assert modeling.quantized_device_map() == {"": 0}
