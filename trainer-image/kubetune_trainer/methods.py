@@ -235,6 +235,8 @@ def _rft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["prompt"] = [{"role": "user", "content": row["prompt"]}]
         if "completion" in row and not isinstance(row["completion"], str):
             row["completion"] = "".join(m.get("content", "") for m in row["completion"])
+        if "completion" in row:
+            row.setdefault("answer", row["completion"])  # the graders' default reference field, as for chat rows
         rows.append(row)
     return rows
 

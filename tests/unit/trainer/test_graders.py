@@ -64,3 +64,21 @@ def test_exact_match_compares_json_references_as_json():
 def test_string_similarity_reads_json_references_as_json_text():
     fn, _ = _one({"type": "string_similarity", "field": "answer"})
     assert fn(['{"city": "Lisbon"}'], answer=[{"city": "Lisbon"}]) == [1.0]
+
+
+def test_default_graders_read_the_completion_of_prompt_completion_data():
+    """rft accepts prompt-completion data; the graders' default field `answer` must find its completion."""
+    from kubetune_trainer.methods import _rft_rows
+
+    rows = _rft_rows(
+        [
+            {"prompt": "Capital of Portugal?", "completion": "Lisbon"},
+            {
+                "prompt": [{"role": "user", "content": "Capital of Spain?"}],
+                "completion": [{"role": "assistant", "content": "Madrid"}],
+            },
+        ]
+    )
+    fn, _ = _one({"type": "exact_match"})
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}  # what GRPO passes the reward functions
+    assert fn(["Lisbon", "Madrid"], **columns) == [1.0, 1.0]
