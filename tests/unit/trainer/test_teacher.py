@@ -50,6 +50,8 @@ def test_server_errors_are_retried_with_backoff(sleeps):
 def test_a_client_error_fails_at_once_naming_the_endpoint(sleeps):
     seen: list[int] = []
     client = _client([401], seen)
-    with pytest.raises(teacher.TeacherError, match=re.escape("teacher.endpoint http://teacher.example/v1 answered 401")):
+    with pytest.raises(
+        teacher.TeacherError, match=re.escape("teacher.endpoint http://teacher.example/v1 answered 401")
+    ):
         teacher.ask(client, ENDPOINT, [{"role": "user", "content": "Capital?"}], 8, "sk-secret")
     assert seen == [401] and sleeps == []
