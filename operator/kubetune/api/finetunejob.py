@@ -206,7 +206,7 @@ class StorageSpec(KubeModel):
         default=None, description="Use this existing PVC instead; the operator never deletes it."
     )
     access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]] = Field(
-        default_factory=lambda: ["ReadWriteOnce"], description="Access modes of the created PVC."
+        default_factory=lambda: ["ReadWriteOnce"], max_length=3, description="Access modes of the created PVC."
     )
 
 
@@ -262,6 +262,15 @@ class FineTuneJobSpec(KubeModel):
                 "!has(self.storage.claimName) || !has(self.storage.storageClassName)",
                 "storage.storageClassName applies to a created PVC; it cannot be set with storage.claimName",
                 field_path=".storage",
+            ),
+            rule(
+                "!has(self.resources) || !has(self.resources.nodes) || self.resources.nodes <= 1"
+                " || (has(self.storage) && (has(self.storage.claimName)"
+                " || (has(self.storage.accessModes) && 'ReadWriteMany' in self.storage.accessModes)))",
+                "resources.nodes > 1 runs pods on several nodes that all mount the checkpoint PVC: set "
+                "storage.accessModes to [ReadWriteMany] (a StorageClass that supports it) or storage.claimName "
+                "to a ReadWriteMany claim",
+                field_path=".storage.accessModes",
             ),
         )
     }

@@ -64,6 +64,16 @@ CASES = [
     (c.FINETUNEJOB, {"freezeLayers": 4}, "spec.freezeLayers"),
     (c.FINETUNEJOB, {"storage": {"claimName": "mine"}}, None),
     (c.FINETUNEJOB, {"storage": {"claimName": "mine", "storageClassName": "fast"}}, "spec.storage"),
+    # Several nodes all mount the checkpoint PVC: a created one must be ReadWriteMany (RWO: Multi-Attach error).
+    (c.FINETUNEJOB, {"resources": {"nodes": 2}}, "spec.storage.accessModes"),
+    (
+        c.FINETUNEJOB,
+        {"resources": {"nodes": 2}, "storage": {"accessModes": ["ReadWriteOnce"]}},
+        "spec.storage.accessModes",
+    ),
+    (c.FINETUNEJOB, {"resources": {"nodes": 2}, "storage": {"accessModes": ["ReadWriteMany"]}}, None),
+    (c.FINETUNEJOB, {"resources": {"nodes": 2}, "storage": {"claimName": "shared-rwx"}}, None),
+    (c.FINETUNEJOB, {"resources": {"nodes": 1}}, None),
     (
         c.FINETUNEJOB,
         {"env": [{"name": "A", "value": "1"}, {"name": "B", "secretKeyRef": {"name": "s", "key": "k"}}]},
