@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from kubetune.api.common import pinned_uri
 from kubetune.api.runconfig import StorageMap
 from kubetune.constants import ENV_HF_TOKEN
 
@@ -33,14 +34,6 @@ def parse_hf_uri(uri: str) -> tuple[str, str | None]:
     if not repo:
         raise ModelSourceError(f"model URI {uri!r}: expected hf://ORG/NAME[@REVISION]")
     return repo, revision or None
-
-
-def pinned_uri(uri: str, revision: str | None) -> str:
-    """`uri` with `revision` (spec.baseModel.revision) folded in as hf://ORG/NAME@REVISION; other URIs unchanged."""
-    if not revision or urlparse(uri).scheme != "hf":
-        return uri
-    repo, _ = parse_hf_uri(uri)
-    return f"hf://{repo}@{revision}"
 
 
 def _cache_dir() -> Path:

@@ -34,6 +34,19 @@ Uri = Annotated[
         "or a path relative to the manifest (local runs).",
     ),
 ]
+
+
+def pinned_uri(uri: str, revision: str | None) -> str:
+    """`uri` with `revision` (spec.baseModel.revision) folded in as hf://ORG/NAME@REVISION; other URIs unchanged.
+
+    What a checkpoint records as its base, so an adapter is always loaded onto the weights it was trained on.
+    """
+    if not revision or not uri.startswith("hf://"):
+        return uri
+    repo = uri.removeprefix("hf://").strip("/").partition("@")[0]
+    return f"hf://{repo}@{revision}"
+
+
 # DNS-1123 subdomain: the names of the objects we refer to.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]

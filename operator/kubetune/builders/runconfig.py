@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from kubetune.api.common import pinned_uri
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import CheckpointStatus, FineTuneJob, FineTuneJobStatus
 from kubetune.api.modeldeployment import ModelDeployment
@@ -82,8 +83,11 @@ def train_run_config(
 
 
 def base_model_of(job: FineTuneJob) -> str | None:
-    """The model a job started from: its spec's uri, or for fromJob the checkpoint recorded in status."""
-    return job.spec.base_model.uri or (job.status.base_model_uri if job.status else None)
+    """The model a job started from (hf:// pinned to spec.baseModel.revision), or for fromJob the checkpoint
+    recorded in status: what an adapter checkpoint of this job must be loaded onto."""
+    if job.spec.base_model.uri:
+        return pinned_uri(job.spec.base_model.uri, job.spec.base_model.revision)
+    return job.status.base_model_uri if job.status else None
 
 
 def eval_targets(evaluation: Evaluation, job: FineTuneJob | None, endpoint: str | None = None) -> list[EvalTarget]:

@@ -124,3 +124,25 @@ def test_all_checkpoints_skips_final_when_it_is_the_last_saved_checkpoint():
     ]
     later = {**DONE, "checkpoints": [*DONE["checkpoints"], {"name": "final", "step": 230}]}
     assert [t.name for t in eval_run_config(ev, job=job(status=later), **kw).targets][-1] == "final"
+
+
+def test_adapters_are_evaluated_on_the_base_revision_they_were_trained_on():
+    pinned = job(
+        spec={
+            "baseModel": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct", "revision": "a1b2c3"},
+            "dataset": {"train": {"uri": "t.jsonl"}},
+        },
+        status=DONE,
+    )
+    ev = Evaluation.model_validate(
+        {
+            "apiVersion": "kubetune.dev/v1alpha1",
+            "kind": "Evaluation",
+            "metadata": {"name": "ev"},
+            "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "dataset": {"uri": "test.jsonl"}},
+        }
+    )
+    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
+    cfg = eval_run_config(ev, job=pinned, **kw)
+    assert {t.base_model_uri for t in cfg.targets} == {"hf://Qwen/Qwen2.5-0.5B-Instruct@a1b2c3"}
+    assert cfg.baseline.uri == "hf://Qwen/Qwen2.5-0.5B-Instruct@a1b2c3"
