@@ -168,6 +168,7 @@ def build_dpo(spec, loaded, train, evals, fmt, args, callbacks):
         **args,
         beta=dpo.beta if dpo else 0.1,
         loss_type=[dpo.loss_type if dpo else "sigmoid"],
+        label_smoothing=dpo.label_smoothing if dpo else 0.0,
         max_length=spec.hyperparameters.max_seq_length,
     )
     return DPOTrainer(

@@ -119,6 +119,22 @@ class Hyperparameters(KubeModel):
 class DpoSpec(KubeModel):
     beta: float = Field(default=0.1, gt=0, le=10, description="Strength of the KL constraint to the reference.")
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(default="sigmoid", description="DPO loss.")
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="Assumed fraction of preference pairs whose labels are wrong (conservative/robust DPO).",
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "self.lossType != 'robust' || self.labelSmoothing > 0.0",
+                "lossType robust needs labelSmoothing > 0 (with 0 it is the sigmoid loss)",
+                field_path=".labelSmoothing",
+            )
+        )
+    }
 
 
 class TeacherEndpoint(KubeModel):

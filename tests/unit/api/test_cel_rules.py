@@ -54,6 +54,8 @@ CASES = [
     (c.FINETUNEJOB, {"method": "dpo", "dpo": {"beta": 0.2}}, None),
     (c.FINETUNEJOB, {"method": "dpo"}, None),  # dpo settings are optional (defaults)
     (c.FINETUNEJOB, {"method": "sft", "dpo": {"beta": 0.2}}, "spec.dpo"),
+    (c.FINETUNEJOB, {"method": "dpo", "dpo": {"lossType": "robust", "labelSmoothing": 0.1}}, None),
+    (c.FINETUNEJOB, {"method": "dpo", "dpo": {"lossType": "robust"}}, "spec.dpo.labelSmoothing"),
     (c.FINETUNEJOB, {"method": "distillation", "distillation": TEACHER}, None),
     (c.FINETUNEJOB, {"method": "distillation"}, "spec.distillation"),
     (c.FINETUNEJOB, {"method": "sft", "distillation": TEACHER}, "spec.distillation"),

@@ -108,6 +108,18 @@ def test_dpo_on_preference_data(tmp_path, tiny_model):
     assert isinstance(generate(out / "final", ASK), str)
 
 
+def test_robust_dpo_trains_with_the_label_smoothing_of_the_spec(tmp_path, tiny_model):
+    import torch
+
+    dpo = {"beta": 0.2, "lossType": "robust", "labelSmoothing": 0.1}
+    cfg = make_config(
+        tmp_path, tiny_model, FIXTURES / "preference_trl.jsonl", method="dpo", dpo=dpo, hyperparameters={"maxSteps": 4}
+    )
+    assert run(cfg) == EXIT_OK
+    args = torch.load(Path(cfg.output_dir) / "checkpoint-4" / "training_args.bin", weights_only=False)
+    assert args.loss_type == ["robust"] and args.label_smoothing == 0.1
+
+
 def test_distillation_from_a_local_teacher(tmp_path, tiny_model):
     from kubetune_trainer.tiny import init_tiny
 
