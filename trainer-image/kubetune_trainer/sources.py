@@ -74,12 +74,18 @@ def resolve_model(
     )
 
 
+# Files in model repositories that transformers never loads: other runtimes' copies of the same weights,
+# often as large as the model itself (GGUF quantisations, ONNX/OpenVINO/Core ML exports, TF/Flax weights,
+# Meta's original checkpoints).
+HF_IGNORE = ["*.gguf", "*.onnx", "*.onnx_data", "onnx/*", "openvino/*", "coreml/*", "original/*", "*.h5", "*.msgpack"]
+
+
 def _download_hf(uri: str, repo: str, revision: str | None, token: str | None) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return snapshot_download(repo, revision=revision, token=token or None)
+        return snapshot_download(repo, revision=revision, token=token or None, ignore_patterns=HF_IGNORE)
     except LocalEntryNotFoundError as err:
         raise ModelSourceError(
             f"model URI {uri!r}: not in the local cache and the hub cannot be reached (HF_HUB_OFFLINE?): {err}"

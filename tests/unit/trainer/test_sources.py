@@ -71,3 +71,25 @@ def test_qlora_loads_each_worker_s_copy_on_its_own_gpu(monkeypatch):
     assert modeling.quantized_device_map() == {"": 3}
     monkeypatch.delenv("LOCAL_RANK")
     assert modeling.quantized_device_map() == {"": 0}
+
+
+def test_hf_downloads_skip_weights_transformers_never_loads(monkeypatch):
+    import fnmatch
+
+    import huggingface_hub
+
+    from kubetune_trainer import sources
+
+    seen = {}
+
+    def fake_snapshot_download(repo, **kwargs):
+        seen.update(repo=repo, **kwargs)
+        return "/cache/model"
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert sources._download_hf("hf://meta/llama@v1", "meta/llama", "v1", None) == "/cache/model"
+    assert seen["repo"] == "meta/llama" and seen["revision"] == "v1"
+    skipped = ["original/consolidated.00.pth", "model-q4.gguf", "onnx/model.onnx"]
+    kept = ["model-00001-of-00002.safetensors", "tokenizer.json", "config.json"]
+    assert all(any(fnmatch.fnmatch(f, p) for p in seen["ignore_patterns"]) for f in skipped)
+    assert not any(fnmatch.fnmatch(f, p) for f in kept for p in seen["ignore_patterns"])
