@@ -316,3 +316,21 @@ def test_examples_apply_as_they_are(cluster: Cluster, operator) -> None:
     rows = cluster.kubectl("get", "ftj").strip().split("\n")
     assert rows[0].split()[:4] == ["NAME", "METHOD", "PHASE", "PROGRESS"]
     assert sorted(r.split()[0] for r in rows[1:]) == sorted(ftjs)
+
+
+def test_fixing_the_spec_of_a_job_stalled_on_its_source_starts_it(cluster: Cluster, operator) -> None:
+    """The Stalled message says to point spec.baseModel at another job or uri: doing so must start the job."""
+    cluster.apply(example("v1"))
+    wait_for(lambda: cluster.objects("jobs").get("v1-train"), what="the source Job")
+    cluster.finish_job("v1-train", succeeded=False)
+    wait_phase(cluster, "v1", "Failed")
+    cluster.apply(example("v2", baseModel={"fromJob": {"name": "v1"}}))
+    wait_phase(cluster, "v2", "Failed")
+
+    patch = '{"spec":{"baseModel":{"fromJob":null,"uri":"hf://Qwen/Qwen2.5-0.5B-Instruct"}}}'
+    cluster.kubectl("patch", "ftj", "v2", "--type=merge", "-p", patch)
+    wait_for(lambda: cluster.objects("jobs").get("v2-train"), what="the training Job after the fix")
+    ftj = wait_phase(cluster, "v2", "Pending")
+    assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"] == 2
+    assert "completionTime" not in ftj["status"]
+    assert {"Stalled", "Failed"}.isdisjoint(conditions(ftj))

@@ -101,6 +101,20 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob) -> str:
     return checkpoint_location(source, checkpoint)
 
 
+def _edited_after_early_failure(job: FineTuneJob) -> bool:
+    """Failed before training started (invalid spec, source job failed or lacking the checkpoint) and the
+    spec changed since: the user acted on the message, so the job gets another go."""
+    status = job.status
+    return bool(
+        status
+        and status.phase == Phase.FAILED
+        and not status.start_time
+        and status.observed_generation is not None
+        and job.metadata.generation is not None
+        and status.observed_generation < job.metadata.generation
+    )
+
+
 def children(job: FineTuneJob, source_uri: str | None) -> list[dict[str, Any] | None]:
     """Everything a job needs, in creation order (the Job last, so its pod finds the rest)."""
     pods = config.current.pods
@@ -135,7 +149,10 @@ async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Log
             await _write_status(raw, patch, outcome)
             raise
         if job.status and job.status.phase in c.FINISHED_PHASES:
-            return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
+            if not _edited_after_early_failure(job):
+                return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
+            # The spec was fixed after a failure that came before any training: start over.
+            await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"completionTime": None})
         source_uri = await _resolve_source(raw, job) if job.spec.base_model.from_job else None
         if source_uri and not (job.status and job.status.base_model_uri):
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
@@ -170,11 +187,16 @@ async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | 
 
 
 @kopf.on.update(*FTJ)
-async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, **_: Any) -> None:
-    """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`."""
+async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+    """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`; start a job
+    whose spec was fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
     with metrics.track("finetunejob.update"):
         job = common.parse(FineTuneJob, dict(body))
         batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
+        not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
+        if batch is None and (not_started or _edited_after_early_failure(job)):
+            await reconcile(body=body, namespace=namespace, name=name, logger=logger)
+            return
         finished = batch is not None and st.observe(job, batch, []).phase in c.FINISHED_PHASES
         for _op, field, _old, new in diff:
             if batch is None or finished:
