@@ -28,7 +28,11 @@ def pod_storage_map() -> StorageMap:
 
 
 def training_job_name(job: FineTuneJob) -> str:
-    return names.child_name(job.metadata.name, c.ROLE_TRAIN)
+    """`<job>-train`; with several nodes short enough that each pod's hostname `<name>-<index>` (which
+    `MASTER_ADDR` names) is still a DNS label of at most 63 characters."""
+    nodes = job.spec.resources.nodes
+    index_suffix = len(f"-{nodes - 1}") if nodes > 1 else 0
+    return names.child_name(job.metadata.name, c.ROLE_TRAIN, max_len=names.MAX_NAME - index_suffix)
 
 
 def config_map_name(job: FineTuneJob) -> str:

@@ -15,6 +15,7 @@ from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.builders import kstatus, names
 from kubetune.builders.runconfig import FINAL
+from kubetune.builders.training import training_job_name
 
 Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
 IN_PROGRESS = frozenset({Phase.PENDING, Phase.VALIDATING, Phase.QUEUED, Phase.RUNNING})
@@ -78,7 +79,7 @@ def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[
     (a finished job whose batch Job was garbage-collected keeps its recorded outcome)."""
     spec = job.spec
     status = job.status
-    train_name = names.child_name(job.metadata.name, c.ROLE_TRAIN)
+    train_name = training_job_name(job)
     if batch_job is None:
         if status and status.phase in c.FINISHED_PHASES:
             return None

@@ -82,6 +82,17 @@ def test_names_stay_within_63_characters_for_long_job_names():
             assert len(value) <= 63
 
 
+def test_indexed_pod_hostnames_of_a_long_named_multi_node_job_stay_dns_labels():
+    """Pods of an Indexed Job get the hostname `<job name>-<index>`: it must fit in 63 characters too."""
+    for nodes in (2, 16):
+        job = ftj(name="a" * 57, resources={"nodes": nodes})
+        batch = build_training_job(job)
+        hostname = f"{batch['metadata']['name']}-{nodes - 1}"
+        assert len(hostname) <= 63, hostname
+        env = {e["name"]: e.get("value") for e in batch["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MASTER_ADDR"].startswith(f"{batch['metadata']['name']}-0.")
+
+
 def test_owner_reference_needs_a_uid():
     with pytest.raises(ValueError, match="uid"):
         owner_reference(ftj(uid=None))
