@@ -334,3 +334,24 @@ def test_fixing_the_spec_of_a_job_stalled_on_its_source_starts_it(cluster: Clust
     assert ftj["status"]["observedGeneration"] == ftj["metadata"]["generation"] == 2
     assert "completionTime" not in ftj["status"]
     assert {"Stalled", "Failed"}.isdisjoint(conditions(ftj))
+
+
+def test_editing_a_finished_job_whose_batch_job_is_gone_is_observed(cluster: Cluster, operator) -> None:
+    """After the Job's TTL, an allowed edit (ttlSecondsAfterFinished) still moves observedGeneration, so
+    kstatus readers (Argo CD, Flux) do not wait for the operator forever."""
+    cluster.apply(example("done"))
+    wait_for(lambda: cluster.objects("jobs").get("done-train"), what="the training Job")
+    cluster.start_job("done-train")
+    cluster.finish_job("done-train", succeeded=True)
+    wait_phase(cluster, "done", "Succeeded")
+    cluster.kubectl("delete", "job", "done-train")  # garbage-collected after ttlSecondsAfterFinished
+    wait_for(lambda: "done-train" not in cluster.objects("jobs"), what="the Job gone")
+
+    cluster.kubectl("patch", "ftj", "done", "--type=merge", "-p", '{"spec":{"ttlSecondsAfterFinished":60}}')
+    ftj = wait_for(
+        lambda: (f := cluster.ftj("done"))["status"].get("observedGeneration") == f["metadata"]["generation"] and f,
+        what="the new generation observed",
+    )
+    assert ftj["metadata"]["generation"] == 2
+    assert ftj["status"]["phase"] == "Succeeded"
+    assert {cond["observedGeneration"] for cond in ftj["status"]["conditions"]} == {2}

@@ -14,7 +14,7 @@ import kopf
 from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.api.finetunejob import FineTuneJob
-from kubetune.builders import names
+from kubetune.builders import kstatus, names
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
 from kubetune.builders.storage import build_pvc, created_by_operator
@@ -178,12 +178,31 @@ async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | 
         if batch_job is None or "status" not in batch_job:
             batch_job = await k8s.get_or_none("Job", namespace, training_job_name(job))
         if batch_job is None:
-            return  # not created yet (waiting for a source job) or gone after its TTL: status stays as it is
+            # Not created yet (waiting for a source job) or gone after its TTL: the status stays as it is,
+            # but a finished job whose spec was edited (suspend, ttlSecondsAfterFinished) has seen that edit.
+            await _observe_generation(job)
+            return
         pods = await k8s.list_objects("Pod", namespace, labels=pod_labels(job))
         pods = [p for p in pods if (p["metadata"].get("annotations") or {}).get(c.LABEL_JOB, name) == name]
         patch = st.compute_status(job, batch_job, pods)
         if st.changed(job, patch):
             await _write_status(body, patch, st.observe(job, batch_job, pods))
+
+
+async def _observe_generation(job: FineTuneJob) -> None:
+    """Record the current generation on a finished job (kstatus readers wait for it, e.g. Argo CD)."""
+    status, generation = job.status, job.metadata.generation
+    if not status or status.phase not in c.FINISHED_PHASES or generation is None:
+        return
+    if status.observed_generation is not None and status.observed_generation >= generation:
+        return
+    conds = [{**cond, "observedGeneration": generation} for cond in kstatus.previous(status)]
+    await k8s.patch_status(
+        c.FINETUNEJOB,
+        job.metadata.namespace,
+        job.metadata.name,
+        {"observedGeneration": generation, "conditions": conds},
+    )
 
 
 @kopf.on.update(*FTJ)
