@@ -20,6 +20,20 @@ def job(name="travel", spec=None, status=None) -> FineTuneJob:
     return FineTuneJob.model_validate({**doc, "spec": spec, "status": status})
 
 
+def eval_config(ft_job: FineTuneJob, **spec):
+    """The run config of an Evaluation of every checkpoint of `ft_job`; `spec` adds to the Evaluation's spec."""
+    ev = Evaluation.model_validate(
+        {
+            "apiVersion": "kubetune.dev/v1alpha1",
+            "kind": "Evaluation",
+            "metadata": {"name": "ev"},
+            "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "dataset": {"uri": "test.jsonl"}, **spec},
+        }
+    )
+    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
+    return eval_run_config(ev, job=ft_job, **kw)
+
+
 DONE = {
     "phase": "Succeeded",
     "checkpoints": [
@@ -72,22 +86,9 @@ def test_train_run_config_needs_resolved_from_job():
 
 
 def test_eval_run_config_scores_every_checkpoint_against_the_base_with_few_shot():
-    ev = Evaluation.model_validate(
-        {
-            "apiVersion": "kubetune.dev/v1alpha1",
-            "kind": "Evaluation",
-            "metadata": {"name": "ev"},
-            "spec": {
-                "model": {"fineTuneJob": {"name": "travel"}},
-                "baseline": {"fewShot": 3},
-                "dataset": {"uri": "test.jsonl"},
-            },
-        }
-    )
-    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
     with pytest.raises(UnresolvedReference):
-        eval_run_config(ev, job=job(status={"phase": "Running"}), **kw)
-    cfg = eval_run_config(ev, job=job(status=DONE), **kw)
+        eval_config(job(status={"phase": "Running"}), baseline={"fewShot": 3})
+    cfg = eval_config(job(status=DONE), baseline={"fewShot": 3})
     assert [t.name for t in cfg.targets] == ["checkpoint-100", "checkpoint-200"]
     assert cfg.targets[0].base_model_uri == "hf://Qwen/Qwen2.5-0.5B-Instruct"
     assert cfg.baseline.uri == "hf://Qwen/Qwen2.5-0.5B-Instruct"
@@ -108,22 +109,13 @@ def test_serve_run_config_names_the_model_after_the_deployment():
 
 
 def test_all_checkpoints_skips_final_when_it_is_the_last_saved_checkpoint():
-    ev = Evaluation.model_validate(
-        {
-            "apiVersion": "kubetune.dev/v1alpha1",
-            "kind": "Evaluation",
-            "metadata": {"name": "ev"},
-            "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "dataset": {"uri": "test.jsonl"}},
-        }
-    )
-    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
     same = {**DONE, "checkpoints": [*DONE["checkpoints"], {"name": "final", "step": 200}]}
-    assert [t.name for t in eval_run_config(ev, job=job(status=same), **kw).targets] == [
+    assert [t.name for t in eval_config(job(status=same)).targets] == [
         "checkpoint-100",
         "checkpoint-200",
     ]
     later = {**DONE, "checkpoints": [*DONE["checkpoints"], {"name": "final", "step": 230}]}
-    assert [t.name for t in eval_run_config(ev, job=job(status=later), **kw).targets][-1] == "final"
+    assert [t.name for t in eval_config(job(status=later)).targets][-1] == "final"
 
 
 def test_adapters_are_evaluated_on_the_base_revision_they_were_trained_on():
@@ -134,15 +126,6 @@ def test_adapters_are_evaluated_on_the_base_revision_they_were_trained_on():
         },
         status=DONE,
     )
-    ev = Evaluation.model_validate(
-        {
-            "apiVersion": "kubetune.dev/v1alpha1",
-            "kind": "Evaluation",
-            "metadata": {"name": "ev"},
-            "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "dataset": {"uri": "test.jsonl"}},
-        }
-    )
-    kw = {"storage": StorageMap(), "output_dir": "/o", "output_uri": None, "progress": ProgressSink()}
-    cfg = eval_run_config(ev, job=pinned, **kw)
+    cfg = eval_config(pinned)
     assert {t.base_model_uri for t in cfg.targets} == {"hf://Qwen/Qwen2.5-0.5B-Instruct@a1b2c3"}
     assert cfg.baseline.uri == "hf://Qwen/Qwen2.5-0.5B-Instruct@a1b2c3"
