@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,21 @@ def mini_quickstart(tmp_path: Path, *, max_steps: int = 6, every: int = 3, model
 
         init_tiny(tmp_path / "runs" / "pvc" / "models" / "tiny-travel", [folder / "data" / "train.jsonl"], size="nano")
     return folder
+
+
+def start_run_until(folder: Path, runs: Path, ready: Callable[[], bool], what: str) -> subprocess.Popen:
+    """`kubetune run --no-serve` in the background, returned once `ready()` holds (within two minutes)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubetune.cli", "run", str(folder), "--runs-dir", str(runs), "--no-serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return proc
 
 
 def resource(runs: Path, *parts: str) -> dict:
@@ -84,16 +100,8 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_the_next_run_resumes(tmp
     folder = mini_quickstart(tmp_path, max_steps=60, every=4)
     runs = tmp_path / "runs"
     output = runs.joinpath(*CLAIM_OUTPUT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "run", str(folder), "--runs-dir", str(runs), "--no-serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (output / "checkpoint-4" / "kubetune.json").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
+    checkpoint = output / "checkpoint-4" / "kubetune.json"
+    proc = start_run_until(folder, runs, checkpoint.exists, "no checkpoint appeared")
     proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
@@ -117,16 +125,12 @@ def test_a_trainer_stopped_from_outside_saves_a_checkpoint_and_the_job_is_suspen
     runs = tmp_path / "runs"
     output = runs.joinpath(*CLAIM_OUTPUT)
     progress = runs.joinpath(*JOB_DIR) / "progress.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "run", str(folder), "--runs-dir", str(runs), "--no-serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc = start_run_until(
+        folder,
+        runs,
+        lambda: progress.exists() and '"event": "progress"' in progress.read_text(),
+        "training did not start",
     )
-    deadline = time.monotonic() + 120
-    while not (progress.exists() and '"event": "progress"' in progress.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-        time.sleep(0.05)
     trainer = next(p for p in psutil.Process(proc.pid).children(recursive=True) if "kubetune_trainer" in p.cmdline())
     trainer.send_signal(signal.SIGTERM)  # e.g. the machine shutting down, or `kill` of the trainer itself
     out, _ = proc.communicate(timeout=90)
