@@ -126,35 +126,37 @@ class JsonlReporter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def _write(self, event: str, **fields: Any) -> None:
+    def event(self, event: str, **fields: Any) -> None:
+        """Append one event line (the trainer's events below; the evaluator writes `evaluation`)."""
         line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
     def data(self, status: dict[str, Any]) -> None:
-        self._write("data", data=status)
+        self.event("data", data=status)
 
     def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
-        self._write("data_failed", report=report, data=status or {})
+        self.event("data_failed", report=report, data=status or {})
 
     def report(self, **kwargs: Any) -> None:
-        self._write("progress", **progress_status(**kwargs))
+        self.event("progress", **progress_status(**kwargs))
 
     def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
-        self._write("checkpoints", checkpoints=kept, bestCheckpoint=best)
+        self.event("checkpoints", checkpoints=kept, bestCheckpoint=best)
 
     def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
-        self._write("finished", output=output, metrics=metrics)
+        self.event("finished", output=output, metrics=metrics)
 
     def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
-        self._write("interrupted", signal=signal, step=step, checkpoint=checkpoint)
+        self.event("interrupted", signal=signal, step=step, checkpoint=checkpoint)
 
     def flush(self) -> None:
         pass
 
 
 class KubernetesReporter:
-    """Merge-patches the FineTuneJob's status subresource; progress patches are throttled.
+    """Merge-patches the status subresource of the run's own resource (a FineTuneJob, or the Evaluation of an
+    evaluation pod); progress patches are throttled.
 
     Phase changes, data results, checkpoints and the end are sent at once; progress at most every
     `min_interval` seconds (the latest one is kept and sent by the next patch or `flush`).
@@ -170,13 +172,17 @@ class KubernetesReporter:
         token_path: Path = SA_DIR / "token",
         ca_path: Path = SA_DIR / "ca.crt",
         timeout: float = 10.0,
+        kind: str = c.FINETUNEJOB,
     ) -> None:
         host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         self.api_server = (api_server or f"https://{host}:{port}").rstrip("/")
-        self.url = f"{self.api_server}/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURALS[c.FINETUNEJOB]}/{name}/status"
+        self.kind = kind
+        self.url = (
+            f"{self.api_server}/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{c.PLURALS[kind]}/{name}/status"
+        )
         self.min_interval = min_interval
         self.token_path, self.ca_path, self.timeout = token_path, ca_path, timeout
         self._last_sent: float | None = None
@@ -204,7 +210,7 @@ class KubernetesReporter:
             return True
         except (urllib.error.URLError, OSError, ValueError) as err:
             detail = getattr(err, "code", None) or getattr(err, "reason", None) or err
-            log.warning("could not patch FineTuneJob status (%s): %s", self.url, detail)
+            log.warning("could not patch %s status (%s): %s", self.kind, self.url, detail)
             return False
 
     def _patch(self, status: dict[str, Any], *, throttle: bool = False) -> None:

@@ -20,20 +20,13 @@ from kubetune_trainer.progress import JsonlReporter, KubernetesReporter
 log = logging.getLogger(__name__)
 
 
-def evaluation_status_url(reporter: KubernetesReporter, name: str, namespace: str) -> str:
-    plural = c.PLURALS[c.EVALUATION]
-    return f"{reporter.api_server}/apis/{c.GROUP}/{c.VERSION}/namespaces/{namespace}/{plural}/{name}/status"
-
-
 def publish(config: EvalRunConfig, status: dict[str, Any]) -> bool:
     """Send `status`; False when the Kubernetes patch failed (the reporter has logged why)."""
     backend = config.progress.backend
     if backend == "kubernetes":
-        reporter = KubernetesReporter(config.job.name, config.job.namespace)
-        reporter.url = evaluation_status_url(reporter, config.job.name, config.job.namespace)
-        return reporter.send(status)
+        return KubernetesReporter(config.job.name, config.job.namespace, kind=c.EVALUATION).send(status)
     if backend == "file":
         if not config.progress.path:
             raise ValueError("progress.path is required with progress.backend file")
-        JsonlReporter(config.progress.path)._write("evaluation", status=status)
+        JsonlReporter(config.progress.path).event("evaluation", status=status)
     return True
