@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kubetune.api.common import pinned_uri
+from kubetune.api.common import pinned_uri, split_hf_uri
 from kubetune.api.runconfig import StorageMap
 from kubetune.constants import ENV_HF_TOKEN
 
@@ -29,11 +29,10 @@ class ModelSourceError(ValueError):
 
 def parse_hf_uri(uri: str) -> tuple[str, str | None]:
     """hf://ORG/NAME[@REVISION] -> (repo id, revision)."""
-    rest = uri.removeprefix("hf://").strip("/")
-    repo, _, revision = rest.partition("@")
+    repo, revision = split_hf_uri(uri)
     if not repo:
         raise ModelSourceError(f"model URI {uri!r}: expected hf://ORG/NAME[@REVISION]")
-    return repo, revision or None
+    return repo, revision
 
 
 def _cache_dir() -> Path:

@@ -36,6 +36,12 @@ Uri = Annotated[
 ]
 
 
+def split_hf_uri(uri: str) -> tuple[str, str | None]:
+    """hf://ORG/NAME[@REVISION] -> (repo id, revision or None); the repo id is empty when the URI names none."""
+    repo, _, revision = uri.removeprefix("hf://").strip("/").partition("@")
+    return repo, revision or None
+
+
 def pinned_uri(uri: str, revision: str | None) -> str:
     """`uri` with `revision` (spec.baseModel.revision) folded in as hf://ORG/NAME@REVISION; other URIs unchanged.
 
@@ -43,8 +49,7 @@ def pinned_uri(uri: str, revision: str | None) -> str:
     """
     if not revision or not uri.startswith("hf://"):
         return uri
-    repo = uri.removeprefix("hf://").strip("/").partition("@")[0]
-    return f"hf://{repo}@{revision}"
+    return f"hf://{split_hf_uri(uri)[0]}@{revision}"
 
 
 # DNS-1123 subdomain: the names of the objects we refer to.
