@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.common import UriError
 from kubetune.api.runconfig import TrainRunConfig
 
 # Which dataset formats each method trains on.
@@ -48,7 +49,10 @@ class ValidatedData:
 
 
 def local_data_path(cfg: TrainRunConfig, uri: str, field_path: str) -> Path:
-    path = cfg.storage.local_path(uri)
+    try:
+        path = cfg.storage.local_path(uri)
+    except UriError as err:
+        raise DataValidationError(f"{field_path}: {err}") from None
     if path is None:
         raise DataValidationError(
             f"{field_path}: {uri!r} is not a local file; the trainer reads datasets from pvc://, file:// "

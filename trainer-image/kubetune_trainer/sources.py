@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kubetune.api.common import pinned_uri, split_hf_uri
+from kubetune.api.common import UriError, pinned_uri, split_hf_uri
 from kubetune.api.runconfig import StorageMap
 from kubetune.constants import ENV_HF_TOKEN
 
@@ -28,11 +28,11 @@ class ModelSourceError(ValueError):
 
 
 def parse_hf_uri(uri: str) -> tuple[str, str | None]:
-    """hf://ORG/NAME[@REVISION] -> (repo id, revision)."""
-    repo, revision = split_hf_uri(uri)
-    if not repo:
-        raise ModelSourceError(f"model URI {uri!r}: expected hf://ORG/NAME[@REVISION]")
-    return repo, revision
+    """hf://ORG/NAME[@REVISION] -> (repo id, revision); the form is kubetune.api's (split_hf_uri)."""
+    try:
+        return split_hf_uri(uri)
+    except UriError as err:
+        raise ModelSourceError(f"model URI {err}") from None
 
 
 def _cache_dir() -> Path:
@@ -53,7 +53,10 @@ def resolve_model(
     Secret's key there); the token itself never appears in arguments, logs or errors.
     """
     storage = storage or StorageMap()
-    local = storage.local_path(uri)
+    try:
+        local = storage.local_path(uri)
+    except UriError as err:
+        raise ModelSourceError(f"model URI {err}") from None
     if local is not None:
         if not local.exists():
             raise ModelSourceError(f"model URI {uri!r}: nothing at {local}; check the path (and the mounted PVC)")
@@ -62,6 +65,8 @@ def resolve_model(
     if scheme == "hf":
         repo, rev = parse_hf_uri(uri)
         rev = revision or rev
+        if revision:
+            parse_hf_uri(f"hf://{repo}@{revision}")  # spec.baseModel.revision has the same form
         if not download:
             return repo
         return _download_hf(uri, repo, rev, os.environ.get(token_env) if token_env else None)

@@ -6,10 +6,12 @@ a typo an error; status models ignore unknown fields so an older operator can re
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 # A Kubernetes quantity ("8", "500m", "64Gi") or a plain integer, as the API server accepts it.
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
@@ -25,6 +27,80 @@ Quantity = Annotated[
 
 # Model and data locations: a scheme the loaders know, or a path relative to the manifest (local runs).
 URI_PATTERN = r"^((hf|pvc|s3|file|https?)://.+|[^:]+)$"
+
+
+class UriError(ValueError):
+    """A URI whose form is wrong (or that leads outside its claim); the message says what is expected."""
+
+
+# A Hugging Face repository id part (organisation or name), as the hub allows it: letters, digits, '-', '_'
+# and '.' ('-' and '.' not at either end), no '--' or '..', at most 96 characters.
+_HF_PART = re.compile(r"\w(?:[\w.-]{0,94}\w)?", re.ASCII)
+# A revision: a branch, a tag (v1.0, refs/pr/1) or a commit hash.
+_HF_REVISION = re.compile(r"\w(?:[\w./-]{0,253}\w)?", re.ASCII)
+HF_FORM = "hf://ORG/NAME[@REVISION] (or hf://NAME)"
+
+
+def split_hf_uri(uri: str) -> tuple[str, str | None]:
+    """hf://ORG/NAME[@REVISION] -> (repo id, revision or None).
+
+    Raises UriError naming what is wrong (no name, too many parts, a character the hub refuses, an empty
+    revision), so that no odd name reaches huggingface_hub (whose HFValidationError is a traceback).
+    """
+    repo, at, revision = uri.removeprefix("hf://").strip("/").partition("@")
+    if not repo:
+        raise UriError(f"{uri!r} names no repository: expected {HF_FORM}")
+    parts = repo.split("/")
+    if len(parts) > 2:
+        raise UriError(f"{uri!r} has {len(parts)} parts in {repo!r}: expected {HF_FORM}")
+    for part in parts:
+        if not _HF_PART.fullmatch(part) or "--" in part or ".." in part or part.endswith(".git"):
+            raise UriError(
+                f"{uri!r}: {part!r} is not a Hugging Face name (letters, digits, '-', '_' and '.', not at either "
+                f"end; no '--' or '..'; at most 96 characters): expected {HF_FORM}"
+            )
+    if at and not revision:
+        raise UriError(f"{uri!r} has an empty revision after '@': name a branch, tag or commit, or drop the '@'")
+    if at and (not _HF_REVISION.fullmatch(revision) or ".." in revision or "//" in revision):
+        raise UriError(
+            f"{uri!r}: {revision!r} is not a revision (a branch, tag or commit hash: letters, digits, '-', '_', "
+            "'.' and '/')"
+        )
+    return repo, revision or None
+
+
+def split_pvc_uri(uri: str) -> tuple[str, str]:
+    """pvc://CLAIM[/PATH] -> (claim, path inside the claim; '' for the whole claim), normalised.
+
+    Raises UriError when CLAIM is not a PersistentVolumeClaim name or PATH climbs out of the claim ('..'):
+    a pvc:// URI names something inside its claim and nothing else.
+    """
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    if not claim or len(claim) > 253 or not re.fullmatch(NAME_PATTERN, claim):
+        raise UriError(
+            f"{uri!r}: {claim!r} is not a PersistentVolumeClaim name (lowercase letters, digits, '-' and '.', "
+            "at most 253 characters): expected pvc://CLAIM/PATH"
+        )
+    if "\x00" in path:
+        raise UriError(f"{uri!r}: the path contains a NUL character")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UriError(f"{uri!r}: '..' may not appear in the path; pvc://CLAIM/PATH names something inside CLAIM")
+    return claim, "/".join(parts)
+
+
+def check_uri(uri: str) -> str:
+    """The form of hf:// and pvc:// URIs (the schema's pattern cannot say it); other URIs as they are."""
+    try:
+        if uri.startswith("hf://"):
+            split_hf_uri(uri)
+        elif uri.startswith("pvc://"):
+            split_pvc_uri(uri)
+    except UriError as err:
+        raise PydanticCustomError("uri_form", "{message}", {"message": str(err)}) from None
+    return uri
+
+
 Uri = Annotated[
     str,
     Field(
@@ -33,13 +109,8 @@ Uri = Annotated[
         description="hf://ORG/NAME[@REVISION], pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH, "
         "or a path relative to the manifest (local runs).",
     ),
+    AfterValidator(check_uri),
 ]
-
-
-def split_hf_uri(uri: str) -> tuple[str, str | None]:
-    """hf://ORG/NAME[@REVISION] -> (repo id, revision or None); the repo id is empty when the URI names none."""
-    repo, _, revision = uri.removeprefix("hf://").strip("/").partition("@")
-    return repo, revision or None
 
 
 def pinned_uri(uri: str, revision: str | None) -> str:

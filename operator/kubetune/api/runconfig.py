@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import Field
 
-from kubetune.api.common import KubeModel
+from kubetune.api import yamlload
+from kubetune.api.common import KubeModel, UriError, split_pvc_uri
 from kubetune.api.evaluation import EvaluationSpec
 from kubetune.api.finetunejob import FineTuneJobSpec
 
@@ -37,10 +37,21 @@ class StorageMap(KubeModel):
     base_dir: str = Field(default=".", description="Relative paths resolve against this directory.")
 
     def local_path(self, uri: str) -> Path | None:
-        """The local path of a pvc://, file:// or relative URI; None for remote schemes (hf://, s3://, http)."""
+        """The local path of a pvc://, file:// or relative URI; None for remote schemes (hf://, s3://, http).
+
+        A pvc:// path never leads outside its claim's folder (PVC_ROOT/CLAIM), not by '..' and not through a
+        symbolic link: UriError otherwise.
+        """
+        if uri.startswith("pvc://"):
+            claim, inside = split_pvc_uri(uri)
+            root = Path(self.pvc_root) / claim
+            path = root / inside if inside else root
+            if not path.resolve().is_relative_to(root.resolve()):
+                raise UriError(
+                    f"{uri!r} leads outside the claim {claim!r} (through a symbolic link to {path.resolve()})"
+                )
+            return path
         parsed = urlparse(uri)
-        if parsed.scheme == "pvc":
-            return Path(self.pvc_root) / parsed.netloc / PurePosixPath(parsed.path).relative_to("/")
         if parsed.scheme == "file":
             return Path(parsed.path)
         if parsed.scheme == "" and "://" not in uri:
@@ -66,7 +77,7 @@ class _RunConfigBase(KubeModel):
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
         text = Path(path).read_text()
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        data = json.loads(text) if text.lstrip().startswith("{") else yamlload.load_one(text)
         return cls.model_validate(data)
 
     def dump(self) -> str:

@@ -58,7 +58,7 @@ from kubetune.local import preflight
 from kubetune.local import report as run_report
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.events import JsonlTail, LossCurve, apply_event, read_events
-from kubetune.local.state import RunsDir, file_digest, inputs_hash
+from kubetune.local.state import RunsDir, RunsDirError, file_digest, inputs_hash, outside_paths
 from kubetune.local.summary import print_summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -678,7 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = RunsDir(args.runs_dir)
 
     def known(key: planning.Key) -> bool:
-        saved, _ = runs.load(key)
+        try:
+            saved, _ = runs.load(key)
+        except RunsDirError:  # not a folder name: outside_paths() below refuses it, naming the file
+            return False
         return saved is not None
 
     try:
@@ -686,6 +689,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except planning.PlanError as err:
         for line in err.errors:
             console.print(Text("error: ", style="red") + Text(line), highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    outside = outside_paths(items, runs)
+    if outside:
+        for line in outside:
+            console.print(Text("error: ", style="red") + Text(line), highlight=False, soft_wrap=True)
+        console.print(f"[red]{len(outside)} problem(s); nothing was started or removed.[/]")
         return EXIT_FAILED
 
     found = preflight.check(items, runs)

@@ -8,6 +8,10 @@
 
 A resource whose saved status says Succeeded and whose inputs hash is unchanged is skipped on the
 next run; anything else runs again (training resumes from its latest checkpoint).
+
+Nothing is written or deleted outside the runs folder: a namespace or name that is not one folder name
+('../x', '/abs'), or a path that resolves elsewhere (through a symbolic link), raises RunsDirError, even
+when admission let the name through.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from kubetune import constants as c
-from kubetune.api import KINDS, Resource, StorageMap
-from kubetune.local.plan import Key
+from kubetune.api import KINDS, FineTuneJob, Resource, StorageMap
+from kubetune.api.common import UriError
+from kubetune.builders.names import job_output_uri
+from kubetune.local.plan import Item, Key
 
 STATE_FILE = "resource.json"
 
@@ -44,6 +50,17 @@ def file_digest(path: Path | None) -> str | None:
     return h.hexdigest()
 
 
+class RunsDirError(ValueError):
+    """A path the runtime would write or delete that is not inside the runs folder."""
+
+
+def _folder_name(value: str, what: str) -> str:
+    """`value` as one folder name (never '', '.', '..', a path or a name with a NUL)."""
+    if value in ("", ".", "..") or "/" in value or "\\" in value or "\x00" in value:
+        raise RunsDirError(f"{what} {value!r} cannot name a folder in the runs folder; use a DNS name (e.g. team-a)")
+    return value
+
+
 @dataclass(frozen=True)
 class RunsDir:
     root: Path
@@ -59,9 +76,19 @@ class RunsDir:
         """pvc:// into runs/pvc, relative paths against the manifest's folder."""
         return StorageMap(pvc_root=str(self.pvc_root), base_dir=str(Path(base_dir).resolve()))
 
+    def inside(self, path: Path, what: str) -> Path:
+        """`path` when it resolves (symbolic links followed) inside the runs folder; RunsDirError otherwise."""
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise RunsDirError(f"{what} {path} is outside the runs folder {self.root} (it resolves to {resolved})")
+        return Path(path)
+
     def resource_dir(self, key: Key) -> Path:
+        """runs/NAMESPACE/PLURAL/NAME; RunsDirError when the namespace or name would lead elsewhere."""
         namespace, kind, name = key
-        return self.root / namespace / c.PLURALS[kind] / name
+        path = self.root / _folder_name(namespace, "metadata.namespace") / c.PLURALS[kind]
+        path /= _folder_name(name, "metadata.name")
+        return self.inside(path, f"the folder of {kind} {namespace}/{name}")
 
     def load(self, key: Key) -> tuple[Resource | None, str | None]:
         """The resource as last saved, and the inputs hash it ran with; (None, None) if never run."""
@@ -92,7 +119,29 @@ class RunsDir:
         return bool(saved and saved.status and saved.status.phase == c.Phase.SUCCEEDED and saved_digest == digest)
 
     def forget(self, key: Key, *also: Path) -> None:
-        """Remove what a resource left (its folder and e.g. its checkpoints) so it starts over."""
-        for path in (self.resource_dir(key), *also):
+        """Remove what a resource left (its folder and e.g. its checkpoints) so it starts over.
+
+        Every path is checked before anything is removed: one outside the runs folder removes nothing.
+        """
+        paths = [self.resource_dir(key), *(self.inside(p, "a folder to remove") for p in also)]
+        for path in paths:
             if path.exists():
                 shutil.rmtree(path)
+
+
+def outside_paths(items: list[Item], runs: RunsDir) -> list[str]:
+    """`file: problem` for each resource whose folder or training output would lie outside the runs folder.
+
+    Checked before anything starts (and again where each path is used), so a refused name writes nothing.
+    """
+    errors = []
+    for item in items:
+        try:
+            runs.resource_dir(item.key)
+            if isinstance(item.resource, FineTuneJob):
+                output = runs.storage(item.base_dir).local_path(job_output_uri(item.resource))
+                if output is not None:
+                    runs.inside(output, f"the output folder of {item}")
+        except (RunsDirError, UriError) as err:
+            errors.append(f"{item.source}: {err}")
+    return errors

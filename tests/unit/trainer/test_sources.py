@@ -93,3 +93,26 @@ def test_hf_downloads_skip_weights_transformers_never_loads(monkeypatch):
     kept = ["model-00001-of-00002.safetensors", "tokenizer.json", "config.json"]
     assert all(any(fnmatch.fnmatch(f, p) for p in seen["ignore_patterns"]) for f in skipped)
     assert not any(fnmatch.fnmatch(f, p) for f in kept for p in seen["ignore_patterns"])
+
+
+@pytest.mark.parametrize("uri", ["hf://../x", "hf://a/b/c/d", "hf://org/na me", "hf://org/name@"])
+def test_odd_hf_names_are_a_model_source_error_not_a_hub_traceback(uri):
+    with pytest.raises(ModelSourceError, match="model URI 'hf://"):
+        resolve_model(uri)
+
+
+def test_a_bad_revision_from_the_spec_is_a_model_source_error():
+    with pytest.raises(ModelSourceError, match="is not a revision"):
+        resolve_model("hf://org/name", revision="a b")
+
+
+def test_a_pvc_uri_cannot_read_outside_its_claim(tmp_path):
+    """In the pod claims are mounted side by side under one root: pvc://a/../b (or a link) must not reach b."""
+    (tmp_path / "pvc" / "a").mkdir(parents=True)
+    (tmp_path / "pvc" / "b" / "secret-model").mkdir(parents=True)
+    (tmp_path / "pvc" / "a" / "link").symlink_to(tmp_path / "pvc" / "b")
+    storage = StorageMap(pvc_root=str(tmp_path / "pvc"))
+    with pytest.raises(ModelSourceError, match=r"'\.\.' may not appear"):
+        resolve_model("pvc://a/../b/secret-model", storage)
+    with pytest.raises(ModelSourceError, match="outside the claim 'a'"):
+        resolve_model("pvc://a/link/secret-model", storage)

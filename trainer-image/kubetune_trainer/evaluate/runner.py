@@ -38,7 +38,10 @@ class StatusNotPublished(RuntimeError):
 
 
 def _local(uri: str, storage: StorageMap, field: str) -> Path:
-    path = storage.local_path(uri)
+    try:
+        path = storage.local_path(uri)
+    except ValueError as err:  # a pvc:// URI leading outside its claim
+        raise DatasetError(f"{field}: {err}") from None
     if path is None:
         raise DatasetError(f"{field}: {uri!r} is not a local or pvc:// location the evaluation pod can read")
     return path
