@@ -111,6 +111,9 @@ class Reason:
     WAITING_FOR_EVALUATION: Final = "WaitingForEvaluation"
     EVALUATED: Final = "Evaluated"
     EVALUATION_FAILED: Final = "EvaluationFailed"
+    # FineTuneJob spec edits: applied by re-creating the Job before training starts, refused after.
+    RECREATED: Final = "Recreated"
+    SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
 
 
 # Environment variables the trainer pod reads.

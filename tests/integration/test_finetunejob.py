@@ -355,3 +355,88 @@ def test_editing_a_finished_job_whose_batch_job_is_gone_is_observed(cluster: Clu
     assert ftj["metadata"]["generation"] == 2
     assert ftj["status"]["phase"] == "Succeeded"
     assert {cond["observedGeneration"] for cond in ftj["status"]["conditions"]} == {2}
+
+
+def gpus_asked(job: dict) -> str:
+    return job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+
+
+def pending_pod_of(cluster: Cluster, job: dict) -> None:
+    """The trainer pod the Job controller made, which no node can take (the Job itself has a startTime)."""
+    template = job["spec"]["template"]
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{job['metadata']['name']}-p1",
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+            "ownerReferences": [owner],
+        },
+        "spec": template["spec"],
+    }
+    cluster.create(f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+    unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
+    cluster.patch_status(
+        f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}",
+        {"phase": "Pending", "conditions": [unschedulable]},
+    )
+    cluster.patch_status(cluster.job_path(job["metadata"]["name"]), {"active": 1, "startTime": now()})
+
+
+def test_editing_a_pending_job_recreates_its_job_before_observing_the_edit(cluster: Cluster, operator) -> None:
+    """Stuck Pending on `gpus: 8`, edited to `gpus: 1`: the Job asks for 1 GPU, and only then does
+    observedGeneration say the edit was applied (what Argo CD and Flux wait for)."""
+    cluster.apply(example("big", resources={"gpus": 8}))
+    old = wait_for(lambda: cluster.objects("jobs").get("big-train"), what="the training Job")
+    old_config = cluster.objects("configmaps")["big-config"]
+    assert gpus_asked(old) == "8"
+    pending_pod_of(cluster, old)
+    wait_for(lambda: "Unschedulable" in (cluster.ftj("big")["status"].get("message") or ""), what="the wait explained")
+    assert "startTime" not in cluster.ftj("big")["status"]  # a waiting pod is no start: the spec is not frozen
+
+    cluster.kubectl("patch", "ftj", "big", "--type=merge", "-p", '{"spec":{"resources":{"gpus":1}}}')
+
+    def observed() -> dict | None:
+        ftj = cluster.ftj("big")
+        if ftj["status"].get("observedGeneration") != 2:
+            return None
+        job = cluster.objects("jobs")["big-train"]  # read after the status: it must be the new one already
+        assert gpus_asked(job) == "1", "generation 2 observed while the Job still asked for 8 GPUs"
+        return ftj
+
+    ftj = wait_for(observed, what="generation 2 observed")
+    new = cluster.objects("jobs")["big-train"]
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    config = cluster.objects("configmaps")["big-config"]
+    assert config["metadata"]["uid"] != old_config["metadata"]["uid"]
+    assert json.loads(config["data"]["run-config.json"])["spec"]["resources"]["gpus"] == 1
+    assert {cond["observedGeneration"] for cond in ftj["status"]["conditions"]} == {2}
+    assert ftj["status"]["phase"] == "Pending"
+    wait_for(lambda: "big-train-p1" not in cluster.objects("pods"), what="the old pod gone with its Job")
+    recreated = next(e for e in cluster.events("big") if e["reason"] == "Recreated")
+    assert "generation 2" in recreated["message"] and "Job/big-train" in recreated["message"]
+
+
+def test_a_recreation_cut_short_by_a_restart_is_finished_by_the_next_operator(cluster: Cluster, operator) -> None:
+    """The operator died after deleting the old Job and before creating the new one: the stale run config is
+    replaced and the Job created from the edited spec when it comes back."""
+    cluster.apply(example("big", resources={"gpus": 8}))
+    wait_for(lambda: cluster.objects("jobs").get("big-train"), what="the training Job")
+    wait_phase(cluster, "big", "Pending")
+    operator.stop()
+    cluster.kubectl("patch", "ftj", "big", "--type=merge", "-p", '{"spec":{"resources":{"gpus":1}}}')
+    cluster.kubectl("delete", "job", "big-train")  # what the dead operator had done
+    assert cluster.ftj("big")["status"]["observedGeneration"] == 1
+
+    operator.start()
+    job = wait_for(lambda: cluster.objects("jobs").get("big-train"), 30, "the Job created again")
+    assert gpus_asked(job) == "1"
+    config = cluster.objects("configmaps")["big-config"]
+    assert (
+        config["metadata"]["annotations"]["kubetune.dev/spec-hash"]
+        == job["metadata"]["annotations"]["kubetune.dev/spec-hash"]
+    )
+    assert json.loads(config["data"]["run-config.json"])["spec"]["resources"]["gpus"] == 1
+    wait_for(lambda: cluster.ftj("big")["status"].get("observedGeneration") == 2, what="generation 2 observed")

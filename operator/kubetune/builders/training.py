@@ -7,10 +7,13 @@ whose pods find each other through a headless Service; index 0 is the rendezvous
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from kubetune import constants as c
-from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.api.runconfig import ProgressSink, StorageMap, TrainRunConfig
 from kubetune.builders import names, pods
 from kubetune.builders.meta import child_metadata
@@ -47,6 +50,25 @@ def pod_labels(job: FineTuneJob) -> dict[str, str]:
     return names.labels(c.LABEL_JOB, job.metadata.name, c.ROLE_TRAIN)
 
 
+def spec_hash(job: FineTuneJob) -> str:
+    """Digest of the spec the training Job and its run config are built from: every field except those the
+    operator changes in place on the running Job (MUTABLE_AFTER_START). Both children carry it
+    (`kubetune.dev/spec-hash`), so a child built from an earlier spec is recognised, even after a restart."""
+    spec = {k: v for k, v in job.spec.to_k8s().items() if k not in MUTABLE_AFTER_START}
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def built_from(child: Mapping[str, Any] | None) -> str | None:
+    """The spec hash a child was built from; None for no child, or one made before children carried it."""
+    annotations = ((child or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(c.ANNOTATION_SPEC_HASH)
+
+
+def _hash_annotation(job: FineTuneJob) -> dict[str, str]:
+    return {c.ANNOTATION_SPEC_HASH: spec_hash(job)}
+
+
 def job_run_config(
     job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
 ) -> TrainRunConfig:
@@ -67,7 +89,7 @@ def build_run_config_map(job: FineTuneJob, run_config: TrainRunConfig) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": child_metadata(job, c.ROLE_CONFIG, name=config_map_name(job)),
+        "metadata": child_metadata(job, c.ROLE_CONFIG, name=config_map_name(job), annotations=_hash_annotation(job)),
         "data": {c.RUN_CONFIG_FILE: run_config.dump()},
     }
 
@@ -197,7 +219,7 @@ def build_training_job(
     if res.nodes > 1:
         pod_spec["subdomain"] = headless_service_name(job)
 
-    meta = child_metadata(job, c.ROLE_TRAIN, name=training_job_name(job))
+    meta = child_metadata(job, c.ROLE_TRAIN, name=training_job_name(job), annotations=_hash_annotation(job))
     if spec.queue_name:
         meta["labels"][c.LABEL_KUEUE_QUEUE] = spec.queue_name
     job_spec: dict[str, Any] = {

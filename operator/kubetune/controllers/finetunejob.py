@@ -13,7 +13,7 @@ import kopf
 
 from kubetune import constants as c
 from kubetune import k8s, metrics
-from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.builders import kstatus, names
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
@@ -22,6 +22,7 @@ from kubetune.builders.training import (
     build_headless_service,
     build_run_config_map,
     build_training_job,
+    config_map_name,
     job_run_config,
     pod_labels,
     training_job_name,
@@ -128,10 +129,59 @@ def children(job: FineTuneJob, source_uri: str | None) -> list[dict[str, Any] | 
     ]
 
 
+async def _trainer_pods(job: FineTuneJob) -> list[dict[str, Any]]:
+    pods = await k8s.list_objects("Pod", job.metadata.namespace, labels=pod_labels(job))
+    name = job.metadata.name
+    return [p for p in pods if (p["metadata"].get("annotations") or {}).get(c.LABEL_JOB, name) == name]
+
+
+def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, logger: kopf.Logger) -> bool:
+    """Bring the training Job and run-config ConfigMap in line with the spec (see status.spec_action).
+
+    Before training started, children built from an earlier spec are deleted (the Job with its pods, also a
+    suspended one Kueue holds), and the caller creates them anew. A restart half-way is safe: whatever of
+    the old pair is left still carries the old hash and goes on the next reconcile. False when the edit is
+    refused (training had started): nothing is touched and status says why.
+    """
+    namespace, uid = job.metadata.namespace, job.metadata.uid
+    jobs = [j for j in await k8s.list_objects("Job", namespace, labels=pod_labels(job)) if _owned_by(j, uid)]
+    config_map = await k8s.get_or_none("ConfigMap", namespace, config_map_name(job))
+    pods = await _trainer_pods(job) if jobs else []
+    started = bool(job.status and job.status.start_time) or any(st.trainer_started(j, pods) for j in jobs)
+    action = st.spec_action(job, [*jobs, config_map], started)
+    if action == "keep":
+        return True
+    if action == "refuse":
+        await common.event(raw, "Warning", Reason.SPEC_CHANGE_REFUSED, st.refused_message(job))
+        return False
+    gone = []
+    for stale in [*(j for j in jobs if st.is_stale(job, j)), config_map if st.is_stale(job, config_map) else None]:
+        if stale is not None:
+            # Background: the Job goes at once (its name is free for the new one), its pods right after.
+            await k8s.delete(stale["kind"], namespace, stale["metadata"]["name"], propagation="Background")
+            gone.append(f"{stale['kind']}/{stale['metadata']['name']}")
+    if job.status and job.status.base_model_uri:
+        # baseModel may have been edited: resolve fromJob again for the new Job.
+        await k8s.patch_status(c.FINETUNEJOB, namespace, job.metadata.name, {"baseModelUri": None})
+        job.status.base_model_uri = None
+    msg = (
+        f"spec changed before training started (generation {job.metadata.generation}): "
+        f"re-creating {', '.join(gone)} from it"
+    )
+    logger.info(msg)
+    await common.event(raw, "Normal", Reason.RECREATED, msg)
+    return True
+
+
 @kopf.on.resume(*FTJ)
 @kopf.on.create(*FTJ)
 async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
-    """Create the children that are missing, then report the state they are in."""
+    """Create the children that are missing (re-create those built from an earlier spec while training has
+    not started), then report the state they are in."""
     with metrics.track("finetunejob.reconcile", expected=(kopf.TemporaryError,)):
         raw = dict(body)
         try:
@@ -153,12 +203,20 @@ async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Log
                 return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
             # The spec was fixed after a failure that came before any training: start over.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"completionTime": None})
+        async with common.lock_for(*_key(namespace, name)):
+            applies = await _apply_spec_edit(raw, job, logger)
+        if not applies:
+            await sync_status(namespace, name)
+            return
         source_uri = await _resolve_source(raw, job) if job.spec.base_model.from_job else None
         if source_uri and not (job.status and job.status.base_model_uri):
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
         async with common.lock_for(*_key(namespace, name)):
             objects, created = await common.ensure(children(job, source_uri))
+        if st.is_stale(job, objects.get("Job")):
+            # The old Job still holds the name (a finalizer keeps it a while): create the new one next time.
+            raise kopf.TemporaryError("waiting for the training Job of the earlier spec to be deleted", delay=2)
         if created:
             logger.info(f"created {', '.join(created)}")
             await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
@@ -182,11 +240,17 @@ async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | 
             # but a finished job whose spec was edited (suspend, ttlSecondsAfterFinished) has seen that edit.
             await _observe_generation(job)
             return
-        pods = await k8s.list_objects("Pod", namespace, labels=pod_labels(job))
-        pods = [p for p in pods if (p["metadata"].get("annotations") or {}).get(c.LABEL_JOB, name) == name]
+        pods = await _trainer_pods(job)
+        # Pods of a deleted earlier Job (re-created after a spec edit) may linger a moment: not this Job's.
+        job_uid = batch_job["metadata"].get("uid")
+        pods = [p for p in pods if not _owned_by_job(p) or _owned_by(p, job_uid)]
         patch = st.compute_status(job, batch_job, pods)
         if st.changed(job, patch):
             await _write_status(body, patch, st.observe(job, batch_job, pods))
+
+
+def _owned_by_job(obj: dict[str, Any]) -> bool:
+    return any(ref.get("kind") == "Job" for ref in obj["metadata"].get("ownerReferences") or [])
 
 
 async def _observe_generation(job: FineTuneJob) -> None:
@@ -207,26 +271,41 @@ async def _observe_generation(job: FineTuneJob) -> None:
 
 @kopf.on.update(*FTJ)
 async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
-    """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`; start a job
-    whose spec was fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
+    """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`; apply any other
+    edit made before training started by re-creating the Job (see reconcile); start a job whose spec was
+    fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
     with metrics.track("finetunejob.update"):
         job = common.parse(FineTuneJob, dict(body))
         batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
         not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
-        if batch is None and (not_started or _edited_after_early_failure(job)):
+        reconciled = False
+        if (batch is None and (not_started or _edited_after_early_failure(job))) or _frozen_field_changed(diff):
             await reconcile(body=body, namespace=namespace, name=name, logger=logger)
-            return
+            if not any(field[:2] in _MUTABLE_FIELDS for _, field, *_ in diff):
+                return
+            reconciled = True
+            batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
         finished = batch is not None and st.observe(job, batch, []).phase in c.FINISHED_PHASES
         for _op, field, _old, new in diff:
             if batch is None or finished:
                 break
             if field == ("spec", "suspend"):
+                if reconciled and bool((batch.get("spec") or {}).get("suspend")) == bool(new):
+                    continue  # the Job was just re-created with it
                 await _set_suspend(dict(body), job, bool(new))
             elif field == ("spec", "ttlSecondsAfterFinished"):
                 await k8s.patch_merge(
                     "Job", namespace, batch["metadata"]["name"], {"spec": {"ttlSecondsAfterFinished": new}}
                 )
         await sync_status(namespace, name)
+
+
+_MUTABLE_FIELDS = {("spec", key) for key in MUTABLE_AFTER_START}
+
+
+def _frozen_field_changed(diff: kopf.Diff) -> bool:
+    """Whether the edit touches a spec field other than those changed in place on the Job."""
+    return any(field[:1] == ("spec",) and field[:2] not in _MUTABLE_FIELDS for _, field, *_ in diff)
 
 
 async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool) -> None:

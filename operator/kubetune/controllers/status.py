@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.builders import kstatus, names
 from kubetune.builders.runconfig import FINAL
-from kubetune.builders.training import training_job_name
+from kubetune.builders.training import built_from, spec_hash, training_job_name
 
 Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
 IN_PROGRESS = frozenset({Phase.PENDING, Phase.VALIDATING, Phase.QUEUED, Phase.RUNNING})
@@ -74,6 +74,75 @@ def _waiting_reason(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _pod_running(batch_status: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """A trainer pod runs now (the Job's own counts stand in when no pod is listed)."""
+    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+    return running or (batch_status.get("ready") or 0) > 0 or (not pods and (batch_status.get("active") or 0) > 0)
+
+
+def trainer_started(batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> bool:
+    """Whether training has started: a trainer pod of this batch Job runs, or one has run (a container
+    terminated, or the Job succeeded). Pods that only wait (unschedulable, pulling the image, queued by
+    Kueue) do not count. When it becomes true, `status.startTime` is recorded, and from then on the CRD's
+    spec-freeze rule (`has(oldSelf.status.startTime)`) refuses spec edits."""
+    if batch_job is None:
+        return False
+    bstatus = batch_job.get("status") or {}
+    return _pod_running(bstatus, pods) or (bstatus.get("succeeded") or 0) > 0 or bool(_terminations(pods))
+
+
+def started_at(batch_job: dict[str, Any] | None, pods: list[dict[str, Any]], now: dt.datetime) -> str:
+    """When training started: the first trainer container start seen, else the Job's startTime, else now."""
+    starts = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != c.TRAINER_CONTAINER:
+                continue
+            for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+                for detail in (state.get("running"), state.get("terminated")):
+                    if detail and detail.get("startedAt"):
+                        starts.append(detail["startedAt"])
+    if starts:
+        return min(starts)
+    return ((batch_job or {}).get("status") or {}).get("startTime") or now_iso(now)
+
+
+def is_stale(job: FineTuneJob, child: dict[str, Any] | None) -> bool:
+    """Whether `child` (the training Job or the run-config ConfigMap) was built from an earlier spec.
+
+    Children made before they carried a spec hash count as current: they are never re-created by an upgrade."""
+    built = built_from(child)
+    return built is not None and built != spec_hash(job)
+
+
+SpecAction = Literal["keep", "recreate", "refuse"]
+
+
+def spec_action(job: FineTuneJob, children: list[dict[str, Any] | None], started: bool) -> SpecAction:
+    """What a spec edit does to the training children: nothing when they match the spec; before training
+    started, re-create the stale ones (the job consumed nothing); after, refuse it (the CRD's freeze rule
+    refuses such edits; one can only slip through while the start is not yet recorded in status)."""
+    if not any(is_stale(job, child) for child in children):
+        return "keep"
+    return "refuse" if started else "recreate"
+
+
+def observed_generation(job: FineTuneJob, batch_job: dict[str, Any] | None) -> int | None:
+    """The spec generation the operator has acted on: the current one while the batch Job matches the spec
+    (or there is none yet), else the one recorded before (an edit not applied yet, or refused)."""
+    if batch_job is not None and is_stale(job, batch_job):
+        return job.status.observed_generation if job.status else None
+    return job.metadata.generation
+
+
+def refused_message(job: FineTuneJob) -> str:
+    return (
+        f"the spec edit of generation {job.metadata.generation} was not applied: training had already started, "
+        "so the spec is frozen (only suspend and ttlSecondsAfterFinished may change); revert the edit, or "
+        "create a new FineTuneJob (e.g. with baseModel.fromJob to continue from this one)"
+    )
+
+
 def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Outcome | None:
     """The job's phase from what Kubernetes reports; None when there is nothing new to say
     (a finished job whose batch Job was garbage-collected keeps its recorded outcome)."""
@@ -128,9 +197,7 @@ def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[
 
     retries = bstatus.get("failed") or 0
     retry_note = f" (retry {retries} of {spec.backoff_limit}, resuming from the latest checkpoint)" if retries else ""
-    running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
-    started = running or (bstatus.get("ready") or 0) > 0 or (not pods and (bstatus.get("active") or 0) > 0)
-    if started:
+    if _pod_running(bstatus, pods):
         progress = status.progress if status else None
         if progress and progress.step is not None:
             total = f"/{progress.total_steps}" if progress.total_steps else ""
@@ -206,20 +273,28 @@ def compute_status(
         return {}
     status = job.status
     data = status.data if status else None
+    generation = observed_generation(job, batch_job)
+    started = bool(status and status.start_time) or trainer_started(batch_job, pods)
+    extra = []
+    if started and is_stale(job, batch_job) and outcome.phase not in c.FINISHED_PHASES:
+        refused = refused_message(job)
+        outcome = Outcome(outcome.phase, outcome.reason, f"{outcome.message}; {refused}")
+        extra.append((Cond.STALLED, Reason.SPEC_CHANGE_REFUSED, refused))
     patch: dict[str, Any] = {
         "phase": outcome.phase,
         "message": outcome.message,
-        "observedGeneration": job.metadata.generation,
+        "observedGeneration": generation,
         "conditions": conditions(
             outcome,
             kstatus.previous(status),
-            job.metadata.generation,
+            generation,
             now_iso(now),
             data_valid=bool(data and data.format and not data.errors),
+            extra=extra,
         ),
     }
     bstatus = (batch_job or {}).get("status") or {}
-    start = (status.start_time if status else None) or bstatus.get("startTime")
+    start = (status.start_time if status else None) or (started_at(batch_job, pods, now) if started else None)
     if start:
         patch["startTime"] = start
     patch["retries"] = int(bstatus.get("failed") or 0)
