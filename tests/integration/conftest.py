@@ -16,5 +16,6 @@ from harness import (  # noqa: F401
     now,
     operator,
     operator_env,
+    real_server,
     wait_for,
 )

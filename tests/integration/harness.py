@@ -1,8 +1,13 @@
-"""The operator against an API server over HTTP: KMock's emulator (see apiserver.py), the real `kubectl`,
-and the operator either in-process (`kopf.testing.KopfRunner`) or as a `kubetune operator` process.
+"""The operator against an API server over HTTP, the real `kubectl`, and the operator either in-process
+(`kopf.testing.KopfRunner`) or as a `kubetune operator` process.
+
+The `cluster` fixture runs every scenario twice: on KMock's emulator (apiserver.py, quick, lenient) and
+on a real kube-apiserver with etcd and a garbage collector (controlplane.py, one for the session, the
+namespace emptied after each test). On the real server the operator runs with the Helm chart's RBAC, as
+its ServiceAccount, while the test acts as the cluster admin.
 
 Nothing plays the Job controller or the kubelet: tests do, by patching a Job's status (and creating
-pods) the way Kubernetes would.
+pods) the way Kubernetes would, in a form the real API server's validation accepts.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from apiserver import ApiServerThread
+from apiserver import BUILTINS, ApiServerThread
+from controlplane import ControlPlane, ControlPlaneError, build_binaries, built_binaries, kubeconfig
 from kopf.testing import KopfRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +36,47 @@ GROUP_PATH = "/apis/kubetune.dev/v1alpha1"
 T = TypeVar("T")
 
 
-class Cluster:
-    """kubectl and quick HTTP reads against the emulator."""
+BACKENDS = ("emulator", "kube-apiserver")
+CRD_PLURALS = {"finetunejobs": "FineTuneJob", "evaluations": "Evaluation", "modeldeployments": "ModelDeployment"}
 
-    def __init__(self, server: ApiServerThread, kubeconfig: Path, cache: Path) -> None:
+
+def api_path(plural: str, namespace: str | None = NAMESPACE) -> str:
+    """The collection path of a resource named by its plural (built-ins of apiserver.BUILTINS, or ours)."""
+    if plural in CRD_PLURALS:
+        prefix = GROUP_PATH
+    else:
+        (gvr,) = [k for k in BUILTINS if k.rsplit("/", 1)[-1] == plural]
+        group_version = gvr.rsplit("/", 1)[0]
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
+class Cluster:
+    """kubectl and quick HTTP reads against an API server, as the cluster admin.
+
+    `kubeconfig` is what the operator runs with: the emulator's, or on the real server a token of the
+    chart's ServiceAccount. `kubectl()` and `http` act as the admin (the user, the Job controller, the
+    kubelet and the trainer that the tests play)."""
+
+    def __init__(
+        self,
+        server: ApiServerThread | None,
+        kubeconfig: Path,
+        cache: Path,
+        *,
+        backend: str = "emulator",
+        http: httpx.Client | None = None,
+        admin_kubeconfig: Path | None = None,
+    ) -> None:
         self.server = server
+        self.backend = backend
         self.kubeconfig = kubeconfig
+        self.admin_kubeconfig = admin_kubeconfig or kubeconfig
         self.cache = cache
-        self.http = httpx.Client(base_url=server.url, timeout=10)
+        self.http = http or httpx.Client(base_url=server.url, timeout=10)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        cmd = [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args]
+        cmd = [KUBECTL, "--kubeconfig", str(self.admin_kubeconfig), "--cache-dir", str(self.cache), *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -61,7 +97,12 @@ class Cluster:
         return self.get(f"{GROUP_PATH}/namespaces/{NAMESPACE}/finetunejobs/{name}")
 
     def objects(self, plural: str) -> dict[str, dict[str, Any]]:
-        return self.server.objects(plural, NAMESPACE)
+        """name -> object of every `plural` in the test namespace (with kind and apiVersion, as emulated)."""
+        if self.server is not None:
+            return self.server.objects(plural, NAMESPACE)
+        body = self.http.get(api_path(plural)).raise_for_status().json()
+        kind = body["kind"].removesuffix("List")
+        return {o["metadata"]["name"]: {"kind": kind, "apiVersion": body["apiVersion"], **o} for o in body["items"]}
 
     def patch_status(self, path: str, status: dict[str, Any]) -> dict[str, Any]:
         resp = self.http.patch(
@@ -79,32 +120,43 @@ class Cluster:
         body = self.get(f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}")
         return (body or {}).get("items") or []
 
-    # The Job controller's part.
+    # The Job controller's part, in the order and form its API validation demands: startTime set once,
+    # SuccessCriteriaMet / FailureTarget before Complete / Failed, completionTime only with Complete.
     def job_path(self, name: str) -> str:
         return f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}"
 
+    def _start_time(self, name: str) -> dict[str, str]:
+        status = (self.get(self.job_path(name)) or {}).get("status") or {}
+        return {} if status.get("startTime") else {"startTime": now()}
+
     def start_job(self, name: str) -> None:
-        self.patch_status(self.job_path(name), {"active": 1, "ready": 1, "startTime": now()})
+        self.patch_status(self.job_path(name), {"active": 1, "ready": 1, **self._start_time(name)})
 
     def finish_job(self, name: str, *, succeeded: bool = True, reason: str = "BackoffLimitExceeded") -> None:
+        at = now()
         if succeeded:
             status = {
                 "active": 0,
                 "ready": 0,
                 "succeeded": 1,
-                "completionTime": now(),
-                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now()}],
+                "completionTime": at,
+                "conditions": [
+                    {"type": t, "status": "True", "reason": "CompletionsReached", "lastTransitionTime": at}
+                    for t in ("SuccessCriteriaMet", "Complete")
+                ],
             }
         else:
+            message = "Job has reached the specified backoff limit"
             status = {
                 "active": 0,
                 "ready": 0,
                 "failed": 4,
                 "conditions": [
-                    {"type": "Failed", "status": "True", "reason": reason, "message": "Job has reached the limit"}
+                    {"type": t, "status": "True", "reason": reason, "message": message, "lastTransitionTime": at}
+                    for t in ("FailureTarget", "Failed")
                 ],
             }
-        self.patch_status(self.job_path(name), status)
+        self.patch_status(self.job_path(name), {**status, **self._start_time(name)})
 
 
 def now() -> str:
@@ -170,8 +222,24 @@ def evaluation(gpus: int = 0) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(params=BACKENDS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """An API server with the CRDs installed: the emulator, or the session's real kube-apiserver."""
+    if request.param == "kube-apiserver":
+        plane: RealServer = request.getfixturevalue("real_server")
+        c = Cluster(
+            None,
+            plane.operator_kubeconfig,
+            tmp_path / "kubectl-cache",
+            backend="kube-apiserver",
+            http=plane.http,
+            admin_kubeconfig=plane.admin_kubeconfig,
+        )
+        try:
+            yield c
+        finally:
+            plane.empty_namespace(NAMESPACE)
+        return
     server = ApiServerThread().start()
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", NAMESPACE)
     c = Cluster(server, kubeconfig, tmp_path / "kubectl-cache")
@@ -181,6 +249,128 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         c.http.close()
         server.stop()
+
+
+# --- the real control plane --------------------------------------------------------------------------
+
+OPERATOR_NAMESPACE = "kubetune-system"
+# What the tests create in their namespace, emptied after each test (the "kubernetes" Service stays).
+TEST_PLURALS = (
+    *CRD_PLURALS,
+    "jobs",
+    "pods",
+    "persistentvolumeclaims",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "roles",
+    "rolebindings",
+    "deployments",
+    "horizontalpodautoscalers",
+    "events",
+)
+
+
+def rendered_chart() -> list[dict[str, Any]]:
+    """The Helm chart rendered with default values, by tests/unit/helm/chart_render.py (helm or its SDK)."""
+    import importlib.util
+
+    chart_render = sys.modules.get("chart_render")
+    if chart_render is None:
+        spec = importlib.util.spec_from_file_location(
+            "chart_render", ROOT / "tests" / "unit" / "helm" / "chart_render.py"
+        )
+        assert spec is not None and spec.loader is not None
+        chart_render = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(chart_render)
+        sys.modules["chart_render"] = chart_render
+    if chart_render._RENDER is None:
+        raise ControlPlaneError(f"cannot render the Helm chart: {chart_render.BACKEND}")
+    return chart_render._RENDER()
+
+
+def chart_rbac() -> list[dict[str, Any]]:
+    """The chart's ServiceAccount and RBAC objects (default values)."""
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    return [d for d in rendered_chart() if d.get("kind") in kinds]
+
+
+class RealServer(ControlPlane):
+    """The session's control plane with kubetune installed: CRDs from crds/, the chart's RBAC, and a
+    kubeconfig of the operator's ServiceAccount."""
+
+    operator_kubeconfig: Path
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [KUBECTL, "--kubeconfig", str(self.admin_kubeconfig), "--cache-dir", str(self.workdir / "cache"), *args]
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
+
+    def install(self) -> None:
+        applied = self.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        if applied.returncode != 0:
+            raise ControlPlaneError(f"kube-apiserver refused crds/:\n{applied.stderr}")
+        established = self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        if established.returncode != 0:
+            raise ControlPlaneError(f"CRDs not established:\n{established.stderr}")
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+        rbac = chart_rbac()
+        text = yaml.safe_dump_all([namespace, *rbac])
+        applied = self.kubectl("apply", "--server-side", "-f", "-", input=text)
+        if applied.returncode != 0:
+            raise ControlPlaneError(f"kube-apiserver refused the chart's RBAC:\n{applied.stderr}")
+        (account,) = [d["metadata"]["name"] for d in rbac if d["kind"] == "ServiceAccount"]
+        token = self.service_account_token(OPERATOR_NAMESPACE, account)
+        self.operator_kubeconfig = kubeconfig(self.workdir / "operator.kubeconfig", self.url, self.ca, token)
+
+    def empty_namespace(self, namespace: str) -> None:
+        """Delete everything the tests made in `namespace` (finalizers dropped: no operator runs now)."""
+        for plural in TEST_PLURALS:
+            path = api_path(plural, namespace)
+            for obj in self.http.get(path).raise_for_status().json()["items"]:
+                if obj["metadata"].get("finalizers"):
+                    patch = {"metadata": {"finalizers": None}}
+                    headers = {"Content-Type": "application/merge-patch+json"}
+                    self.http.patch(f"{path}/{obj['metadata']['name']}", json=patch, headers=headers)
+            params = {"propagationPolicy": "Background", "gracePeriodSeconds": "0"}
+            self.http.delete(path, params=params).raise_for_status()
+        path = api_path("services", namespace)
+        for svc in self.http.get(path).raise_for_status().json()["items"]:
+            if svc["metadata"]["name"] != "kubernetes":
+                self.http.delete(f"{path}/{svc['metadata']['name']}")
+        for plural in TEST_PLURALS:
+            wait_for(
+                lambda plural=plural: not self.http.get(api_path(plural, namespace)).json()["items"],
+                30,
+                f"{plural} in {namespace} to be gone",
+            )
+
+
+@pytest.fixture(scope="session")
+def real_server() -> Iterator[RealServer]:
+    """etcd, kube-apiserver and the garbage collector for the whole session, kubetune installed.
+
+    Binaries missing (no `make envtest` yet): locally a skip that says so; in CI (CI=true) a build is
+    tried and any failure fails the tests, never a silent skip."""
+    binaries = built_binaries()
+    if binaries is None:
+        if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+            pytest.skip("kube-apiserver/etcd not built: run `make envtest` (the first build takes ~40 min)")
+        try:
+            binaries = build_binaries()
+        except ControlPlaneError as err:
+            pytest.fail(f"CI needs the real API server and could not build it: {err}")
+    plane = RealServer(binaries)
+    try:
+        plane.start()
+        plane.install()
+        plane.start_controller_manager()
+    except ControlPlaneError as err:
+        plane.stop()
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 def operator_env(kubeconfig: Path) -> dict[str, str]:
