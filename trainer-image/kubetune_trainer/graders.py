@@ -1,20 +1,20 @@
 """Reward functions for reinforcement fine-tuning, built from the graders declared in the spec.
 
 Only these four kinds exist; nothing from the spec is ever executed as code. Each grader scores
-a completion in [0, 1]; GRPO sums them with the declared weights (`reward_weights`).
+a completion in [0, 1]; GRPO sums them with the declared weights (`reward_weights`). Graders never
+touch the network or the file system, and a regex (also a JSON schema's `pattern`) gets a time bound
+per completion: one that runs out scores 0 and is counted in the log (matching.py).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from kubetune.api.finetunejob import Grader
+from kubetune_trainer.matching import BoundedPattern, Outcome, SchemaCheck, TimeoutLog, parse_json
 
 RewardFunc = Callable[..., list[float]]
 
@@ -46,10 +46,8 @@ def _matches(completion: Any, ref: Any) -> bool:
         return True
     if isinstance(ref, str):
         return False
-    try:
-        return json.loads(text.strip()) == ref
-    except ValueError:
-        return False
+    ok, value = parse_json(text.strip())
+    return ok and value == ref
 
 
 def _references(kwargs: dict[str, Any], field: str, n: int, name: str) -> list[Any]:
@@ -73,28 +71,29 @@ def exact_match(grader: Grader) -> RewardFunc:
 
 
 def regex(grader: Grader) -> RewardFunc:
-    pattern = re.compile(grader.pattern or "")
+    pattern = BoundedPattern(grader.pattern or "")
+    timeouts = TimeoutLog(f"grader {grader.name or grader.type!r}")
 
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
-        return [float(pattern.search(completion_text(c).strip()) is not None) for c in completions]
+        outcomes = [timeouts.add(pattern.search(completion_text(c).strip())) for c in completions]
+        return [float(o is Outcome.MATCH) for o in outcomes]
 
+    reward.timeouts = timeouts  # type: ignore[attr-defined]
     return reward
 
 
 def json_schema(grader: Grader) -> RewardFunc:
-    validator = Draft202012Validator(grader.schema_ or {})
+    check = SchemaCheck(grader.schema_ or {})
+    timeouts = TimeoutLog(f"grader {grader.name or grader.type!r}")
 
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
         out = []
         for c in completions:
-            try:
-                value = json.loads(completion_text(c).strip())
-            except ValueError:
-                out.append(0.0)
-                continue
-            out.append(float(validator.is_valid(value)))
+            ok, value = parse_json(completion_text(c).strip())
+            out.append(float(ok and timeouts.add(check.check(value)) is Outcome.MATCH))
         return out
 
+    reward.timeouts = timeouts  # type: ignore[attr-defined]
     return reward
 
 
@@ -121,9 +120,15 @@ BUILDERS: dict[str, Callable[[Grader], RewardFunc]] = {
 
 def reward_functions(graders: list[Grader]) -> tuple[list[RewardFunc], list[float]]:
     """(reward functions, weights) for GRPO; each function is named after its grader for the logs."""
+    from kubetune_trainer.modeling import TrainerConfigError
+
     funcs, weights = [], []
     for i, g in enumerate(graders):
-        fn = BUILDERS[g.type](g)
+        try:
+            fn = BUILDERS[g.type](g)
+        except ValueError as err:  # a pattern that does not compile, a schema that is not one or leads outside
+            field = "pattern" if g.type == "regex" else "schema"
+            raise TrainerConfigError(f"spec.rft.graders[{i}].{field}: {err}") from None
         fn.__name__ = g.name or (g.type if sum(x.type == g.type for x in graders) == 1 else f"{g.type}_{i}")
         funcs.append(fn)
         weights.append(g.weight)

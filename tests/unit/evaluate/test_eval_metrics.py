@@ -94,3 +94,17 @@ def test_score_leaves_out_what_cannot_be_measured():
 def test_mismatched_lengths_are_an_error():
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         metrics.exact_match(["a", "b"], ["a"])
+
+
+def test_json_schema_metric_never_fetches_and_is_bounded(monkeypatch):
+    """The same protection as the RFT graders (one helper, kubetune_trainer.matching)."""
+    import time
+
+    from kubetune_trainer import matching
+
+    with pytest.raises(ValueError, match=r"spec\.jsonSchema: \$ref 'https://example\.invalid/s\.json' points outside"):
+        metrics.json_schema(['"x"'], {"$ref": "https://example.invalid/s.json"})
+    monkeypatch.setattr(matching, "REGEX_TIMEOUT_SECONDS", 0.2)
+    started = time.monotonic()
+    score = metrics.json_schema([f'"{"a" * 40}b"', '"aaaa"', "[" * 100_000], {"type": "string", "pattern": r"(a|aa)+$"})
+    assert score == pytest.approx(1 / 3) and time.monotonic() - started < 5

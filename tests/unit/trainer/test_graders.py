@@ -82,3 +82,103 @@ def test_default_graders_read_the_completion_of_prompt_completion_data():
     fn, _ = _one({"type": "exact_match"})
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}  # what GRPO passes the reward functions
     assert fn(["Lisbon", "Madrid"], **columns) == [1.0, 1.0]
+
+
+# --- hostile completions and schemas: bounded time, no network, no files -----------------------------------
+
+EVIL = r"(a|aa)+$"  # catastrophic backtracking: with `re`, minutes on 40 characters
+
+
+@pytest.fixture
+def short_regex_timeout(monkeypatch):
+    from kubetune_trainer import matching
+
+    monkeypatch.setattr(matching, "REGEX_TIMEOUT_SECONDS", 0.2)
+
+
+def test_a_regex_grader_has_a_time_bound_per_completion(short_regex_timeout, caplog):
+    import time
+
+    fn, _ = _one({"type": "regex", "name": "evil", "pattern": EVIL})
+    started = time.monotonic()
+    scores = fn(["a" * 40 + "b", "aaaa", "a" * 60 + "!"])
+    elapsed = time.monotonic() - started
+    assert scores == [0.0, 1.0, 0.0]  # the two that ran out of time score 0; training goes on
+    assert elapsed < 5, f"{elapsed:.1f}s"  # bounded (generous for a busy machine): unbounded it is minutes
+    assert fn.timeouts.count == 2
+    assert "grader 'evil'" in caplog.text and "scored 0" in caplog.text
+
+
+class _Server:
+    """A local HTTP server that counts the requests it gets (a schema's remote $ref must never reach it)."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                body = b'{"type": "string"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/schema.json"
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_a_json_schema_grader_never_fetches_a_remote_ref(where, tmp_path):
+    from kubetune_trainer.modeling import TrainerConfigError
+
+    with _Server() as server:
+        ref = {"$ref": server.url}
+        schema = ref if where == "top" else {"type": "object", "properties": {"city": ref}}
+        with pytest.raises(TrainerConfigError, match=r"spec\.rft\.graders\[0\]\.schema: \$ref .* points outside"):
+            fn, _ = _one({"type": "json_schema", "schema": schema})
+            fn(['"x"', '{"city": "x"}'])  # today: each completion fetched the $ref over HTTP, without a timeout
+        assert server.hits == []
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"type": "string"}')
+    with pytest.raises(TrainerConfigError, match="never fetches anything"):
+        _one({"type": "json_schema", "schema": {"$ref": secret.as_uri()}})
+
+
+def test_a_json_schema_grader_resolves_refs_inside_the_schema():
+    schema = {
+        "$defs": {"city": {"type": "string", "minLength": 2}},
+        "type": "object",
+        "properties": {"city": {"$ref": "#/$defs/city"}},
+        "required": ["city"],
+    }
+    fn, _ = _one({"type": "json_schema", "schema": schema})
+    assert fn(['{"city": "Porto"}', '{"city": "P"}']) == [1.0, 0.0]
+
+
+def test_a_json_schema_pattern_is_bounded_too(short_regex_timeout):
+    import time
+
+    fn, _ = _one({"type": "json_schema", "schema": {"type": "string", "pattern": EVIL}})
+    started = time.monotonic()
+    assert fn([f'"{"a" * 40}b"', '"aaaa"']) == [0.0, 1.0]
+    assert time.monotonic() - started < 5 and fn.timeouts.count == 1
+
+
+def test_json_nested_too_deep_scores_zero_instead_of_crashing():
+    fn, _ = _one({"type": "json_schema", "schema": {"type": "array"}})
+    assert fn(["[" * 100_000 + "]" * 100_000, "[]"]) == [0.0, 1.0]
+    exact, _ = _one({"type": "exact_match", "field": "answer"})
+    assert exact(["[" * 100_000], answer=[[1]]) == [0.0]

@@ -7,7 +7,6 @@ Text metrics are in 0..1 (BLEU is sacrebleu's corpus score divided by 100). Meas
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 import statistics
@@ -122,10 +121,9 @@ def _strip_fence(text: str) -> str:
 
 def parse_json(text: str) -> tuple[bool, Any]:
     """(True, value) when the text (optionally inside one ``` fence) is a JSON document."""
-    try:
-        return True, json.loads(_strip_fence(text))
-    except ValueError:
-        return False, None
+    from kubetune_trainer import matching
+
+    return matching.parse_json(_strip_fence(text))
 
 
 def json_valid(predictions: Sequence[str]) -> float:
@@ -134,24 +132,26 @@ def json_valid(predictions: Sequence[str]) -> float:
 
 
 def json_schema_validator(schema: dict[str, Any]) -> Any:
-    """A validator for `schema`; raises ValueError naming spec.jsonSchema when the schema itself is invalid."""
-    import jsonschema
+    """A bounded, offline check against `schema` (matching.SchemaCheck); ValueError naming spec.jsonSchema when
+    the schema is not one or its $refs lead outside it."""
+    from kubetune_trainer.matching import SchemaCheck
 
-    cls = jsonschema.validators.validator_for(schema)
     try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise ValueError(f"spec.jsonSchema is not a valid JSON schema: {e.message}") from e
-    return cls(schema)
+        return SchemaCheck(schema)
+    except ValueError as e:
+        raise ValueError(f"spec.jsonSchema: {e}") from None
 
 
 def json_schema(predictions: Sequence[str], schema: dict[str, Any]) -> float:
-    """Share of predictions that are JSON and conform to `schema`."""
-    validator = json_schema_validator(schema)
+    """Share of predictions that are JSON and conform to `schema`; one whose check runs out of time is not."""
+    from kubetune_trainer.matching import Outcome, TimeoutLog
+
+    check = json_schema_validator(schema)
+    timeouts = TimeoutLog("metric json_schema")
     scores = []
     for p in predictions:
         ok, value = parse_json(p)
-        scores.append(float(ok and validator.is_valid(value)))
+        scores.append(float(ok and timeouts.add(check.check(value)) is Outcome.MATCH))
     return _mean(scores)
 
 
