@@ -106,7 +106,7 @@ class Reason:
     # Evaluation and ModelDeployment (appended by the serving engineer).
     ROLLED_FORWARD: Final = "RolledForward"
     PINNED: Final = "Pinned"
-    PIN_NOT_FOUND: Final = "PinNotFound"
+    PIN_NOT_FOUND: Final = "PinnedCheckpointNotFound"
     UP_TO_DATE: Final = "UpToDate"
     WAITING_FOR_EVALUATION: Final = "WaitingForEvaluation"
     EVALUATED: Final = "Evaluated"

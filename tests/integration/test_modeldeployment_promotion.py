@@ -149,3 +149,26 @@ def test_nothing_passing_serves_nothing_and_says_why(cluster: Cluster, operator)
     # Then it passes: promoted.
     cluster.patch_status(EVAL_PATH, {"results": [result(200, 0.85, True)]})
     served(cluster, "checkpoint-200", 1)
+
+
+def test_a_pin_to_a_missing_checkpoint_fails_visibly_until_it_is_fixed(cluster: Cluster, operator) -> None:
+    trained_job(cluster, 200, 400)
+    cluster.apply(model_deployment(pin="checkpoint-999"))
+    status = wait_for(lambda: (s := mdep(cluster).get("status") or {}).get("phase") == "Failed" and s, what="Failed")
+    conditions = {cond["type"]: cond for cond in status["conditions"]}
+    assert conditions["Stalled"]["reason"] == conditions["Ready"]["reason"] == "PinnedCheckpointNotFound"
+    assert conditions["Ready"]["status"] == "False"
+    assert "'checkpoint-999'" in status["message"] and "it has: checkpoint-200, checkpoint-400" in status["message"]
+    assert status["observedGeneration"] == 1
+    assert "travel" not in cluster.objects("deployments")
+    warning = wait_for(
+        lambda: next((e for e in cluster.events("travel") if e["reason"] == "PinnedCheckpointNotFound"), None),
+        what="the Warning event",
+    )
+    assert warning["type"] == "Warning" and "checkpoint-999" in warning["message"]
+
+    cluster.kubectl(
+        "patch", "modeldeployment", "travel", "--type=merge", "-p", '{"spec":{"promotion":{"pin":"checkpoint-400"}}}'
+    )
+    status, _ = served(cluster, "checkpoint-400", 1)
+    assert "Stalled" not in {cond["type"] for cond in status["conditions"]}

@@ -2,7 +2,9 @@
 
 Rules, in order:
 1. `promotion.pin` wins: serve that checkpoint of the job. Pinning one older than the served one is a
-   rollback; the revision says so ("pinned to checkpoint-200 (rollback from checkpoint-400)").
+   rollback; the revision says so ("pinned to checkpoint-200 (rollback from checkpoint-400)"). A pin to a
+   checkpoint that does not exist stalls the deployment (Failed, reason PinnedCheckpointNotFound, naming
+   the checkpoints there are); what was served before stays served.
 2. `policy: manual` without a pin keeps what is served; the first time it takes what auto would.
 3. `policy: auto` with `promotion.evaluation`: the best checkpoint that passed, ranked by the
    evaluation's `selectBy` (default: its first metric) in that metric's direction. It rolls forward
@@ -43,7 +45,8 @@ class Decision:
     """What to serve. `kind == "none"` keeps what is served (`checkpoint` then names it, if anything).
 
     `reason` is a CamelCase reason for Events and conditions; `message` is the human sentence that
-    becomes the revision's reason.
+    becomes the revision's reason. `stalled`: the spec asks for something that cannot be served (the
+    deployment fails until the spec or its sources change).
     """
 
     kind: Kind
@@ -51,6 +54,7 @@ class Decision:
     uri: str | None
     reason: str
     message: str
+    stalled: bool = False
 
     @property
     def changes(self) -> bool:
@@ -120,8 +124,28 @@ def _is_earlier(target: str, current: str, job: FineTuneJob | None, history: lis
     return any(r.checkpoint == target for r in history)
 
 
-def _keep(status: ModelDeploymentStatus, reason: str, message: str) -> Decision:
-    return Decision("none", status.served_checkpoint, status.served_uri, reason, message)
+def _keep(status: ModelDeploymentStatus, reason: str, message: str, *, stalled: bool = False) -> Decision:
+    return Decision("none", status.served_checkpoint, status.served_uri, reason, message, stalled)
+
+
+def _pin_not_found(
+    pin: str, status: ModelDeploymentStatus, evaluation: Evaluation | None, job: FineTuneJob | None
+) -> Decision:
+    """The stalled decision for a pin that names no checkpoint: which pin, which checkpoints exist, what to do."""
+    if job is not None:
+        source = f"FineTuneJob {job.metadata.name!r}"
+        have = [cp.name for cp in (job.status or FineTuneJobStatus()).checkpoints]
+    else:
+        source = f"Evaluation {evaluation.metadata.name!r}" if evaluation is not None else "the model"
+        have = [r.model for r in evaluation.status.results if r.uri] if evaluation and evaluation.status else []
+    message = f"spec.promotion.pin {pin!r} is not a checkpoint of {source} (it has: {', '.join(have) or 'none'})"
+    phase = job.status.phase if job is not None and job.status else None
+    if job is not None and phase not in c.FINISHED_PHASES:
+        message += f"; the job is {phase or 'not started'}: a checkpoint it saves under that name will be served"
+    if status.served_checkpoint:
+        message += f"; still serving {status.served_checkpoint}"
+    message += '; set spec.promotion.pin to one of its checkpoints, or to "" to follow the promotion policy'
+    return _keep(status, c.Reason.PIN_NOT_FOUND, message, stalled=True)
 
 
 def _pin(
@@ -132,15 +156,7 @@ def _pin(
     if pin == current:
         return _keep(status, c.Reason.PINNED, f"serving pinned checkpoint {pin}")
     if not _known(pin, job, evaluation):
-        source = f"FineTuneJob {job.metadata.name!r}" if job else "the model"
-        have = ", ".join(cp.name for cp in (job.status or FineTuneJobStatus()).checkpoints) if job else ""
-        return _keep(
-            status,
-            c.Reason.PIN_NOT_FOUND,
-            f"spec.promotion.pin {pin!r} is not a checkpoint of {source}"
-            + (f" (it has: {have})" if have else "")
-            + '; set pin to one of its checkpoints or to ""',
-        )
+        return _pin_not_found(pin, status, evaluation, job)
     uri = _uri_of(pin, job, evaluation)
     if current and _is_earlier(pin, current, job, status.revisions):
         return Decision("rollback", pin, uri, c.Reason.ROLLED_BACK, f"pinned to {pin} (rollback from {current})")

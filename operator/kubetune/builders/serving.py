@@ -69,7 +69,9 @@ class ServingPlan:
 def serving_name(deployment: ModelDeployment) -> str:
     """Name of the Deployment and Service: the ModelDeployment's own (a DNS label, cut with a hash if long)."""
     name = deployment.metadata.name
-    return name if len(name) <= names.MAX_NAME and "." not in name else names.child_name(name, c.ROLE_SERVE)
+    if len(name) <= names.MAX_NAME and names.DNS1035_LABEL.match(name):
+        return name
+    return names.dns_label_name(name, c.ROLE_SERVE)  # a Service name: no dots, starts with a letter
 
 
 def config_map_name(deployment: ModelDeployment) -> str:
@@ -383,11 +385,16 @@ def compute_status(
     revisions: list[dict[str, Any]],
     now: str,
 ) -> dict[str, Any]:
-    """The ModelDeployment's status after `decision` was applied (merge patch)."""
+    """The ModelDeployment's status after `decision` was applied (merge patch).
+
+    A stalled decision (e.g. a pin to a checkpoint that does not exist) is Failed: Ready False and Stalled
+    True with its reason, whatever is still served meanwhile."""
     status = deployment.status
     serving = decision.checkpoint
     ready, ready_replicas = rollout(deployment, apps_deployment)
-    if serving is None:
+    if decision.stalled:
+        phase, reason, message = c.Phase.FAILED, decision.reason, decision.message
+    elif serving is None:
         phase, reason, message = c.Phase.PENDING, decision.reason, decision.message
     elif ready:
         phase, reason = c.Phase.READY, c.Reason.READY
@@ -397,7 +404,13 @@ def compute_status(
     else:
         phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
         message = f"rolling out {serving}: {ready_replicas} replica(s) ready"
-    wanted = kstatus.wanted(reason, message, ready=phase == c.Phase.READY, reconciling=phase != c.Phase.READY)
+    wanted = kstatus.wanted(
+        reason,
+        message,
+        ready=phase == c.Phase.READY,
+        reconciling=phase not in (c.Phase.READY, c.Phase.FAILED),
+        stalled=phase == c.Phase.FAILED,
+    )
     patch: dict[str, Any] = {
         "phase": phase,
         "message": message,

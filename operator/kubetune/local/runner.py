@@ -527,6 +527,16 @@ def start_deployment(item: planning.Item, run: Run) -> bool:
     decision = promotion.decide(md_now, evaluation, job)
     digest = inputs_hash(md.spec.to_k8s())
     status = previous.model_copy(deep=True)
+    if decision.stalled:  # e.g. promotion.pin names no checkpoint: fail, as the operator does
+        status.phase, status.message, status.endpoint, status.ready_replicas = c.Phase.FAILED, decision.message, None, 0
+        status.conditions = [  # type: ignore[assignment]
+            _condition(c.Condition.READY, "False", decision.reason, decision.message),
+            _condition(c.Condition.STALLED, "True", decision.reason, decision.message),
+        ]
+        run.save(item, _with_status(md, status), digest)
+        run.say(f"[red]✗ {item}: {escape(decision.message)}[/]")
+        run.failed.add(item.key)
+        return False
     if not decision.checkpoint or not decision.uri:
         status.phase, status.message, status.endpoint, status.ready_replicas = (
             c.Phase.PENDING,

@@ -196,7 +196,7 @@ PASSING = {"checkpoint-200": (0.82, True), "checkpoint-400": (0.88, True), "chec
             PASSING,
             "none",
             "checkpoint-400",
-            "PinNotFound",
+            "PinnedCheckpointNotFound",
             "spec.promotion.pin 'checkpoint-999'",
         ),
         (
@@ -324,3 +324,17 @@ def test_revision_history_is_bounded_but_numbering_goes_on():
     d = decide(deployment(), evaluation(PASSING), job())
     revs = next_revisions(status, d, NOW)
     assert len(revs) == 50 and revs[-1]["revision"] == 51 and revs[0]["revision"] == 2
+
+
+def test_a_pin_to_a_missing_checkpoint_stalls_naming_the_pin_and_the_checkpoints_there_are():
+    d = decide(deployment(served="checkpoint-400", pin="checkpoint-999"), evaluation(PASSING), job())
+    assert d.stalled and not d.changes and d.reason == "PinnedCheckpointNotFound"
+    assert d.checkpoint == "checkpoint-400"  # what was served stays served meanwhile
+    assert "'checkpoint-999'" in d.message and "FineTuneJob 'travel'" in d.message
+    assert "it has: checkpoint-100, checkpoint-200, checkpoint-400" in d.message
+    assert "still serving checkpoint-400" in d.message
+    fresh = decide(deployment(pin="checkpoint-999", with_eval=False), None, job(checkpoints=()))
+    assert fresh.stalled and fresh.checkpoint is None and "(it has: none)" in fresh.message
+    running = decide(deployment(pin="checkpoint-999", with_eval=False), None, job(phase="Running"))
+    assert running.stalled and "the job is Running" in running.message
+    assert not decide(deployment(pin="checkpoint-200"), evaluation(PASSING), job()).stalled

@@ -193,3 +193,19 @@ def test_status_without_anything_to_serve_is_pending_with_the_reason():
     patch = serving.compute_status(md(), nothing, None, [], "2025-01-01T00:00:00Z")
     assert patch["phase"] == "Pending" and "servedCheckpoint" not in patch
     assert patch["conditions"][0]["reason"] == "NoPassingCheckpoint"
+
+
+def test_a_stalled_decision_fails_the_deployment_while_the_old_checkpoint_is_still_served():
+    message = "spec.promotion.pin 'checkpoint-999' is not a checkpoint of FineTuneJob 'travel' (it has: checkpoint-400)"
+    stalled = Decision("none", "checkpoint-400", "pvc://c/checkpoint-400", "PinnedCheckpointNotFound", message, True)
+    apps = {
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 1},
+    }
+    patch = serving.compute_status(md(), stalled, apps, [], "2025-01-01T00:00:00Z")
+    assert (patch["phase"], patch["message"]) == ("Failed", message)
+    conds = {x["type"]: x for x in patch["conditions"]}
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "PinnedCheckpointNotFound"
+    assert conds["Stalled"]["status"] == "True" and conds["Stalled"]["message"] == message
+    assert "Reconciling" not in conds
+    assert (patch["servedCheckpoint"], patch["readyReplicas"]) == ("checkpoint-400", 1)
