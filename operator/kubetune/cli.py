@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,9 @@ class Findings:
     datasets: int = 0
     files: int = 0
     datasets_seen: set[Path] = field(default_factory=set)
+    grouped: int = 0  # errors said once for several dataset lines, beyond one per entry of `errors`
+    reports: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # dataset validations, by file and options
+    admitted: list[tuple[str, Any]] = field(default_factory=list)  # (source, resource) for cross-resource checks
 
 
 def _iter_files(paths: Sequence[Path]) -> Iterator[Path]:
@@ -100,42 +102,55 @@ def _model_uris(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _validate_dataset(
-    path: Path, found: Findings, source: str, fmt: str | None = None, max_examples: int | None = None
-) -> None:
-    """Validate one JSONL file with kubetune.data (once per file): errors name the file and line."""
+    path: Path,
+    found: Findings,
+    source: str,
+    fmt: str | None = None,
+    max_examples: int | None = None,
+    prompts_only: bool = False,
+) -> Any:
+    """Validate one JSONL file with kubetune.data (once per file): errors name the file and line.
+
+    Returns the report (None when reading it crashed), so that a manifest can check the format fits its method.
+    """
+    from kubetune.data import validate_file
+
     resolved = path.resolve()
-    if resolved in found.datasets_seen:
-        return
+    key = (resolved, fmt if fmt and fmt != "auto" else "auto", max_examples, prompts_only)
+    if key in found.reports:
+        return found.reports[key]
+    first = resolved not in found.datasets_seen
     found.datasets_seen.add(resolved)
-    found.datasets += 1
+    found.datasets += first
     try:
-        validate_file = importlib.import_module("kubetune.data").validate_file
-    except (ImportError, AttributeError):
-        found.warnings.append(f"{source}: dataset checks skipped (kubetune.data.validate_file is not available)")
-        return
-    params = inspect.signature(validate_file).parameters
-    kwargs: dict[str, Any] = {}
-    if fmt and fmt != "auto" and "format" in params:
-        kwargs["format"] = fmt
-    if max_examples and "max_examples" in params:
-        kwargs["max_examples"] = max_examples
-    try:
-        report = validate_file(path, **kwargs)
+        report = validate_file(path, format=fmt or "auto", max_examples=max_examples or None, prompts_only=prompts_only)
     except Exception as err:  # a crash reading a dataset is still a finding about that file
         found.errors.append(f"{source}: {err}")
-        return
+        found.reports[key] = None
+        return None
+    found.reports[key] = report
     if report.ok:
-        found.notes.append(report.render().rstrip())
-        return
-    found.notes.append(report.summary() if hasattr(report, "summary") else f"{path}: invalid")
-    found.errors += report.rendered_errors() if hasattr(report, "rendered_errors") else [report.render().rstrip()]
-    found.warnings += [f"{report.source}: {w}" for w in getattr(report, "warnings", [])]
+        if first:
+            found.notes.append(report.render().rstrip())
+        return report
+    found.notes.append(report.summary())
+    # the same file read again with other options (another manifest's format): new problems only
+    for text, count in report.counted_errors():
+        if text not in found.errors:
+            found.errors.append(text)
+            found.grouped += count - 1  # a line standing for several errors: the summary counts them all
+    found.warnings += [
+        f"{report.source}: {w}" for w in report.warnings if f"{report.source}: {w}" not in found.warnings
+    ]
+    return report
 
 
 def _validate_manifest_file(path: Path, found: Findings) -> None:
     import yaml
 
-    from kubetune.api import iter_documents, parse_resource
+    from kubetune.api import iter_documents
+    from kubetune.api.admission import admit
+    from kubetune.api.manifests import is_ours
 
     try:
         docs = list(iter_documents(path))
@@ -144,54 +159,49 @@ def _validate_manifest_file(path: Path, found: Findings) -> None:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         found.errors.append(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}")
         return
-    except OSError as err:
-        found.errors.append(f"{path}: {err.strerror or err}")
+    except (OSError, UnicodeDecodeError) as err:
+        found.errors.append(f"{path}: cannot read it: {getattr(err, 'strerror', None) or err}")
         return
     for source, doc in docs:
-        resource, errors = parse_resource(doc, source)
+        resource, errors = admit(doc, source)
         found.errors += [str(e) for e in errors]
-        if resource is None and not (errors and _is_ours(doc)):
+        if resource is None and not (errors and is_ours(doc)):
             continue
         found.resources += 1
-        # With schema errors the rules still run on the document as written, so that every problem
-        # shows at once; rules that cannot run on a malformed value stay quiet.
-        rule_errors = _cel_errors(resource if resource is not None else doc, found, source)
-        found.errors += [f"{source}: {e}" for e in rule_errors if resource is not None or e.evaluated]
-        base = path.parent
-        for fld, uri, fmt in _dataset_uris(doc):
-            local = _local_path(uri, base)
-            if local is None:
-                continue
-            if not local.exists():
-                found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
-            elif local.is_file():
-                max_examples = ((doc.get("spec") or {}).get("dataset") or {}).get("maxExamples")
-                _validate_dataset(local, found, f"{source}: {fld}", fmt, max_examples)
-        for fld, uri in _model_uris(doc):
-            local = _local_path(uri, base)
-            if local is not None and not local.exists():
-                found.warnings.append(
-                    f"{source}: {fld}: {uri} does not exist yet (looked at {local}); create it before running"
-                )
+        if resource is not None:
+            found.admitted.append((source, resource))
+        _check_local_files(doc, resource, path.parent, found, source)
 
 
-def _is_ours(doc: Any) -> bool:
-    from kubetune import constants as c
-    from kubetune.api import KINDS
+def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Findings, source: str) -> None:
+    """The local datasets a manifest names (valid, and of a format its method trains on) and local models."""
+    from kubetune.api import FineTuneJob
+    from kubetune.data import needs_of
 
-    return isinstance(doc, dict) and doc.get("apiVersion") == c.API_VERSION and doc.get("kind") in KINDS
-
-
-def _cel_errors(resource: Any, found: Findings, source: str) -> list[Any]:
-    """The CRD's CEL rules on one resource (a typed resource, or the raw document)."""
-    try:
-        from kubetune.api import cel
-    except ImportError:
-        note = "CEL rules not checked (pip install cel-python)"
-        if not any(note in w for w in found.warnings):
-            found.warnings.append(f"{source}: {note}")
-        return []
-    return cel.validate(resource)
+    needs = needs_of(resource.spec) if isinstance(resource, FineTuneJob) else None
+    for fld, uri, fmt in _dataset_uris(doc):
+        local = _local_path(uri, base)
+        if local is None:
+            continue
+        if not local.exists():
+            found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
+        elif local.is_file():
+            spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+            dataset = spec.get("dataset") if isinstance(spec.get("dataset"), dict) else {}
+            max_examples = dataset.get("maxExamples") if fld.startswith("spec.dataset.train") else None
+            max_examples = max_examples if isinstance(max_examples, int) else None
+            prompts_only = bool(needs and needs.prompts_only)
+            fmt = fmt if isinstance(fmt, str) else None
+            report = _validate_dataset(local, found, f"{source}: {fld}", fmt, max_examples, prompts_only)
+            mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
+            if mismatch:
+                found.errors.append(f"{source}: {fld}: {local}: {mismatch}")
+    for fld, uri in _model_uris(doc):
+        local = _local_path(uri, base)
+        if local is not None and not local.exists():
+            found.warnings.append(
+                f"{source}: {fld}: {uri} does not exist yet (looked at {local}); create it before running"
+            )
 
 
 def validate_paths(paths: Sequence[Path]) -> Findings:
@@ -203,6 +213,10 @@ def validate_paths(paths: Sequence[Path]) -> Findings:
             _validate_dataset(f, found, str(f))
         else:
             _validate_manifest_file(f, found)
+    if found.admitted:
+        from kubetune.api.admission import cross_resource_errors
+
+        found.errors += [str(e) for e in cross_resource_errors(found.admitted)]
     return found
 
 
@@ -245,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for error in found.errors:
         out.line(error, "red")
     summary = f"{found.files} file(s), {found.resources} resource(s), {found.datasets} dataset(s): " + (
-        f"{len(found.errors)} error(s)" if found.errors else "all valid"
+        f"{len(found.errors) + found.grouped} error(s)" if found.errors else "all valid"
     )
     out.line(summary, "bold red" if found.errors else "bold green")
     return EXIT_INVALID if found.errors else EXIT_OK

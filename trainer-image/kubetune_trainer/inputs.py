@@ -14,23 +14,6 @@ from typing import Any
 from kubetune.api.common import UriError
 from kubetune.api.runconfig import TrainRunConfig
 
-# Which dataset formats each method trains on.
-METHOD_FORMATS: dict[str, tuple[str, ...]] = {
-    "sft": ("chat", "prompt-completion", "text"),
-    "pretraining": ("text",),
-    "dpo": ("preference",),
-    "rft": ("reinforcement", "prompt-completion", "chat"),
-    "distillation": ("chat", "prompt-completion"),
-}
-ENDPOINT_DISTILLATION_FORMATS = ("chat", "prompt-completion", "reinforcement")
-FORMAT_HINT = {
-    "chat": '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}',
-    "prompt-completion": '{"prompt": ..., "completion": ...}',
-    "text": '{"text": ...}',
-    "preference": '{"prompt": ..., "chosen": ..., "rejected": ...}',
-    "reinforcement": '{"prompt": ..., "<reference field>": ...}',
-}
-
 
 class DataValidationError(Exception):
     def __init__(self, report: str, status: dict[str, Any] | None = None) -> None:
@@ -81,11 +64,14 @@ def validate(cfg: TrainRunConfig) -> ValidatedData:
     ds = spec.dataset
     train_path = local_data_path(cfg, ds.train.uri, "spec.dataset.train.uri")
     val_path = local_data_path(cfg, ds.validation.uri, "spec.dataset.validation.uri") if ds.validation else None
-    train_report = kdata.validate_file(train_path, format=ds.format, max_examples=ds.max_examples)
+    needs = kdata.needs_of(spec)  # which formats the method trains on: kubetune.data's table
+    train_report = kdata.validate_file(
+        train_path, format=ds.format, max_examples=ds.max_examples, prompts_only=needs.prompts_only
+    )
     val_report = None
     if val_path is not None:
         val_format = train_report.format if ds.format == "auto" and train_report.ok else ds.format
-        val_report = kdata.validate_file(val_path, format=val_format, min_examples=1)
+        val_report = kdata.validate_file(val_path, format=val_format, min_examples=1, prompts_only=needs.prompts_only)
     status = kdata.data_status(train_report, val_report)
     failed = [r for r in (train_report, val_report) if r is not None and not r.ok]
     if failed:
@@ -94,32 +80,31 @@ def validate(cfg: TrainRunConfig) -> ValidatedData:
         raise DataValidationError("\n".join(status["errors"]), status)
 
     fmt = train_report.format
-    allowed = METHOD_FORMATS[spec.method]
-    if spec.method == "distillation" and spec.distillation and spec.distillation.teacher.endpoint:
-        allowed = ENDPOINT_DISTILLATION_FORMATS
-    if fmt not in allowed:
-        wanted = " or ".join(f"{f} ({FORMAT_HINT[f]})" for f in allowed)
-        message = (
-            f"{train_path}: spec.method {spec.method} trains on {wanted} examples, but this file is {fmt}: "
-            "convert the data or choose another method"
-        )
+    mismatch = needs.mismatch(fmt)
+    if mismatch:
+        message = f"{train_path}: {mismatch}"
         raise DataValidationError(message, {**status, "errors": [message]})
     paths = [train_path] + ([val_path] if val_path else [])
     return ValidatedData(train_path, val_path, fmt, status, dataset_hash(paths, ds.max_examples))
 
 
-def load_records(path: Path, fmt: str, max_examples: int | None = None) -> list[dict[str, Any]]:
+def load_records(
+    path: Path, fmt: str, max_examples: int | None = None, prompts_only: bool = False
+) -> list[dict[str, Any]]:
     from kubetune import data as kdata
 
-    return list(kdata.iter_trl_records(path, fmt, max_examples=max_examples))
+    return list(kdata.iter_trl_records(path, fmt, max_examples=max_examples, prompts_only=prompts_only))
 
 
 def load_datasets(cfg: TrainRunConfig, data: ValidatedData) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(train records, eval records or None); `validationSplit` holds out a seeded fraction of train."""
     ds = cfg.spec.dataset
-    train = load_records(data.train_path, data.format, ds.max_examples)
+    from kubetune import data as kdata
+
+    prompts_only = kdata.needs_of(cfg.spec).prompts_only
+    train = load_records(data.train_path, data.format, ds.max_examples, prompts_only)
     if data.validation_path is not None:
-        return train, load_records(data.validation_path, data.format)
+        return train, load_records(data.validation_path, data.format, prompts_only=prompts_only)
     if ds.validation_split:
         import random
 

@@ -99,9 +99,10 @@ def lora_config(spec: FineTuneJobSpec):
     return LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets, task_type="CAUSAL_LM")
 
 
-def _quantization(spec: FineTuneJobSpec, precision: Precision):
+def check_machine(spec: FineTuneJobSpec) -> None:
+    """What the spec needs of this machine, checked when the trainer starts (before any model is loaded)."""
     if spec.adapter.type != "qlora":
-        return None
+        return
     if not torch.cuda.is_available():
         raise TrainerConfigError(
             "spec.adapter.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU and "
@@ -111,6 +112,26 @@ def _quantization(spec: FineTuneJobSpec, precision: Precision):
         raise TrainerConfigError(
             "spec.adapter.type qlora needs the bitsandbytes package in the trainer image (pip install bitsandbytes)"
         )
+
+
+def check_targets(spec: FineTuneJobSpec, model: Any) -> None:
+    """LoRA `targetModules` that name no module of the loaded model, or its output layer: a kubetune error
+    with the names that exist, instead of PEFT's or TRL's traceback later."""
+    from kubetune.api.adapters import target_problem
+
+    named = list(model.named_modules())
+    linear = [n for n, m in named if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"]
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    output_name = next((n for n, m in named if output is not None and m is output), None)
+    problem = target_problem(spec.adapter.target_modules, [n for n, _ in named], linear, output_name)
+    if problem:
+        raise TrainerConfigError(problem)
+
+
+def _quantization(spec: FineTuneJobSpec, precision: Precision):
+    if spec.adapter.type != "qlora":
+        return None
+    check_machine(spec)
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -240,6 +261,8 @@ def load_model(
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         peft_config = lora_config(spec) if adapter in ("lora", "qlora") else None
+        if peft_config is not None:
+            check_targets(spec, model)
         # the revision travels with the URI: continual runs, merges and evaluations load this same base
         loaded = LoadedModel(
             model,

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from kubetune import constants as c
+from kubetune.api import yamlload
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
@@ -53,15 +53,40 @@ def pydantic_errors(err: ValidationError, source: str, prefix: str = "") -> list
     return out
 
 
+def is_ours(doc: Any) -> bool:
+    """A document that claims to be kubetune's: one of our kinds, or an apiVersion in our group (any case)."""
+    if not isinstance(doc, dict):
+        return False
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    group = api_version.split("/")[0].lower() if isinstance(api_version, str) else None
+    return (isinstance(kind, str) and kind in KINDS) or group == c.GROUP
+
+
 def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Resource | None, list[ManifestError]]:
-    """Type one document; kinds other than kubetune's are not ours and are returned as (None, [])."""
+    """Type one document (schema only; see kubetune.api.admission for everything the API server checks).
+
+    A document of another kind with an apiVersion (an apps/v1 Deployment beside the jobs) is not ours:
+    (None, []). A document without apiVersion or kind is an error, as kubectl says; so is one of our
+    kinds under any apiVersion but exactly kubetune.dev/v1alpha1.
+    """
     if not isinstance(doc, dict):
         return None, [ManifestError(source, "", "a manifest must be a mapping")]
-    kind, api_version = doc.get("kind"), doc.get("apiVersion", "")
-    if not str(api_version).startswith(c.GROUP + "/"):
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    missing = [k for k, v in (("apiVersion", api_version), ("kind", kind)) if not v]
+    if missing:
+        return None, [
+            ManifestError(source, k, f"{k} is missing: every Kubernetes object needs apiVersion and kind")
+            for k in missing
+        ]
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        bad = "apiVersion" if not isinstance(api_version, str) else "kind"
+        return None, [ManifestError(source, bad, f"{bad} must be a string")]
+    if not is_ours(doc):
         return None, []
     if api_version != c.API_VERSION:
-        return None, [ManifestError(source, "apiVersion", f"unsupported version {api_version!r}; use {c.API_VERSION}")]
+        return None, [
+            ManifestError(source, "apiVersion", f"unsupported apiVersion {api_version!r}; use {c.API_VERSION}")
+        ]
     model = KINDS.get(kind)
     if model is None:
         return None, [ManifestError(source, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
@@ -72,8 +97,11 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Res
 
 
 def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
-    """(source label, document) for every YAML document in a file; label is `file` or `file#N`."""
-    with path.open() as fh:
-        docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+    """(source label, document) for every YAML document in a file; label is `file` or `file#N`.
+
+    Read with the one guarded loader (kubetune.api.yamlload): raises yaml.YAMLError, with the line, for
+    syntax errors and for what a manifest may not hold (alias bombs, deep nesting, integers beyond int64).
+    """
+    docs = yamlload.load_file(path)
     for i, doc in enumerate(docs):
         yield (f"{path}#{i + 1}" if len(docs) > 1 else str(path)), doc

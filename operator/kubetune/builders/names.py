@@ -7,6 +7,7 @@ its start and gets an 8-character hash of the full name, so two long parents nev
 from __future__ import annotations
 
 import hashlib
+import re
 
 from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob
@@ -21,6 +22,27 @@ def child_name(parent: str, role: str, max_len: int = MAX_NAME) -> str:
     digest = hashlib.sha256(full.encode()).hexdigest()[:8]
     keep = max_len - len(role) - len(digest) - 2
     return f"{parent[:keep].rstrip('-.')}-{digest}-{role}"
+
+
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def dns_label_name(parent: str, role: str, max_len: int = MAX_NAME) -> str:
+    """child_name that is also a DNS-1035 label, as Service names and pod hostnames must be.
+
+    A parent name may be a DNS subdomain (dots) or start with a digit; such a name keeps its letters and
+    digits, dots become dashes, a leading digit gets an `x` in front, and an 8-character hash of the full
+    original name goes in: the mapping is stable (the same parent always gets the same name) and unique
+    (`a.b` and `a-b` differ). Names that are already valid labels are unchanged.
+    """
+    name = child_name(parent, role, max_len)
+    if DNS1035_LABEL.match(name):
+        return name
+    digest = hashlib.sha256(f"{parent}-{role}".encode()).hexdigest()[:8]
+    safe = re.sub(r"[^a-z0-9-]+", "-", parent.lower())
+    safe = safe if safe[:1].isalpha() else f"x{safe}"
+    keep = max_len - len(role) - len(digest) - 2
+    return f"{safe[:keep].strip('-')}-{digest}-{role}"
 
 
 def labels(parent_label: str, parent: str, role: str) -> dict[str, str]:

@@ -35,7 +35,9 @@ def training_job_name(job: FineTuneJob) -> str:
     `MASTER_ADDR` names) is still a DNS label of at most 63 characters."""
     nodes = job.spec.resources.nodes
     index_suffix = len(f"-{nodes - 1}") if nodes > 1 else 0
-    return names.child_name(job.metadata.name, c.ROLE_TRAIN, max_len=names.MAX_NAME - index_suffix)
+    if nodes > 1:  # Indexed pods get the hostname <name>-<index>: a DNS label, so no dots in the name
+        return names.dns_label_name(job.metadata.name, c.ROLE_TRAIN, max_len=names.MAX_NAME - index_suffix)
+    return names.child_name(job.metadata.name, c.ROLE_TRAIN)
 
 
 def config_map_name(job: FineTuneJob) -> str:
@@ -43,7 +45,8 @@ def config_map_name(job: FineTuneJob) -> str:
 
 
 def headless_service_name(job: FineTuneJob) -> str:
-    return names.child_name(job.metadata.name, c.ROLE_HEADLESS)
+    """A Service name, so a DNS-1035 label even for a dotted job name (names.dns_label_name)."""
+    return names.dns_label_name(job.metadata.name, c.ROLE_HEADLESS)
 
 
 def pod_labels(job: FineTuneJob) -> dict[str, str]:

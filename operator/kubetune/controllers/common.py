@@ -10,6 +10,7 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from kubetune import k8s
+from kubetune.api.admission import admit_resource
 from kubetune.api.manifests import pydantic_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -60,12 +61,18 @@ def forget_lock(kind: str, namespace: str, name: str) -> None:
 
 
 def parse(model: type[M], body: Mapping[str, Any]) -> M:
-    """The typed resource; a spec the schema should have rejected becomes a PermanentError naming the fields."""
+    """The typed resource, admitted by the same function as `kubetune validate` and `kubetune run`
+    (schema, CEL rules, metadata and spec checks); what it refuses becomes a PermanentError naming the fields."""
+    doc = dict(body)
     try:
-        return model.model_validate(dict(body))
+        resource = model.model_validate(doc)
     except ValidationError as err:
         problems = "; ".join(f"{e.path}: {e.message}" for e in pydantic_errors(err, "spec"))
         raise kopf.PermanentError(f"invalid resource: {problems}") from err
+    errors = admit_resource(doc)
+    if errors:
+        raise kopf.PermanentError("invalid resource: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
+    return resource
 
 
 def validation_message(err: kopf.PermanentError) -> str:

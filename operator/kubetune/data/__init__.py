@@ -18,10 +18,12 @@ from kubetune.data.formats import (
     REINFORCEMENT,
     TEXT,
     detect_record_format,
+    has_answer,
     is_conversational,
     to_trl_record,
 )
 from kubetune.data.jsonl import iter_jsonl
+from kubetune.data.methods import METHOD_FORMATS, DataNeeds, data_needs, needs_of
 from kubetune.data.report import ValidationReport, data_status
 from kubetune.data.stats import CHARS_PER_TOKEN, estimate_tokens
 from kubetune.data.validate import (
@@ -41,21 +43,26 @@ __all__ = [
     "FORMATS",
     "LONG_EXAMPLE_CHARS",
     "MAX_ERRORS",
+    "METHOD_FORMATS",
     "MIN_EXAMPLES",
     "PREFERENCE",
     "PROMPT_COMPLETION",
     "REINFORCEMENT",
     "TEXT",
+    "DataNeeds",
     "DatasetError",
     "LineChecker",
     "LineError",
     "ValidationReport",
+    "data_needs",
     "data_status",
     "detect_record_format",
     "estimate_tokens",
+    "has_answer",
     "is_conversational",
     "iter_jsonl",
     "iter_trl_records",
+    "needs_of",
     "to_trl_record",
     "validate_file",
 ]

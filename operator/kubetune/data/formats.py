@@ -53,10 +53,32 @@ def _last_role(messages: Any) -> Any:
     return None
 
 
-def detect_record_format(obj: Any) -> str | None:
-    """The format a single JSON line looks like, from its keys; None when it matches none."""
+def is_prompt_only(obj: Any) -> bool:
+    """A line that is only a prompt: {"prompt": ...} (plus tools), or messages that end before the answer."""
+    if not isinstance(obj, dict):
+        return False
+    if "messages" in obj:
+        return set(obj) <= CHAT_KEYS and _last_role(obj["messages"]) not in ("assistant", None)
+    return "prompt" in obj and set(obj) <= PROMPT_KEYS
+
+
+def has_answer(record: dict[str, Any]) -> bool:
+    """Whether a chat or prompt-completion TRL record carries the answer to learn (prompts_only lines do not)."""
+    if "messages" in record:
+        return _last_role(record["messages"]) == "assistant"
+    return "completion" in record
+
+
+def detect_record_format(obj: Any, prompts_only: bool = False) -> str | None:
+    """The format a single JSON line looks like, from its keys; None when it matches none.
+
+    With `prompts_only` (data whose answers someone else writes: endpoint distillation) a prompt alone
+    counts as prompt-completion and messages ending with the user's turn as chat.
+    """
     if not isinstance(obj, dict):
         return None
+    if prompts_only and "prompt" in obj and set(obj) <= PROMPT_KEYS:
+        return PROMPT_COMPLETION
     if "messages" in obj:
         has_references = any(k not in CHAT_KEYS for k in obj)
         if has_references and _last_role(obj["messages"]) != "assistant":
@@ -147,6 +169,18 @@ def _with_tools(record: dict[str, Any], obj: dict[str, Any], field: str, issues:
 
 
 # -- one function per format: check a line, return its TRL record (None when it has errors) --------------
+
+
+def check_prompt_only(obj: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
+    """A chat or prompt-completion line without its answer (prompts_only): the TRL record has no answer."""
+    key = "messages" if "messages" in obj else "prompt"
+    prompt = _text_or_messages(obj[key], key, issues)
+    if isinstance(prompt, list):
+        _check_prompt_end(prompt, key, issues)
+    if issues.errors or prompt is None:
+        return None
+    record = _with_tools({key: prompt}, obj, "tools", issues)
+    return None if issues.errors else record
 
 
 def check_chat(obj: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
@@ -338,11 +372,16 @@ def record_text(record: dict[str, Any], fmt: str) -> str:
     return "\n".join(parts)
 
 
-def check_record(obj: Any, fmt: str, issues: Issues) -> dict[str, Any] | None:
-    """Check one parsed line against `fmt`; the TRL record, or None with the problems in `issues`."""
+def check_record(obj: Any, fmt: str, issues: Issues, prompts_only: bool = False) -> dict[str, Any] | None:
+    """Check one parsed line against `fmt`; the TRL record, or None with the problems in `issues`.
+
+    With `prompts_only`, chat and prompt-completion lines may stop before the answer.
+    """
     if not isinstance(obj, dict):
         issues.error(None, f"expected a JSON object, got {type_name(obj)}")
         return None
+    if prompts_only and fmt in (CHAT, PROMPT_COMPLETION) and is_prompt_only(obj):
+        return check_prompt_only(obj, issues)
     return CHECKS[fmt](obj, issues)
 
 

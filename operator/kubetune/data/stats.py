@@ -145,8 +145,9 @@ class Collector:
             return len(value) if isinstance(value, str) else len(messages_text(value))
 
         self.prompt_chars.add(size(record["prompt"]), line)
-        answer = record["completion"] if self.fmt == PROMPT_COMPLETION else record["chosen"]
-        self.answer_chars.add(size(answer), line)
+        answer = record.get("completion") if self.fmt == PROMPT_COMPLETION else record["chosen"]
+        if answer is not None:  # a prompt alone (endpoint distillation: the teacher writes the answer)
+            self.answer_chars.add(size(answer), line)
         if self.fmt == PREFERENCE:
             form = preference_form(obj)
             self.forms[form] = self.forms.get(form, 0) + 1

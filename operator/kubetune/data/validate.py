@@ -41,10 +41,11 @@ LONG_EXAMPLE_CHARS = 16_000  # ~4,000 tokens: twice the default maxSeqLength of 
 class LineChecker:
     """Checks the lines of one file in order: decides the format (auto), keeps one style per file."""
 
-    def __init__(self, fmt: str = AUTO) -> None:
+    def __init__(self, fmt: str = AUTO, prompts_only: bool = False) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
         self.format: str | None = None if fmt == AUTO else fmt
+        self.prompts_only = prompts_only  # lines may stop before the answer (see formats.check_record)
         self.decided_by: int | None = None
         self._conversational: bool | None = None
         self._style_line = 0
@@ -57,7 +58,7 @@ class LineChecker:
         if not isinstance(obj, dict):
             issues.error(None, f"expected a JSON object, got {type_name(obj)}")
             return None, issues
-        detected = detect_record_format(obj)
+        detected = detect_record_format(obj, self.prompts_only)
         if self.format is None:
             if detected is None:
                 issues.error(None, unknown_format_message(obj))
@@ -67,7 +68,7 @@ class LineChecker:
             how = f"decided by line {self.decided_by}" if self.decided_by else "as given"
             issues.error(None, f"looks like {detected}, but the file is {self.format} ({how})")
             return None, issues
-        record = check_record(obj, self.format, issues)
+        record = check_record(obj, self.format, issues, self.prompts_only)
         if record is not None and self.format not in (CHAT, TEXT):
             record = self._check_style(line_no, record, issues)
         if record is not None and self.format == REINFORCEMENT:
@@ -122,12 +123,14 @@ def validate_file(
     max_errors: int = MAX_ERRORS,
     long_example_chars: int = LONG_EXAMPLE_CHARS,
     count_tokens: Callable[[str], int] | None = None,
+    prompts_only: bool = False,
 ) -> ValidationReport:
     """Check every line of a JSONL file against `format` (or the format its lines share, for `auto`).
 
     Collects all errors (the first `max_errors` in full, then a count), warnings, statistics and a token
     total: counted with `count_tokens` when given, else estimated as characters / 4. With `max_examples`
-    reading stops after that many valid examples, as training would.
+    reading stops after that many valid examples, as training would. With `prompts_only` (see
+    kubetune.data.methods.data_needs) chat and prompt-completion lines may stop before the answer.
     """
     report = ValidationReport(source=str(path))
     if format not in FORMATS:
@@ -143,9 +146,9 @@ def validate_file(
         if len(report.errors) < max_errors:
             report.errors.append(error)
         else:
-            report.errors_omitted += 1
+            report.omit(error)
 
-    checker = LineChecker(format)
+    checker = LineChecker(format, prompts_only)
     collector: Collector | None = None
     tallies: dict[str, Tally] = {}
     stopped_at = None
@@ -197,7 +200,7 @@ def validate_file(
 
 
 def iter_trl_records(
-    path: str | PathLike[str], fmt: str = AUTO, max_examples: int | None = None
+    path: str | PathLike[str], fmt: str = AUTO, max_examples: int | None = None, prompts_only: bool = False
 ) -> Iterator[dict[str, Any]]:
     """The file's examples as TRL records, streamed (for `datasets.Dataset.from_generator`).
 
@@ -205,7 +208,7 @@ def iter_trl_records(
     Unlike to_trl_record, formats that may carry `tools` always have the key (None when a line has none):
     a dataset needs the same columns in every row.
     """
-    checker = LineChecker(fmt)
+    checker = LineChecker(fmt, prompts_only)
     if max_examples is not None and max_examples <= 0:
         return
     # every pass of the loop yields a record or raises, so `produced` counts the records yielded

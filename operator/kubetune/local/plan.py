@@ -11,10 +11,14 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from kubetune import constants as c
-from kubetune.api import Evaluation, FineTuneJob, ManifestError, ModelDeployment, Resource
-from kubetune.api.manifests import iter_documents, parse_resource
+from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, Resource
+from kubetune.api.admission import admit_all
+from kubetune.api.manifests import iter_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 KIND_ORDER = {c.FINETUNEJOB: 0, c.EVALUATION: 1, c.MODELDEPLOYMENT: 2}
@@ -76,23 +80,32 @@ def manifest_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and not p.name.startswith("."))
 
 
+def _read(f: Path) -> list[tuple[str, Any]]:
+    """The documents of one file; a YAML error (or a limit of the loader) names the file and the line."""
+    try:
+        return list(iter_documents(f))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{f}:{mark.line + 1}" if mark else str(f)
+        raise PlanError([f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}"]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PlanError([f"{f}: cannot read it: {getattr(err, 'strerror', None) or err}"]) from None
+
+
 def load(path: Path) -> list[Item]:
-    """Every kubetune resource in PATH; documents of other kinds are skipped; raises PlanError."""
-    items: list[Item] = []
-    errors: list[ManifestError] = []
+    """Every kubetune resource in PATH, admitted as the cluster would admit it (kubetune.api.admission:
+    schema, CEL rules, metadata, spec and cross-resource checks); other kinds are skipped; raises PlanError."""
     files = manifest_files(path)
+    docs: list[tuple[str, Any]] = []
+    base_of: dict[str, Path] = {}
     for f in files:
-        try:
-            docs = list(iter_documents(f))
-        except Exception as err:  # a YAML syntax error: name the file and yaml's own position
-            raise PlanError([f"{f}: not valid YAML: {err}"]) from err
-        for source, doc in docs:
-            resource, errs = parse_resource(doc, source)
-            errors += errs
-            if resource is not None:
-                items.append(Item(resource, source, f.parent.resolve()))
+        for source, doc in _read(f):
+            docs.append((source, doc))
+            base_of[source] = f.parent.resolve()
+    admitted, errors = admit_all(docs)
     if errors:
         raise PlanError([str(e) for e in errors])
+    items = [Item(resource, source, base_of[source]) for source, resource in admitted]
     if not items:
         raise PlanError(
             [f"{path}: no FineTuneJob, Evaluation or ModelDeployment found (looked at {len(files)} file(s))"]

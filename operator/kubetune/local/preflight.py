@@ -1,4 +1,5 @@
-"""Checks before anything starts: every local dataset valid, every local model present.
+"""Checks before anything starts: every local dataset valid and of a format its method trains on, every
+local model present, and what this machine cannot do (QLoRA without a GPU; LoRA targets the model lacks).
 
 A broken line in an evaluation's test set is found before an hour of training, not after it.
 The data rules are `kubetune.data`'s (the trainer applies the same ones again when it starts).
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubetune.api import Evaluation, FineTuneJob
-from kubetune.data import validate_file
+from kubetune.api import Evaluation, FineTuneJob, adapters
+from kubetune.data import DataNeeds, needs_of, validate_file
 from kubetune.local.plan import Item
 from kubetune.local.state import RunsDir
 
@@ -21,7 +22,16 @@ class Findings:
     datasets: int = 0
 
 
-def _dataset(findings: Findings, item: Item, runs: RunsDir, fld: str, uri: str, fmt: str, max_examples=None) -> None:
+def _dataset(
+    findings: Findings,
+    item: Item,
+    runs: RunsDir,
+    fld: str,
+    uri: str,
+    fmt: str,
+    max_examples: int | None = None,
+    needs: DataNeeds | None = None,
+) -> None:
     path = runs.storage(item.base_dir).local_path(uri)
     if path is None:
         findings.notes.append(f"{item}: {fld}: {uri} is remote; the trainer checks it when it reads it")
@@ -29,10 +39,13 @@ def _dataset(findings: Findings, item: Item, runs: RunsDir, fld: str, uri: str, 
     if not path.is_file():
         findings.errors.append(f"{item.source}: {fld}: {uri} does not exist (looked at {path})")
         return
-    report = validate_file(path, format=fmt, max_examples=max_examples)
+    prompts_only = needs is not None and needs.prompts_only
+    report = validate_file(path, format=fmt, max_examples=max_examples, prompts_only=prompts_only)
     findings.datasets += 1
     if not report.ok:
         findings.errors.append(f"{item.source}: {fld}: {uri} is not valid:\n{report.render().rstrip()}")
+    elif needs is not None and needs.mismatch(report.format):
+        findings.errors.append(f"{item.source}: {fld}: {path}: {needs.mismatch(report.format)}")
 
 
 def _model(findings: Findings, item: Item, runs: RunsDir, fld: str, uri: str) -> None:
@@ -44,18 +57,46 @@ def _model(findings: Findings, item: Item, runs: RunsDir, fld: str, uri: str) ->
         findings.errors.append(f"{item.source}: {fld}: {uri} does not exist (looked at {path}){hint}")
 
 
+def has_cuda() -> bool:
+    """Whether the trainer child will see a CUDA GPU (torch is imported only when a job needs to know)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _machine(findings: Findings, item: Item, runs: RunsDir, job: FineTuneJob) -> None:
+    """What the spec asks of this machine and the local base model, said before training starts."""
+    spec = job.spec
+    if spec.adapter.type == "qlora" and not has_cuda():
+        findings.errors.append(
+            f"{item.source}: spec.adapter.type: qlora loads the base model in 4 bits with bitsandbytes, which needs "
+            "a CUDA GPU, and this machine has none: use adapter.type lora here"
+        )
+    if spec.adapter.type == "none" or not spec.base_model.uri:
+        return
+    path = runs.storage(item.base_dir).local_path(spec.base_model.uri)
+    found = adapters.safetensors_modules(path) if path is not None and path.is_dir() else None
+    if found is not None:
+        problem = adapters.target_problem(spec.adapter.target_modules, *found)
+        if problem:
+            findings.errors.append(f"{item.source}: {problem}")
+
+
 def check(items: list[Item], runs: RunsDir) -> Findings:
     """Validate the datasets and model paths of every resource in the plan."""
     found = Findings()
     for item in items:
         res = item.resource
         if isinstance(res, FineTuneJob):
-            ds = res.spec.dataset
-            _dataset(found, item, runs, "spec.dataset.train.uri", ds.train.uri, ds.format, ds.max_examples)
+            ds, needs = res.spec.dataset, needs_of(res.spec)
+            _dataset(found, item, runs, "spec.dataset.train.uri", ds.train.uri, ds.format, ds.max_examples, needs)
             if ds.validation:
-                _dataset(found, item, runs, "spec.dataset.validation.uri", ds.validation.uri, ds.format)
+                _dataset(found, item, runs, "spec.dataset.validation.uri", ds.validation.uri, ds.format, None, needs)
             if res.spec.base_model.uri:
                 _model(found, item, runs, "spec.baseModel.uri", res.spec.base_model.uri)
+            _machine(found, item, runs, res)
         elif isinstance(res, Evaluation):
             ds = res.spec.dataset
             _dataset(found, item, runs, "spec.dataset.uri", ds.uri, ds.format, ds.max_examples)
