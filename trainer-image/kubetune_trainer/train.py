@@ -153,7 +153,12 @@ def build_trainer(
             api_key_env=cfg.teacher_api_key_env,
         )
         # Validation examples with reference answers still give an eval loss; prompt-only ones do not.
-        evals = [methods._as_messages(r) for r in evals] if evals and fmt != "reinforcement" else None
+        if evals and fmt != "reinforcement":
+            from kubetune.data import has_answer
+
+            evals = [methods._as_messages(r) for r in evals if has_answer(r)] or None
+        else:
+            evals = None
         fmt, method = "chat", "sft"
 
     precision = choose_precision(hp.precision)
@@ -269,6 +274,13 @@ def run(
         return EXIT_DATA
     if not worker:
         reporter.data(data.status)
+    from kubetune_trainer.modeling import TrainerConfigError, check_machine
+
+    try:
+        check_machine(cfg.spec)  # QLoRA without a GPU: said now, not after the teacher's labels and the model load
+    except TrainerConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
 
     topo = Topology.from_env(cfg.spec.resources.gpus, cfg.spec.resources.nodes)
     if topo.distributed and not worker:
@@ -286,7 +298,6 @@ def run(
         return rc
 
     from kubetune_trainer.callbacks import GracefulStop
-    from kubetune_trainer.modeling import TrainerConfigError
 
     if is_main_process():
         removed = discard_incomplete(out)
