@@ -158,12 +158,14 @@ async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, logger: kopf.L
     if action == "refuse":
         await common.event(raw, "Warning", Reason.SPEC_CHANGE_REFUSED, st.refused_message(job))
         return False
+    stale = [("Job", j) for j in jobs if st.is_stale(job, j)]
+    if config_map is not None and st.is_stale(job, config_map):
+        stale.append(("ConfigMap", config_map))
     gone = []
-    for stale in [*(j for j in jobs if st.is_stale(job, j)), config_map if st.is_stale(job, config_map) else None]:
-        if stale is not None:
-            # Background: the Job goes at once (its name is free for the new one), its pods right after.
-            await k8s.delete(stale["kind"], namespace, stale["metadata"]["name"], propagation="Background")
-            gone.append(f"{stale['kind']}/{stale['metadata']['name']}")
+    for kind, obj in stale:  # (list items carry no `kind` on a real API server)
+        # Background: the Job goes at once (its name is free for the new one), its pods right after.
+        await k8s.delete(kind, namespace, obj["metadata"]["name"], propagation="Background")
+        gone.append(f"{kind}/{obj['metadata']['name']}")
     if job.status and job.status.base_model_uri:
         # baseModel may have been edited: resolve fromJob again for the new Job.
         await k8s.patch_status(c.FINETUNEJOB, namespace, job.metadata.name, {"baseModelUri": None})
