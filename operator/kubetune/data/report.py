@@ -9,6 +9,31 @@ from kubetune.data.errors import LineError
 
 STATUS_ERRORS = 20  # rendered error lines kept in status.data.errors
 STATUS_TEXT_LIMIT = 400  # characters per status line (status objects must stay small)
+GROUP_LINES = 5  # line numbers named for an error that many lines share
+MAX_OMITTED_GROUPS = 200  # distinct errors beyond max_errors that are still grouped (the rest only counted)
+
+
+@dataclass
+class ErrorGroup:
+    """One error (same field, same message) and the lines that carry it: said once, with the count."""
+
+    field: str | None
+    message: str
+    count: int = 0
+    lines: list[int] = field(default_factory=list)  # the first GROUP_LINES of them
+
+    def add(self, line: int, count: int = 1) -> None:
+        self.count += count
+        if len(self.lines) < GROUP_LINES:
+            self.lines.append(line)
+
+    def render(self, source: str) -> str:
+        """`file:line: field: message`, and for an error on several lines `(N lines: a, b, c, ...)`."""
+        first = LineError(self.lines[0] if self.lines else 0, self.message, self.field).render(source)
+        if self.count == 1:
+            return first
+        more = ", ..." if self.count > len(self.lines) else ""
+        return f"{first} ({self.count:,} lines: {', '.join(map(str, self.lines))}{more})"
 
 
 @dataclass
@@ -20,6 +45,7 @@ class ValidationReport:
     examples: int = 0
     errors: list[LineError] = field(default_factory=list)
     errors_omitted: int = 0  # errors found beyond max_errors
+    omitted_groups: dict[tuple[str | None, str], ErrorGroup] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     tokens: int = 0
@@ -35,14 +61,43 @@ class ValidationReport:
     def error_count(self) -> int:
         return len(self.errors) + self.errors_omitted
 
-    def rendered_errors(self, limit: int | None = None) -> list[str]:
-        """`file:line: field: message` lines, the first `limit` of them plus '... and N more'."""
-        shown = self.errors if limit is None else self.errors[:limit]
-        out = [e.render(self.source) for e in shown]
-        more = self.error_count - len(shown)
+    def omit(self, error: LineError) -> None:
+        """Count an error found beyond max_errors; it still joins the group of an equal error."""
+        self.errors_omitted += 1
+        key = (error.field, error.message)
+        group = self.omitted_groups.get(key)
+        if group is None:
+            if len(self.omitted_groups) >= MAX_OMITTED_GROUPS:
+                return  # counted, not grouped: memory stays bounded whatever the file holds
+            group = self.omitted_groups[key] = ErrorGroup(error.field, error.message)
+        group.add(error.line)
+
+    def error_groups(self) -> list[ErrorGroup]:
+        """The errors with equal field and message merged, in the order they were first found."""
+        groups: dict[tuple[str | None, str], ErrorGroup] = {}
+        for e in self.errors:
+            groups.setdefault((e.field, e.message), ErrorGroup(e.field, e.message)).add(e.line)
+        for key, omitted in self.omitted_groups.items():
+            group = groups.setdefault(key, ErrorGroup(omitted.field, omitted.message))
+            group.count += omitted.count
+            group.lines = sorted({*group.lines, *omitted.lines})[:GROUP_LINES]
+        return list(groups.values())
+
+    def counted_errors(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """(line of text, how many errors it stands for): one per distinct error (`file:line: field: message`,
+        with the count and first lines when several lines carry it), the first `limit` of them, plus
+        '... and N more error(s)'. The counts add up to error_count, so a summary can agree with the header."""
+        groups = self.error_groups()
+        shown = groups if limit is None else groups[:limit]
+        out = [(g.render(self.source), g.count) for g in shown]
+        more = self.error_count - sum(g.count for g in shown)
         if more > 0:
-            out.append(f"... and {more} more error(s)")
+            out.append((f"... and {more:,} more error(s)", more))
         return out
+
+    def rendered_errors(self, limit: int | None = None) -> list[str]:
+        """The lines of counted_errors()."""
+        return [text for text, _ in self.counted_errors(limit)]
 
     def summary(self) -> str:
         """One line: the verdict, format, examples and tokens."""
@@ -99,20 +154,25 @@ def data_status(train: ValidationReport, validation: ValidationReport | None = N
     out: dict[str, Any] = {"format": train.format, "trainExamples": train.examples, "trainTokens": train.tokens}
     reports = [train] if validation is None else [train, validation]
     warnings = list(train.warnings)
-    errors = [e.render(r.source) for r in reports for e in r.errors]
+    errors = [(g.render(r.source), g.count) for r in reports for g in r.error_groups()]
     total = sum(r.error_count for r in reports)
     if validation is not None:
         out["validationExamples"] = validation.examples
         warnings += [f"validation: {w}" for w in validation.warnings]
         if train.ok and validation.ok and validation.format != train.format:
             errors.append(
-                f"{validation.source}: the validation data is {validation.format} but the training data is "
-                f"{train.format}; use one format for both"
+                (
+                    f"{validation.source}: the validation data is {validation.format} but the training data is "
+                    f"{train.format}; use one format for both",
+                    1,
+                )
             )
             total += 1
-    shown = [_clip(e) for e in errors[:STATUS_ERRORS]]
-    if total > len(shown):
-        shown.append(f"... and {total - len(shown)} more error(s)")
+    kept = errors[:STATUS_ERRORS]
+    shown = [_clip(text) for text, _ in kept]
+    more = total - sum(count for _, count in kept)
+    if more > 0:
+        shown.append(f"... and {more:,} more error(s)")
     out["warnings"] = [_clip(w) for w in warnings]
     out["errors"] = shown
     return out

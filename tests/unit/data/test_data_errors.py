@@ -266,7 +266,11 @@ def test_errors_beyond_max_errors_are_counted(write_jsonl, chat_rows) -> None:
     report = validate_file(write_jsonl(rows), max_errors=5)
     assert len(report.errors) == 5 and report.errors_omitted == 25 and report.error_count == 30
     assert [e.line for e in report.errors] == [11, 12, 13, 14, 15]
-    assert report.render().splitlines()[-1] == "... and 25 more error(s)"
+    path = report.source
+    assert report.render().splitlines()[1:] == [
+        f"{path}:11: invalid JSON: Expecting property name enclosed in double quotes (column 2) "
+        "(30 lines: 11, 12, 13, 14, 15, ...)"
+    ]
 
 
 def test_duplicates_long_examples_and_system_prompt_warnings(write_jsonl, chat_rows, chat_line) -> None:
@@ -310,7 +314,50 @@ def test_status_for_the_finetunejob(write_jsonl, chat_rows, fixtures_dir: Path) 
 
     broken = validate_file(write_jsonl([*chat_rows(10), *(["{bad"] * 30)], "bad.jsonl"))
     errors = data_status(broken, valid)["errors"]
-    assert len(errors) == 21 and errors[-1] == "... and 10 more error(s)"
+    assert len(errors) == 1  # 30 lines with the same error: said once
     assert errors[0].endswith(
-        "bad.jsonl:11: invalid JSON: Expecting property name enclosed in double quotes (column 2)"
+        "bad.jsonl:11: invalid JSON: Expecting property name enclosed in double quotes (column 2) "
+        "(30 lines: 11, 12, 13, 14, 15, ...)"
     )
+
+
+def _many_errors(chat_rows) -> list:
+    """10 valid lines, 401 lines with one error, 3 with another, and 2 broken lines."""
+    one = {"messages": [U]}  # no answer to learn
+    other = {"messages": [U, {"role": "assistant", "content": 5}]}
+    return [*chat_rows(10), *([one] * 401), *([other] * 3), "{bad", "[1"]
+
+
+def test_an_error_on_many_lines_is_said_once_with_its_count_and_first_lines(write_jsonl, chat_rows) -> None:
+    report = validate_file(write_jsonl(_many_errors(chat_rows)))
+    path = report.source
+    assert report.error_count == 406  # beyond max_errors (200) too
+    assert report.render().splitlines() == [
+        f"{path}: 406 error(s) (chat, decided by line 1; 10 valid examples)",
+        f"{path}:11: messages[0].role: the last message must be the assistant's answer to learn (found 'user') "
+        "(401 lines: 11, 12, 13, 14, 15, ...)",
+        f"{path}:412: messages[1].content: expected a string or a list of text parts, got number "
+        "(3 lines: 412, 413, 414)",
+        f"{path}:415: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:416: invalid JSON: Expecting ',' delimiter (column 3)",
+    ]
+    status = data_status(report)
+    assert len(status["errors"]) == 4 and "(401 lines: 11, 12, 13, 14, 15, ...)" in status["errors"][0]
+
+
+def test_status_keeps_the_first_distinct_errors_and_counts_the_rest(write_jsonl, chat_rows) -> None:
+    rows = [*chat_rows(10), *(f'{{"a": {" " * i}}}' for i in range(30)), *([{"messages": [U]}] * 50)]
+    status = data_status(validate_file(write_jsonl(rows)))
+    assert len(status["errors"]) == 21  # 20 distinct errors, then the count of the other 60
+    assert status["errors"][-1] == "... and 60 more error(s)"
+
+
+def test_kubetune_validate_header_and_summary_count_the_same_errors(write_jsonl, chat_rows, capsys) -> None:
+    from kubetune.cli import main
+
+    path = write_jsonl(_many_errors(chat_rows))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: 406 error(s)")
+    assert out[-1] == "1 file(s), 0 resource(s), 1 dataset(s): 406 error(s)"
+    assert len(out) < 10  # one line per distinct error, not 406
