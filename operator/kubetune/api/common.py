@@ -13,16 +13,29 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from kubetune.api import bounds
+
 # A Kubernetes quantity ("8", "500m", "64Gi") or a plain integer, as the API server accepts it.
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+
+def _check_quantity(value: int | str) -> int | str:
+    """What the schema's pattern and maxLength say, for `kubetune validate` too."""
+    if isinstance(value, str) and (len(value) > bounds.QUANTITY_MAX or not re.fullmatch(QUANTITY_PATTERN, value)):
+        raise ValueError(f"{value[:80]!r} is not a quantity such as 8, 500m or 64Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
+            "maxLength": bounds.QUANTITY_MAX,
             "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
         }
     ),
+    AfterValidator(_check_quantity),
 ]
 
 # Model and data locations: a scheme the loaders know, or a path relative to the manifest (local runs).
@@ -105,6 +118,7 @@ Uri = Annotated[
     str,
     Field(
         min_length=1,
+        max_length=bounds.URI_MAX,
         pattern=URI_PATTERN,
         description="hf://ORG/NAME[@REVISION], pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH, "
         "or a path relative to the manifest (local runs).",
@@ -171,12 +185,26 @@ class LocalObjectReference(KubeModel):
 
 class SecretKeyRef(KubeModel):
     name: ObjectName = Field(description="Name of a Secret in the resource's namespace.")
-    key: str = Field(min_length=1, description="Key in the Secret whose value is used.")
+    key: str = Field(
+        min_length=1,
+        max_length=bounds.SECRET_KEY_MAX,
+        pattern=bounds.SECRET_KEY_PATTERN,
+        description="Key in the Secret whose value is used.",
+    )
 
 
 class EnvVar(KubeModel):
-    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
-    value: str | None = Field(default=None, description="Literal value; never put secrets here.")
+    name: str = Field(
+        min_length=1,
+        max_length=bounds.ENV_NAME_MAX,
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name.",
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=bounds.ENV_VALUE_MAX,
+        description=f"Literal value (at most {bounds.ENV_VALUE_MAX} characters); never put secrets here.",
+    )
     secret_key_ref: SecretKeyRef | None = Field(
         default=None, description="Take the value from a key of a Secret (preferred for credentials)."
     )
@@ -189,9 +217,19 @@ class EnvVar(KubeModel):
 
 
 class Toleration(KubeModel):
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    key: str | None = Field(
+        default=None,
+        max_length=bounds.QUALIFIED_NAME_MAX,
+        pattern=f"^$|{bounds.QUALIFIED_NAME_PATTERN}",
+        description="Taint key the toleration applies to (a label key); empty with operator Exists matches all.",
+    )
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value to match with operator Equal.")
+    value: str | None = Field(
+        default=None,
+        max_length=bounds.LABEL_VALUE_MAX,
+        pattern=bounds.LABEL_VALUE_PATTERN,
+        description="Taint value to match with operator Equal (a label value).",
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
@@ -225,15 +263,22 @@ class ResourcesSpec(KubeModel):
     """Compute requested by the pods of a resource."""
 
     gpus: int = Field(default=1, ge=0, le=64, description="GPUs per node (0 runs on CPU).")
-    gpu_resource_name: str = Field(
+    gpu_resource_name: bounds.QualifiedName = Field(
         default="nvidia.com/gpu", description="Extended resource name of the GPU, e.g. amd.com/gpu."
     )
     cpu: Quantity = Field(default="4", description="CPU request per pod.")
     memory: Quantity = Field(default="16Gi", description="Memory request and limit per pod.")
     nodes: int = Field(default=1, ge=1, le=256, description="Number of nodes (pods) for distributed runs.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
-    priority_class_name: str = Field(default="", description="PriorityClass of the pods.")
+    node_selector: bounds.NodeSelector = Field(
+        default_factory=dict,
+        description=f"Node labels the pods require (label keys and values; at most {bounds.NODE_SELECTOR_MAX}).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=bounds.TOLERATIONS_MAX,
+        description=f"Taints the pods tolerate (at most {bounds.TOLERATIONS_MAX}).",
+    )
+    priority_class_name: bounds.OptionalObjectName = Field(default="", description="PriorityClass of the pods.")
 
 
 class ObjectMeta(BaseModel):

@@ -208,10 +208,22 @@ def _add_list_semantics(status: dict[str, Any]) -> None:
         conditions["x-kubernetes-list-map-keys"] = ["type"]
 
 
+class UnboundedFieldError(ValueError):
+    """A spec field without a bound: the API server would estimate CEL rule costs over it as 3 MiB."""
+
+
 def crd(model: type[BaseModel]) -> dict[str, Any]:
-    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind; refuses unbounded spec fields."""
     kind = model.model_fields["kind"].default
     plural = c.PLURALS[kind]
+    schema = openapi_schema(model)
+    unbounded = unbounded_fields(schema["properties"]["spec"], "spec")
+    if unbounded:
+        raise UnboundedFieldError(
+            f"{kind}: {', '.join(unbounded)} have no bound; give each string a max_length (or make it a Literal), "
+            "each list and dict a max_length (see kubetune.api.bounds): the API server estimates the cost of "
+            "CEL rules from these bounds and refuses the CRD when a rule may cost too much"
+        )
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -234,7 +246,7 @@ def crd(model: type[BaseModel]) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [*PRINTER_COLUMNS[kind], AGE_COLUMN],
-                    "schema": {"openAPIV3Schema": openapi_schema(model)},
+                    "schema": {"openAPIV3Schema": schema},
                 }
             ],
         },
@@ -364,6 +376,38 @@ def structural_errors(schema: dict[str, Any], path: str = "openAPIV3Schema") -> 
         if fp and _resolve_field_path(schema, fp) is None:
             errors.append(f"{path}: fieldPath {fp} of rule {rule['rule']!r} names no field")
     return errors
+
+
+# String formats the API server's estimator bounds by themselves (k8s.io/apiserver/pkg/cel/common/schemas.go).
+_SIZED_FORMATS = frozenset({"date", "date-time", "duration"})
+
+
+def unbounded_fields(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Fields whose size only the request size bounds: a string (or int-or-string) without maxLength or
+    enum, a list without maxItems, a map without maxProperties.
+
+    Free-form JSON (`x-kubernetes-preserve-unknown-fields` without properties) is left out: no schema
+    keyword bounds its depth, and the API server's estimator declares no fields in it (a rule cannot
+    read into it, and comparing it is charged as an empty object).
+    """
+    out: list[str] = []
+    if schema.get("x-kubernetes-int-or-string"):
+        return [] if "maxLength" in schema else [path]
+    kind = schema.get("type")
+    if kind == "string":
+        bounded = "maxLength" in schema or "enum" in schema or schema.get("format") in _SIZED_FORMATS
+        return [] if bounded else [path]
+    if kind == "array":
+        if "maxItems" not in schema:
+            out.append(path)
+        return out + unbounded_fields(schema.get("items", {}), f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        if "maxProperties" not in schema:
+            out.append(path)
+        return out + unbounded_fields(schema["additionalProperties"], f"{path}{{}}")
+    for name, sub in schema.get("properties", {}).items():
+        out += unbounded_fields(sub, f"{path}.{name}" if path else name)
+    return out
 
 
 def _resolve_field_path(schema: dict[str, Any], field_path: str) -> dict[str, Any] | None:

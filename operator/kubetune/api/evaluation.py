@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubetune import constants as c
+from kubetune.api import bounds
 from kubetune.api.common import (
     CommonStatus,
     KubeModel,
@@ -42,7 +43,10 @@ LOWER_IS_BETTER = frozenset({"perplexity", "prompt_tokens", "latency"})
 class FineTuneJobTarget(KubeModel):
     name: ObjectName = Field(description="A FineTuneJob in the same namespace.")
     checkpoints: str = Field(
-        default="all", min_length=1, description="all (every kept checkpoint), best, final, or a checkpoint name."
+        default="all",
+        min_length=1,
+        max_length=bounds.CHECKPOINT_NAME_MAX,
+        description="all (every kept checkpoint), best, final, or a checkpoint name.",
     )
 
 
@@ -67,7 +71,11 @@ class BaselineSpec(KubeModel):
     uri: Uri | None = Field(default=None, description="Baseline model; default: the job's base model.")
     few_shot: int = Field(default=0, ge=0, le=64, description="Examples from the training data in the prompt.")
     none: bool = Field(default=False, description="Skip the baseline (minImprovement criteria then fail).")
-    system_prompt: str | None = Field(default=None, description="Instructions given to the baseline only.")
+    system_prompt: str | None = Field(
+        default=None,
+        max_length=bounds.PROMPT_MAX,
+        description=f"Instructions given to the baseline only (at most {bounds.PROMPT_MAX} characters).",
+    )
 
     model_config = {
         "json_schema_extra": cel_rules(
@@ -84,7 +92,9 @@ class EvalDataset(KubeModel):
     format: DatasetFormat = Field(default="auto", description="Dataset format; auto detects it.")
     max_examples: int | None = Field(default=None, ge=1, description="Score the first N examples only.")
     reference_field: str | None = Field(
-        default=None, description="Field holding the reference answer; default: the last assistant turn."
+        default=None,
+        max_length=bounds.FIELD_NAME_MAX,
+        description="Field holding the reference answer; default: the last assistant turn.",
     )
 
 
@@ -132,9 +142,13 @@ class EvaluationSpec(KubeModel):
     pass_criteria: list[PassCriterion] = Field(
         default_factory=list, max_length=32, description="All must hold to pass (at most 32)."
     )
-    select_by: str | None = Field(default=None, description="Metric that picks the best model; default: first metric.")
+    select_by: MetricName | None = Field(
+        default=None, description="Metric that picks the best model (one of metrics); default: the first metric."
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
-    image: str = Field(default="", description="Image; default: the operator's trainer image.")
+    image: str = Field(
+        default="", max_length=bounds.IMAGE_MAX, description="Image; default: the operator's trainer image."
+    )
     backoff_limit: int = Field(default=1, ge=0, le=20, description="Retries of the evaluation Job.")
     active_deadline_seconds: int | None = Field(default=14400, ge=1, description="Give up after this long.")
 

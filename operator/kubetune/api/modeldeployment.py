@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from kubetune import constants as c
+from kubetune.api import bounds
 from kubetune.api.common import (
     CommonStatus,
     EnvVar,
@@ -25,7 +26,12 @@ from kubetune.api.common import (
 
 class DeployJobRef(KubeModel):
     name: ObjectName = Field(description="A FineTuneJob in the same namespace.")
-    checkpoint: str = Field(default="best", min_length=1, description="best, final, latest, or a checkpoint name.")
+    checkpoint: str = Field(
+        default="best",
+        min_length=1,
+        max_length=bounds.CHECKPOINT_NAME_MAX,
+        description="best, final, latest, or a checkpoint name.",
+    )
 
 
 class DeployModelRef(KubeModel):
@@ -46,7 +52,11 @@ class PromotionSpec(KubeModel):
     policy: Literal["auto", "manual"] = Field(
         default="auto", description="auto rolls forward to a better passing checkpoint; manual stays on the pin."
     )
-    pin: str = Field(default="", description="Serve this checkpoint; setting it is also how to roll back.")
+    pin: str = Field(
+        default="",
+        max_length=bounds.CHECKPOINT_NAME_MAX,
+        description="Serve this checkpoint; setting it is also how to roll back.",
+    )
 
     model_config = {
         "json_schema_extra": cel_rules(
@@ -60,12 +70,21 @@ class PromotionSpec(KubeModel):
 
 class ServeResources(KubeModel):
     gpus: int = Field(default=0, ge=0, le=16, description="GPUs per replica (0: CPU serving).")
-    gpu_resource_name: str = Field(default="nvidia.com/gpu", description="Extended resource name of the GPU.")
+    gpu_resource_name: bounds.QualifiedName = Field(
+        default="nvidia.com/gpu", description="Extended resource name of the GPU."
+    )
     cpu: Quantity = Field(default="2", description="CPU request per replica.")
     memory: Quantity = Field(default="8Gi", description="Memory request and limit per replica.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels required.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints tolerated.")
-    priority_class_name: str = Field(default="", description="PriorityClass of the pods.")
+    node_selector: bounds.NodeSelector = Field(
+        default_factory=dict,
+        description=f"Node labels required (label keys and values; at most {bounds.NODE_SELECTOR_MAX}).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=bounds.TOLERATIONS_MAX,
+        description=f"Taints tolerated (at most {bounds.TOLERATIONS_MAX}).",
+    )
+    priority_class_name: bounds.OptionalObjectName = Field(default="", description="PriorityClass of the pods.")
 
 
 class AutoscalingSpec(KubeModel):
@@ -93,10 +112,22 @@ class ModelDeploymentSpec(KubeModel):
     replicas: int = Field(default=1, ge=0, le=1000, description="Replicas when autoscaling is off.")
     resources: ServeResources = Field(default_factory=ServeResources, description="Compute per replica.")
     autoscaling: AutoscalingSpec | None = Field(default=None, description="HorizontalPodAutoscaler settings.")
-    served_model_name: str | None = Field(default=None, description="Model name in the API; default: metadata.name.")
+    served_model_name: str | None = Field(
+        default=None,
+        max_length=bounds.OBJECT_NAME_MAX,
+        description="Model name in the API; default: metadata.name.",
+    )
     max_model_len: int | None = Field(default=None, ge=16, description="Longest context served.")
-    image: str = Field(default="", description="Serving image; default per runtime from the operator settings.")
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the server.")
+    image: str = Field(
+        default="",
+        max_length=bounds.IMAGE_MAX,
+        description="Serving image; default per runtime from the operator settings.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=bounds.ENV_ITEMS_MAX,
+        description=f"Extra environment of the server (at most {bounds.ENV_ITEMS_MAX} variables).",
+    )
 
 
 class Revision(StatusModel):

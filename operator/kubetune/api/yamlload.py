@@ -8,7 +8,7 @@ line and the field path, before building anything large:
   expansion against the expanded size, plus a hard cap on the expanded size;
 - nesting deeper than MAX_DEPTH (PyYAML's composer recurses; Python would raise RecursionError);
 - integers outside int64 and floats that are not finite (JSON, and the API server, cannot hold them);
-- mapping keys that are not strings, and tags that are not JSON types (`!!binary`, `!!set`, custom tags).
+- mapping keys that are not strings (merge keys `<<` work, as in go-yaml), and tags that are not JSON types (`!!binary`, `!!set`, custom tags).
 
 Timestamps stay strings, as the API server reads them. Errors are `LimitError`, a `yaml.MarkedYAMLError`,
 so a caller that reports YAML syntax errors with their line reports these the same way.
@@ -112,11 +112,10 @@ def _values(node: Node, path: str) -> list[tuple[Node, str]]:
         return [(child, _child_path(path, i)) for i, child in enumerate(node.value)]
     out = []
     for key, value in node.value:
-        if not isinstance(key, ScalarNode) or key.tag not in (_STR, "tag:yaml.org,2002:timestamp"):
+        merge = isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:merge"  # `<<: *base`, as go-yaml
+        if not merge and (not isinstance(key, ScalarNode) or key.tag not in (_STR, "tag:yaml.org,2002:timestamp")):
             shown = key.value if isinstance(key, ScalarNode) else "a collection"
             raise LimitError(f"mapping key {str(shown)[:40]!r} is not a string (quote it)", key.start_mark, path)
-        if key.value == "<<":
-            raise LimitError("merge keys (<<) are not supported; write the fields out", key.start_mark, path)
         out.append((value, _child_path(path, key.value)))
     return out
 

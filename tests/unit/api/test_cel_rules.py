@@ -9,6 +9,7 @@ import pytest
 
 from kubetune import constants as c
 from kubetune.api import KINDS, cel
+from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJobSpec
 
 HF = "hf://Qwen/Qwen2.5-0.5B-Instruct"
 VALID = {
@@ -208,7 +209,41 @@ def update(spec_change: dict, old_status: dict | None):
 )
 def test_spec_change_after_start_is_refused(change):
     (err,) = update(change, STARTED)
-    assert err.path == "" and "immutable once the job has started" in err.message and err.evaluated
+    (field,) = change
+    assert err.path == f"spec.{field}" and "immutable once the job has started" in err.message and err.evaluated
+    assert err.message.startswith(f"{field} is immutable")  # the refusal names the field
+
+
+def test_every_changed_field_is_named_after_start():
+    found = update({"image": "registry.example/trainer:2", "env": [{"name": "A", "value": "1"}]}, STARTED)
+    assert sorted(e.path for e in found) == ["spec.env", "spec.image"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"method": "dpo", "dpo": {"beta": 0.2}},  # an optional section added
+        {"method": "rft", "rft": {"graders": [{"type": "exact_match"}]}},
+        {"dataset": {"train": {"uri": "pvc://d/train.jsonl"}, "maxExamples": 10}},  # a nested field
+        {"resources": {"nodeSelector": {"pool": "a100"}}},
+        {"resources": {"tolerations": [{"key": "gpu", "operator": "Exists"}]}},
+        {"env": [{"name": "A", "value": "1"}]},
+        {"backoffLimit": 5},
+        {"activeDeadlineSeconds": 60},
+    ],
+)
+def test_other_spec_fields_are_frozen_after_start(change):
+    """Every spec field but suspend and ttlSecondsAfterFinished: sections, nested fields, lists and maps."""
+    found = update(change, STARTED)
+    assert found and all("immutable once the job has started" in e.message for e in found), found
+
+
+def test_removing_an_optional_section_after_start_is_refused():
+    old = manifest(c.FINETUNEJOB, {"method": "dpo", "dpo": {"beta": 0.2}}, status=STARTED)
+    new = copy.deepcopy(old)
+    del new["spec"]["dpo"]
+    found = cel.validate(KINDS[c.FINETUNEJOB].model_validate(new), KINDS[c.FINETUNEJOB].model_validate(old))
+    assert [e.path for e in found] == ["spec.dpo"]
 
 
 @pytest.mark.parametrize("change", [{"suspend": True}, {"ttlSecondsAfterFinished": 60}, {}])
@@ -229,5 +264,9 @@ def test_status_updates_after_start_pass():
 
 def test_transition_rules_are_skipped_on_create():
     assert errors(c.FINETUNEJOB, status=STARTED) == []
-    (frozen,) = [r for r in cel.rules(cel.schema(c.FINETUNEJOB)) if r.is_transition]
-    assert frozen.path == ""  # at the root: it reads oldSelf.status.startTime
+    frozen = [r for r in cel.rules(cel.schema(c.FINETUNEJOB)) if r.is_transition]
+    assert frozen and {r.path for r in frozen} == {""}  # at the root: they read oldSelf.status.startTime
+    # one per spec field but the mutable ones, each naming its field
+    assert {r.field_path for r in frozen} == {
+        f".spec.{f.alias}" for f in FineTuneJobSpec.model_fields.values() if f.alias not in MUTABLE_AFTER_START
+    }

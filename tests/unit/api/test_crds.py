@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import jsonschema
+import pydantic
 import pytest
 import yaml
 from kubernetes.client import ApiClient
@@ -257,3 +258,54 @@ def test_chart_copy_is_the_same_crd_behind_crds_enabled_and_keep(kind):
     assert kept["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     assert kept["spec"] == crd["spec"]
     assert "annotations" not in _render_chart(text, enabled=True, keep=False)["metadata"]
+
+
+BOUND_CASES = [
+    # (spec change, field the refusal names, whether the CRD schema can say it too)
+    ({"queueName": "q" * 64}, "queueName", True),
+    ({"queueName": "Team-Queue"}, "queueName", True),  # a DNS label, as Kueue's label value needs
+    ({"image": "r/" + "i" * 1023}, "image", True),
+    ({"baseModel": {"uri": "pvc://d/" + "p" * 4096}}, "baseModel.uri", True),
+    ({"env": [{"name": f"V{i}", "value": "1"} for i in range(65)]}, "env", True),
+    ({"env": [{"name": "V", "value": "v" * 8193}]}, "env.0.value", True),
+    ({"env": [{"name": "V", "secretKeyRef": {"name": "s", "key": "a/b"}}]}, "env.0.secretKeyRef.key", True),
+    ({"resources": {"cpu": "1" * 65}}, "resources.cpu", True),
+    ({"resources": {"cpu": "eight"}}, "resources.cpu", True),
+    ({"resources": {"nodeSelector": {f"k{i}": "v" for i in range(65)}}}, "resources.nodeSelector", True),
+    ({"resources": {"nodeSelector": {"pool": "v" * 64}}}, "resources.nodeSelector.pool", True),
+    ({"resources": {"tolerations": [{"key": "gpu", "operator": "Exists"}] * 65}}, "resources.tolerations", True),
+    ({"resources": {"tolerations": [{"key": "gpu", "value": "a b"}]}}, "resources.tolerations.0.value", True),
+    ({"resources": {"priorityClassName": "High"}}, "resources.priorityClassName", True),
+    # A map's keys: a CRD schema has no keyword for them (no propertyNames); `kubetune validate` checks them.
+    ({"resources": {"nodeSelector": {"bad key": "v"}}}, "resources.nodeSelector", False),
+]
+
+
+@pytest.mark.parametrize(("change", "where", "schema_too"), BOUND_CASES)
+def test_models_enforce_the_crds_bounds(change, where, schema_too):
+    """`kubetune validate` (the pydantic models) refuses what the API server refuses, naming the field."""
+    manifest = doc(c.FINETUNEJOB, {**MINIMAL[c.FINETUNEJOB], **change})
+    with pytest.raises(pydantic.ValidationError) as err:
+        FineTuneJob.model_validate(manifest)
+    locs = [".".join(str(p) for p in e["loc"]) for e in err.value.errors()]
+    assert any(loc.startswith(f"spec.{where}") for loc in locs), locs
+    schema = crdgen.to_json_schema(schema_of(c.FINETUNEJOB))
+    schema_errors = list(jsonschema.Draft202012Validator(schema).iter_errors(manifest))
+    assert bool(schema_errors) == schema_too, schema_errors
+
+
+def test_values_at_the_bounds_are_accepted():
+    spec = {
+        **MINIMAL[c.FINETUNEJOB],
+        "queueName": "q" * 63,
+        "env": [{"name": f"V{i}", "value": "v" * 8192} for i in range(64)],
+        "resources": {
+            "nodeSelector": {"example.com/" + "k" * 63: "v" * 63, "pool": ""},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] * 64,
+            "cpu": "1500m",
+            "priorityClassName": "high.priority",
+        },
+    }
+    manifest = doc(c.FINETUNEJOB, spec)
+    FineTuneJob.model_validate(manifest)
+    jsonschema.validate(manifest, crdgen.to_json_schema(schema_of(c.FINETUNEJOB)))
