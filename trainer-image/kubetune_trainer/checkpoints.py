@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune.constants import CHECKPOINT_META
+from kubetune.data.promptformat import META_KEY, format_type
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +153,31 @@ def prune(output_dir: str | Path, keep: int, metric: str, mode: str) -> tuple[li
     return kept, best
 
 
+REWARD = "reward"  # GRPO: the weighted sum of the graders' rewards, averaged over the logged completions
+REWARD_STD = "reward_std"
+GRADER_REWARD = re.compile(r"^rewards/(?P<grader>.+)/mean$")  # GRPO's per reward function mean
+
+
+def reward_key(grader: str) -> str:
+    """The metric name of one grader's mean reward: `rewards/<grader>` (selectBy can name it)."""
+    return f"rewards/{grader}"
+
+
+def _train_metric(key: str) -> str | None:
+    """The name a logged training value is kept under, or None for values not worth keeping."""
+    if key == "loss":
+        return "train_loss"
+    if key in ("learning_rate", "grad_norm", "num_input_tokens_seen", "train_tokens_per_second", REWARD, REWARD_STD):
+        return key
+    m = GRADER_REWARD.match(key)
+    return reward_key(m.group("grader")) if m else None
+
+
 def metrics_at(state: TrainerState, *, evals_of_this_step: bool = False) -> tuple[dict[str, float], dict[str, float]]:
     """(train metrics, eval metrics) as of the current step, from the Trainer's log history.
 
+    Each value is the latest logged at or before the step: for RFT the rewards of the last logged steps
+    (GRPO averages them over the `logging_steps` before each log), by grader as `rewards/<grader>`.
     `evals_of_this_step`: only an evaluation at this very step counts (a checkpoint saved off schedule,
     on a stop signal, must not claim an earlier step's eval loss and win the best-K ranking with it).
     """
@@ -163,22 +187,20 @@ def metrics_at(state: TrainerState, *, evals_of_this_step: bool = False) -> tupl
         if entry.get("step", 0) > state.global_step:
             continue
         for k, v in entry.items():
-            if not isinstance(v, int | float) or k in ("step", "epoch"):
+            if not isinstance(v, int | float) or k in ("step", "epoch") or not math.isfinite(v):
                 continue
             if k.startswith("eval_"):
                 if evals_of_this_step and entry.get("step") != state.global_step:
                     continue
                 evals[k] = float(v)
-            elif k == "loss":
-                train["train_loss"] = float(v)
-            elif k in ("learning_rate", "grad_norm", "num_input_tokens_seen", "train_tokens_per_second"):
-                train[k] = float(v)
+            elif (name := _train_metric(k)) is not None:
+                train[name] = float(v)
     return train, evals
 
 
 def status_metric(key: str) -> bool:
-    """Metrics worth a place in status: losses and quality, not timings or counters."""
-    if key == "train_loss":
+    """Metrics worth a place in status: losses, rewards and quality, not timings or counters."""
+    if key in ("train_loss", REWARD) or key.startswith("rewards/"):
         return True
     return key.startswith("eval_") and not any(x in key for x in ("runtime", "per_second", "num_tokens"))
 
@@ -265,6 +287,11 @@ class CheckpointCallback(TrainerCallback):
         if cp.meta.get("epoch") is not None:
             entry["epoch"] = round(float(cp.meta["epoch"]), 4)
         entry["metrics"] = {k: round(v, 6) for k, v in cp.metrics.items() if status_metric(k)}
+        record = cp.meta.get(META_KEY)
+        if format_type(record):
+            entry["promptFormat"] = {"type": record["type"]}
+            if record.get("prefix"):
+                entry["promptFormat"]["prefix"] = record["prefix"]
         return entry
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.runconfig import TrainRunConfig
+from kubetune.data.promptformat import META_KEY
 from kubetune_trainer.checkpoints import (
     FINAL,
     Checkpoint,
@@ -133,7 +134,7 @@ def build_trainer(
     cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list, stop: Any = None
 ):
     """(trainer, checkpoint callback, loaded model, throughput) for this run; `stop`: a GracefulStop."""
-    from kubetune_trainer import methods
+    from kubetune_trainer import methods, prompting
     from kubetune_trainer.callbacks import ProgressCallback, Throughput
     from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
 
@@ -177,6 +178,8 @@ def build_trainer(
     )
     throughput = Throughput()
     info = run_info(cfg, data, loaded, precision.name)
+    # How the trainer formats prompts; evaluation and serving read it back from kubetune.json.
+    info[META_KEY] = prompting.training_record(method, fmt, train[0], loaded.tokenizer)
     ckpt_cb = CheckpointCallback(
         output_dir=cfg.output_dir,
         keep=spec.checkpoints.keep,
@@ -248,6 +251,8 @@ def finish(cfg: TrainRunConfig, ckpt_cb: CheckpointCallback, reporter: ProgressR
         metrics["trainLoss"] = round(m["train_loss"], 6)
     if "eval_loss" in m:
         metrics["evalLoss"] = round(m["eval_loss"], 6)
+    if "reward" in m:  # rft
+        metrics["reward"] = round(m["reward"], 6)
     reporter.finished({"uri": output_uri(cfg), "checkpoint": best}, metrics)
     reporter.flush()
 

@@ -342,12 +342,29 @@ class ProgressStatus(StatusModel):
     tokens_per_second: float | None = Field(default=None, description="Training throughput.")
 
 
+class PromptFormatStatus(StatusModel):
+    type: Literal["chat-template", "raw-text"] = Field(
+        description="chat-template: trained on conversations, prompted through the chat template; raw-text: "
+        "trained on string prompts joined to their completions, prompted with the raw string."
+    )
+    prefix: str | None = Field(
+        default=None, description="raw-text: the special tokens the tokenizer put before each prompt (e.g. a BOS)."
+    )
+
+
 class CheckpointStatus(StatusModel):
     name: str = Field(description="Checkpoint name, e.g. checkpoint-400.")
     step: int | None = Field(default=None, description="Step it was saved at.")
     epoch: float | None = Field(default=None, description="Epoch it was saved at.")
     uri: str | None = Field(default=None, description="Where it is (pvc://...).")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Metrics at that step.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Metrics at that step (losses; for rft: reward, rewards/<grader>)."
+    )
+    prompt_format: PromptFormatStatus | None = Field(
+        default=None,
+        description="How prompts were formatted in training; evaluation and serving prompt it the same way. "
+        "Absent for checkpoints from before it was recorded: chat-template.",
+    )
 
 
 class OutputStatus(StatusModel):

@@ -6,6 +6,10 @@ Two runtimes:
   merge once, beside the checkpoint (`<checkpoint>-merged`, skipped when it exists), with the claim
   writable for the init container only; the server mounts it read-only. With merging turned off in
   the operator settings the adapter is served with `--enable-lora` on its base model.
+  A checkpoint trained on raw text prompts (its `status.checkpoints[].promptFormat`) is served as trained:
+  `/v1/completions` takes the raw prompt (vLLM adds the tokenizer's special tokens, as training did), and
+  `/v1/chat/completions` gets a chat template that prompts exactly one user message raw and refuses any
+  other conversation (kubetune.data.promptformat).
 - The trainer image's own OpenAI-compatible server (`kubetune-trainer serve`), for CPU serving; it
   loads base + adapter itself.
 
@@ -22,7 +26,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from kubetune import constants as c
-from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.finetunejob import FineTuneJob, PromptFormatStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
 from kubetune.builders import kstatus, names, pods
@@ -31,6 +35,7 @@ from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import Decision
 from kubetune.builders.runconfig import base_model_of, serve_run_config
 from kubetune.builders.training import RUN_CONFIG_PATH, pod_storage_map
+from kubetune.data.promptformat import RAW_TEXT, vllm_chat_template
 
 Runtime = Literal["vllm", "transformers"]
 
@@ -60,6 +65,7 @@ class ServingPlan:
     base_model_uri: str | None  # set when model_uri is a LoRA adapter
     merged_uri: str | None  # vLLM + adapter + merging: where the merge is written (and served from)
     lora_rank: int | None = None
+    prompt_format: PromptFormatStatus | None = None  # as the job's status records it for the checkpoint
 
     @property
     def served_uri(self) -> str:
@@ -109,7 +115,15 @@ def plan(
     if runtime == "vllm" and is_adapter and settings.merge_adapters:
         merged = decision.uri.rstrip("/") + MERGED_SUFFIX
     rank = job.spec.adapter.r if is_adapter and job is not None else None
-    return ServingPlan(runtime, decision.checkpoint, decision.uri, base, merged, rank)
+    return ServingPlan(runtime, decision.checkpoint, decision.uri, base, merged, rank, _prompt_format(job, decision))
+
+
+def _prompt_format(job: FineTuneJob | None, decision: Decision) -> PromptFormatStatus | None:
+    """How the checkpoint was prompted in training, from the job's status; None when not recorded."""
+    if job is None or job.status is None:
+        return None
+    entry = next((cp for cp in job.status.checkpoints if cp.name == decision.checkpoint), None)
+    return entry.prompt_format if entry else None
 
 
 def run_config(deployment: ModelDeployment, serving: ServingPlan) -> ServeRunConfig:
@@ -179,6 +193,9 @@ def _vllm_args(deployment: ModelDeployment, serving: ServingPlan) -> list[str]:
         ]
     else:
         args = [*_vllm_model_args(serving.served_uri, storage), "--served-model-name", name]
+    if serving.prompt_format is not None and serving.prompt_format.type == RAW_TEXT:
+        template = vllm_chat_template(serving.prompt_format.prefix or "")
+        args += ["--chat-template", template, "--chat-template-content-format", "string"]
     args += ["--host", "0.0.0.0", "--port", str(c.SERVE_PORT)]
     if spec.resources.gpus > 1:
         args += ["--tensor-parallel-size", str(spec.resources.gpus)]

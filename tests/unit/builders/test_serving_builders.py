@@ -90,6 +90,52 @@ def test_full_fine_tune_is_served_directly():
     assert args[args.index("--model") + 1] == "/mnt/pvc/travel-data/output/checkpoint-400"
 
 
+def _with_checkpoint_status(j: FineTuneJob, prompt_format: dict | None) -> FineTuneJob:
+    entry = {"name": "checkpoint-400", "step": 400, "uri": CKPT}
+    if prompt_format:
+        entry["promptFormat"] = prompt_format
+    return FineTuneJob.model_validate({**j.to_k8s(), "status": {"checkpoints": [entry]}})
+
+
+def _render(template: str, messages: list[dict]) -> str:
+    """The template as vLLM renders it: a one-line --chat-template is unicode-unescaped, then run by Jinja with
+    Hugging Face's raise_exception."""
+    import codecs
+
+    import jinja2
+
+    def raise_exception(message):
+        raise jinja2.TemplateError(message)
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(codecs.decode(template, "unicode_escape")).render(messages=messages)
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_a_raw_text_checkpoint_is_served_by_vllm_with_the_raw_prompt_on_the_chat_endpoint(merge):
+    settings = serving.ServingSettings(merge_adapters=merge)
+    raw = _with_checkpoint_status(job(), {"type": "raw-text", "prefix": "<s>"})
+    plan, dep = build(md(resources={"gpus": 1}), raw, settings)
+    assert plan.prompt_format is not None and plan.prompt_format.type == "raw-text"
+    args = container(dep)["args"]
+    template = args[args.index("--chat-template") + 1]
+    assert args[args.index("--chat-template-content-format") + 1] == "string"
+    assert "\n" not in template  # one line: vLLM takes it as the template itself, not a file path
+    # One user message is the prompt as trained: the tokenizer's BOS (vLLM adds none on chat), then the raw text.
+    assert _render(template, [{"role": "user", "content": "the room was cold ->"}]) == "<s>the room was cold ->"
+    import jinja2
+
+    with pytest.raises(jinja2.TemplateError, match=r"raw text prompts.*/v1/completions"):
+        _render(template, [{"role": "system", "content": "Route."}, {"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("prompt_format", [None, {"type": "chat-template"}])
+def test_a_chat_checkpoint_keeps_its_tokenizers_chat_template_on_vllm(prompt_format):
+    _, dep = build(md(resources={"gpus": 1}), _with_checkpoint_status(job(), prompt_format))
+    assert "--chat-template" not in container(dep)["args"]
+
+
 def test_cpu_serving_uses_the_images_own_server_with_its_run_config():
     deployment = md(env=[{"name": "LOG_LEVEL", "value": "debug"}])
     plan, dep = build(deployment, job(token=True))

@@ -1,5 +1,10 @@
 """Run an evaluation: generate with the baseline and every target, score, judge, report.
 
+Every model is prompted as it was trained (kubetune.data.promptformat): a checkpoint by the format its
+kubetune.json records, a model without a record (the baseline's base model) like the checkpoints it is
+compared with, and with no record anywhere through the chat template. A raw-text model is given the
+raw string prompt; its few-shot baseline prompt is raw text too (`raw_few_shot`).
+
 `run(config)` writes `results.json` and `report.html` into `config.output_dir`, publishes the status
 (see `status.py`) and returns the results dict; its `status` key holds the camelCase payload of
 EvaluationStatus the pod owns (baseline, results, best, passed, report); the operator owns phase,
@@ -18,10 +23,12 @@ from typing import Any
 
 from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
+from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, format_type, raw_few_shot, raw_prompt
 from kubetune_trainer.evaluate import criteria, metrics, report
 from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
 from kubetune_trainer.evaluate.generation import EndpointGenerator, Generator, LocalGenerator
 from kubetune_trainer.evaluate.status import publish
+from kubetune_trainer.prompting import Prompt, agreed, read_recorded
 from kubetune_trainer.serve.loading import load_for_inference
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,18 @@ def _local(uri: str, storage: StorageMap, field: str) -> Path:
     return path
 
 
-def _generator(target: EvalTarget, config: EvalRunConfig) -> Generator:
+def _recorded_format(target: EvalTarget, config: EvalRunConfig) -> str | None:
+    """The prompt format a target's kubetune.json records, read without loading it (None: no record, or remote)."""
+    if target.endpoint or not target.uri:
+        return None
+    try:
+        path = config.storage.local_path(target.uri)
+    except ValueError:
+        return None
+    return format_type(read_recorded(path))
+
+
+def _generator(target: EvalTarget, config: EvalRunConfig, inherited_format: str | None = None) -> Generator:
     if target.endpoint:
         return EndpointGenerator(
             target.endpoint, target.endpoint_model, name=target.name, api_key=os.environ.get(ENV_ENDPOINT_API_KEY)
@@ -55,18 +73,53 @@ def _generator(target: EvalTarget, config: EvalRunConfig) -> Generator:
     if not target.uri:
         raise ValueError(f"evaluation target {target.name!r} has neither uri nor endpoint")
     return LocalGenerator(
-        load_for_inference(target.uri, base_model_uri=target.base_model_uri, storage=config.storage, name=target.name)
+        load_for_inference(target.uri, base_model_uri=target.base_model_uri, storage=config.storage, name=target.name),
+        prompt_format=inherited_format,
     )
 
 
+def prompts_for(
+    fmt: str | None,
+    examples: Sequence[Example],
+    shots: Sequence[Example] = (),
+    system_prompt: str | None = None,
+    *,
+    model: str = "",
+) -> list[Prompt]:
+    """The prompts of `examples` in a model's format: messages (few-shot as earlier turns), or for a raw-text
+    model the raw string of each example's one user message (few-shot as raw text)."""
+    if fmt != RAW_TEXT:
+        return [with_few_shot(e, shots, system_prompt) for e in examples]
+    out: list[Prompt] = []
+    for n, e in enumerate([*shots, *examples], 1):
+        try:
+            raw_prompt(e.messages)
+        except RawPromptError as err:
+            which = f"few-shot example {n}" if n <= len(shots) else f"example {n - len(shots)}"
+            raise DatasetError(f"{model}: {which} of the dataset: {err}") from None
+    pairs = [(raw_prompt(s.messages), s.reference) for s in shots]
+    for e in examples:
+        text = raw_prompt(e.messages)
+        out.append(raw_few_shot(text, pairs, system_prompt) if pairs or system_prompt else text)
+    return out
+
+
 def _evaluate_one(
-    target: EvalTarget, prompts: Sequence[list[dict[str, str]]], references: list[str], config: EvalRunConfig
+    target: EvalTarget,
+    examples: Sequence[Example],
+    references: list[str],
+    config: EvalRunConfig,
+    *,
+    inherited_format: str | None = None,
+    shots: Sequence[Example] = (),
+    system_prompt: str | None = None,
 ) -> dict[str, Any]:
-    """Generate with one model and score it: metrics, latency summary and its answers."""
+    """Generate with one model, prompted as it was trained, and score it: metrics, latency summary, answers."""
     spec = config.spec
-    log.info("evaluating %s on %d examples", target.name, len(prompts))
-    gen = _generator(target, config)
+    log.info("evaluating %s on %d examples", target.name, len(examples))
+    gen = _generator(target, config, inherited_format)
     try:
+        prompts = prompts_for(gen.prompt_format, examples, shots, system_prompt, model=target.name)
         out = gen.generate(prompts, spec.generation)
         nll = (
             gen.reference_nll(prompts, references, spec.generation.batch_size) if "perplexity" in spec.metrics else None
@@ -84,7 +137,12 @@ def _evaluate_one(
         schema=spec.json_schema,
     )
     log.info("%s: %s", target.name, json.dumps(scores))
-    return {"metrics": scores, "latency": metrics.latency_summary(out.latencies), "texts": out.texts}
+    return {
+        "metrics": scores,
+        "latency": metrics.latency_summary(out.latencies),
+        "texts": out.texts,
+        "prompt_format": gen.prompt_format,
+    }
 
 
 def _few_shot(config: EvalRunConfig, examples: list[Example]) -> list[Example]:
@@ -125,10 +183,19 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
 
     baseline_out: dict[str, Any] | None = None
     baseline_label: str | None = None
+    # A model without a record of its own is prompted like the checkpoints it is compared with.
+    targets_format = agreed([_recorded_format(t, config) for t in config.targets])
     if config.baseline is not None:
         shots = _few_shot(config, examples)
-        prompts = [with_few_shot(e, shots, spec.baseline.system_prompt) for e in examples]
-        baseline_out = _evaluate_one(config.baseline, prompts, references, config)
+        baseline_out = _evaluate_one(
+            config.baseline,
+            examples,
+            references,
+            config,
+            inherited_format=targets_format,
+            shots=shots,
+            system_prompt=spec.baseline.system_prompt,
+        )
         baseline_label = (config.baseline.uri or config.baseline.endpoint or config.baseline.name) + (
             f" + {len(shots)}-shot" if shots else ""
         )
@@ -137,7 +204,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     target_outs: list[dict[str, Any]] = []
     results: list[ModelResult] = []
     for target in config.targets:
-        out = _evaluate_one(target, [e.messages for e in examples], references, config)
+        out = _evaluate_one(target, examples, references, config)
         target_outs.append(out)
         failures = criteria.check(spec.pass_criteria, out["metrics"], base_metrics)
         results.append(
@@ -171,12 +238,23 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
         "selectBy": select_by,
         "passCriteria": [c.to_k8s() for c in spec.pass_criteria],
         "baseline": (
-            {"model": baseline_label, "metrics": base_metrics, "latency": baseline_out["latency"]}
+            {
+                "model": baseline_label,
+                "metrics": base_metrics,
+                "latency": baseline_out["latency"],
+                "promptFormat": baseline_out["prompt_format"] or CHAT_TEMPLATE,
+            }
             if baseline_out
             else None
         ),
         "results": [
-            {**r.to_k8s(), "metrics": r.metrics, "deltas": r.deltas, "latency": o["latency"]}
+            {
+                **r.to_k8s(),
+                "metrics": r.metrics,
+                "deltas": r.deltas,
+                "latency": o["latency"],
+                "promptFormat": o["prompt_format"] or CHAT_TEMPLATE,
+            }
             for r, o in zip(results, target_outs, strict=True)
         ],
         "best": status.get("best"),

@@ -4,6 +4,11 @@ Endpoints: POST /v1/chat/completions (streaming with server-sent events), POST /
 GET /v1/models, GET /healthz (200 once the model is loaded, 503 before), GET /metrics (Prometheus).
 The model loads in a background thread so the server answers /healthz while it loads. Generation
 runs off the event loop, one request at a time (see engine.py); errors use OpenAI's error shape.
+
+A model trained on raw text prompts (kubetune.json `prompt_format: raw-text`) is prompted as in
+training: /v1/completions takes the raw prompt; /v1/chat/completions takes exactly one user message
+and prompts its text raw, and answers 400 (`raw_text_model`) to any other conversation
+(kubetune.data.promptformat). Its /v1/models card says `prompt_format`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubetune.api.runconfig import ServeRunConfig
+from kubetune.data.promptformat import CHAT_TEMPLATE, RawPromptError
 from kubetune_trainer.serve.engine import Completion, Engine, PromptTooLong, SamplingParams
 from kubetune_trainer.serve.loading import LoadedModel, load_for_inference
 from kubetune_trainer.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -229,7 +235,10 @@ def create_app(
             {"role": "system" if m.role == "developer" else m.role, "content": _content_text(m.content)}
             for m in req.messages
         ]
-        ids = engine.chat_prompt_ids(messages)
+        try:
+            ids = engine.chat_prompt_ids(messages)
+        except RawPromptError as e:
+            raise OpenAIError(400, str(e), code="raw_text_model") from None
         p = params(engine, ids, req, req.max_completion_tokens or req.max_tokens, DEFAULT_CHAT_MAX_TOKENS)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
         if req.stream:
@@ -300,7 +309,10 @@ def create_app(
         }
 
     def model_card() -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": created, "owned_by": "kubetune", "root": config.model_uri}
+        card = {"id": name, "object": "model", "created": created, "owned_by": "kubetune", "root": config.model_uri}
+        if state.engine is not None:
+            card["prompt_format"] = state.engine.loaded.prompt_format or CHAT_TEMPLATE
+        return card
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

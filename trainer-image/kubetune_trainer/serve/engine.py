@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune_trainer.serve.loading import LoadedModel, render_prompt
+from kubetune_trainer import prompting
+from kubetune_trainer.serve.loading import LoadedModel
 
 
 class PromptTooLong(ValueError):
@@ -71,14 +72,13 @@ class Engine:
 
     # --- prompts ---
     def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        text = render_prompt(self.tokenizer, messages)
-        return self._encode(text, add_special=not getattr(self.tokenizer, "chat_template", None))
+        """The chat template's prompt; for a raw-text model the text of its one user message, tokenized as in
+        training (raises kubetune.data.promptformat.RawPromptError for any other conversation)."""
+        return prompting.encode(self.tokenizer, messages, self.loaded.prompt_format)
 
     def text_prompt_ids(self, prompt: str) -> list[int]:
-        return self._encode(prompt, add_special=True)
-
-    def _encode(self, text: str, *, add_special: bool) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+        """A raw prompt with the tokenizer's special tokens: how raw-text models were trained (TRL)."""
+        return prompting.encode(self.tokenizer, prompt, self.loaded.prompt_format)
 
     def check_length(self, prompt_ids: list[int], params: SamplingParams) -> None:
         if self.max_model_len and len(prompt_ids) + params.max_tokens > self.max_model_len:

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.runconfig import StorageMap
+from kubetune.constants import CHECKPOINT_META
+from kubetune.data.promptformat import format_type
+from kubetune_trainer.prompting import read_recorded
 from kubetune_trainer.sources import ModelSourceError, resolve_model
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ class LoadedModel:
     tokenizer: Any
     name: str
     device: str
+    # How the model was prompted in training (kubetune.data.promptformat); None: no record (a base model,
+    # an older checkpoint), prompted through the chat template as before.
+    prompt_format: str | None = None
 
 
 def is_adapter(path: str | Path) -> bool:
@@ -63,7 +69,8 @@ def load_for_inference(
 
     A directory holding `adapter_config.json` is a LoRA adapter: it is applied to `base_model_uri`
     (or the base its config names) and merged, which makes generation as fast as a merged model.
-    A model directory without tokenizer files uses the tokenizer of `base_model_uri`.
+    A model directory without tokenizer files uses the tokenizer of `base_model_uri`. The prompt format
+    recorded in the directory's kubetune.json (a kubetune checkpoint) is `prompt_format`.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,7 +105,10 @@ def load_for_inference(
     model.eval()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name or model_uri, device=device)
+    fmt = format_type(read_recorded(path))
+    if fmt:
+        log.info("%s was trained on %s prompts (its %s)", model_uri, fmt, CHECKPOINT_META)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name or model_uri, device=device, prompt_format=fmt)
 
 
 def prepare_tokenizer(tokenizer: Any) -> None:
