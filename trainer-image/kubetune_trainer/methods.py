@@ -3,13 +3,15 @@
 - sft, pretraining: SFTTrainer (completion-only loss, padding-free packing)
 - dpo: DPOTrainer (beta, loss type)
 - distillation from a local teacher: GKDTrainer, generalised JSD to the teacher's token distribution
-  (beta, lmbda, temperature)
+  (beta, lmbda, temperature: the softmax temperature of both models in the loss, and the sampling
+  temperature of the student's own answers when lmbda > 0)
 - distillation from an endpoint: the teacher labels the prompts first (teacher.py), then SFTTrainer
 - rft: GRPOTrainer with rewards built from the declared graders
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -191,12 +193,36 @@ def _as_messages(rec: dict[str, Any]) -> dict[str, Any]:
     return {"messages": [*p, *c]}
 
 
+@functools.cache
+def gkd_trainer_class() -> type:
+    """TRL's GKDTrainer with `temperature` applied in the distillation loss.
+
+    TRL's `GKDTrainer.compute_loss` calls `generalized_jsd_loss` without a temperature, so the divergence
+    is always taken at temperature 1 and `GKDConfig.temperature` only sets the sampling temperature of
+    on-policy answers (lmbda > 0): with the default lmbda 0 it changed nothing. Here the loss gets it:
+    the student's and the teacher's logits are divided by it before their softmax (no T^2 factor, as in
+    TRL's generalized_jsd_loss).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the experimental-module notice
+        from trl.experimental.gkd import GKDTrainer
+
+    class TemperatureGKDTrainer(GKDTrainer):
+        def generalized_jsd_loss(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("temperature", self.temperature)
+            return GKDTrainer.generalized_jsd_loss(*args, **kwargs)
+
+    return TemperatureGKDTrainer
+
+
 def build_gkd(spec, loaded, train, evals, fmt, args, callbacks, *, teacher_model):
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the experimental-module notice
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
+        from trl.experimental.gkd import GKDConfig
 
     d = spec.distillation
     config = GKDConfig(
@@ -207,7 +233,7 @@ def build_gkd(spec, loaded, train, evals, fmt, args, callbacks, *, teacher_model
         lmbda=d.lmbda,
         max_new_tokens=d.max_new_tokens,
     )
-    return GKDTrainer(
+    return gkd_trainer_class()(
         model=loaded.model,
         teacher_model=teacher_model,
         args=config,

@@ -43,6 +43,39 @@ def jobs_table(jobs: Sequence[FineTuneJob]) -> Table:
     return t
 
 
+REWARD, GRADER_PREFIX = "reward", "rewards/"
+
+
+def rewards_table(job: FineTuneJob) -> Table | None:
+    """Reinforcement fine-tuning: the reward of every kept checkpoint, in total and by grader; the best starred.
+
+    None when no checkpoint carries a reward (every other method).
+    """
+    st = job.status
+    checkpoints = [cp for cp in (st.checkpoints if st else []) if REWARD in cp.metrics]
+    if not checkpoints:
+        return None
+    graders: list[str] = []
+    for cp in checkpoints:
+        graders += [k for k in cp.metrics if k.startswith(GRADER_PREFIX) and k not in graders]
+    t = Table(title=f"Rewards of {job.metadata.name} by checkpoint", title_justify="left")
+    t.add_column("checkpoint")
+    for col in ("step", REWARD, *(g.removeprefix(GRADER_PREFIX) for g in graders)):
+        t.add_column(col, justify="right")
+    for cp in checkpoints:
+        best = st is not None and cp.name == st.best_checkpoint
+        t.add_row(
+            cp.name + (" *" if best else ""),
+            "-" if cp.step is None else str(cp.step),
+            *(fmt_metric(k, cp.metrics.get(k)) for k in (REWARD, *graders)),
+            style="bold" if best else None,
+        )
+    selected = job.spec.checkpoints.select_by
+    t.caption = f"* best by {selected.metric} ({selected.mode}); rewards averaged over the last logged steps"
+    t.caption_justify = "left"
+    return t
+
+
 def evaluation_table(ev: Evaluation) -> Table:
     """Metrics by model, the baseline first; the best model starred; pass/fail underneath."""
     st = ev.status
@@ -113,6 +146,9 @@ def print_summary(
     console.print()
     if jobs:
         console.print(jobs_table(jobs))
+    for job in jobs:
+        if (rewards := rewards_table(job)) is not None:
+            console.print(rewards)
     for ev in evaluations:
         console.print(evaluation_table(ev))
     if deployments:
