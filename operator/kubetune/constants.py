@@ -121,6 +121,9 @@ ENV_RUN_CONFIG: Final = "KUBETUNE_RUN_CONFIG"
 ENV_HF_TOKEN: Final = "HF_TOKEN"
 ENV_POD_NAMESPACE: Final = "KUBETUNE_NAMESPACE"
 ENV_JOB_NAME: Final = "KUBETUNE_JOB_NAME"
+# Where the trainer writes why it failed (the container's terminationMessagePath; Kubernetes keeps 4 KiB).
+ENV_TERMINATION_LOG: Final = "KUBETUNE_TERMINATION_LOG"
+TERMINATION_LOG_PATH: Final = "/dev/termination-log"
 RUN_CONFIG_FILE: Final = "run-config.json"
 RUN_CONFIG_MOUNT: Final = "/etc/kubetune"
 DATA_MOUNT: Final = "/mnt/kubetune"  # the job's PVC

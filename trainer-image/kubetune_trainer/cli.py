@@ -1,4 +1,9 @@
-"""`kubetune-trainer`: the shared image's entry point: train, evaluate, serve, merge, init-tiny."""
+"""`kubetune-trainer`: the shared image's entry point: train, evaluate, serve, merge, init-tiny.
+
+A failure is also written as the container's termination message (termination.py): its reason (data error,
+model source error, out of disk, out of memory, ...) in one short line that `kubectl describe` and the
+FineTuneJob's status show.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kubetune import constants as c
 
@@ -40,18 +46,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _exit_on_sigterm()
 
-    from kubetune_trainer.train import EXIT_CONFIG, load_config, run
+    from kubetune_trainer import termination
+    from kubetune_trainer.train import EXIT_CONFIG, EXIT_DATA, VALIDATION_REPORT, load_config, run
 
     path = args.config or os.environ.get(c.ENV_RUN_CONFIG)
     if not path:
         print("kubetune-trainer train: --config FILE (or $KUBETUNE_RUN_CONFIG) is required", file=sys.stderr)
+        termination.write(termination.CONFIG_ERROR, f"no run config: ${c.ENV_RUN_CONFIG} is not set")
         return EXIT_CONFIG
     try:
         cfg = load_config(path)
     except (OSError, ValueError, ValidationError) as err:
         print(f"kubetune-trainer train: cannot read the run config {path}: {err}", file=sys.stderr)
+        termination.write(termination.CONFIG_ERROR, f"cannot read the run config {path}: {err}")
         return EXIT_CONFIG
-    return run(cfg, config_path=path, worker=args.worker)
+    rc = run(cfg, config_path=path, worker=args.worker)
+    if rc == EXIT_DATA:
+        report = Path(cfg.output_dir) / VALIDATION_REPORT
+        lines = report.read_text(encoding="utf-8").splitlines()[:4] if report.is_file() else []
+        termination.write(termination.DATA_ERROR, "; ".join(lines) or "the training data is invalid")
+    return rc
 
 
 # Subcommands with a parser of their own: the rest of the command line goes to them as it is
@@ -78,13 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATES:
+    try:
+        if argv and argv[0] in DELEGATES:
+            _setup_logging()
+            module = importlib.import_module(DELEGATES[argv[0]][0])
+            return int(module.main(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
         _setup_logging()
-        module = importlib.import_module(DELEGATES[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
-    _setup_logging()
-    return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
+    except Exception as err:  # the traceback still goes to the log; the message says why in one line
+        from kubetune_trainer import termination
+
+        termination.record_failure(err)
+        raise
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ def build_eval_job(
             *scratch_mounts,
         ],
         "securityContext": pods.container_security_context(),
+        **pods.termination_message(),
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

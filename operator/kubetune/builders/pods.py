@@ -41,6 +41,12 @@ def pod_security_context(settings: PodSettings) -> dict[str, Any]:
     }
 
 
+def termination_message() -> dict[str, Any]:
+    """Container fields that make the trainer's failure reason (or, without one, its last log lines) the
+    container's termination message, which the operator puts into the resource's status."""
+    return {"terminationMessagePath": c.TERMINATION_LOG_PATH, "terminationMessagePolicy": "FallbackToLogsOnError"}
+
+
 def container_security_context() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,

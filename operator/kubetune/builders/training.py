@@ -204,6 +204,7 @@ def build_training_job(
         "resources": pods.container_resources(res),
         "volumeMounts": mounts,
         "securityContext": pods.container_security_context(),
+        **pods.termination_message(),
     }
     if res.nodes > 1:
         container["ports"] = [{"name": "rendezvous", "containerPort": c.MASTER_PORT}]

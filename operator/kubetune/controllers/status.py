@@ -47,16 +47,30 @@ def _true_condition(batch_status: dict[str, Any], *types: str) -> dict[str, Any]
     return None
 
 
+TERMINATION_MESSAGE_CHARS = 1000  # of a container's termination message, in a condition message
+
+
 def _terminations(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Terminated states of trainer containers (current and last), newest pods first."""
+    """Terminated states of trainer containers (current and last), newest pods first.
+
+    Each `message` is one line: the trainer's termination message (its failure reason), or, where the
+    container left none and Kubernetes took the log's tail (FallbackToLogsOnError), the tail's last line;
+    a container the kernel killed for memory (OOMKilled) says so, whatever its log ended with.
+    """
     out = []
     for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "", reverse=True):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             if cs.get("name") != c.TRAINER_CONTAINER:
                 continue
             for state in (cs.get("state") or {}, cs.get("lastState") or {}):
-                if state.get("terminated"):
-                    out.append(state["terminated"])
+                term = state.get("terminated")
+                if not term:
+                    continue
+                lines = [line.strip() for line in str(term.get("message") or "").splitlines() if line.strip()]
+                message = lines[-1][:TERMINATION_MESSAGE_CHARS] if lines else ""
+                if term.get("reason") == "OOMKilled":
+                    message = "out of memory (OOMKilled): the trainer used more than spec.resources.memory; raise it"
+                out.append({**term, "message": message})
     return out
 
 

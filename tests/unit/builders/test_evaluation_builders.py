@@ -160,3 +160,10 @@ def test_running_failed_and_waiting():
     assert {"Stalled", "Failed"} <= conds
     waiting = ev.observe(evaluation(), None, "FineTuneJob 'travel' has no checkpoint 'all' yet")
     assert (waiting.phase, waiting.reason) == ("Pending", "WaitingForCheckpoints")
+
+
+def test_eval_pods_report_their_failure_reason_as_the_termination_message():
+    e, j = evaluation(), job()
+    (container,) = ev.build_eval_job(e, j, ev.run_config(e, j))["spec"]["template"]["spec"]["containers"]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

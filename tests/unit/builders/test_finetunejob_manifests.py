@@ -292,3 +292,11 @@ def test_single_node_job_has_no_service_and_no_rendezvous():
     manifest = build_training_job(job)
     assert "completionMode" not in manifest["spec"]
     assert "MASTER_ADDR" not in {e["name"] for e in trainer(manifest)["env"]}
+
+
+def test_the_trainers_failure_reason_becomes_the_termination_message():
+    """The trainer writes why it failed to /dev/termination-log; without it, the log's tail (never nothing)."""
+    for nodes in (1, 2):
+        container = trainer(build_training_job(ftj(resources={"gpus": 1, "nodes": nodes})))
+        assert container["terminationMessagePath"] == c.TERMINATION_LOG_PATH == "/dev/termination-log"
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

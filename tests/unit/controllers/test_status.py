@@ -150,3 +150,27 @@ def test_events_on_transitions_only():
     assert transition_event("Running", running) is None
     failed = observe(ftj(), batch(conditions=[cond("Failed", "BackoffLimitExceeded")]), [])
     assert transition_event("Running", failed)[:2] == ("Warning", "BackoffLimitExceeded")
+
+
+def _failed_condition(patch):
+    return next(c for c in patch["conditions"] if c["type"] == "Failed")
+
+
+def test_the_failed_condition_carries_the_trainers_termination_message_not_the_log_noise():
+    """With FallbackToLogsOnError a container that wrote no message leaves its log's tail: the last line says why."""
+    tail = 'step 3/10 loss 2.1\nTraceback (most recent call last):\n  File "train.py", line 9\n' + (
+        "out of disk: [Errno 28] No space left on device (raise spec.storage.size)\n\n"
+    )
+    failed = batch(failed=4, conditions=[cond("Failed", "BackoffLimitExceeded")])
+    patch = compute_status(ftj(), failed, [pod("Failed", exit_code=1, message=tail)], NOW)
+    message = _failed_condition(patch)["message"]
+    assert "last error: out of disk: [Errno 28] No space left on device (raise spec.storage.size)" in message
+    assert "step 3/10" not in message and "Traceback" not in message and "\n" not in message
+
+
+def test_an_oom_killed_trainer_says_out_of_memory():
+    failed = batch(failed=4, conditions=[cond("Failed", "BackoffLimitExceeded")])
+    killed = pod("Failed", exit_code=137, message="step 7/10 loss 1.9\n")
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    message = _failed_condition(compute_status(ftj(), failed, [killed], NOW))["message"]
+    assert "out of memory (OOMKilled)" in message and "spec.resources.memory" in message and "step 7" not in message

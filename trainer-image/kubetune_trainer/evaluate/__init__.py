@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from kubetune.api.runconfig import EvalRunConfig
+    from kubetune_trainer import termination
     from kubetune_trainer.evaluate.examples import DatasetError
     from kubetune_trainer.evaluate.runner import StatusNotPublished, run
     from kubetune_trainer.sources import ModelSourceError
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run(config)
     except (OSError, ValidationError, DatasetError, ModelSourceError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
+        termination.record_failure(e)
         return 2
     except StatusNotPublished as e:
         print(f"evaluate: {e}", file=sys.stderr)
