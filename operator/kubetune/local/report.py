@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,7 +126,8 @@ def write(report: RunReport, out_dir: Path) -> Path:
             parts.append(_table(["", ""], [[k, v] for k, v in facts]))
             if st.message and st.phase != "Succeeded":
                 parts.append(f"<pre>{html.escape(st.message)}</pre>")
-        png = plot_loss(curve, f"{name}: loss", out_dir / f"loss-{job.metadata.namespace or 'default'}-{name}.png")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"loss-{job.metadata.namespace or 'default'}-{name}")  # one file name
+        png = plot_loss(curve, f"{name}: loss", out_dir / f"{stem}.png")
         if png:
             data = base64.b64encode(png.read_bytes()).decode()
             parts.append(f'<p><img alt="loss curves of {html.escape(name)}" src="data:image/png;base64,{data}"></p>')

@@ -51,3 +51,12 @@ def test_report_embeds_loss_png_and_writes_it_beside(tmp_path):
     page = path.read_text()
     assert "data:image/png;base64," in page and "checkpoint-200 *" in page
     assert (tmp_path / "loss-default-travel.png").stat().st_size > 1000
+
+
+def test_a_namespace_that_is_a_path_cannot_put_the_loss_png_elsewhere(tmp_path):
+    runs = tmp_path / "deep" / "runs"
+    runs.mkdir(parents=True)
+    job = FineTuneJob.model_validate({**JOB, "metadata": {"name": "travel", "namespace": "../../x"}})
+    write(RunReport(jobs=[(job, LossCurve(train={1: 3.0, 2: 1.0}))], evaluations=[]), runs)
+    assert [p.name for p in runs.glob("*.png")] == ["loss-.._.._x-travel.png"]
+    assert not list(tmp_path.glob("**/x-travel.png"))
