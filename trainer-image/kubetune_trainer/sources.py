@@ -120,6 +120,8 @@ def _download_s3(uri: str) -> str:
             if not rel or rel.endswith("/"):
                 continue
             target = dest / rel
+            if not target.resolve().is_relative_to(dest.resolve()):
+                raise ModelSourceError(f"model URI {uri!r}: the object key {obj['Key']!r} leads outside the download")
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, obj["Key"], str(target))
             count += 1

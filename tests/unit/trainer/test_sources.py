@@ -1,5 +1,7 @@
 """Model URIs -> local paths: pvc://, file://, relative paths, hf:// (offline), unknown schemes."""
 
+from pathlib import Path
+
 import pytest
 
 from kubetune.api.runconfig import StorageMap
@@ -116,3 +118,24 @@ def test_a_pvc_uri_cannot_read_outside_its_claim(tmp_path):
         resolve_model("pvc://a/../b/secret-model", storage)
     with pytest.raises(ModelSourceError, match="outside the claim 'a'"):
         resolve_model("pvc://a/link/secret-model", storage)
+
+
+def test_an_s3_object_key_with_dot_dot_cannot_write_outside_the_download(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    class Client:
+        def get_paginator(self, name):
+            return self
+
+        def paginate(self, **kwargs):
+            return [{"Contents": [{"Key": "models/m/config.json"}, {"Key": "models/m/../../../../escaped.txt"}]}]
+
+        def download_file(self, bucket, key, target):
+            Path(target).write_text(key)
+
+    monkeypatch.setitem(sys.modules, "boto3", types.SimpleNamespace(client=lambda *a, **k: Client()))
+    monkeypatch.setenv("KUBETUNE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelSourceError, match="leads outside the download"):
+        resolve_model("s3://bucket/models/m")
+    assert not list(tmp_path.rglob("escaped.txt"))
