@@ -8,7 +8,7 @@ is the validated resource spec, so the trainer never re-interprets YAML.
 from __future__ import annotations
 
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
