@@ -5,8 +5,8 @@ pydantic's JSON Schema (2020-12) becomes a structural OpenAPI v3 schema as the A
 dropped (the API server prunes unknown fields; `kubectl apply` rejects them first, because its
 field validation defaults to Strict), JSON Schema's numeric `exclusiveMinimum: 0` turned into
 OpenAPI 3.0's `minimum: 0, exclusiveMinimum: true`, free-form objects marked
-`x-kubernetes-preserve-unknown-fields`, and `default: {}` for nested sections so that the API
-server fills in their own defaults. CEL rules (`x-kubernetes-validations`) stay on the node of the
+`x-kubernetes-preserve-unknown-fields`, and nested sections defaulted to their models' defaults,
+written out whole (the API server checks a default, rules included, as it stands). CEL rules (`x-kubernetes-validations`) stay on the node of the
 model that declares them.
 """
 
@@ -85,14 +85,19 @@ AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTime
 
 
 class _K8sJsonSchema(GenerateJsonSchema):
-    """pydantic's generator, plus defaults from default factories (models become `{}`: the API
-    server then applies the nested defaults itself)."""
+    """pydantic's generator, plus defaults from default factories. A section's default is written out
+    whole: the API server validates a default as it is, without its nested defaults, so a rule on the
+    section (`!self.none || ...`) must find every field in it ("no such key" refused the CRD)."""
 
     def get_default_value(self, schema: Any) -> Any:
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
             value = factory()
-            return {} if isinstance(value, BaseModel) else value
+            return (
+                value.model_dump(by_alias=True, exclude_none=True, mode="json")
+                if isinstance(value, BaseModel)
+                else value
+            )
         return super().get_default_value(schema)
 
 

@@ -126,10 +126,12 @@ class Hyperparameters(KubeModel):
 class DpoSpec(KubeModel):
     beta: float = Field(default=0.1, gt=0, le=10, description="Strength of the KL constraint to the reference.")
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(default="sigmoid", description="DPO loss.")
+    # le 0.49, not lt 0.5: the API server checks an integer value (the default 0.0 travels as JSON 0)
+    # against int64(maximum), and with an exclusive maximum of 0.5 that is "less than 0": it refused the CRD.
     label_smoothing: float = Field(
         default=0.0,
         ge=0,
-        lt=0.5,
+        le=0.49,
         description="Assumed fraction of preference pairs whose labels are wrong (conservative/robust DPO).",
     )
 

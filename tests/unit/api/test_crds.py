@@ -16,6 +16,8 @@ from kubernetes.client import ApiClient
 from kubetune import constants as c
 from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, crdgen
 from kubetune.api.cel import apply_defaults
+from kubetune.api.cel import check as cel_check
+from kubetune.api.finetunejob import AdapterSpec, Hyperparameters
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = {d["spec"]["names"]["kind"]: d for d in crdgen.crds()}
@@ -152,8 +154,10 @@ def test_openapi_conversions():
     cpu = spec["resources"]["properties"]["cpu"]
     assert cpu["x-kubernetes-int-or-string"] and cpu["anyOf"] == [{"type": "integer"}, {"type": "string"}]
     assert "pattern" in cpu and "type" not in cpu
-    # nested sections default to {} so the API server fills in their fields
-    assert spec["adapter"]["default"] == {} and spec["hyperparameters"]["default"] == {}
+    # nested sections default to the model's defaults, written out whole: the API server validates a default
+    # as it stands (its rules too), without filling in the nested defaults first
+    assert spec["adapter"]["default"] == AdapterSpec().to_k8s() and spec["adapter"]["default"]["type"] == "lora"
+    assert spec["hyperparameters"]["default"] == Hyperparameters().to_k8s()
     # free-form JSON schema of a grader is kept as written
     grader = spec["rft"]["properties"]["graders"]["items"]["properties"]["schema"]
     assert grader == {**grader, "type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -309,3 +313,37 @@ def test_values_at_the_bounds_are_accepted():
     manifest = doc(c.FINETUNEJOB, spec)
     FineTuneJob.model_validate(manifest)
     jsonschema.validate(manifest, crdgen.to_json_schema(schema_of(c.FINETUNEJOB)))
+
+
+@pytest.mark.parametrize("kind", list(CRDS))
+def test_every_default_passes_its_own_rules_as_it_stands(kind):
+    """The API server runs a node's CEL rules on its default as written, nested defaults not filled in
+    (apiextensions-apiserver schema/defaulting/validation.go): `default: {}` on a section whose rule reads
+    one of its fields was refused with "no such key"."""
+    found = list(_defaults(schema_of(kind)))
+    for path, node in found:
+        errors = cel_check(node["default"], node)
+        assert not errors, f"default of {path}: {errors}"
+
+
+def _integral_number_defaults(node: dict, path: str = ""):
+    if node.get("type") == "number" and float(node.get("default", 0.5)).is_integer():
+        yield path, node
+    for name, sub in node.get("properties", {}).items():
+        yield from _integral_number_defaults(sub, f"{path}.{name}")
+    if "items" in node:
+        yield from _integral_number_defaults(node["items"], f"{path}[]")
+
+
+@pytest.mark.parametrize("kind", list(CRDS))
+def test_integral_number_defaults_pass_the_api_servers_integer_comparison(kind):
+    """A default 0.0 travels as JSON 0, and kube-openapi compares an integer with int64(bound)
+    (validate/values.go MaximumNativeType): an exclusive maximum of 0.5 became "less than 0"."""
+    for path, node in _integral_number_defaults(schema_of(kind)):
+        value = int(node["default"])
+        if "maximum" in node:
+            top = int(node["maximum"])
+            assert value < top if node.get("exclusiveMaximum") else value <= top, path
+        if "minimum" in node:
+            bottom = int(node["minimum"])
+            assert value > bottom if node.get("exclusiveMinimum") else value >= bottom, path
