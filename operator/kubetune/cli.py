@@ -66,20 +66,24 @@ def _local_path(uri: str, base: Path) -> Path | None:
     return StorageMap(base_dir=str(base)).local_path(uri)
 
 
+def _get(node: Any, *keys: str) -> Any:
+    """node[k1][k2]... where each level is a mapping; None otherwise (documents may be malformed)."""
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node
+
+
 def _dataset_uris(doc: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     """(field path, uri, declared format) of the datasets a manifest reads."""
-    spec = doc.get("spec") or {}
     kind = doc.get("kind")
+    fmt = _get(doc, "spec", "dataset", "format")
+    fmt = fmt if isinstance(fmt, str) else None
+    fields = {"FineTuneJob": [("train", "uri"), ("validation", "uri")], "Evaluation": [("uri",)]}
     out: list[tuple[str, str, str | None]] = []
-    if kind == "FineTuneJob":
-        ds = spec.get("dataset") or {}
-        for name in ("train", "validation"):
-            if isinstance(ds.get(name), dict) and ds[name].get("uri"):
-                out.append((f"spec.dataset.{name}.uri", ds[name]["uri"], ds.get("format")))
-    elif kind == "Evaluation":
-        ds = spec.get("dataset") or {}
-        if ds.get("uri"):
-            out.append(("spec.dataset.uri", ds["uri"], ds.get("format")))
+    for keys in fields.get(kind, []) if isinstance(kind, str) else []:
+        uri = _get(doc, "spec", "dataset", *keys)
+        if isinstance(uri, str) and uri:
+            out.append(("spec.dataset." + ".".join(keys), uri, fmt))
     return out
 
 
@@ -90,7 +94,7 @@ def _model_uris(doc: dict[str, Any]) -> list[tuple[str, str]]:
         "FineTuneJob": [("baseModel",), ("distillation", "teacher")],
         "Evaluation": [("model",), ("baseline",)],
         "ModelDeployment": [("model",)],
-    }.get(doc.get("kind", ""), [])
+    }.get(doc.get("kind") if isinstance(doc.get("kind"), str) else "", [])
     out = []
     for keys in pairs:
         node: Any = spec
@@ -173,6 +177,12 @@ def _validate_manifest_file(path: Path, found: Findings) -> None:
         _check_local_files(doc, resource, path.parent, found, source)
 
 
+def _formats() -> tuple[str, ...]:
+    from kubetune.data import FORMATS
+
+    return FORMATS
+
+
 def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Findings, source: str) -> None:
     """The local datasets a manifest names (valid, and of a format its method trains on) and local models."""
     from kubetune.api import FineTuneJob
@@ -180,24 +190,29 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
 
     needs = needs_of(resource.spec) if isinstance(resource, FineTuneJob) else None
     for fld, uri, fmt in _dataset_uris(doc):
-        local = _local_path(uri, base)
+        try:
+            local = _local_path(uri, base)
+        except ValueError as err:  # a URI that cannot name a local file (the schema names it too)
+            found.errors.append(f"{source}: {fld}: {err}")
+            continue
         if local is None:
             continue
         if not local.exists():
             found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
         elif local.is_file():
-            spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-            dataset = spec.get("dataset") if isinstance(spec.get("dataset"), dict) else {}
-            max_examples = dataset.get("maxExamples") if fld.startswith("spec.dataset.train") else None
-            max_examples = max_examples if isinstance(max_examples, int) else None
+            max_examples = _get(doc, "spec", "dataset", "maxExamples") if fld.startswith("spec.dataset.train") else None
+            max_examples = max_examples if isinstance(max_examples, int) and max_examples > 0 else None
             prompts_only = bool(needs and needs.prompts_only)
-            fmt = fmt if isinstance(fmt, str) else None
+            fmt = fmt if fmt in _formats() else None
             report = _validate_dataset(local, found, f"{source}: {fld}", fmt, max_examples, prompts_only)
             mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
             if mismatch:
                 found.errors.append(f"{source}: {fld}: {local}: {mismatch}")
     for fld, uri in _model_uris(doc):
-        local = _local_path(uri, base)
+        try:
+            local = _local_path(uri, base)
+        except ValueError:
+            continue  # the schema or the trainer says what is wrong with it
         if local is not None and not local.exists():
             found.warnings.append(
                 f"{source}: {fld}: {uri} does not exist yet (looked at {local}); create it before running"

@@ -164,7 +164,8 @@ def admit(doc: Any, source: str = "<manifest>") -> tuple[Resource | None, list[M
     kubetune's (another kind with its own apiVersion), which callers skip.
     """
     resource, errors = parse_resource(doc, source)
-    ours = isinstance(doc, dict) and doc.get("apiVersion") == c.API_VERSION and doc.get("kind") in KINDS
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    ours = isinstance(kind, str) and kind in KINDS and doc.get("apiVersion") == c.API_VERSION
     if resource is None and not ours:
         return None, errors
     errors = [*errors, *metadata_errors(doc.get("metadata"), source)]
