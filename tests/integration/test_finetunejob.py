@@ -182,7 +182,12 @@ def test_invalid_data_fails_with_data_validation_failed(cluster: Cluster, operat
 
 
 def test_kueue_queue_and_multi_node(cluster: Cluster, operator) -> None:
-    cluster.apply(example("queued", queueName="team-a", resources={"nodes": 2, "gpus": 4}))
+    # several nodes mount the checkpoint PVC: ReadWriteMany, as the CRD's rule (and the operator's guard) require
+    cluster.apply(
+        example(
+            "queued", queueName="team-a", resources={"nodes": 2, "gpus": 4}, storage={"accessModes": ["ReadWriteMany"]}
+        )
+    )
     job = wait_for(lambda: cluster.objects("jobs").get("queued-train"), what="the training Job")
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     assert job["spec"]["suspend"] is True
