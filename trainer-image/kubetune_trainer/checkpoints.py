@@ -1,5 +1,8 @@
 """Checkpoints on top of the HF Trainer's: a completion marker, best-K retention, resume selection.
 
+The layout, reading kubetune.json and ranking by selectBy live in kubetune.api.checkpoints (shared with
+`kubetune run`); this module writes the marker and prunes.
+
 The Trainer writes `checkpoint-N/` (weights or adapter, optimizer, scheduler, RNG, trainer state).
 Afterwards `CheckpointCallback.on_save` writes `kubetune.json` into it, atomically and last: a
 checkpoint without it was cut short (the pod died) and is never resumed from, evaluated or served.
@@ -18,20 +21,23 @@ import re
 import shutil
 import signal
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from kubetune.api.checkpoints import (
+    FINAL,
+    Checkpoint,
+    complete_checkpoints,
+    incomplete_checkpoints,
+    rank,
+)
 from kubetune.constants import CHECKPOINT_META
 from kubetune.data.promptformat import META_KEY, format_type
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-FINAL = "final"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -49,52 +55,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def read_meta(checkpoint_dir: Path) -> dict[str, Any] | None:
-    """A checkpoint's kubetune.json, or None when it is missing or unreadable (incomplete checkpoint)."""
-    try:
-        return json.loads((checkpoint_dir / CHECKPOINT_META).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-@dataclass
-class Checkpoint:
-    name: str
-    step: int
-    path: Path
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.meta.get("metrics") or {}
-
-
-def _step_dirs(output_dir: Path) -> list[tuple[int, Path]]:
-    if not output_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
-    return sorted(found)
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Checkpoint]:
-    """checkpoint-N directories that have a readable kubetune.json, oldest first."""
-    out = []
-    for step, path in _step_dirs(Path(output_dir)):
-        meta = read_meta(path)
-        if meta is not None:
-            out.append(Checkpoint(path.name, step, path, meta))
-    return out
-
-
-def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
-    return [path for _, path in _step_dirs(Path(output_dir)) if read_meta(path) is None]
-
-
-def latest_complete(output_dir: str | Path) -> Checkpoint | None:
-    done = complete_checkpoints(output_dir)
-    return done[-1] if done else None
-
-
 def discard_incomplete(output_dir: str | Path) -> list[str]:
     """Delete half-written checkpoints (no kubetune.json) so a resumed run can write those steps afresh."""
     removed = []
@@ -103,23 +63,6 @@ def discard_incomplete(output_dir: str | Path) -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path.name)
     return removed
-
-
-def metric_value(metrics: dict[str, float], metric: str) -> float | None:
-    """`eval_loss`, `evalLoss`, `loss` ... looked up in a checkpoint's metrics."""
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", metric).lower()
-    for key in (metric, snake, f"eval_{snake}"):
-        if key in metrics and metrics[key] is not None:
-            return float(metrics[key])
-    return None
-
-
-def rank(checkpoints: list[Checkpoint], metric: str, mode: str) -> list[Checkpoint]:
-    """Checkpoints that have the metric, best first (ties: the later step wins)."""
-    scored = [(metric_value(cp.metrics, metric), cp) for cp in checkpoints]
-    scored = [(v, cp) for v, cp in scored if v is not None]
-    sign = 1 if mode == "min" else -1
-    return [cp for _, cp in sorted(scored, key=lambda vc: (sign * vc[0], -vc[1].step))]
 
 
 def select(checkpoints: list[Checkpoint], keep: int, metric: str, mode: str) -> tuple[list[Checkpoint], str | None]:

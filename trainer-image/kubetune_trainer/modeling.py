@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from kubetune.api.checkpoints import read_meta
 from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.runconfig import StorageMap
-from kubetune.constants import CHECKPOINT_META
 from kubetune_trainer.sources import pinned_uri, resolve_model
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,9 @@ def _is_adapter(path: str) -> bool:
 
 def _adapter_base_uri(path: str) -> str:
     """The base model of an adapter checkpoint: the URI its kubetune.json recorded, else PEFT's path."""
-    meta_file = Path(path) / CHECKPOINT_META
-    if meta_file.is_file():
-        base = json.loads(meta_file.read_text()).get("base_model")
-        if base:
-            return base
+    base = (read_meta(Path(path)) or {}).get("base_model")
+    if base:
+        return base
     base = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
     if not base:
         raise TrainerConfigError(f"{path}: a LoRA adapter without a recorded base model")

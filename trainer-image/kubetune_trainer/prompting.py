@@ -7,12 +7,11 @@ or a raw string) into the text and token ids a model is given.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubetune.constants import CHECKPOINT_META
+from kubetune.api.checkpoints import read_meta
 from kubetune.data import is_conversational
 from kubetune.data.promptformat import CHAT_TEMPLATE, META_KEY, RAW_TEXT, format_type, raw_prompt
 
@@ -58,11 +57,8 @@ def read_recorded(model_dir: str | Path | None) -> dict[str, Any] | None:
     checkpoint written before kubetune recorded it)."""
     if model_dir is None:
         return None
-    try:
-        meta = json.loads((Path(model_dir) / CHECKPOINT_META).read_text())
-    except (OSError, ValueError):
-        return None
-    record = meta.get(META_KEY) if isinstance(meta, dict) else None
+    meta = read_meta(Path(model_dir))
+    record = meta.get(META_KEY) if meta is not None else None
     return dict(record) if format_type(record) else None
 
 

@@ -26,19 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from kubetune import constants as c
+from kubetune.api.checkpoints import FINAL, Checkpoint, complete_checkpoints, latest_complete, rank, read_meta
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune.data.promptformat import META_KEY
-from kubetune_trainer.checkpoints import (
-    FINAL,
-    Checkpoint,
-    CheckpointCallback,
-    complete_checkpoints,
-    discard_incomplete,
-    latest_complete,
-    rank,
-    read_meta,
-    write_json_atomic,
-)
+from kubetune_trainer.checkpoints import CheckpointCallback, discard_incomplete, write_json_atomic
 from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
 from kubetune_trainer.launcher import Topology, launch_command
 from kubetune_trainer.progress import NullReporter, ProgressReporter, make_reporter

@@ -37,7 +37,7 @@ from rich.progress import (
 from rich.text import Text
 
 from kubetune import constants as c
-from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, Resource
+from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, Resource, checkpoints
 from kubetune.api.evaluation import EvaluationStatus
 from kubetune.api.finetunejob import FineTuneJobStatus
 from kubetune.api.modeldeployment import ModelDeploymentStatus
@@ -120,28 +120,22 @@ def _with_status(resource: Resource, status: Any) -> Any:
 
 def _latest_checkpoint(output_dir: Path) -> str | None:
     """The newest complete checkpoint (one with kubetune.json) in a job's output folder."""
-    found = []
-    for p in output_dir.glob("checkpoint-*"):
-        if (p / c.CHECKPOINT_META).is_file() and p.name.removeprefix("checkpoint-").isdigit():
-            found.append((int(p.name.removeprefix("checkpoint-")), p.name))
-    return max(found)[1] if found else None
+    latest = checkpoints.latest_complete(output_dir)
+    return latest.name if latest else None
 
 
 def scan_checkpoints(output_dir: Path, output_uri: str) -> list[dict[str, Any]]:
     """Status entries of the complete checkpoints (and final) on disk: for a job whose saved state was lost
     while its output was kept (the trainer then has nothing to redo and reports nothing)."""
-    out = []
-    for p in sorted(output_dir.iterdir() if output_dir.is_dir() else [], key=lambda p: p.name):
-        meta_path = p / c.CHECKPOINT_META
-        if not meta_path.is_file() or not (p.name == "final" or p.name.startswith("checkpoint-")):
-            continue
-        try:
-            meta = json.loads(meta_path.read_text())
-        except ValueError:
-            continue
-        metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)}
-        out.append({"name": p.name, "step": meta.get("step"), "uri": f"{output_uri}/{p.name}", "metrics": metrics})
-    return sorted(out, key=lambda e: (e["name"] == "final", e["step"] or 0))
+    return [
+        {
+            "name": cp.name,
+            "step": cp.meta.get("step"),
+            "uri": f"{output_uri}/{cp.name}",
+            "metrics": {k: v for k, v in cp.metrics.items() if isinstance(v, int | float)},
+        }
+        for cp in checkpoints.checkpoints_on_disk(output_dir)
+    ]
 
 
 def recovered_status(job: FineTuneJob, output_dir: Path) -> dict[str, Any]:
@@ -149,10 +143,9 @@ def recovered_status(job: FineTuneJob, output_dir: Path) -> dict[str, Any]:
     entries = scan_checkpoints(output_dir, job_output_uri(job))
     out: dict[str, Any] = {"checkpoints": entries}
     sel = job.spec.checkpoints.select_by
-    ranked = [e for e in entries if sel.metric in e["metrics"]]
-    if ranked:
-        pick = min if sel.mode == "min" else max
-        out["bestCheckpoint"] = pick(ranked, key=lambda e: e["metrics"][sel.metric])["name"]
+    best = checkpoints.best(checkpoints.checkpoints_on_disk(output_dir), sel.metric, sel.mode)
+    if best:
+        out["bestCheckpoint"] = best.name
     last = entries[-1] if entries else None
     if last and last["step"] is not None:
         out["progress"] = {"step": last["step"], "totalSteps": last["step"], "percent": 100}
@@ -217,7 +210,7 @@ def run_job(item: planning.Item, run: Run) -> bool:
     status.pop("completionTime", None)
     resume_from = _latest_checkpoint(output_dir)
     verb = f"resuming from {resume_from}" if resume_from else "training"
-    if (output_dir / "final" / c.CHECKPOINT_META).is_file():
+    if checkpoints.final_checkpoint(output_dir) is not None:
         verb = "already trained (its output is on disk); collecting the result"
     run.say(f"[bold]{item}[/]: {verb} ({job.spec.method}, adapter {job.spec.adapter.type}, base {cfg.base_model_uri})")
     run.say(f"  run config {cfg_path}, log {rdir / 'train.log'}")

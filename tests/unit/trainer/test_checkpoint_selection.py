@@ -3,13 +3,8 @@
 import json
 from pathlib import Path
 
-from kubetune_trainer.checkpoints import (
-    complete_checkpoints,
-    discard_incomplete,
-    latest_complete,
-    prune,
-    write_json_atomic,
-)
+from kubetune.api.checkpoints import complete_checkpoints, latest_complete
+from kubetune_trainer.checkpoints import discard_incomplete, prune, write_json_atomic
 
 
 def _ckpt(root: Path, step: int, eval_loss: float | None = None, complete: bool = True) -> Path:
