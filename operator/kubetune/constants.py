@@ -134,7 +134,12 @@ SERVE_PORT: Final = 8000
 METRICS_PORT: Final = 8080
 
 # --- Operator: training Jobs, their pods, events (appended by the operator engineer) ---
+# Exit statuses of every kubetune command (`kubetune`, `kubetune run`, the trainer image's commands).
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # something failed or did not pass validation / preflight
+EXIT_USAGE: Final = 2  # a usage or configuration error (bad arguments, an unreadable run config)
 EXIT_DATA_VALIDATION_FAILED: Final = 3  # the trainer exits 3 when the data is invalid: the Job fails at once
+EXIT_INTERRUPTED: Final = 130  # stopped by SIGINT (Ctrl-C; 128 + 2): `kubetune run` again resumes
 # The trainer exits 143 after SIGTERM once it has saved a resumable checkpoint (a deleted or stopped pod).
 EXIT_STOPPED_WITH_CHECKPOINT: Final = 143
 # Time a trainer gets after SIGTERM to finish its step and write that checkpoint (a full fine-tune of a

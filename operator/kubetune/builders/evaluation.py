@@ -1,9 +1,9 @@
-"""The workload of an Evaluation: a batch Job from the shared image, its run config, its identity; and its status.
+"""The workload of an Evaluation: a batch Job from the shared image, its run config, its identity.
 
 The evaluation pod reads checkpoints and data read-only (`/mnt/pvc/CLAIM`), writes its report into
 `evaluations/<evaluation>` on the FineTuneJob's claim (mounted a second time, writable, at
 /mnt/kubetune), and patches `results/baseline/best/passed/report` of its own Evaluation (the only thing
-its Role allows). The operator owns phase, conditions, times and `evaluatedCheckpoints`.
+its Role allows). The operator owns phase, conditions, times and `evaluatedCheckpoints` (kubetune.status.evaluation).
 
 Each run scores one set of models; the Job's name carries a hash of that set and of the spec
 generation, so new checkpoints (or an edited spec) make a new Job rather than a mutated one.
@@ -12,7 +12,6 @@ generation, so new checkpoints (or an edited spec) make a new Job rather than a 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -20,10 +19,9 @@ from kubetune import constants as c
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
-from kubetune.builders import kstatus, names, pods
+from kubetune.builders import names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
-from kubetune.builders.promotion import best_result, select_metric
 from kubetune.builders.rbac import build_status_rbac, runner_name
 from kubetune.builders.runconfig import eval_run_config
 from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map, runner_env
@@ -192,103 +190,3 @@ def evaluated_models(batch_job: dict[str, Any]) -> list[str]:
     """The models a Job scored (from its annotation)."""
     value = ((batch_job.get("metadata") or {}).get("annotations") or {}).get(c.ANNOTATION_EVALUATED_MODELS, "")
     return [v for v in value.split(",") if v]
-
-
-# --- Status ---
-
-
-@dataclass(frozen=True)
-class EvalOutcome:
-    phase: str
-    reason: str
-    message: str
-    passed: bool | None = None
-
-
-def job_state(batch_job: dict[str, Any]) -> str:
-    """Complete, Failed or Active."""
-    for cond in (batch_job.get("status") or {}).get("conditions") or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") in (c.JOB_COMPLETE, "SuccessCriteriaMet"):
-            return "Complete"
-        if cond.get("type") in (c.JOB_FAILED, c.JOB_FAILURE_TARGET):
-            return "Failed"
-    return "Active"
-
-
-def summary(evaluation: Evaluation, models: list[str]) -> tuple[bool, str]:
-    """(passed, "Evaluated 3 checkpoints: best checkpoint-400 exact_match 0.88, passed") from the results."""
-    status = evaluation.status
-    results = [r for r in (status.results if status else []) if not models or r.model in models]
-    metric = select_metric(evaluation)
-    passed = any(r.passed for r in results)
-    best = best_result(evaluation, results, passing_only=passed)
-    head = f"Evaluated {len(results)} model{'s' if len(results) != 1 else ''}"
-    if best is None:
-        return False, f"{head}: no {metric} score reported"
-    if passed:
-        verdict = "passed"
-    else:
-        verdict = "no model passed" + (": " + "; ".join(best.failures[:3]) if best.failures else " the criteria")
-    return passed, f"{head}: best {best.model} {metric} {best.metrics[metric]:.4g}, {verdict}"
-
-
-def observe(evaluation: Evaluation, batch_job: dict[str, Any] | None, waiting: str | None = None) -> EvalOutcome:
-    """The phase of an Evaluation from its current Job (None: not created yet); `waiting` is why it cannot start."""
-    if waiting is not None:
-        return EvalOutcome(c.Phase.PENDING, c.Reason.WAITING_FOR_CHECKPOINTS, waiting)
-    if batch_job is None:
-        return EvalOutcome(c.Phase.PENDING, c.Reason.PENDING, "creating the evaluation Job")
-    name = (batch_job.get("metadata") or {}).get("name")
-    state = job_state(batch_job)
-    if state == "Complete":
-        passed, message = summary(evaluation, evaluated_models(batch_job))
-        return EvalOutcome(c.Phase.SUCCEEDED, c.Reason.PASSED if passed else c.Reason.NOT_PASSED, message, passed)
-    if state == "Failed":
-        cond = next(
-            (x for x in (batch_job.get("status") or {}).get("conditions") or [] if x.get("type") == c.JOB_FAILED), {}
-        )
-        why = cond.get("message") or cond.get("reason") or "the evaluation Job failed"
-        return EvalOutcome(c.Phase.FAILED, c.Reason.EVALUATION_FAILED, f"{why}; see `kubectl logs job/{name}`")
-    models = evaluated_models(batch_job)
-    return EvalOutcome(c.Phase.RUNNING, c.Reason.EVALUATING, f"evaluating {len(models)} model(s): {', '.join(models)}")
-
-
-def compute_status(
-    evaluation: Evaluation, outcome: EvalOutcome, batch_job: dict[str, Any] | None, now: str
-) -> dict[str, Any]:
-    """The status fields the operator owns, as a merge patch."""
-    status = evaluation.status
-    phase = outcome.phase
-    wanted = kstatus.wanted(
-        outcome.reason,
-        outcome.message,
-        ready=phase == c.Phase.SUCCEEDED,
-        reconciling=phase in (c.Phase.PENDING, c.Phase.RUNNING),
-        stalled=phase == c.Phase.FAILED,
-        failed=phase == c.Phase.FAILED,
-    )
-    if outcome.passed is not None:
-        wanted.append((c.Condition.PASSED, "True" if outcome.passed else "False", outcome.reason, outcome.message))
-    patch: dict[str, Any] = {
-        "phase": phase,
-        "message": outcome.message,
-        "observedGeneration": evaluation.metadata.generation,
-        "conditions": kstatus.conditions(wanted, kstatus.previous(status), evaluation.metadata.generation, now),
-    }
-    bstatus = (batch_job or {}).get("status") or {}
-    if phase == c.Phase.RUNNING:
-        running_since = status.start_time if status and status.phase == c.Phase.RUNNING else None
-        patch["startTime"] = bstatus.get("startTime") or running_since or now
-        patch["completionTime"] = None
-    if phase in c.FINISHED_PHASES:
-        patch["completionTime"] = (status.completion_time if status else None) or bstatus.get("completionTime") or now
-    if phase == c.Phase.SUCCEEDED and batch_job is not None:
-        patch["evaluatedCheckpoints"] = evaluated_models(batch_job)
-        patch["passed"] = outcome.passed
-        # Ranked here as promotion ranks (selectBy, the metric's direction), over the pod's results.
-        best = best_result(evaluation, status.results if status else [], passing_only=bool(outcome.passed))
-        if best is not None:
-            patch["best"] = best.model
-    return patch

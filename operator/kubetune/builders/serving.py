@@ -1,4 +1,4 @@
-"""The serving workload of a ModelDeployment: apps/v1 Deployment + Service (+ HPA), and its status.
+"""The serving workload of a ModelDeployment: apps/v1 Deployment + Service (+ HPA). Its status: kubetune.status.
 
 Two runtimes:
 - vLLM's OpenAI server (`runtime: vllm`, or `auto` with GPUs). A LoRA checkpoint is served merged:
@@ -29,7 +29,7 @@ from kubetune import constants as c
 from kubetune.api.finetunejob import FineTuneJob, PromptFormatStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
-from kubetune.builders import kstatus, names, pods
+from kubetune.builders import names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import Decision
@@ -379,63 +379,3 @@ def build_hpa(deployment: ModelDeployment) -> dict[str, Any] | None:
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
         },
     }
-
-
-# --- Status ---
-
-
-def rollout(deployment: ModelDeployment, apps_deployment: dict[str, Any] | None) -> tuple[bool, int]:
-    """(ready, readyReplicas): ready once the current template is rolled out and one replica is ready."""
-    if apps_deployment is None:
-        return False, 0
-    meta, status = apps_deployment.get("metadata") or {}, apps_deployment.get("status") or {}
-    ready = int(status.get("readyReplicas") or 0)
-    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-    updated = int(status.get("updatedReplicas") or 0) >= 1
-    return observed and updated and ready >= 1, ready
-
-
-def compute_status(
-    deployment: ModelDeployment,
-    decision: Decision,
-    apps_deployment: dict[str, Any] | None,
-    revisions: list[dict[str, Any]],
-    now: str,
-) -> dict[str, Any]:
-    """The ModelDeployment's status after `decision` was applied (merge patch).
-
-    A stalled decision (e.g. a pin to a checkpoint that does not exist) is Failed: Ready False and Stalled
-    True with its reason, whatever is still served meanwhile."""
-    status = deployment.status
-    serving = decision.checkpoint
-    ready, ready_replicas = rollout(deployment, apps_deployment)
-    if decision.stalled:
-        phase, reason, message = c.Phase.FAILED, decision.reason, decision.message
-    elif serving is None:
-        phase, reason, message = c.Phase.PENDING, decision.reason, decision.message
-    elif ready:
-        phase, reason = c.Phase.READY, c.Reason.READY
-        message = f"serving {serving} at {endpoint(deployment)}"
-        if not decision.changes and decision.reason not in (c.Reason.UP_TO_DATE, c.Reason.PINNED):
-            message += f" ({decision.message})"
-    else:
-        phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
-        message = f"rolling out {serving}: {ready_replicas} replica(s) ready"
-    wanted = kstatus.wanted(
-        reason,
-        message,
-        ready=phase == c.Phase.READY,
-        reconciling=phase not in (c.Phase.READY, c.Phase.FAILED),
-        stalled=phase == c.Phase.FAILED,
-    )
-    patch: dict[str, Any] = {
-        "phase": phase,
-        "message": message,
-        "observedGeneration": deployment.metadata.generation,
-        "conditions": kstatus.conditions(wanted, kstatus.previous(status), deployment.metadata.generation, now),
-        "readyReplicas": ready_replicas,
-        "revisions": revisions,
-    }
-    if serving is not None:
-        patch.update(servedCheckpoint=serving, servedUri=decision.uri, endpoint=endpoint(deployment))
-    return patch

@@ -14,15 +14,15 @@ import kopf
 
 from kubetune import constants as c
 from kubetune import k8s, metrics
+from kubetune.api.clock import now_iso
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
-from kubetune.builders import kstatus
 from kubetune.builders.runconfig import UnresolvedReference
 from kubetune.controllers import common, config
-from kubetune.controllers import status as st
+from kubetune.status import evaluation as ev_status
 
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
@@ -39,7 +39,7 @@ def _owned(batch_job: dict[str, Any], uid: str | None) -> bool:
 
 
 def _active(batch_job: dict[str, Any]) -> bool:
-    return ev.job_state(batch_job) == "Active"
+    return ev_status.job_state(batch_job) == "Active"
 
 
 async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | None]:
@@ -116,15 +116,15 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
         elif runs and status and status.results:
             waiting = None  # a job's checkpoints may have gone (keep): report the last run
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")
-        outcome = ev.observe(evaluation, current, waiting)
-        patch = ev.compute_status(evaluation, outcome, current, st.now_iso())
-        if not kstatus.changes(evaluation.status, patch):
+        outcome = ev_status.observe(evaluation, current, waiting)
+        patch = ev_status.compute_status(evaluation, outcome, current, now_iso())
+        if not ev_status.changed(evaluation, patch):
             return
         await k8s.patch_status(c.EVALUATION, namespace, name, patch)
         await _tell(body, status.phase if status else None, outcome)
 
 
-async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev.EvalOutcome) -> None:
+async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev_status.EvalOutcome) -> None:
     """An Event per phase transition: started is told by _start; finished, failed and waiting here."""
     if outcome.phase == old_phase:
         return

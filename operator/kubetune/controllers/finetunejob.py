@@ -13,8 +13,9 @@ import kopf
 
 from kubetune import constants as c
 from kubetune import k8s, metrics
+from kubetune.api.clock import now_iso
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
-from kubetune.builders import kstatus, names
+from kubetune.builders import names
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
 from kubetune.builders.storage import build_pvc, created_by_operator
@@ -28,7 +29,7 @@ from kubetune.builders.training import (
     training_job_name,
 )
 from kubetune.controllers import common, config
-from kubetune.controllers import status as st
+from kubetune.status import finetunejob as st
 
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 CHILD_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_TRAIN}
@@ -52,14 +53,9 @@ async def _write_status(body: dict[str, Any], patch: dict[str, Any], outcome: st
 async def _hold(body: dict[str, Any], job: FineTuneJob, outcome: st.Outcome, extra: list[tuple[str, str, str]]) -> None:
     """Write a status that the batch Job cannot tell (waiting for a source job, stalled on one)."""
     old = (body.get("status") or {}).get("conditions") or []
-    patch = {
-        "phase": outcome.phase,
-        "message": outcome.message,
-        "observedGeneration": job.metadata.generation,
-        "conditions": st.conditions(outcome, old, job.metadata.generation, st.now_iso(), extra=extra),
-    }
+    patch = st.outcome_status(outcome, old, job.metadata.generation, now_iso(), extra=extra)
     if outcome.phase == Phase.FAILED:
-        patch["completionTime"] = st.now_iso()
+        patch["completionTime"] = now_iso()
     if st.changed(job, patch):
         await _write_status(body, patch, outcome)
 
@@ -192,12 +188,7 @@ async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Log
             outcome = st.Outcome(Phase.FAILED, Reason.INVALID_SPEC, str(err))
             old = (raw.get("status") or {}).get("conditions") or []
             gen = raw["metadata"].get("generation")
-            patch = {
-                "phase": Phase.FAILED,
-                "message": str(err),
-                "observedGeneration": gen,
-                "conditions": st.conditions(outcome, old, gen, st.now_iso()),
-            }
+            patch = st.outcome_status(outcome, old, gen, now_iso())
             await _write_status(raw, patch, outcome)
             raise
         if job.status and job.status.phase in c.FINISHED_PHASES:
@@ -257,18 +248,9 @@ def _owned_by_job(obj: dict[str, Any]) -> bool:
 
 async def _observe_generation(job: FineTuneJob) -> None:
     """Record the current generation on a finished job (kstatus readers wait for it, e.g. Argo CD)."""
-    status, generation = job.status, job.metadata.generation
-    if not status or status.phase not in c.FINISHED_PHASES or generation is None:
-        return
-    if status.observed_generation is not None and status.observed_generation >= generation:
-        return
-    conds = [{**cond, "observedGeneration": generation} for cond in kstatus.previous(status)]
-    await k8s.patch_status(
-        c.FINETUNEJOB,
-        job.metadata.namespace,
-        job.metadata.name,
-        {"observedGeneration": generation, "conditions": conds},
-    )
+    patch = st.generation_seen(job)
+    if patch:
+        await k8s.patch_status(c.FINETUNEJOB, job.metadata.namespace, job.metadata.name, patch)
 
 
 @kopf.on.update(*FTJ)

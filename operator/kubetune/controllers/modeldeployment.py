@@ -15,12 +15,13 @@ import kopf
 
 from kubetune import constants as c
 from kubetune import k8s, metrics
+from kubetune.api.clock import now_iso
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
-from kubetune.builders import kstatus, promotion, serving
+from kubetune.builders import promotion, serving
 from kubetune.controllers import common, config
-from kubetune.controllers import status as st
+from kubetune.status import modeldeployment as md_status
 
 MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
@@ -107,7 +108,7 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
         md = common.parse(ModelDeployment, body)
         evaluation, job = await _sources(md)
         decision = promotion.decide(md, evaluation, job)
-        now = st.now_iso()
+        now = now_iso()
         apps = None
         if decision.checkpoint is not None:
             plan = serving.plan(md, decision, job, config.current.serving)
@@ -117,20 +118,14 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
                 await _fail(body, md, str(err), now)
                 return
         revisions = promotion.next_revisions(md.status, decision, now)
-        patch = serving.compute_status(md, decision, apps, revisions, now)
-        if kstatus.changes(md.status, patch):
+        patch = md_status.compute_status(md, decision, apps, revisions, now)
+        if md_status.changed(md, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _tell(body, md, decision, patch)
 
 
 async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
-    wanted = kstatus.wanted(c.Reason.INVALID_SPEC, message, ready=False, stalled=True)
-    patch = {
-        "phase": c.Phase.FAILED,
-        "message": message,
-        "observedGeneration": md.metadata.generation,
-        "conditions": kstatus.conditions(wanted, kstatus.previous(md.status), md.metadata.generation, now),
-    }
+    patch = md_status.invalid_spec_status(md, message, now)
     await k8s.patch_status(c.MODELDEPLOYMENT, md.metadata.namespace, md.metadata.name, patch)
     if not md.status or md.status.message != message:
         await common.event(body, "Warning", c.Reason.INVALID_SPEC, message)

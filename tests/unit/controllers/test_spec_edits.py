@@ -15,7 +15,7 @@ import pytest
 from kubetune.api import FineTuneJob, cel
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.training import build_run_config_map, build_training_job, job_run_config, spec_hash
-from kubetune.controllers.status import compute_status, is_stale, observed_generation, spec_action
+from kubetune.status.finetunejob import compute_status, is_stale, observed_generation, spec_action
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 GPU = "nvidia.com/gpu"

@@ -70,7 +70,7 @@ def test_job_outcomes():
 def test_health_of_the_status_the_operator_writes():
     """The operator's own status computation, fed to the health check."""
     from kubetune.api import FineTuneJob
-    from kubetune.controllers.status import compute_status
+    from kubetune.status.finetunejob import compute_status
 
     job = FineTuneJob.model_validate(
         {

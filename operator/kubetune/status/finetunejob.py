@@ -1,4 +1,8 @@
-"""FineTuneJob status from its batch Job and pods: phase, kstatus conditions, times, retries. Pure.
+"""FineTuneJob status from what was observed: phase, kstatus conditions, times, retries. Pure.
+
+Two observations, one outcome model: on a cluster, the batch Job and its pods (`observe`, `compute_status`);
+in `kubetune run`, the trainer child process (`TrainerProcess`, `observe_process`, `local_status`). Both
+go through `outcome_status`, so phase, `observedGeneration` and conditions are written the same way.
 
 kstatus (read by Flux, Argo CD and `kubectl wait`): `observedGeneration` is the spec generation seen;
 `Reconciling` and `Stalled` are present only while True; `Ready` is the outcome (True once the model is
@@ -12,32 +16,31 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubetune import constants as c
-from kubetune.api.finetunejob import FineTuneJob
-from kubetune.builders import kstatus, names
+from kubetune.api.clock import now_iso, parse_time
+from kubetune.api.finetunejob import FineTuneJob, FineTuneJobStatus
+from kubetune.builders import names
 from kubetune.builders.runconfig import FINAL
 from kubetune.builders.training import built_from, spec_hash, training_job_name
+from kubetune.status import conditions as kstatus
 
 Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
 IN_PROGRESS = frozenset({Phase.PENDING, Phase.VALIDATING, Phase.QUEUED, Phase.RUNNING})
 
 
+CONDITION_MESSAGE_CHARS = 4000  # of a condition's message with its detail (a log's tail, a data report)
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What the job is doing now, in one phase, one reason and one sentence."""
+    """What the job is doing now, in one phase, one reason and one sentence.
+
+    `detail` (several lines: a data-validation report, a log's tail) goes into the conditions' message
+    after the sentence, never into `status.message`."""
 
     phase: str
     reason: str
     message: str
-
-
-def now_iso(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    detail: str = ""
 
 
 def _true_condition(batch_status: dict[str, Any], *types: str) -> dict[str, Any] | None:
@@ -212,15 +215,20 @@ def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[
     retries = bstatus.get("failed") or 0
     retry_note = f" (retry {retries} of {spec.backoff_limit}, resuming from the latest checkpoint)" if retries else ""
     if _pod_running(bstatus, pods):
-        progress = status.progress if status else None
-        if progress and progress.step is not None:
-            total = f"/{progress.total_steps}" if progress.total_steps else ""
-            return Outcome(Phase.RUNNING, Reason.TRAINING, f"training: step {progress.step}{total}{retry_note}")
-        if status and status.data and status.data.format:
-            return Outcome(Phase.RUNNING, Reason.TRAINING, f"data valid; loading the model{retry_note}")
-        return Outcome(Phase.VALIDATING, Reason.VALIDATING, f"validating the training data{retry_note}")
+        return _running(status, retry_note)
     why = _waiting_reason(pods)
     return Outcome(Phase.PENDING, Reason.PENDING, f"waiting for the trainer pod{': ' + why if why else ''}{retry_note}")
+
+
+def _running(status: FineTuneJobStatus | None, note: str = "") -> Outcome:
+    """A trainer that runs: validating the data, loading the model, or at a step (from what it reported)."""
+    progress = status.progress if status else None
+    if progress and progress.step is not None:
+        total = f"/{progress.total_steps}" if progress.total_steps else ""
+        return Outcome(Phase.RUNNING, Reason.TRAINING, f"training: step {progress.step}{total}{note}")
+    if status and status.data and status.data.format:
+        return Outcome(Phase.RUNNING, Reason.TRAINING, f"data valid; loading the model{note}")
+    return Outcome(Phase.VALIDATING, Reason.VALIDATING, f"validating the training data{note}")
 
 
 def _output_uri(job: FineTuneJob) -> str:
@@ -236,14 +244,15 @@ def conditions(
     data_valid: bool | None = None,
     extra: list[tuple[str, str, str]] = (),
 ) -> list[dict[str, Any]]:
-    """kstatus conditions for an outcome (see builders.kstatus), plus Suspended and DataValid.
+    """kstatus conditions for an outcome (see status.conditions), plus Suspended and DataValid.
 
     `extra` adds (type, reason, message) conditions that are True (e.g. WaitingForSourceJob).
     """
     phase = outcome.phase
+    message = f"{outcome.message}\n{outcome.detail}"[:CONDITION_MESSAGE_CHARS] if outcome.detail else outcome.message
     wanted = kstatus.wanted(
         outcome.reason,
-        outcome.message,
+        message,
         ready=phase == Phase.SUCCEEDED,
         reconciling=phase in IN_PROGRESS,
         stalled=phase == Phase.FAILED,
@@ -251,14 +260,37 @@ def conditions(
         succeeded=phase == Phase.SUCCEEDED,
     )
     if phase == Phase.SUSPENDED:
-        wanted.append((Cond.SUSPENDED, "True", outcome.reason, outcome.message))
+        wanted.append((Cond.SUSPENDED, "True", outcome.reason, message))
     if outcome.reason == Reason.DATA_VALIDATION_FAILED:
-        wanted.append((Cond.DATA_VALID, "False", outcome.reason, outcome.message))
+        wanted.append((Cond.DATA_VALID, "False", outcome.reason, message))
     elif data_valid:
         wanted.append((Cond.DATA_VALID, "True", "DataValid", "the training data passed validation"))
-    for ctype, reason, message in extra:
-        wanted.append((ctype, "True", reason, message))
+    for ctype, reason, text in extra:
+        wanted.append((ctype, "True", reason, text))
     return kstatus.conditions(wanted, old, generation, now)
+
+
+def outcome_status(
+    outcome: Outcome,
+    old: list[dict[str, Any]],
+    generation: int | None,
+    now: str,
+    *,
+    data_valid: bool | None = None,
+    extra: list[tuple[str, str, str]] = (),
+) -> dict[str, Any]:
+    """phase, message, observedGeneration and conditions of an outcome (the fields every status write has)."""
+    return {
+        "phase": outcome.phase,
+        "message": outcome.message,
+        "observedGeneration": generation,
+        "conditions": conditions(outcome, old, generation, now, data_valid=data_valid, extra=extra),
+    }
+
+
+def _data_valid(status: FineTuneJobStatus | None) -> bool:
+    data = status.data if status else None
+    return bool(data and data.format and not data.errors)
 
 
 def gpu_seconds(job: FineTuneJob, start: str | None, end: str | None, now: dt.datetime) -> float | None:
@@ -286,7 +318,6 @@ def compute_status(
     if outcome is None:
         return {}
     status = job.status
-    data = status.data if status else None
     generation = observed_generation(job, batch_job)
     started = bool(status and status.start_time) or trainer_started(batch_job, pods)
     extra = []
@@ -294,19 +325,9 @@ def compute_status(
         refused = refused_message(job)
         outcome = Outcome(outcome.phase, outcome.reason, f"{outcome.message}; {refused}")
         extra.append((Cond.STALLED, Reason.SPEC_CHANGE_REFUSED, refused))
-    patch: dict[str, Any] = {
-        "phase": outcome.phase,
-        "message": outcome.message,
-        "observedGeneration": generation,
-        "conditions": conditions(
-            outcome,
-            kstatus.previous(status),
-            generation,
-            now_iso(now),
-            data_valid=bool(data and data.format and not data.errors),
-            extra=extra,
-        ),
-    }
+    patch = outcome_status(
+        outcome, kstatus.previous(status), generation, now_iso(now), data_valid=_data_valid(status), extra=extra
+    )
     bstatus = (batch_job or {}).get("status") or {}
     start = (status.start_time if status else None) or (started_at(batch_job, pods, now) if started else None)
     if start:
@@ -328,6 +349,18 @@ def compute_status(
     return patch
 
 
+def generation_seen(job: FineTuneJob) -> dict[str, Any] | None:
+    """A finished job whose spec was edited (suspend, ttlSecondsAfterFinished) and whose batch Job is gone:
+    the patch that records the new generation, on the status and its conditions; None when there is none."""
+    status, generation = job.status, job.metadata.generation
+    if not status or status.phase not in c.FINISHED_PHASES or generation is None:
+        return None
+    if status.observed_generation is not None and status.observed_generation >= generation:
+        return None
+    conds = [{**cond, "observedGeneration": generation} for cond in kstatus.previous(status)]
+    return {"observedGeneration": generation, "conditions": conds}
+
+
 def changed(job: FineTuneJob, patch: dict[str, Any]) -> bool:
     """Whether applying `patch` would change the recorded status (so unchanged states are not re-written)."""
     return kstatus.changes(job.status, patch)
@@ -344,3 +377,60 @@ def transition_event(old_phase: str | None, new: Outcome | None) -> tuple[str, s
     if new.phase == Phase.PENDING and old_phase is None:
         return None  # the Created event already told this
     return "Normal", new.reason, new.message
+
+
+# --- The local runtime: `kubetune run` observes the trainer as a child process ---
+
+STOPPED_BY_SIGNAL = frozenset({c.EXIT_STOPPED_WITH_CHECKPOINT, c.EXIT_INTERRUPTED})
+
+
+@dataclass(frozen=True)
+class TrainerProcess:
+    """What `kubetune run` saw of its trainer child process: the local stand-in for the batch Job and pods.
+
+    `exit_code` is None while it runs. `stopped`: interrupted from outside (Ctrl-C, SIGTERM), whatever
+    the code. `output`: the data-validation report (exit 3) or the last lines of its log. `resume_from`:
+    the newest complete checkpoint, where the next run resumes."""
+
+    exit_code: int | None = None
+    stopped: bool = False
+    output: str = ""
+    log_path: str = ""
+    resume_from: str | None = None
+
+
+def observe_process(job: FineTuneJob, proc: TrainerProcess) -> Outcome:
+    """The job's phase from its local trainer process (the counterpart of `observe`)."""
+    if proc.stopped or proc.exit_code in STOPPED_BY_SIGNAL:
+        where = (
+            f"it resumes from {proc.resume_from}"
+            if proc.resume_from
+            else "no checkpoint was complete yet, so it starts over"
+        )
+        return Outcome(Phase.SUSPENDED, Reason.SUSPENDED, f"interrupted; run `kubetune run` again: {where}")
+    if proc.exit_code is None:
+        return _running(job.status)
+    if proc.exit_code == c.EXIT_OK:
+        return Outcome(Phase.SUCCEEDED, Reason.SUCCEEDED, f"training finished; the model is at {_output_uri(job)}")
+    if proc.exit_code == c.EXIT_DATA_VALIDATION_FAILED:
+        return Outcome(
+            Phase.FAILED,
+            Reason.DATA_VALIDATION_FAILED,
+            "the training data is invalid (all problems in status.data.errors); nothing was trained",
+            proc.output,
+        )
+    where = f"; last lines of {proc.log_path}" if proc.log_path else ""
+    return Outcome(Phase.FAILED, Reason.FAILED, f"the trainer exited with code {proc.exit_code}{where}", proc.output)
+
+
+def local_status(job: FineTuneJob, outcome: Outcome, now: str) -> dict[str, Any]:
+    """The status fields `kubetune run` owns for an outcome, as a merge patch (as `compute_status` does on a
+    cluster): phase, message, observedGeneration, conditions, startTime once running, completionTime once done."""
+    status = job.status
+    patch = outcome_status(
+        outcome, kstatus.previous(status), job.metadata.generation, now, data_valid=_data_valid(status)
+    )
+    if outcome.phase in (Phase.VALIDATING, Phase.RUNNING) and not (status and status.start_time):
+        patch["startTime"] = now
+    patch["completionTime"] = now if outcome.phase in c.FINISHED_PHASES else None
+    return patch

@@ -3,7 +3,7 @@
 import datetime as dt
 
 from kubetune.api import FineTuneJob
-from kubetune.controllers.status import changed, compute_status, observe, transition_event
+from kubetune.status.finetunejob import changed, compute_status, observe, transition_event
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 

@@ -1,6 +1,6 @@
 """kstatus conditions shared by the three kinds: presence, order, transition times, observed generation."""
 
-from kubetune.builders import kstatus
+from kubetune.status import conditions as kstatus
 
 
 def types(conds):

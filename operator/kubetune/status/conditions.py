@@ -1,4 +1,5 @@
-"""kstatus conditions, as Flux, Argo CD and `kubectl wait` read them; shared by the three kinds. Pure.
+"""kstatus conditions, as Flux, Argo CD and `kubectl wait` read them; shared by the three kinds and both
+runtimes (the operator and `kubetune run`). Pure.
 
 `Ready` is always present and says the outcome; `Reconciling` and `Stalled` are present (True) only
 while something is in progress or stuck; jobs add `Succeeded` / `Failed` once they have an outcome.

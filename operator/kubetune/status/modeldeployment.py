@@ -1,0 +1,116 @@
+"""ModelDeployment status from what was observed: phase, kstatus conditions, what is served and where. Pure.
+
+The observation is a `Workload`: on a cluster the apps/v1 Deployment's rollout (`rollout`, `compute_status`),
+in `kubetune run` the local server process. Together with the promotion decision it gives the phase:
+Failed (a stalled decision, or a workload that cannot serve), Pending (nothing to serve, or nothing
+running), Deploying (rolling out), Ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubetune import constants as c
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.builders.promotion import Decision
+from kubetune.builders.serving import endpoint
+from kubetune.status import conditions as kstatus
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What was observed of the serving workload (an apps/v1 Deployment, or a local server process).
+
+    `idle`: why nothing runs although there is something to serve (`--no-serve`, the local run ended):
+    Pending with that message. `failure`: (reason, message) of a workload that cannot serve: Failed."""
+
+    ready: bool = False
+    ready_replicas: int = 0
+    endpoint: str | None = None
+    idle: str | None = None
+    failure: tuple[str, str] | None = None
+
+
+def rollout(deployment: ModelDeployment, apps_deployment: dict[str, Any] | None) -> tuple[bool, int]:
+    """(ready, readyReplicas): ready once the current template is rolled out and one replica is ready."""
+    if apps_deployment is None:
+        return False, 0
+    meta, status = apps_deployment.get("metadata") or {}, apps_deployment.get("status") or {}
+    ready = int(status.get("readyReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    updated = int(status.get("updatedReplicas") or 0) >= 1
+    return observed and updated and ready >= 1, ready
+
+
+def outcome_status(deployment: ModelDeployment, phase: str, reason: str, message: str, now: str) -> dict[str, Any]:
+    """phase, message, observedGeneration and conditions (the fields every status write has)."""
+    wanted = kstatus.wanted(
+        reason,
+        message,
+        ready=phase == c.Phase.READY,
+        reconciling=phase not in (c.Phase.READY, c.Phase.FAILED),
+        stalled=phase == c.Phase.FAILED,
+    )
+    generation = deployment.metadata.generation
+    return {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": kstatus.conditions(wanted, kstatus.previous(deployment.status), generation, now),
+    }
+
+
+def status_patch(
+    deployment: ModelDeployment, decision: Decision, workload: Workload, revisions: list[dict[str, Any]], now: str
+) -> dict[str, Any]:
+    """The ModelDeployment's status after `decision` was applied to `workload` (merge patch).
+
+    A stalled decision (e.g. a pin to a checkpoint that does not exist) is Failed: Ready False and Stalled
+    True with its reason, whatever is still served meanwhile."""
+    serving = decision.checkpoint
+    if decision.stalled:
+        phase, reason, message = c.Phase.FAILED, decision.reason, decision.message
+    elif workload.failure is not None:
+        phase, (reason, message) = c.Phase.FAILED, workload.failure
+    elif serving is None:
+        phase, reason, message = c.Phase.PENDING, decision.reason, decision.message
+    elif workload.idle is not None:
+        phase, reason, message = c.Phase.PENDING, c.Reason.PENDING, workload.idle
+    elif workload.ready:
+        phase, reason = c.Phase.READY, c.Reason.READY
+        message = f"serving {serving} at {workload.endpoint}"
+        if not decision.changes and decision.reason not in (c.Reason.UP_TO_DATE, c.Reason.PINNED):
+            message += f" ({decision.message})"
+    else:
+        phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
+        message = f"rolling out {serving}: {workload.ready_replicas} replica(s) ready"
+    patch = outcome_status(deployment, phase, reason, message, now)
+    patch.update(readyReplicas=workload.ready_replicas, revisions=revisions)
+    if serving is not None and workload.failure is None and workload.idle is None:
+        patch.update(servedCheckpoint=serving, servedUri=decision.uri, endpoint=workload.endpoint)
+    elif workload.endpoint is None:
+        patch["endpoint"] = None
+    return patch
+
+
+def compute_status(
+    deployment: ModelDeployment,
+    decision: Decision,
+    apps_deployment: dict[str, Any] | None,
+    revisions: list[dict[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    """The ModelDeployment's status on a cluster: `decision` applied to the apps/v1 Deployment (merge patch)."""
+    ready, ready_replicas = rollout(deployment, apps_deployment)
+    return status_patch(deployment, decision, Workload(ready, ready_replicas, endpoint(deployment)), revisions, now)
+
+
+def invalid_spec_status(deployment: ModelDeployment, message: str, now: str) -> dict[str, Any]:
+    """Failed because the spec cannot be served as it stands (e.g. vLLM asked to read a file:// model)."""
+    return outcome_status(deployment, c.Phase.FAILED, c.Reason.INVALID_SPEC, message, now)
+
+
+def changed(deployment: ModelDeployment, patch: dict[str, Any]) -> bool:
+    """Whether applying `patch` would change the recorded status (so unchanged states are not re-written)."""
+    return kstatus.changes(deployment.status, patch)
