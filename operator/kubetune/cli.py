@@ -73,38 +73,6 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
-def _dataset_uris(doc: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    """(field path, uri, declared format) of the datasets a manifest reads."""
-    kind = doc.get("kind")
-    fmt = _get(doc, "spec", "dataset", "format")
-    fmt = fmt if isinstance(fmt, str) else None
-    fields = {"FineTuneJob": [("train", "uri"), ("validation", "uri")], "Evaluation": [("uri",)]}
-    out: list[tuple[str, str, str | None]] = []
-    for keys in fields.get(kind, []) if isinstance(kind, str) else []:
-        uri = _get(doc, "spec", "dataset", *keys)
-        if isinstance(uri, str) and uri:
-            out.append(("spec.dataset." + ".".join(keys), uri, fmt))
-    return out
-
-
-def _model_uris(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field path, uri) of the models a manifest loads."""
-    spec = doc.get("spec") or {}
-    pairs = {
-        "FineTuneJob": [("baseModel",), ("distillation", "teacher")],
-        "Evaluation": [("model",), ("baseline",)],
-        "ModelDeployment": [("model",)],
-    }.get(doc.get("kind") if isinstance(doc.get("kind"), str) else "", [])
-    out = []
-    for keys in pairs:
-        node: Any = spec
-        for k in keys:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get("uri"), str):
-            out.append(("spec." + ".".join(keys) + ".uri", node["uri"]))
-    return out
-
-
 def _validate_dataset(
     path: Path,
     found: Findings,
@@ -186,10 +154,12 @@ def _formats() -> tuple[str, ...]:
 def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Findings, source: str) -> None:
     """The local datasets a manifest names (valid, and of a format its method trains on) and local models."""
     from kubetune.api import FineTuneJob
+    from kubetune.api.references import dataset_uris, model_uris
     from kubetune.data import needs_of
 
     needs = needs_of(resource.spec) if isinstance(resource, FineTuneJob) else None
-    for fld, uri, fmt in _dataset_uris(doc):
+    for ref in dataset_uris(doc):
+        fld, uri, fmt = ref.field, ref.uri, ref.format
         try:
             local = _local_path(uri, base)
         except ValueError as err:  # a URI that cannot name a local file (the schema names it too)
@@ -208,14 +178,14 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
             if mismatch:
                 found.errors.append(f"{source}: {fld}: {local}: {mismatch}")
-    for fld, uri in _model_uris(doc):
+    for ref in model_uris(doc):
         try:
-            local = _local_path(uri, base)
+            local = _local_path(ref.uri, base)
         except ValueError:
             continue  # the schema or the trainer says what is wrong with it
         if local is not None and not local.exists():
             found.warnings.append(
-                f"{source}: {fld}: {uri} does not exist yet (looked at {local}); create it before running"
+                f"{source}: {ref.field}: {ref.uri} does not exist yet (looked at {local}); create it before running"
             )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
+from kubetune.api.references import referenced_uris
 from kubetune.api.runconfig import ProgressSink, StorageMap, TrainRunConfig
 from kubetune.builders import names, pods
 from kubetune.builders.meta import child_metadata
@@ -97,17 +98,6 @@ def build_run_config_map(job: FineTuneJob, run_config: TrainRunConfig) -> dict[s
     }
 
 
-def referenced_uris(job: FineTuneJob, source_checkpoint_uri: str | None = None) -> list[str]:
-    """Every model and data location the trainer reads."""
-    spec = job.spec
-    uris = [spec.base_model.uri, source_checkpoint_uri, spec.dataset.train.uri]
-    if spec.dataset.validation:
-        uris.append(spec.dataset.validation.uri)
-    if spec.distillation and spec.distillation.teacher.uri:
-        uris.append(spec.distillation.teacher.uri)
-    return [u for u in uris if u]
-
-
 def runner_env(name: str) -> list[dict[str, Any]]:
     """The env of a pod that runs `kubetune-trainer` on the mounted run config for resource `name`
     (training and evaluation pods): where the config is, whose status to patch, the pod's own identity."""
@@ -184,7 +174,9 @@ def build_training_job(
     claim = names.job_claim_name(job)
     data_volume = {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
     config_volume = {"name": "run-config", "configMap": {"name": config_map_name(job)}}
-    others = [cl for cl in pods.pvc_claims(referenced_uris(job, source_checkpoint_uri)) if cl != claim]
+    # fromJob's checkpoint stands where baseModel.uri would (the API allows one of the two)
+    reads = [source_checkpoint_uri, *(ref.uri for ref in referenced_uris(job))]
+    others = [cl for cl in pods.pvc_claims(reads) if cl != claim]
     claim_vols, claim_mounts = pods.claim_volumes(others)
     scratch_vols, scratch_mounts = pods.scratch_volumes()
     mounts = [

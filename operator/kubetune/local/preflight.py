@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubetune.api import Evaluation, FineTuneJob, adapters
+from kubetune.api.references import dataset_uris, model_uris
 from kubetune.data import DataNeeds, needs_of, validate_file
 from kubetune.local.plan import Item
 from kubetune.local.state import RunsDir
@@ -89,19 +90,17 @@ def check(items: list[Item], runs: RunsDir) -> Findings:
     found = Findings()
     for item in items:
         res = item.resource
+        needs = needs_of(res.spec) if isinstance(res, FineTuneJob) else None
+        for ref in dataset_uris(res):
+            # maxExamples limits the training (or evaluation) set; a validation file is read whole
+            max_examples = None if ref.field == "spec.dataset.validation.uri" else _max_examples(res)
+            _dataset(found, item, runs, ref.field, ref.uri, ref.format or "auto", max_examples, needs)
+        for ref in model_uris(res):
+            _model(found, item, runs, ref.field, ref.uri)
         if isinstance(res, FineTuneJob):
-            ds, needs = res.spec.dataset, needs_of(res.spec)
-            _dataset(found, item, runs, "spec.dataset.train.uri", ds.train.uri, ds.format, ds.max_examples, needs)
-            if ds.validation:
-                _dataset(found, item, runs, "spec.dataset.validation.uri", ds.validation.uri, ds.format, None, needs)
-            if res.spec.base_model.uri:
-                _model(found, item, runs, "spec.baseModel.uri", res.spec.base_model.uri)
             _machine(found, item, runs, res)
-        elif isinstance(res, Evaluation):
-            ds = res.spec.dataset
-            _dataset(found, item, runs, "spec.dataset.uri", ds.uri, ds.format, ds.max_examples)
-            if res.spec.model.uri:
-                _model(found, item, runs, "spec.model.uri", res.spec.model.uri)
-            if res.spec.baseline.uri:
-                _model(found, item, runs, "spec.baseline.uri", res.spec.baseline.uri)
     return found
+
+
+def _max_examples(res: object) -> int | None:
+    return res.spec.dataset.max_examples if isinstance(res, FineTuneJob | Evaluation) else None
