@@ -3,6 +3,19 @@
 It uses the credentials Kopf logged in with (`login()` is the operator's `@kopf.on.login` handler), so
 the operator's own calls and Kopf's watches share one identity. Everything else in kubetune passes
 plain manifests (dicts) in and gets dicts back.
+
+Why a hand-written client rather than kubernetes_asyncio or kr8s: kubetune makes seven kinds of call
+(get, list, create, server-side apply, merge-patch of status, delete, post an Event) on plain dicts, with
+the identity Kopf already resolved (kubeconfig, service account, exec plugins through `kopf.login_via_client`).
+kubernetes_asyncio would add a second credential loader and typed models we would convert back to dicts;
+kr8s a second client stack (httpx) beside Kopf's aiohttp. What a maintained client would give us is
+written here, small and tested (tests/unit/shared/test_k8s_client.py):
+
+- retries on 429 and 5xx, honouring `Retry-After`, bounded in attempts and in delay;
+- a rotated service-account token (projected tokens rotate hourly) is read again when the file changes,
+  and once more on a 401;
+- TLS material given inline (kubeconfig `*-data`) never stays on disk: the CA is loaded from memory,
+  a client certificate and key go through a private temporary folder that is removed right after loading.
 """
 
 from __future__ import annotations
@@ -11,18 +24,26 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import os
 import ssl
 import tempfile
 import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import kopf
 
 from kubetune import constants as c
+
+FIELD_MANAGER = "kubetune"  # the field manager of every server-side apply
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 5  # one call and at most four retries
+MAX_RETRY_DELAY = 10.0  # seconds; a longer Retry-After is cut to this
 
 
 @dataclass(frozen=True)
@@ -91,11 +112,28 @@ def kind_of(kind: str) -> Kind:
         raise ValueError(f"kubetune.k8s does not know the kind {kind!r}; add it to KINDS") from None
 
 
-def _write_temp(data: str | bytes, suffix: str) -> str:
-    raw = base64.b64decode(data) if isinstance(data, str) else data
-    with tempfile.NamedTemporaryFile(delete=False, suffix=suffix) as fh:
-        fh.write(raw)
-        return fh.name
+def _pem(data: str | bytes) -> bytes:
+    """Inline TLS data of a kubeconfig (base64 text) or of a login handler (PEM bytes) as PEM bytes."""
+    return base64.b64decode(data) if isinstance(data, str) else data
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, info: kopf.ConnectionInfo) -> None:
+    """The client certificate and key. `ssl` reads them only from files: inline data is written to a
+    private temporary folder (mode 0700) that is removed as soon as they are loaded."""
+    if info.certificate_path and (info.private_key_path or not info.private_key_data):
+        ctx.load_cert_chain(str(info.certificate_path), str(info.private_key_path) if info.private_key_path else None)
+        return
+    with tempfile.TemporaryDirectory(prefix="kubetune-tls-") as folder:
+        cert = Path(info.certificate_path) if info.certificate_path else Path(folder) / "client.crt"
+        if not info.certificate_path:
+            cert.write_bytes(_pem(info.certificate_data))  # type: ignore[arg-type]  # checked by the caller
+        key: Path | None = Path(info.private_key_path) if info.private_key_path else None
+        if key is None and info.private_key_data:
+            key = Path(folder) / "client.key"
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_pem(info.private_key_data))
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
@@ -105,35 +143,82 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    elif info.ca_path or info.ca_data:
-        ca_path = info.ca_path or _write_temp(info.ca_data, ".crt")  # type: ignore[arg-type]
-        ctx = ssl.create_default_context(cafile=str(ca_path))
+    elif info.ca_path:
+        ctx = ssl.create_default_context(cafile=str(info.ca_path))
+    elif info.ca_data:
+        ctx = ssl.create_default_context(cadata=_pem(info.ca_data).decode())
     else:
         ctx = ssl.create_default_context()
     if info.certificate_path or info.certificate_data:
-        cert = info.certificate_path or _write_temp(info.certificate_data, ".crt")  # type: ignore[arg-type]
-        key = info.private_key_path or (_write_temp(info.private_key_data, ".key") if info.private_key_data else None)
-        ctx.load_cert_chain(str(cert), str(key) if key else None)
+        _load_cert_chain(ctx, info)
     return ctx
 
 
-def _headers(info: kopf.ConnectionInfo) -> dict[str, str]:
-    headers = {"Accept": "application/json", "User-Agent": "kubetune-operator"}
-    if info.token:
-        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-    elif info.username and info.password:
-        raw = f"{info.username}:{info.password}".encode()
-        headers["Authorization"] = f"Basic {base64.b64encode(raw).decode()}"
-    return headers
+def _basic_headers() -> dict[str, str]:
+    return {"Accept": "application/json", "User-Agent": "kubetune-operator"}
+
+
+class _Token:
+    """The bearer token: the one Kopf logged in with, or a file read again whenever it changes
+    (a projected service-account token is rotated by the kubelet while the operator runs)."""
+
+    def __init__(self, info: kopf.ConnectionInfo, path: Path | None) -> None:
+        self.info, self.path = info, path
+        self._value, self._stamp = info.token, None if path is None else self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()  # type: ignore[union-attr]  # only called with a path
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def reread(self) -> None:
+        """Read the file now (after a 401, or when it changed); keep the old token if it cannot be read."""
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            self._value = self.path.read_text().strip() or self._value
+        self._stamp = self._file_stamp()
+
+    def header(self) -> dict[str, str]:
+        info = self.info
+        if self.path is not None and self._file_stamp() != self._stamp:
+            self.reread()
+        if self._value:
+            return {"Authorization": f"{info.scheme or 'Bearer'} {self._value}"}
+        if info.username and info.password:
+            raw = f"{info.username}:{info.password}".encode()
+            return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+        return {}
+
+
+def retry_delay(status: int, retry_after: str | None, attempt: int) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, ...) of a call answered `status`:
+    the server's Retry-After when it gives one in seconds, else exponential backoff from 0.2 s;
+    never more than MAX_RETRY_DELAY."""
+    if retry_after:
+        with contextlib.suppress(ValueError):
+            return min(MAX_RETRY_DELAY, max(0.0, float(retry_after)))
+    return min(MAX_RETRY_DELAY, 0.2 * 2 ** (attempt - 1))
 
 
 class Client:
     """REST calls against one API server; one aiohttp session per event loop."""
 
-    def __init__(self, info: kopf.ConnectionInfo, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        timeout: float = 30.0,
+        token_path: Path | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
         self.info = info
         self.server = str(info.server).rstrip("/")
+        self.max_attempts = max_attempts
         self._ssl = _ssl_context(info)
+        self._token = _Token(info, token_path)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary()
@@ -144,7 +229,7 @@ class Client:
         session = self._sessions.get(loop)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64)
-            session = aiohttp.ClientSession(headers=_headers(self.info), timeout=self._timeout, connector=connector)
+            session = aiohttp.ClientSession(headers=_basic_headers(), timeout=self._timeout, connector=connector)
             self._sessions[loop] = session
         return session
 
@@ -163,25 +248,40 @@ class Client:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        headers = {"Content-Type": content_type} if json is not None else {}
-        async with self._session().request(
-            method, self.server + path, json=json, params=params, headers=headers
-        ) as resp:
-            body: Any = await resp.json(content_type=None) if resp.content_length != 0 else {}
-            if resp.status >= 400:
-                body = body if isinstance(body, dict) else {}
-                err = {404: NotFound, 409: Conflict}.get(resp.status, ApiError)
-                raise err(resp.status, body.get("reason") or resp.reason or "", body.get("message") or str(body))
-            return body if isinstance(body, dict) else {}
+        """One call, retried on 429/5xx (after Retry-After or a backoff) and once on 401 with the token read
+        again; the last failure raises ApiError (NotFound, Conflict)."""
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {**self._token.header(), **({"Content-Type": content_type} if json is not None else {})}
+            async with self._session().request(
+                method, self.server + path, json=json, params=params, headers=headers
+            ) as resp:
+                body: Any = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                if resp.status < 400:
+                    return body if isinstance(body, dict) else {}
+                if resp.status == 401 and not reauthenticated and self._token.path is not None:
+                    reauthenticated = True
+                    self._token.reread()
+                    continue
+                if resp.status in RETRY_STATUSES and attempt < self.max_attempts:
+                    delay = retry_delay(resp.status, resp.headers.get("Retry-After"), attempt)
+                else:
+                    body = body if isinstance(body, dict) else {}
+                    err = {404: NotFound, 409: Conflict}.get(resp.status, ApiError)
+                    raise err(resp.status, body.get("reason") or resp.reason or "", body.get("message") or str(body))
+            await asyncio.sleep(delay)
 
 
 _client: Client | None = None
 
 
-def configure(info: kopf.ConnectionInfo) -> Client:
-    """Use these credentials from now on (called by the login handler)."""
+def configure(info: kopf.ConnectionInfo, *, token_path: Path | None = None) -> Client:
+    """Use these credentials from now on (called by the login handler); `token_path`: read the token
+    from this file again whenever it changes."""
     global _client
-    _client = Client(info)
+    _client = Client(info, token_path=token_path)
     return _client
 
 
@@ -193,11 +293,13 @@ def client() -> Client:
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """Kopf login handler: in-cluster service account, else the kubeconfig (exec plugins via `kubernetes`)."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    token_path = SERVICE_ACCOUNT_TOKEN if info is not None else None
+    info = info or kopf.login_with_kubeconfig(**kwargs)
     if info is not None and not (info.token or info.certificate_path or info.certificate_data or info.username):
         info = kopf.login_via_client(**kwargs) or info  # e.g. an exec credential plugin (EKS, GKE)
     if info is not None:
-        configure(info)
+        configure(info, token_path=token_path)
     return info
 
 
@@ -252,6 +354,21 @@ async def list_objects(
             if all(((i.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items())
         ]
     return items
+
+
+async def apply(manifest: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:
+    """Server-side apply of `manifest` as field manager `kubetune`: creates the object or sets exactly the
+    fields given, and removes the fields kubetune set before and no longer gives. `force` takes fields over
+    from other managers (raises Conflict without it when another manager set one of them differently)."""
+    kind = kind_of(manifest["kind"])
+    namespace, name = _ns_name(manifest)
+    return await client().request(
+        "PATCH",
+        kind.path(namespace, name),
+        json=dict(manifest),
+        params={"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"},
+        content_type="application/apply-patch+yaml",
+    )
 
 
 async def patch_merge(kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:

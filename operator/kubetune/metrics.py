@@ -2,6 +2,10 @@
 
 Jobs by phase, training loss / progress / checkpoint metrics per job (copied from the status the
 trainer writes), GPU time per namespace, and the duration and errors of every handler.
+
+The metric objects are the process's (prometheus-client registers them once); what the operator has
+set so far (phases, GPU seconds counted, the series of each object) belongs to one run of the operator:
+a `Recorder`, kept in Kopf's memo (`controllers.common.OperatorState`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from kubetune import constants as c
+from kubetune.api.clock import parse_time
 
 FINETUNEJOBS = Gauge("kubetune_finetunejobs", "FineTuneJobs by namespace and phase.", ["namespace", "phase"])
 TRAINING_LOSS = Gauge("kubetune_training_loss", "Latest training loss of a FineTuneJob.", ["namespace", "job"])
@@ -35,13 +40,6 @@ HANDLER_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 HANDLER_ERRORS = Counter("kubetune_handler_errors", "Handler runs that ended with an error.", ["handler"])
-
-_lock = threading.Lock()
-_phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
-_gpu_seen: dict[tuple[str, str], float] = {}  # GPU seconds already counted per job
-_namespaces: set[str] = set()
-_checkpoint_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
-
 
 _served_on: set[int] = set()
 
@@ -68,16 +66,6 @@ def track(handler: str, *, expected: tuple[type[BaseException], ...] = ()) -> It
         HANDLER_DURATION.labels(handler).observe(time.perf_counter() - start)
 
 
-def _refresh_phase_counts() -> None:
-    counts: dict[tuple[str, str], int] = {}
-    for (namespace, _), phase in _phases.items():
-        counts[(namespace, phase)] = counts.get((namespace, phase), 0) + 1
-    _namespaces.update(ns for ns, _ in _phases)
-    for namespace in _namespaces:  # namespaces whose last job went away drop to 0
-        for phase in _ALL_PHASES:
-            FINETUNEJOBS.labels(namespace, phase).set(counts.get((namespace, phase), 0))
-
-
 _ALL_PHASES = (
     c.Phase.PENDING,
     c.Phase.VALIDATING,
@@ -89,14 +77,10 @@ _ALL_PHASES = (
 )
 
 
-def _parse(ts: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
-
-
 def _gpu_seconds_so_far(spec: Mapping[str, Any], status: Mapping[str, Any], now: dt.datetime) -> float | None:
     if status.get("gpuSeconds") is not None and status.get("phase") in c.FINISHED_PHASES:
         return float(status["gpuSeconds"])
-    start = _parse(status.get("startTime"))
+    start = parse_time(status.get("startTime"))
     if start is None or status.get("phase") not in (c.Phase.RUNNING, c.Phase.VALIDATING):
         return None
     res = spec.get("resources") or {}
@@ -110,7 +94,7 @@ def _set_scores(
     scored: list[tuple[str, Mapping[str, Any]]],
 ) -> None:
     """gauge{namespace, name, model, metric} for each numeric value of each (model, values) in `scored`;
-    the series of `key` that are no longer there are removed. Call with `_lock` held."""
+    the series of `key` that are no longer there are removed. Call with the recorder's lock held."""
     series = set()
     for model, values in scored:
         for metric, value in values.items():
@@ -124,58 +108,10 @@ def _set_scores(
 
 
 def _forget_scores(gauge: Gauge, known: dict[tuple[str, str], set[tuple[str, str]]], key: tuple[str, str]) -> None:
-    """Remove every series `_set_scores` made for `key`. Call with `_lock` held."""
+    """Remove every series `_set_scores` made for `key`. Call with the recorder's lock held."""
     for model, metric in known.pop(key, set()):
         with contextlib.suppress(KeyError):
             gauge.remove(*key, model, metric)
-
-
-def observe_job(body: Mapping[str, Any], now: dt.datetime | None = None) -> None:
-    """Update every per-job series from a FineTuneJob as it is now."""
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    key = (meta.get("namespace") or "", meta.get("name") or "")
-    namespace, name = key
-    with _lock:
-        _phases[key] = status.get("phase") or c.Phase.PENDING
-        _refresh_phase_counts()
-        job_metrics = status.get("metrics") or {}
-        if "trainLoss" in job_metrics:
-            TRAINING_LOSS.labels(namespace, name).set(job_metrics["trainLoss"])
-        if "evalLoss" in job_metrics:
-            EVAL_LOSS.labels(namespace, name).set(job_metrics["evalLoss"])
-        progress = status.get("progress") or {}
-        if progress.get("totalSteps"):
-            PROGRESS.labels(namespace, name).set(min(1.0, (progress.get("step") or 0) / progress["totalSteps"]))
-        elif status.get("phase") == c.Phase.SUCCEEDED:
-            PROGRESS.labels(namespace, name).set(1.0)
-        checkpoints = status.get("checkpoints") or []
-        CHECKPOINTS.labels(namespace, name).set(len(checkpoints))
-        scored = [(cp.get("name", ""), cp.get("metrics") or {}) for cp in checkpoints]
-        _set_scores(CHECKPOINT_METRIC, _checkpoint_series, key, scored)
-        seconds = _gpu_seconds_so_far(spec, status, now or dt.datetime.now(dt.UTC))
-        if seconds is not None:
-            seen = _gpu_seen.setdefault(key, seconds if key not in _gpu_seen and _restarted(status) else 0.0)
-            if seconds > seen:
-                GPU_SECONDS.labels(namespace).inc(seconds - seen)
-                _gpu_seen[key] = seconds
-
-
-def _restarted(status: Mapping[str, Any]) -> bool:
-    """A job first seen already finished was counted by an earlier operator process: don't count it again."""
-    return status.get("phase") in c.FINISHED_PHASES
-
-
-def forget_job(namespace: str, name: str) -> None:
-    """Drop a deleted job's series."""
-    key = (namespace, name)
-    with _lock:
-        _phases.pop(key, None)
-        _gpu_seen.pop(key, None)
-        _refresh_phase_counts()
-        for gauge in (TRAINING_LOSS, EVAL_LOSS, PROGRESS, CHECKPOINTS):
-            with contextlib.suppress(KeyError):
-                gauge.remove(namespace, name)
-        _forget_scores(CHECKPOINT_METRIC, _checkpoint_series, key)
 
 
 # --- Evaluations (added by the serving engineer) ---
@@ -185,20 +121,85 @@ EVALUATION_SCORE = Gauge(
     "Score of a model (a checkpoint, or the baseline) in an Evaluation.",
     ["namespace", "evaluation", "model", "metric"],
 )
-_evaluation_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
 
-def observe_evaluation(body: Mapping[str, Any]) -> None:
-    """Update the score series of an Evaluation from its status (results and baseline)."""
-    meta, status = body.get("metadata") or {}, body.get("status") or {}
-    key = (meta.get("namespace") or "", meta.get("name") or "")
-    scored = [(r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []]
-    if status.get("baseline"):
-        scored.append(("baseline", status["baseline"].get("metrics") or {}))
-    with _lock:
-        _set_scores(EVALUATION_SCORE, _evaluation_series, key, scored)
+class Recorder:
+    """The series one operator run has set, so that it updates and removes them per object; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
+        self._gpu_seen: dict[tuple[str, str], float] = {}  # GPU seconds already counted per job
+        self._namespaces: set[str] = set()
+        self._checkpoint_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._evaluation_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def _refresh_phase_counts(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for (namespace, _), phase in self._phases.items():
+            counts[(namespace, phase)] = counts.get((namespace, phase), 0) + 1
+        self._namespaces.update(ns for ns, _ in self._phases)
+        for namespace in self._namespaces:  # namespaces whose last job went away drop to 0
+            for phase in _ALL_PHASES:
+                FINETUNEJOBS.labels(namespace, phase).set(counts.get((namespace, phase), 0))
+
+    def observe_job(self, body: Mapping[str, Any], now: dt.datetime | None = None) -> None:
+        """Update every per-job series from a FineTuneJob as it is now."""
+        meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        namespace, name = key
+        with self._lock:
+            self._phases[key] = status.get("phase") or c.Phase.PENDING
+            self._refresh_phase_counts()
+            job_metrics = status.get("metrics") or {}
+            if "trainLoss" in job_metrics:
+                TRAINING_LOSS.labels(namespace, name).set(job_metrics["trainLoss"])
+            if "evalLoss" in job_metrics:
+                EVAL_LOSS.labels(namespace, name).set(job_metrics["evalLoss"])
+            progress = status.get("progress") or {}
+            if progress.get("totalSteps"):
+                PROGRESS.labels(namespace, name).set(min(1.0, (progress.get("step") or 0) / progress["totalSteps"]))
+            elif status.get("phase") == c.Phase.SUCCEEDED:
+                PROGRESS.labels(namespace, name).set(1.0)
+            checkpoints = status.get("checkpoints") or []
+            CHECKPOINTS.labels(namespace, name).set(len(checkpoints))
+            scored = [(cp.get("name", ""), cp.get("metrics") or {}) for cp in checkpoints]
+            _set_scores(CHECKPOINT_METRIC, self._checkpoint_series, key, scored)
+            seconds = _gpu_seconds_so_far(spec, status, now or dt.datetime.now(dt.UTC))
+            if seconds is not None:
+                first = key not in self._gpu_seen and _restarted(status)
+                seen = self._gpu_seen.setdefault(key, seconds if first else 0.0)
+                if seconds > seen:
+                    GPU_SECONDS.labels(namespace).inc(seconds - seen)
+                    self._gpu_seen[key] = seconds
+
+    def forget_job(self, namespace: str, name: str) -> None:
+        """Drop a deleted job's series."""
+        key = (namespace, name)
+        with self._lock:
+            self._phases.pop(key, None)
+            self._gpu_seen.pop(key, None)
+            self._refresh_phase_counts()
+            for gauge in (TRAINING_LOSS, EVAL_LOSS, PROGRESS, CHECKPOINTS):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name)
+            _forget_scores(CHECKPOINT_METRIC, self._checkpoint_series, key)
+
+    def observe_evaluation(self, body: Mapping[str, Any]) -> None:
+        """Update the score series of an Evaluation from its status (results and baseline)."""
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        scored = [(r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []]
+        if status.get("baseline"):
+            scored.append(("baseline", status["baseline"].get("metrics") or {}))
+        with self._lock:
+            _set_scores(EVALUATION_SCORE, self._evaluation_series, key, scored)
+
+    def forget_evaluation(self, namespace: str, name: str) -> None:
+        with self._lock:
+            _forget_scores(EVALUATION_SCORE, self._evaluation_series, (namespace, name))
 
 
-def forget_evaluation(namespace: str, name: str) -> None:
-    with _lock:
-        _forget_scores(EVALUATION_SCORE, _evaluation_series, (namespace, name))
+def _restarted(status: Mapping[str, Any]) -> bool:
+    """A job first seen already finished was counted by an earlier operator process: don't count it again."""
+    return status.get("phase") in c.FINISHED_PHASES

@@ -10,7 +10,13 @@ KMock (0.8) stores objects, serves discovery, list/watch/get/create/merge-patch/
   names, categories, status subresource) and its printer columns; `kubectl get` receives server-side
   Tables with those columns;
 - label and field selectors on list and watch;
-- garbage collection: deleting an object deletes the objects whose ownerReferences point at it.
+- server-side apply (PATCH as application/apply-patch+yaml): creates the object, or merges the applied
+  fields and removes those the same field manager applied before and no longer applies (lists are atomic;
+  conflicts between managers are not emulated: the real kube-apiserver backend judges those);
+- garbage collection: deleting an object deletes the objects whose ownerReferences point at it;
+- lists read an index by resource and namespace (as a real API server's watch cache does), so a LIST costs
+  what it returns, not every stored object;
+- a count of the requests by verb and resource (`request_counts`), for the benchmarks.
 
 It validates nothing (no OpenAPI schema, no CEL): admission is tested apart, in the CRD tests.
 It runs in its own thread and event loop, so tests can call `kubectl` synchronously.
@@ -19,15 +25,18 @@ It runs in its own thread and event loop, so tests can call `kubectl` synchronou
 from __future__ import annotations
 
 import asyncio
+import collections
+import copy
 import datetime as dt
 import itertools
 import secrets
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import kmock
 import yaml
 from kmock._internal import dicts, enums, rendering
@@ -53,6 +62,8 @@ BUILTINS: dict[str, tuple[str, bool, Iterable[str], Iterable[str]]] = {
 }
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 DEFAULT_COLUMNS = [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+APPLY_PATCH = "application/apply-patch+yaml"
+ResourceKey = tuple[str, str, str]  # group, version, plural
 
 
 def _now() -> str:
@@ -120,6 +131,48 @@ def _json_path(obj: dict[str, Any], path: str) -> Any:
     return node
 
 
+def _removals(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that removes what `before` (a manager's last applied config) has and `after` lacks."""
+    out: dict[str, Any] = {}
+    for key, old in before.items():
+        if key not in after:
+            out[key] = None
+        elif isinstance(old, Mapping) and isinstance(after[key], Mapping):
+            nested = _removals(old, after[key])
+            if nested:
+                out[key] = nested
+    return out
+
+
+def _merged(patch: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`patch` with `over` merged into it (dicts recursively, everything else replaced)."""
+    out = dict(patch)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _is_apply(request: rendering.Request) -> bool:
+    content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+    return request.method == "PATCH" and APPLY_PATCH in content_type
+
+
+def _verb(request: rendering.Request) -> str:
+    if request.action == enums.action.UPDATE:
+        return "apply" if _is_apply(request) else ("patch" if request.method == "PATCH" else "update")
+    names = {
+        enums.action.LIST: "list",
+        enums.action.WATCH: "watch",
+        enums.action.FETCH: "get",
+        enums.action.CREATE: "create",
+        enums.action.DELETE: "delete",
+    }
+    return names.get(request.action, str(request.method).lower())  # type: ignore[arg-type]
+
+
 def _age(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
@@ -135,6 +188,15 @@ class ApiServer(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._rv = itertools.count(1)
+        # (group, version, plural) -> namespace -> name -> KMock object; filled as objects appear.
+        self._by_namespace: dict[ResourceKey, dict[str | None, dict[str, Any]]] = collections.defaultdict(
+            lambda: collections.defaultdict(dict)
+        )
+        self._indexed = 0  # how many of KMock's (append-only) object keys are in _by_namespace
+        self._index_lock = threading.Lock()
+        # (resource, namespace, name) -> field manager -> what it applied last
+        self._applied: dict[tuple[Any, str | None, str], dict[str, dict[str, Any]]] = {}
+        self.request_counts: collections.Counter[str] = collections.Counter()
         self._status_subresource: set[kmock.resource] = set()
         self._columns: dict[kmock.resource, list[dict[str, Any]]] = {}
         for key, (kind, namespaced, short, subs) in BUILTINS.items():
@@ -182,6 +244,11 @@ class ApiServer(kmock.KubernetesEmulator):
         res = request.resource
         if res is None:
             return await super()._handle(request)
+        verb = _verb(request)
+        self.request_counts[f"{verb} {res.plural}{'/' + request.subresource if request.subresource else ''}"] += 1
+        if verb == "apply" and request.name:
+            request = self._server_side_apply(request)
+            self._requests[:] = [request]  # KMock finds its reaction by the identity of the request it keeps
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
             self._on_create(request)
         elif request.action == enums.action.UPDATE and request.name and isinstance(request.data, dict):
@@ -197,9 +264,28 @@ class ApiServer(kmock.KubernetesEmulator):
             self._register_crds()
         return response
 
+    def _server_side_apply(self, request: rendering.Request) -> rendering.Request:
+        """An apply as a create (absent object) or as a merge patch of the applied fields plus the removal of
+        those this field manager applied last time and not now."""
+        applied = request.data if isinstance(request.data, dict) else yaml.safe_load(request.text or "{}")
+        manager = request.params.get("fieldManager", "")
+        key = (request.resource, request.namespace, request.name)
+        obj = self.objects._objects.get(key)
+        records = self._applied.setdefault(key, {})
+        if obj is None or obj.deleted:
+            records.clear()
+        before = records.get(manager)
+        records[manager] = copy.deepcopy(applied)
+        if obj is None or obj.deleted:
+            applied.setdefault("metadata", {}).setdefault("name", request.name)
+            return attrs.evolve(request, method="POST", action=enums.action.CREATE, name=None, data=applied)
+        return attrs.evolve(request, data=_merged(_removals(before or {}, applied), applied))
+
     def _on_create(self, request: rendering.Request) -> None:
         data = request.data
         meta = data.setdefault("metadata", {})
+        if not _is_apply(request):  # a new object: what managers applied to an earlier namesake is gone
+            self._applied.pop((request.resource, request.namespace or meta.get("namespace"), meta.get("name")), None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         if request.namespace:
@@ -310,15 +396,28 @@ class ApiServer(kmock.KubernetesEmulator):
             raise kmock.KubernetesObjectNotFoundError()
         return obj
 
+    def _index_new_objects(self) -> None:
+        """Add the objects KMock stored since the last call to the index (its store only ever grows: a
+        deleted object stays, marked deleted, and a namesake re-created later reuses its entry)."""
+        store = self.objects._objects
+        if len(store) == self._indexed:
+            return
+        with self._index_lock:  # the test thread reads too (ApiServerThread.objects)
+            keys = list(store)  # a snapshot: the server thread may add objects meanwhile
+            for res, ns, name in keys[self._indexed :]:
+                self._by_namespace[(res.group, res.version, res.plural)][ns][name] = store[(res, ns, name)]
+            self._indexed = max(self._indexed, len(keys))
+
+    def live(self, resource: ResourceKey, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The live objects of a resource, in one namespace or (None) in all."""
+        self._index_new_objects()
+        by_namespace = self._by_namespace.get(resource) or {}
+        spaces = by_namespace.values() if namespace is None else [by_namespace.get(namespace) or {}]
+        return [obj.raw for objects in spaces for obj in list(objects.values()) if not obj.deleted]
+
     def _live(self, request: rendering.Request) -> list[dict[str, Any]]:
-        want = (request.resource.group, request.resource.version, request.resource.plural)
-        return [
-            obj.raw
-            for (res, ns, _), obj in list(self.objects._objects.items())
-            if (res.group, res.version, res.plural) == want
-            and (request.namespace is None or ns == request.namespace)
-            and not obj.deleted
-        ]
+        res = request.resource
+        return self.live((res.group, res.version, res.plural), request.namespace)
 
     async def _serve_create(self, request: rendering.Request) -> Any:
         meta = request.data.get("metadata") or {}
@@ -451,8 +550,18 @@ class ApiServerThread:
     def objects(self, plural: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """A snapshot of the live objects of a resource (by plural), keyed by name."""
         assert self.handler is not None
+        handler = self.handler
+        handler._index_new_objects()
         out = {}
-        for (res, ns, name), obj in list(self.handler.objects.items()):
-            if res.plural == plural and not obj.deleted and (namespace is None or ns == namespace):
-                out[name] = obj.raw
+        for (_, _, res_plural), by_namespace in list(handler._by_namespace.items()):
+            if res_plural != plural:
+                continue
+            for ns, objects in list(by_namespace.items()):
+                if namespace is None or ns == namespace:
+                    out.update({name: obj.raw for name, obj in list(objects.items()) if not obj.deleted})
         return out
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests served so far, by "verb resource[/subresource]" (e.g. "create jobs", "patch finetunejobs/status")."""
+        assert self.handler is not None
+        return dict(self.handler.request_counts)

@@ -1,63 +1,62 @@
-"""What every controller shares: typed parsing of bodies, per-object locks, Events, child creation."""
+"""What every controller shares: the operator's state in Kopf's memo, typed parsing of bodies, Events,
+child creation."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from kubetune import k8s
+from kubetune import k8s, metrics
 from kubetune.api.admission import admit_resource
 from kubetune.api.manifests import pydantic_errors
+from kubetune.controllers.config import OperatorConfig
 
 M = TypeVar("M", bound=BaseModel)
 
-_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+@dataclass
+class OperatorState:
+    """What one run of the operator keeps between events: its settings, one lock per object and the metric
+    series it has set. The startup handler puts it in Kopf's memo (`memo.state`); Kopf hands every handler a
+    shallow copy of that memo, so all share this one object. A restarted operator starts with a new one."""
+
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    metrics: metrics.Recorder = field(default_factory=metrics.Recorder)
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
+        """One lock per object, so status writes from different watch events never interleave."""
+        return self.locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The object is gone: drop its lock."""
+        self.locks.pop((kind, namespace, name), None)
 
 
-class Signatures:
-    """What a watch handler last saw of each object, so that writes it does not care about do nothing."""
+def state(memo: Any) -> OperatorState:
+    """The operator's state from a handler's `memo` (set by the startup handler, `controllers.main.configure`)."""
+    found = getattr(memo, "state", None)
+    if not isinstance(found, OperatorState):
+        raise RuntimeError("the operator's startup handler has not run: memo.state is missing")
+    return found
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str], Any] = {}
-        _memos.append(self)
 
-    def news(self, kind: str, event: Mapping[str, Any], body: Mapping[str, Any], signature: Any) -> bool:
-        """Whether `signature` of the object changed since its last event; a deletion is always news."""
-        meta = body.get("metadata") or {}
-        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-        if event.get("type") == "DELETED":
-            self._seen.pop(key, None)
-            return True
-        if self._seen.get(key) == signature:
-            return False
-        self._seen[key] = signature
+def changed_since_last_event(memo: Any, watcher: str, event: Mapping[str, Any], signature: Any) -> bool:
+    """Whether `signature` of the watched object differs from what `watcher` saw at its last event, so that
+    writes it does not care about do nothing. Kept in Kopf's per-object `memo` (forgotten when the object is
+    deleted, or when the operator restarts); a deletion is always a change."""
+    if event.get("type") == "DELETED":
         return True
-
-    def clear(self) -> None:
-        self._seen.clear()
-
-
-_memos: list[Signatures] = []
-
-
-def reset() -> None:
-    """A (re)started operator has seen nothing yet, and has no locks (they belong to one event loop)."""
-    _locks.clear()
-    for memo in _memos:
-        memo.clear()
-
-
-def lock_for(kind: str, namespace: str, name: str) -> asyncio.Lock:
-    """One lock per object, so status writes from different watch events never interleave."""
-    return _locks.setdefault((kind, namespace, name), asyncio.Lock())
-
-
-def forget_lock(kind: str, namespace: str, name: str) -> None:
-    _locks.pop((kind, namespace, name), None)
+    key = f"last_seen_by_{watcher}"
+    if key in memo and memo[key] == signature:
+        return False
+    memo[key] = signature
+    return True
 
 
 def parse(model: type[M], body: Mapping[str, Any]) -> M:
@@ -84,7 +83,11 @@ async def event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
 
 
 async def ensure(manifests: list[dict[str, Any] | None]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Create what is missing (in order), keep what exists: ({kind: object}, ["Kind/name" created])."""
+    """Create what is missing (in order), keep what exists: ({kind: object}, ["Kind/name" created]).
+
+    Not a server-side apply: these children are never changed in place. A Job's pod template is immutable,
+    Kueue owns `spec.suspend` of a queued Job, and a spec edit re-creates them (their spec-hash annotation
+    says which spec built them). What the operator keeps in line with a spec uses `k8s.apply`."""
     objects: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     for manifest in manifests:

@@ -1,6 +1,7 @@
 """Operator settings: KUBETUNE_* environment variables (the Helm chart sets them; `kubetune operator`
-flags set them too). Read once, in the startup handler (`controllers.main.configure`), except the resync
-interval of the Kopf timers, which Kopf fixes when the handler modules are imported."""
+flags set them too). Read once, in the startup handler (`controllers.main.configure`), which keeps them in
+Kopf's memo (`common.OperatorState.config`); except the resync interval of the Kopf timers, which Kopf
+fixes when the handler modules are imported."""
 
 from __future__ import annotations
 
@@ -68,16 +69,6 @@ class OperatorConfig:
             source_poll_seconds=float(env.get(ENV_SOURCE_POLL_SECONDS) or DEFAULT_SOURCE_POLL_SECONDS),
             resync_seconds=float(env.get(ENV_RESYNC_SECONDS) or DEFAULT_RESYNC_SECONDS),
         )
-
-
-current = OperatorConfig()
-
-
-def load() -> OperatorConfig:
-    """Read the settings (the startup handler calls this once)."""
-    global current
-    current = OperatorConfig.from_env()
-    return current
 
 
 def timer_interval() -> float:

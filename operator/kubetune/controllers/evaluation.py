@@ -20,6 +20,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
+from kubetune.builders.pods import PodSettings
 from kubetune.builders.runconfig import UnresolvedReference
 from kubetune.controllers import common, config
 from kubetune.status import evaluation as ev_status
@@ -56,10 +57,9 @@ async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | No
 
 
 async def _start(
-    body: dict[str, Any], evaluation: Evaluation, job: FineTuneJob | None, cfg: EvalRunConfig
+    body: dict[str, Any], evaluation: Evaluation, job: FineTuneJob | None, cfg: EvalRunConfig, pods: PodSettings
 ) -> dict[str, Any]:
     """Create RBAC, run config and the Job for this run; delete the finished runs it supersedes."""
-    pods = config.current.pods
     name = ev.eval_job_name(evaluation, cfg.targets)
     await common.ensure([*ev.build_rbac(evaluation), ev.build_config_map(evaluation, cfg)])
     batch_job, created = await k8s.create_if_absent(ev.build_eval_job(evaluation, job, cfg, pods))
@@ -77,9 +77,9 @@ async def _start(
     return batch_job
 
 
-async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None) -> None:
+async def reconcile(state: common.OperatorState, namespace: str, name: str) -> None:
     """Bring one Evaluation up to date: start a run when there is something new to score, report its state."""
-    async with common.lock_for(*_key(namespace, name)):
+    async with state.lock(*_key(namespace, name)):
         # Jobs before the Evaluation: the pod writes its results before its Job completes, so a
         # completed Job read first is never paired with an Evaluation read before those results.
         all_runs = await k8s.list_objects("Job", namespace, labels=ev.labels_of_runs(name))
@@ -90,7 +90,7 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
         status = evaluation.status
         job, endpoint = await _sources(evaluation)
         try:
-            cfg = ev.run_config(evaluation, job, config.current.pods, endpoint)
+            cfg = ev.run_config(evaluation, job, state.config.pods, endpoint)
             waiting = None
         except UnresolvedReference as err:
             cfg, waiting = None, str(err)
@@ -112,7 +112,7 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
                 if busy is not None:
                     current = busy  # new checkpoints wait until the running evaluation finishes
                 else:
-                    current = await _start(body, evaluation, job, cfg)
+                    current = await _start(body, evaluation, job, cfg, state.config.pods)
         elif runs and status and status.results:
             waiting = None  # a job's checkpoints may have gone (keep): report the last run
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")
@@ -142,49 +142,61 @@ async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev_status.
 @kopf.on.resume(*EVAL)
 @kopf.on.create(*EVAL)
 @kopf.on.update(*EVAL)
-async def evaluation_changed(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def evaluation_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("evaluation.reconcile"):
-        await reconcile(namespace, name, logger)
+        await reconcile(common.state(memo), namespace, name)
 
 
 @kopf.timer(*EVAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
-async def evaluation_resync(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def evaluation_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("evaluation.resync"):
-        await reconcile(namespace, name, logger)
+        await reconcile(common.state(memo), namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=EVAL_JOB_FILTER)
-async def evaluation_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+async def evaluation_job_changed(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
     """An evaluation Job started, finished or failed: update its Evaluation."""
     owner = common.live_child_owner(event, body, c.EVALUATION)
     if owner:
         with metrics.track("evaluation.job_event"):
-            await reconcile(namespace, owner)
+            await reconcile(common.state(memo), namespace, owner)
 
 
-_seen_jobs = common.Signatures()
+@kopf.index(*EVAL)
+def evaluations_by_job(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
+    """Evaluation names by (namespace, the FineTuneJob they score), so a job's event finds them without a LIST."""
+    job = ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name")
+    return {(namespace, job): name} if job else {}
 
 
 @kopf.on.event(*FTJ)
-async def evaluations_follow_job(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+async def evaluations_follow_job(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    evaluations_by_job: kopf.Index[tuple[str, str], str],
+    **_: Any,
+) -> None:
     """A FineTuneJob got new checkpoints (or finished): reconcile the Evaluations that score it."""
     status = body.get("status") or {}
     seen = (status.get("phase"), tuple(cp.get("name") for cp in status.get("checkpoints") or []))
-    if not _seen_jobs.news(c.FINETUNEJOB, event, body, seen) or event.get("type") == "DELETED":
+    if not common.changed_since_last_event(memo, "evaluations", event, seen) or event.get("type") == "DELETED":
         return
     with metrics.track("evaluation.job_checkpoints"):
-        for item in await k8s.list_objects(c.EVALUATION, namespace):
-            ref = ((item.get("spec") or {}).get("model") or {}).get("fineTuneJob") or {}
-            if ref.get("name") == name:
-                await reconcile(namespace, item["metadata"]["name"])
+        for evaluation in sorted(set(evaluations_by_job.get((namespace, name), []))):
+            await reconcile(common.state(memo), namespace, evaluation)
 
 
 @kopf.on.event(*EVAL)
-def evaluation_scores(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def evaluation_scores(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The score metric follows every status write, including the evaluation pod's."""
-    meta = body.get("metadata") or {}
+    meta, state = body.get("metadata") or {}, common.state(memo)
     if event.get("type") == "DELETED":
-        metrics.forget_evaluation(meta.get("namespace", ""), meta.get("name", ""))
-        common.forget_lock(*_key(meta.get("namespace", ""), meta.get("name", "")))
+        state.metrics.forget_evaluation(meta.get("namespace", ""), meta.get("name", ""))
+        state.forget(*_key(meta.get("namespace", ""), meta.get("name", "")))
     else:
-        metrics.observe_evaluation(body)
+        state.metrics.observe_evaluation(body)

@@ -2,11 +2,16 @@
 
 Every step is idempotent (children are created if absent, status is a merge patch of the fields the
 operator owns), so the operator may restart at any moment: `on.resume` runs the same reconcile.
+
+The training Jobs and pods are read from Kopf indexes (`training_jobs`, `training_pods`) that the watches
+keep, by FineTuneJob, as an informer's cache would: no LIST per event, so the cost of an event does not
+grow with the number of jobs. Kopf fills the indexes before any handler runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -16,6 +21,7 @@ from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.builders import names
+from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
 from kubetune.builders.storage import build_pvc, created_by_operator
@@ -25,10 +31,9 @@ from kubetune.builders.training import (
     build_training_job,
     config_map_name,
     job_run_config,
-    pod_labels,
     training_job_name,
 )
-from kubetune.controllers import common, config
+from kubetune.controllers import common
 from kubetune.status import finetunejob as st
 
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
@@ -38,6 +43,61 @@ Phase, Reason, Cond = c.Phase, c.Reason, c.Condition
 
 def _key(namespace: str, name: str) -> tuple[str, str, str]:
     return (c.FINETUNEJOB, namespace, name)
+
+
+# --- What the watches keep of the training Jobs and pods ---
+
+
+def _job_of_pod(body: kopf.Body | dict[str, Any]) -> str | None:
+    """The FineTuneJob a trainer pod belongs to: its annotation (the full name), else its label."""
+    meta = body.get("metadata") or {}
+    return (meta.get("annotations") or {}).get(c.LABEL_JOB) or (meta.get("labels") or {}).get(c.LABEL_JOB)
+
+
+_META_KEPT = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences", "creationTimestamp")
+
+
+def _cached(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
+    """What status and spec-edit decisions read of a child: metadata, status and (for a Job) its spec without
+    the pod template, so that thousands of them stay small in memory."""
+    meta = body.get("metadata") or {}
+    out: dict[str, Any] = {
+        "metadata": {k: meta[k] for k in _META_KEPT if k in meta},
+        "status": dict(body.get("status") or {}),
+    }
+    if spec:
+        out["spec"] = {k: v for k, v in (body.get("spec") or {}).items() if k != "template"}
+    return out
+
+
+@kopf.index("batch", "v1", "jobs", labels=CHILD_FILTER)
+def training_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Training Jobs by (namespace, FineTuneJob name)."""
+    owner = common.owner_name(body, c.FINETUNEJOB)
+    return {(namespace, owner): _cached(body, spec=True)} if owner else {}
+
+
+@kopf.index("", "v1", "pods", labels=CHILD_FILTER)
+def training_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Trainer pods by (namespace, FineTuneJob name)."""
+    owner = _job_of_pod(body)
+    return {(namespace, owner): _cached(body, spec=False)} if owner else {}
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The two indexes above, as a handler receives them (kwargs `training_jobs`, `training_pods`)."""
+
+    jobs: kopf.Index[tuple[str, str], dict[str, Any]]
+    pods: kopf.Index[tuple[str, str], dict[str, Any]]
+
+    def jobs_of(self, job: FineTuneJob) -> list[dict[str, Any]]:
+        """The training Jobs this FineTuneJob owns (by uid: not those of a deleted namesake)."""
+        found = self.jobs.get((job.metadata.namespace, job.metadata.name), [])
+        return [j for j in found if _owned_by(j, job.metadata.uid)]
+
+    def pods_of(self, job: FineTuneJob) -> list[dict[str, Any]]:
+        return list(self.pods.get((job.metadata.namespace, job.metadata.name), []))
 
 
 async def _write_status(body: dict[str, Any], patch: dict[str, Any], outcome: st.Outcome | None) -> None:
@@ -60,7 +120,7 @@ async def _hold(body: dict[str, Any], job: FineTuneJob, outcome: st.Outcome, ext
         await _write_status(body, patch, outcome)
 
 
-async def _resolve_source(body: dict[str, Any], job: FineTuneJob) -> str:
+async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.OperatorState) -> str:
     """`baseModel.fromJob` -> the source checkpoint's URI, once the source job has succeeded.
 
     Waits (TemporaryError) while the source runs; stalls (PermanentError) when it failed or lacks the checkpoint.
@@ -84,7 +144,7 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob) -> str:
         msg = f"waiting for FineTuneJob {ref.name!r} (spec.baseModel.fromJob) to succeed; {now}"
         extra = [(Cond.WAITING_FOR_SOURCE, Reason.WAITING_FOR_SOURCE, msg)]
         await _hold(body, job, st.Outcome(Phase.PENDING, Reason.WAITING_FOR_SOURCE, msg), extra)
-        raise kopf.TemporaryError(msg, delay=config.current.source_poll_seconds)
+        raise kopf.TemporaryError(msg, delay=state.config.source_poll_seconds)
     assert source is not None
     checkpoint = resolve_checkpoint(source, ref.checkpoint)
     if checkpoint is None:
@@ -112,9 +172,8 @@ def _edited_after_early_failure(job: FineTuneJob) -> bool:
     )
 
 
-def children(job: FineTuneJob, source_uri: str | None) -> list[dict[str, Any] | None]:
+def children(job: FineTuneJob, source_uri: str | None, pods: PodSettings) -> list[dict[str, Any] | None]:
     """Everything a job needs, in creation order (the Job last, so its pod finds the rest)."""
-    pods = config.current.pods
     run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri)
     return [
         build_pvc(job, pods),
@@ -125,17 +184,11 @@ def children(job: FineTuneJob, source_uri: str | None) -> list[dict[str, Any] | 
     ]
 
 
-async def _trainer_pods(job: FineTuneJob) -> list[dict[str, Any]]:
-    pods = await k8s.list_objects("Pod", job.metadata.namespace, labels=pod_labels(job))
-    name = job.metadata.name
-    return [p for p in pods if (p["metadata"].get("annotations") or {}).get(c.LABEL_JOB, name) == name]
-
-
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
-async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, logger: kopf.Logger) -> bool:
+async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, watched: Watched, logger: kopf.Logger) -> bool:
     """Bring the training Job and run-config ConfigMap in line with the spec (see status.spec_action).
 
     Before training started, children built from an earlier spec are deleted (the Job with its pods, also a
@@ -143,10 +196,10 @@ async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, logger: kopf.L
     the old pair is left still carries the old hash and goes on the next reconcile. False when the edit is
     refused (training had started): nothing is touched and status says why.
     """
-    namespace, uid = job.metadata.namespace, job.metadata.uid
-    jobs = [j for j in await k8s.list_objects("Job", namespace, labels=pod_labels(job)) if _owned_by(j, uid)]
+    namespace = job.metadata.namespace
+    jobs = watched.jobs_of(job)
     config_map = await k8s.get_or_none("ConfigMap", namespace, config_map_name(job))
-    pods = await _trainer_pods(job) if jobs else []
+    pods = watched.pods_of(job) if jobs else []
     started = bool(job.status and job.status.start_time) or any(st.trainer_started(j, pods) for j in jobs)
     action = st.spec_action(job, [*jobs, config_map], started)
     if action == "keep":
@@ -177,9 +230,19 @@ async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, logger: kopf.L
 
 @kopf.on.resume(*FTJ)
 @kopf.on.create(*FTJ)
-async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def reconcile(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    logger: kopf.Logger,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
     """Create the children that are missing (re-create those built from an earlier spec while training has
     not started), then report the state they are in."""
+    state, watched = common.state(memo), Watched(training_jobs, training_pods)
     with metrics.track("finetunejob.reconcile", expected=(kopf.TemporaryError,)):
         raw = dict(body)
         try:
@@ -196,29 +259,37 @@ async def reconcile(body: kopf.Body, namespace: str, name: str, logger: kopf.Log
                 return  # finished before a restart: nothing to create again (its Job may be gone by TTL)
             # The spec was fixed after a failure that came before any training: start over.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"completionTime": None})
-        async with common.lock_for(*_key(namespace, name)):
-            applies = await _apply_spec_edit(raw, job, logger)
+        async with state.lock(*_key(namespace, name)):
+            applies = await _apply_spec_edit(raw, job, watched, logger)
         if not applies:
-            await sync_status(namespace, name)
+            await sync_status(state, watched, namespace, name)
             return
-        source_uri = await _resolve_source(raw, job) if job.spec.base_model.from_job else None
+        source_uri = await _resolve_source(raw, job, state) if job.spec.base_model.from_job else None
         if source_uri and not (job.status and job.status.base_model_uri):
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
-        async with common.lock_for(*_key(namespace, name)):
-            objects, created = await common.ensure(children(job, source_uri))
+        async with state.lock(*_key(namespace, name)):
+            objects, created = await common.ensure(children(job, source_uri, state.config.pods))
         if st.is_stale(job, objects.get("Job")):
             # The old Job still holds the name (a finalizer keeps it a while): create the new one next time.
             raise kopf.TemporaryError("waiting for the training Job of the earlier spec to be deleted", delay=2)
         if created:
             logger.info(f"created {', '.join(created)}")
             await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
-        await sync_status(namespace, name, batch_job=objects.get("Job"))
+        await sync_status(state, watched, namespace, name, batch_job=objects.get("Job"))
 
 
-async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | None = None) -> None:
-    """Read the job, its batch Job and pods; write phase, conditions, times, retries when they changed."""
-    async with common.lock_for(*_key(namespace, name)):
+async def sync_status(
+    state: common.OperatorState,
+    watched: Watched,
+    namespace: str,
+    name: str,
+    *,
+    batch_job: dict[str, Any] | None = None,
+) -> None:
+    """Read the job and its batch Job, take its pods from the index; write phase, conditions, times, retries
+    when they changed."""
+    async with state.lock(*_key(namespace, name)):
         body = await k8s.get_or_none(c.FINETUNEJOB, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -233,7 +304,7 @@ async def sync_status(namespace: str, name: str, *, batch_job: dict[str, Any] | 
             # but a finished job whose spec was edited (suspend, ttlSecondsAfterFinished) has seen that edit.
             await _observe_generation(job)
             return
-        pods = await _trainer_pods(job)
+        pods = watched.pods_of(job)
         # Pods of a deleted earlier Job (re-created after a spec edit) may linger a moment: not this Job's.
         job_uid = batch_job["metadata"].get("uid")
         pods = [p for p in pods if not _owned_by_job(p) or _owned_by(p, job_uid)]
@@ -254,7 +325,17 @@ async def _observe_generation(job: FineTuneJob) -> None:
 
 
 @kopf.on.update(*FTJ)
-async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def update(
+    body: kopf.Body,
+    diff: kopf.Diff,
+    namespace: str,
+    name: str,
+    logger: kopf.Logger,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
     """Suspend or resume the training Job (`spec.suspend`); pass on `ttlSecondsAfterFinished`; apply any other
     edit made before training started by re-creating the Job (see reconcile); start a job whose spec was
     fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
@@ -264,7 +345,15 @@ async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, lo
         not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
         reconciled = False
         if (batch is None and (not_started or _edited_after_early_failure(job))) or _frozen_field_changed(diff):
-            await reconcile(body=body, namespace=namespace, name=name, logger=logger)
+            await reconcile(
+                body=body,
+                namespace=namespace,
+                name=name,
+                logger=logger,
+                memo=memo,
+                training_jobs=training_jobs,
+                training_pods=training_pods,
+            )
             if not any(field[:2] in _MUTABLE_FIELDS for _, field, *_ in diff):
                 return
             reconciled = True
@@ -281,7 +370,7 @@ async def update(body: kopf.Body, diff: kopf.Diff, namespace: str, name: str, lo
                 await k8s.patch_merge(
                     "Job", namespace, batch["metadata"]["name"], {"spec": {"ttlSecondsAfterFinished": new}}
                 )
-        await sync_status(namespace, name)
+        await sync_status(common.state(memo), Watched(training_jobs, training_pods), namespace, name)
 
 
 _MUTABLE_FIELDS = {("spec", key) for key in MUTABLE_AFTER_START}
@@ -308,7 +397,9 @@ async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool) ->
 
 
 @kopf.on.delete(*FTJ)
-async def delete(body: kopf.Body, namespace: str, name: str, uid: str, logger: kopf.Logger, **_: Any) -> None:
+async def delete(
+    body: kopf.Body, namespace: str, name: str, uid: str, logger: kopf.Logger, memo: kopf.Memo, **_: Any
+) -> None:
     """Children go by owner references; the PVC goes here, and only if the operator created it."""
     with metrics.track("finetunejob.delete"):
         storage = (body.get("spec") or {}).get("storage") or {}
@@ -318,34 +409,50 @@ async def delete(body: kopf.Body, namespace: str, name: str, uid: str, logger: k
             if pvc is not None and created_by_operator(pvc, uid):
                 await k8s.delete("PersistentVolumeClaim", namespace, claim)
                 logger.info(f"deleted PersistentVolumeClaim/{claim}")
-        metrics.forget_job(namespace, name)
-        common.forget_lock(*_key(namespace, name))
+        state = common.state(memo)
+        state.metrics.forget_job(namespace, name)
+        state.forget(*_key(namespace, name))
 
 
 @kopf.on.event(*FTJ)
-def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def observe(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Metrics follow every change of a job, including the trainer's progress patches."""
-    meta = body.get("metadata") or {}
+    meta, recorder = body.get("metadata") or {}, common.state(memo).metrics
     if event.get("type") == "DELETED":
-        metrics.forget_job(meta.get("namespace", ""), meta.get("name", ""))
+        recorder.forget_job(meta.get("namespace", ""), meta.get("name", ""))
     else:
-        metrics.observe_job(body, dt.datetime.now(dt.UTC))
+        recorder.observe_job(body, dt.datetime.now(dt.UTC))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
-async def training_job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+async def training_job_changed(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
     """A training Job changed (started, pod failed, succeeded, failed): update its FineTuneJob."""
     owner = common.live_child_owner(event, body, c.FINETUNEJOB)
     if owner:
         with metrics.track("finetunejob.job_event"):
-            await sync_status(namespace, owner, batch_job=dict(body))
+            watched = Watched(training_jobs, training_pods)
+            await sync_status(common.state(memo), watched, namespace, owner, batch_job=dict(body))
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
-async def training_pod_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def training_pod_changed(
+    body: kopf.Body,
+    namespace: str,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
     """A trainer pod changed (scheduled, running, terminated): update its FineTuneJob."""
-    owner = (body.get("metadata", {}).get("annotations") or {}).get(c.LABEL_JOB)
-    owner = owner or (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_JOB)
+    owner = _job_of_pod(body)
     if owner:
         with metrics.track("finetunejob.pod_event"):
-            await sync_status(namespace, owner)
+            await sync_status(common.state(memo), Watched(training_jobs, training_pods), namespace, owner)

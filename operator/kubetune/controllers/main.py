@@ -32,10 +32,10 @@ KOPF_FLAGS = (
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    """All operator settings, in one place."""
-    cfg = config.load()
-    common.reset()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """All operator settings, in one place; the operator's state in Kopf's memo (`common.OperatorState`)."""
+    cfg = config.OperatorConfig.from_env()
+    memo.state = common.OperatorState(config=cfg)
     # Kopf's own state (handler progress, the last handled spec) lives in annotations under kubetune.dev.
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_ANNOTATION_PREFIX)
@@ -70,8 +70,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.probe(id="trainerImage")
-def probe_trainer_image(**_: Any) -> str:
-    return config.current.pods.trainer_image
+def probe_trainer_image(memo: kopf.Memo, **_: Any) -> str:
+    return common.state(memo).config.pods.trainer_image
 
 
 @kopf.on.cleanup()

@@ -28,8 +28,6 @@ EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 SERVE_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_SERVE}
 RESYNC_SECONDS = config.timer_interval()  # the safety net behind the watch events (KUBETUNE_RESYNC_SECONDS)
-# Optional keys of the pod template: a merge patch must null them to remove them.
-_OPTIONAL_POD_KEYS = ("initContainers", "nodeSelector", "tolerations", "priorityClassName")
 
 
 def _key(namespace: str, name: str) -> tuple[str, str, str]:
@@ -51,57 +49,48 @@ async def _sources(md: ModelDeployment) -> tuple[Evaluation | None, FineTuneJob 
     return evaluation, job
 
 
-async def _apply(desired: dict[str, Any], *, compare: Any = None) -> dict[str, Any]:
-    """Create, or merge-patch when `compare(existing, desired)` says they differ (default: always patch)."""
-    existing, created = await k8s.create_if_absent(desired)
-    owner = desired["metadata"]["ownerReferences"][0]
+async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply of a serving object (field manager `kubetune`); the object as it is now.
+
+    Applied without force first: the API server refuses it (409) only when another manager set one of our
+    fields differently. Then the object is read: one that belongs to this ModelDeployment is taken back
+    (force: `kubectl edit`, or objects an older operator wrote with merge patches); one that does not is
+    left alone, and the ModelDeployment fails with what to do."""
+    meta = desired["metadata"]
+    try:
+        return await k8s.apply(desired)
+    except k8s.Conflict:
+        existing = await k8s.get(desired["kind"], meta["namespace"], meta["name"])
+    owner = meta["ownerReferences"][0]
     if not any(ref.get("uid") == owner["uid"] for ref in existing["metadata"].get("ownerReferences") or []):
         raise ValueError(
-            f"{desired['kind']} {desired['metadata']['name']!r} exists and does not belong to "
+            f"{desired['kind']} {meta['name']!r} exists and does not belong to "
             f"{owner['kind']} {owner['name']!r}; delete or rename it"
         )
-    if created or (compare is not None and compare(existing, desired)):
-        return existing
-    meta = desired["metadata"]
-    return await k8s.patch_merge(desired["kind"], meta["namespace"], meta["name"], desired)
+    return await k8s.apply(desired, force=True)
 
 
-def _same_deployment(existing: dict[str, Any], desired: dict[str, Any]) -> bool:
-    def key(d: dict[str, Any]) -> tuple[Any, Any]:
-        spec = d.get("spec") or {}
-        annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
-        return annotations.get(c.ANNOTATION_SPEC_HASH), spec.get("replicas")
-
-    desired_hash, desired_replicas = key(desired)
-    existing_hash, existing_replicas = key(existing)
-    return existing_hash == desired_hash and (desired_replicas is None or existing_replicas == desired_replicas)
-
-
-def _with_removals(deployment: dict[str, Any]) -> dict[str, Any]:
-    pod = deployment["spec"]["template"]["spec"]
-    for k in _OPTIONAL_POD_KEYS:
-        pod.setdefault(k, None)
-    return deployment
-
-
-async def _apply_workload(md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None) -> dict[str, Any]:
-    """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now."""
-    pods, settings = config.current.pods, config.current.serving
-    deployment = serving.build_deployment(md, plan, job, pods, settings)  # raises ValueError on what vLLM can't read
-    await _apply(serving.build_config_map(md, plan), compare=lambda a, b: a.get("data") == b.get("data"))
-    apps = await _apply(_with_removals(deployment), compare=_same_deployment)
-    await _apply(serving.build_service(md), compare=lambda a, b: True)  # created once; checks ownership
+async def _apply_workload(
+    md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None, cfg: config.OperatorConfig
+) -> dict[str, Any]:
+    """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now.
+    Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
+    return (an init container, a node selector, the replica count once an HPA owns it)."""
+    deployment = serving.build_deployment(md, plan, job, cfg.pods, cfg.serving)  # ValueError: what vLLM can't read
+    await _apply(serving.build_config_map(md, plan))
+    apps = await _apply(deployment)
+    await _apply(serving.build_service(md))
     hpa = serving.build_hpa(md)
     if hpa is not None:
-        await _apply(hpa, compare=lambda a, b: a.get("spec") == b.get("spec"))
+        await _apply(hpa)
     else:
         await k8s.delete("HorizontalPodAutoscaler", md.metadata.namespace, serving.serving_name(md))
     return apps
 
 
-async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None) -> None:
+async def reconcile(state: common.OperatorState, namespace: str, name: str) -> None:
     """Decide what to serve, apply it, record a revision when it changed, report the rollout."""
-    async with common.lock_for(*_key(namespace, name)):
+    async with state.lock(*_key(namespace, name)):
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -111,9 +100,9 @@ async def reconcile(namespace: str, name: str, logger: kopf.Logger | None = None
         now = now_iso()
         apps = None
         if decision.checkpoint is not None:
-            plan = serving.plan(md, decision, job, config.current.serving)
+            plan = serving.plan(md, decision, job, state.config.serving)
             try:
-                apps = await _apply_workload(md, plan, job)
+                apps = await _apply_workload(md, plan, job, state.config)
             except ValueError as err:
                 await _fail(body, md, str(err), now)
                 return
@@ -153,51 +142,78 @@ async def _tell(body: dict[str, Any], md: ModelDeployment, decision: promotion.D
 @kopf.on.resume(*MDEP)
 @kopf.on.create(*MDEP)
 @kopf.on.update(*MDEP)
-async def modeldeployment_changed(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("modeldeployment.reconcile"):
-        await reconcile(namespace, name, logger)
+        await reconcile(common.state(memo), namespace, name)
 
 
 @kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
-async def modeldeployment_resync(namespace: str, name: str, logger: kopf.Logger, **_: Any) -> None:
+async def modeldeployment_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("modeldeployment.resync"):
-        await reconcile(namespace, name, logger)
+        await reconcile(common.state(memo), namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)
-async def serving_deployment_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, **_: Any) -> None:
+async def serving_deployment_changed(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
     """The serving Deployment rolled out (or lost replicas): update readyReplicas and phase."""
     owner = common.live_child_owner(event, body, c.MODELDEPLOYMENT)
     if owner:
         with metrics.track("modeldeployment.deployment_event"):
-            await reconcile(namespace, owner)
+            await reconcile(common.state(memo), namespace, owner)
 
 
-_seen = common.Signatures()
+@kopf.index(*MDEP)
+def deployments_by_source(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str, str], str]:
+    """ModelDeployment names by (namespace, kind, name) of the Evaluation that promotes to them and of the
+    FineTuneJob they serve, so that events of those find them without a LIST."""
+    out = {}
+    evaluation = ((spec.get("promotion") or {}).get("evaluation") or {}).get("name")
+    if evaluation:
+        out[(namespace, c.EVALUATION, evaluation)] = name
+    job = ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name")
+    if job:
+        out[(namespace, c.FINETUNEJOB, job)] = name
+    return out
 
 
-async def _reconcile_referring(namespace: str, match: Any) -> None:
-    for item in await k8s.list_objects(c.MODELDEPLOYMENT, namespace):
-        if match(item.get("spec") or {}):
-            await reconcile(namespace, item["metadata"]["name"])
+SourceIndex = kopf.Index[tuple[str, str, str], str]
+
+
+async def _reconcile_referring(memo: kopf.Memo, index: SourceIndex, namespace: str, kind: str, name: str) -> None:
+    for deployment in sorted(set(index.get((namespace, kind, name), []))):
+        await reconcile(common.state(memo), namespace, deployment)
 
 
 @kopf.on.event(*EVAL)
 async def deployments_follow_evaluation(
-    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    deployments_by_source: SourceIndex,
+    **_: Any,
 ) -> None:
     """New results of an Evaluation may promote, roll forward, or leave nothing passing."""
     status = body.get("status") or {}
     signature = (status.get("results"), status.get("passed"), status.get("best"))
-    if _seen.news(c.EVALUATION, event, body, signature):
+    if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.evaluation_event"):
-            await _reconcile_referring(
-                namespace, lambda spec: ((spec.get("promotion") or {}).get("evaluation") or {}).get("name") == name
-            )
+            await _reconcile_referring(memo, deployments_by_source, namespace, c.EVALUATION, name)
 
 
 @kopf.on.event(*FTJ)
-async def deployments_follow_job(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+async def deployments_follow_job(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    deployments_by_source: SourceIndex,
+    **_: Any,
+) -> None:
     """A FineTuneJob's checkpoints or best changed: deployments of its checkpoints may move."""
     status = body.get("status") or {}
     signature = (
@@ -205,15 +221,13 @@ async def deployments_follow_job(event: kopf.RawEvent, body: kopf.Body, namespac
         status.get("bestCheckpoint"),
         [cp.get("name") for cp in status.get("checkpoints") or []],
     )
-    if _seen.news(c.FINETUNEJOB, event, body, signature):
+    if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.job_event"):
-            await _reconcile_referring(
-                namespace, lambda spec: ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name") == name
-            )
+            await _reconcile_referring(memo, deployments_by_source, namespace, c.FINETUNEJOB, name)
 
 
 @kopf.on.event(*MDEP)
-def modeldeployment_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def modeldeployment_gone(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if event.get("type") == "DELETED":
         meta = body.get("metadata") or {}
-        common.forget_lock(*_key(meta.get("namespace", ""), meta.get("name", "")))
+        common.state(memo).forget(*_key(meta.get("namespace", ""), meta.get("name", "")))

@@ -1,20 +1,41 @@
 """What the controllers share: which watch events are news, and whose child changed."""
 
+import copy
+
+import kopf
+import pytest
+
 from kubetune.controllers import common
 
 JOB = {"metadata": {"namespace": "team", "name": "travel"}}
 
 
 def test_only_a_changed_signature_or_a_deletion_is_news_until_the_operator_restarts():
-    seen = common.Signatures()
-    assert seen.news("FineTuneJob", {"type": "ADDED"}, JOB, ("Running", ()))
-    assert not seen.news("FineTuneJob", {"type": "MODIFIED"}, JOB, ("Running", ()))
-    assert seen.news("FineTuneJob", {"type": "MODIFIED"}, JOB, ("Running", ("checkpoint-100",)))
-    assert seen.news("Evaluation", {"type": "MODIFIED"}, JOB, ("Running", ("checkpoint-100",)))  # kinds apart
-    assert seen.news("FineTuneJob", {"type": "DELETED"}, JOB, ("Running", ("checkpoint-100",)))
-    assert seen.news("FineTuneJob", {"type": "ADDED"}, JOB, ("Running", ("checkpoint-100",)))  # forgotten
-    common.reset()
-    assert seen.news("FineTuneJob", {"type": "MODIFIED"}, JOB, ("Running", ("checkpoint-100",)))
+    memo = kopf.Memo()  # Kopf's per-object memo of one job
+    assert common.changed_since_last_event(memo, "evaluations", {"type": "ADDED"}, ("Running", ()))
+    assert not common.changed_since_last_event(memo, "evaluations", {"type": "MODIFIED"}, ("Running", ()))
+    assert common.changed_since_last_event(memo, "evaluations", {"type": "MODIFIED"}, ("Running", ("checkpoint-100",)))
+    # Each watcher keeps its own: the deployments' watcher has not seen it yet.
+    assert common.changed_since_last_event(memo, "deployments", {"type": "MODIFIED"}, ("Running", ("checkpoint-100",)))
+    assert common.changed_since_last_event(memo, "evaluations", {"type": "DELETED"}, ("Running", ("checkpoint-100",)))
+    restarted = kopf.Memo()  # a restarted operator has seen nothing
+    assert common.changed_since_last_event(
+        restarted, "evaluations", {"type": "MODIFIED"}, ("Running", ("checkpoint-100",))
+    )
+
+
+def test_the_operator_state_lives_in_the_memo_and_gives_one_lock_per_object():
+    memo = kopf.Memo()
+    with pytest.raises(RuntimeError, match="startup handler"):
+        common.state(memo)
+    memo.state = common.OperatorState()
+    state = common.state(copy.copy(memo))  # Kopf hands each object a shallow copy: the same state
+    assert state is memo.state
+    lock = state.lock("FineTuneJob", "team", "travel")
+    assert state.lock("FineTuneJob", "team", "travel") is lock
+    assert state.lock("Evaluation", "team", "travel") is not lock
+    state.forget("FineTuneJob", "team", "travel")
+    assert state.lock("FineTuneJob", "team", "travel") is not lock
 
 
 def test_live_child_owner_ignores_deleted_and_unowned_children():

@@ -83,22 +83,25 @@ def test_client_paths_for_core_group_and_custom_kinds():
 
 
 def test_gpu_seconds_count_once_per_namespace():
+    recorder = metrics.Recorder()
     start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     body = {
         "metadata": {"namespace": "gpu-team", "name": "m1"},
         "spec": {"resources": {"gpus": 2, "nodes": 1}},
         "status": {"phase": "Running", "startTime": "2025-01-01T00:00:00Z", "metrics": {"trainLoss": 0.5}},
     }
-    metrics.observe_job(body, start + dt.timedelta(seconds=100))
-    metrics.observe_job(body, start + dt.timedelta(seconds=150))
+    recorder.observe_job(body, start + dt.timedelta(seconds=100))
+    recorder.observe_job(body, start + dt.timedelta(seconds=150))
     assert REGISTRY.get_sample_value("kubetune_gpu_seconds_total", {"namespace": "gpu-team"}) == 300
     assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "gpu-team", "phase": "Running"}) == 1
-    metrics.forget_job("gpu-team", "m1")
+    recorder.forget_job("gpu-team", "m1")
     assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "gpu-team", "phase": "Running"}) == 0
     assert REGISTRY.get_sample_value("kubetune_training_loss", {"namespace": "gpu-team", "job": "m1"}) is None
 
 
 def test_score_series_follow_the_status_and_go_with_the_object():
+    recorder = metrics.Recorder()
+
     def score(model):
         labels = {"namespace": "ns", "evaluation": "e", "model": model, "metric": "exact_match"}
         return REGISTRY.get_sample_value("kubetune_evaluation_score", labels)
@@ -110,12 +113,12 @@ def test_score_series_follow_the_status_and_go_with_the_object():
             "baseline": {"metrics": {"exact_match": 0.25}},
         },
     }
-    metrics.observe_evaluation(body)
+    recorder.observe_evaluation(body)
     assert (score("checkpoint-1"), score("baseline")) == (0.5, 0.25)
     body["status"]["results"] = [{"model": "checkpoint-2", "metrics": {"exact_match": 0.75}}]
-    metrics.observe_evaluation(body)
+    recorder.observe_evaluation(body)
     assert (score("checkpoint-1"), score("checkpoint-2")) == (None, 0.75)  # a result gone: its series too
-    metrics.forget_evaluation("ns", "e")
+    recorder.forget_evaluation("ns", "e")
     assert (score("checkpoint-2"), score("baseline")) == (None, None)
 
     job = {
@@ -123,9 +126,9 @@ def test_score_series_follow_the_status_and_go_with_the_object():
         "status": {"phase": "Running", "checkpoints": [{"name": "checkpoint-1", "metrics": {"eval_loss": 0.4}}]},
     }
     labels = {"namespace": "ns", "job": "j", "checkpoint": "checkpoint-1", "metric": "eval_loss"}
-    metrics.observe_job(job)
+    recorder.observe_job(job)
     assert REGISTRY.get_sample_value("kubetune_checkpoint_metric", labels) == 0.4
     job["status"]["checkpoints"] = []
-    metrics.observe_job(job)
+    recorder.observe_job(job)
     assert REGISTRY.get_sample_value("kubetune_checkpoint_metric", labels) is None
-    metrics.forget_job("ns", "j")
+    recorder.forget_job("ns", "j")
