@@ -300,6 +300,10 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return _delegate("kubetune.controllers.main:main", args.args, "operator", "operator")
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    return _delegate("kubetune.openai.server:main", args.args, "api", "operator")
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     return _delegate("kubetune_trainer.tiny:main", args.args, f"model {args.action}", "trainer")
 
@@ -351,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("operator", help="run the operator (Kopf)", add_help=False, prefix_chars="\x00")
     p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
     p.set_defaults(func=cmd_operator)
+
+    p = sub.add_parser(
+        "api", help="serve the OpenAI fine-tuning API over kubetune's resources", add_help=False, prefix_chars="\x00"
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("model", help="model helpers: init-tiny builds a tiny model for tests and demos")
     p.add_argument("action", choices=["init-tiny"], help="init-tiny OUT --from-data FILE... [--seed N] ...")

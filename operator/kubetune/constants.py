@@ -171,3 +171,12 @@ ANNOTATION_MODEL_URI: Final = f"{GROUP}/model-uri"  # on serving pods: the model
 EVENT_EVALUATION_STARTED: Final = "EvaluationStarted"
 EVALUATION_SCORE_METRIC: Final = "kubetune_evaluation_score"
 SERVE_CONCURRENCY_METRIC: Final = "kubetune_serve_requests_in_flight"  # per-pod gauge the HPA scales on
+
+# --- The OpenAI-compatible API (`kubetune api`) ---
+LABEL_API_KEY: Final = f"{GROUP}/api-key"  # "true" on a Secret holding an API key (data: key, namespace)
+LABEL_CREATED_BY_API: Final = f"{GROUP}/openai-api"  # "true" on FineTuneJobs the API created
+ANNOTATION_OPENAI_MODEL: Final = f"{GROUP}/openai-model"  # the base model name the request gave
+ANNOTATION_OPENAI_SUFFIX: Final = f"{GROUP}/openai-suffix"
+ANNOTATION_OPENAI_TRAINING_FILE: Final = f"{GROUP}/openai-training-file"
+ANNOTATION_OPENAI_VALIDATION_FILE: Final = f"{GROUP}/openai-validation-file"
+ANNOTATION_CANCELLED: Final = f"{GROUP}/cancelled"  # when a job was cancelled (spec.suspend is true too)

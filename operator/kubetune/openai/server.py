@@ -1,0 +1,562 @@
+"""`kubetune api`: the OpenAI fine-tuning API over a namespace's FineTuneJobs, files and ModelDeployments.
+
+A thin aiohttp layer: authenticate (kubetune.openai.keys), call the pure translations
+(kubetune.openai.translate) and the storage (files, stored), and talk to Kubernetes only through
+kubetune.k8s. Every error is in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from kubetune import constants as c
+from kubetune import k8s
+from kubetune.api.clock import now_iso
+from kubetune.openai import translate as t
+from kubetune.openai.errors import OpenAIError, invalid, not_found, unauthorized
+from kubetune.openai.files import DEFAULT_URI_TEMPLATE, FileStore
+from kubetune.openai.keys import KEY_SELECTOR, KeyRing
+from kubetune.openai.stored import CompletionStore, messages_view, training_lines, view
+
+log = logging.getLogger("kubetune.api")
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+CHUNK = 64 * 1024
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+PUBLIC_PATHS = ("/healthz",)
+
+
+@dataclass
+class Settings:
+    files: FileStore
+    store: CompletionStore
+    keys_namespace: str
+    models: dict[str, str] = field(default_factory=dict)  # OpenAI base model name -> hf:// / pvc:// source
+    job_defaults: dict[str, Any] = field(default_factory=dict)  # merged into every created job's spec
+    upstream_timeout: float = 600.0
+
+
+SETTINGS = web.AppKey("settings", Settings)
+KEYS = web.AppKey("keys", KeyRing)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+
+
+def _error_response(err: OpenAIError) -> web.Response:
+    return web.json_response(err.body(), status=err.status)
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Authenticate, then turn every refusal into OpenAI's error shape."""
+    try:
+        if request.path not in PUBLIC_PATHS:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise unauthorized("You didn't provide an API key (Authorization: Bearer KEY).")
+            namespace = await request.app[KEYS].namespace(token.strip())
+            if namespace is None:
+                raise unauthorized()
+            request["namespace"] = namespace
+        return await handler(request)
+    except OpenAIError as err:
+        return _error_response(err)
+    except web.HTTPNotFound:
+        return _error_response(OpenAIError(404, f"Unknown request URL: {request.method} {request.path}."))
+    except web.HTTPMethodNotAllowed:
+        return _error_response(OpenAIError(405, f"Method {request.method} not allowed for {request.path}."))
+    except k8s.NotFound as err:
+        return _error_response(OpenAIError(404, err.message, code="not_found"))
+    except k8s.ApiError as err:
+        log.warning("Kubernetes API error on %s %s: %s", request.method, request.path, err)
+        return _error_response(OpenAIError(502, f"The Kubernetes API refused: {err.message}", type="api_error"))
+
+
+def _ns(request: web.Request) -> str:
+    return request["namespace"]
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        limit = int(request.query.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        raise invalid("limit must be an integer", "limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid(f"limit must be between 1 and {MAX_LIMIT}", "limit")
+    return limit
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise invalid("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    return body
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+async def upload_file(request: web.Request) -> web.Response:
+    settings, namespace = request.app[SETTINGS], _ns(request)
+    if not request.content_type.startswith("multipart/"):
+        raise invalid("Upload a file as multipart/form-data with the fields purpose and file.", "file")
+    reader = await request.multipart()
+    purpose, created = None, None
+    while (part := await reader.next()) is not None:
+        if part.name == "purpose":
+            purpose = (await part.text()).strip()
+            if created is not None and purpose != created["purpose"]:
+                settings.files.delete(namespace, created["id"])
+                raise invalid(f"purpose must be fine-tune; got {purpose!r}", "purpose")
+        elif part.name == "file":
+
+            async def chunks(part: Any = part) -> AsyncIterator[bytes]:
+                while chunk := await part.read_chunk(CHUNK):
+                    yield chunk
+
+            filename = part.filename or "upload.jsonl"
+            created = await settings.files.upload(namespace, filename, purpose or "fine-tune", chunks())
+    if created is None:
+        raise invalid("The request has no file part.", "file")
+    log.info("file %s uploaded to %s (%d bytes)", created["id"], namespace, created["bytes"])
+    return web.json_response(created)
+
+
+async def list_files(request: web.Request) -> web.Response:
+    files = request.app[SETTINGS].files.list(_ns(request), request.query.get("purpose"))
+    return web.json_response(
+        t.page(files, request.query.get("after"), _limit(request) if "limit" in request.query else 10_000)
+    )
+
+
+async def get_file(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SETTINGS].files.get(_ns(request), request.match_info["id"]))
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    path = request.app[SETTINGS].files.content_path(_ns(request), request.match_info["id"])
+    return web.FileResponse(path, headers={"Content-Type": "application/jsonl"})
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SETTINGS].files.delete(_ns(request), request.match_info["id"]))
+
+
+# --- fine-tuning jobs -----------------------------------------------------------------------------
+
+
+async def _job(request: web.Request) -> dict[str, Any]:
+    job = await k8s.get_or_none(c.FINETUNEJOB, _ns(request), request.match_info["id"])
+    if job is None:
+        raise not_found("fine-tuning job", request.match_info["id"])
+    return job
+
+
+async def create_job(request: web.Request) -> web.Response:
+    settings, namespace = request.app[SETTINGS], _ns(request)
+    body = await _json(request)
+    model = body.get("model")
+    source = t.job_of_model(model) if isinstance(model, str) else None
+    existing = {source} if source and await k8s.get_or_none(c.FINETUNEJOB, namespace, source) else set()
+    manifest = t.job_manifest(
+        body,
+        name=t.new_job_name(),
+        namespace=namespace,
+        file_uri=lambda file_id: settings.files.uri(namespace, file_id),
+        models=settings.models,
+        defaults=settings.job_defaults,
+        job_exists=existing.__contains__,
+    )
+    created = await k8s.create(manifest)
+    log.info("FineTuneJob %s/%s created", namespace, manifest["metadata"]["name"])
+    return web.json_response(t.job_view(created))
+
+
+def _newest_first(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        objects, key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["name"]), reverse=True
+    )
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    jobs = _newest_first(await k8s.list_objects(c.FINETUNEJOB, _ns(request)))
+    views = [t.job_view(j) for j in jobs]
+    wanted = {k[len("metadata[") : -1]: v for k, v in request.query.items() if k.startswith("metadata[")}
+    views = [v for v in views if all((v["metadata"] or {}).get(k) == x for k, x in wanted.items())]
+    return web.json_response(t.page(views, request.query.get("after"), _limit(request)))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return web.json_response(t.job_view(await _job(request)))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    job = await _job(request)
+    if t.job_status(job) in ("succeeded", "failed", "cancelled"):
+        raise invalid(f"Job {t.job_id(job)} has already {t.job_status(job)} and cannot be cancelled.")
+    patched = await k8s.patch_merge(c.FINETUNEJOB, _ns(request), t.job_id(job), t.cancel_patch(now_iso()))
+    log.info("FineTuneJob %s/%s cancelled", _ns(request), t.job_id(job))
+    return web.json_response(t.job_view(patched))
+
+
+async def _suspend(request: web.Request, suspend: bool) -> web.Response:
+    job = await _job(request)
+    state = t.job_status(job)
+    if state in ("succeeded", "failed", "cancelled"):
+        verb = "paused" if suspend else "resumed"
+        raise invalid(f"Job {t.job_id(job)} has {state} and cannot be {verb}.")
+    patched = await k8s.patch_merge(c.FINETUNEJOB, _ns(request), t.job_id(job), {"spec": {"suspend": suspend}})
+    return web.json_response(t.job_view(patched))
+
+
+async def pause_job(request: web.Request) -> web.Response:
+    return await _suspend(request, True)
+
+
+async def resume_job(request: web.Request) -> web.Response:
+    return await _suspend(request, False)
+
+
+async def job_events(request: web.Request) -> web.Response:
+    job = await _job(request)
+    uid = job["metadata"].get("uid")
+    events = [
+        e
+        for e in await k8s.list_objects("Event", _ns(request))
+        if (o := e.get("involvedObject") or {}).get("kind") == c.FINETUNEJOB
+        and o.get("name") == t.job_id(job)
+        and (not o.get("uid") or not uid or o.get("uid") == uid)
+    ]
+    return web.json_response(t.page(t.events_view(job, events), request.query.get("after"), _limit(request)))
+
+
+async def job_checkpoints(request: web.Request) -> web.Response:
+    job = await _job(request)
+    limit = int(request.query.get("limit", 10))
+    return web.json_response(t.page(t.checkpoints_view(job), request.query.get("after"), limit))
+
+
+# --- models and inference -------------------------------------------------------------------------
+
+
+def _served_by(deployment: dict[str, Any]) -> str | None:
+    return (((deployment.get("spec") or {}).get("model") or {}).get("fineTuneJob") or {}).get("name")
+
+
+def _model_names(deployment: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> list[str]:
+    """The names a ModelDeployment answers to: its job's fine-tuned model name, its own and its served name."""
+    names = []
+    job = jobs.get(_served_by(deployment) or "")
+    if job is not None:
+        names.append(t.fine_tuned_model(job))
+    names.append(deployment["metadata"]["name"])
+    served = (deployment.get("spec") or {}).get("servedModelName")
+    if served and served not in names:
+        names.append(served)
+    return names
+
+
+async def _deployments(namespace: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    deployments, jobs = await asyncio.gather(
+        k8s.list_objects(c.MODELDEPLOYMENT, namespace), k8s.list_objects(c.FINETUNEJOB, namespace)
+    )
+    return deployments, {j["metadata"]["name"]: j for j in jobs}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    deployments, jobs = await _deployments(_ns(request))
+    data = []
+    for d in deployments:
+        if (d.get("status") or {}).get("endpoint"):
+            created = t._seconds(d["metadata"].get("creationTimestamp")) or 0
+            name = _model_names(d, jobs)[0]
+            data.append({"id": name, "object": "model", "created": created, "owned_by": _ns(request)})
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _route(namespace: str, model: Any) -> tuple[str, str]:
+    """(endpoint, the model name the server behind it serves) of the ModelDeployment serving `model`."""
+    if not isinstance(model, str) or not model:
+        raise invalid("model is required", "model")
+    deployments, jobs = await _deployments(namespace)
+    for d in deployments:
+        if model in _model_names(d, jobs):
+            status = d.get("status") or {}
+            if not status.get("endpoint"):
+                raise OpenAIError(
+                    503,
+                    f"The model {model!r} is not ready yet (ModelDeployment {d['metadata']['name']} is "
+                    f"{status.get('phase') or 'Pending'}).",
+                    type="server_error",
+                    code="model_not_ready",
+                )
+            return status["endpoint"].rstrip("/"), (d.get("spec") or {}).get("servedModelName") or d["metadata"]["name"]
+    job = t.job_of_model(model)
+    hint = f" Serve it with a ModelDeployment whose spec.model.fineTuneJob.name is {job}." if job in jobs else ""
+    raise OpenAIError(
+        404, f"The model {model!r} does not exist or is not served.{hint}", param="model", code="model_not_found"
+    )
+
+
+def _sse_completion(events: list[bytes], model: str) -> dict[str, Any]:
+    """The chat.completion a stream of chunks adds up to (what is stored for a streamed `store: true`)."""
+    content, first, finish, usage = [], {}, None, None
+    for line in b"".join(events).splitlines():
+        if not line.startswith(b"data:") or line.strip() == b"data: [DONE]":
+            continue
+        try:
+            chunk = json.loads(line[5:])
+        except ValueError:
+            continue
+        first = first or chunk
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) == 0:
+                content.append((choice.get("delta") or {}).get("content") or "")
+                finish = choice.get("finish_reason") or finish
+    message = {"role": "assistant", "content": "".join(content)}
+    return {
+        "id": first.get("id"),
+        "object": "chat.completion",
+        "created": first.get("created"),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
+    settings, namespace = request.app[SETTINGS], _ns(request)
+    body = await _json(request)
+    model = body.get("model")
+    endpoint, served = await _route(namespace, model)
+    upstream = {k: v for k, v in body.items() if k not in ("store", "metadata")}
+    upstream["model"] = served
+    store = route == "chat/completions" and body.get("store") is True and settings.store.enabled
+    session = request.app[HTTP]
+    async with session.post(f"{endpoint}/{route}", json=upstream) as resp:
+        if not body.get("stream") or resp.status >= 400:
+            text = await resp.read()
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                return web.Response(body=text, status=resp.status, content_type=resp.content_type)
+            if isinstance(answer, dict) and resp.status < 400:
+                answer["model"] = model
+                if store:
+                    await asyncio.to_thread(settings.store.store, namespace, body, answer)
+            return web.json_response(answer, status=resp.status)
+        out = web.StreamResponse(status=resp.status, headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        seen: list[bytes] = []
+        async for chunk in resp.content.iter_any():
+            if store:
+                seen.append(chunk)
+            await out.write(chunk.replace(f'"model":"{served}"'.encode(), f'"model":{json.dumps(model)}'.encode()))
+        await out.write_eof()
+        if store:
+            await asyncio.to_thread(settings.store.store, namespace, body, _sse_completion(seen, model))
+        return out
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _proxy(request, "chat/completions")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _proxy(request, "completions")
+
+
+# --- stored completions ---------------------------------------------------------------------------
+
+
+def _metadata_filter(request: web.Request) -> dict[str, str]:
+    return {
+        k[len("metadata[") : -1]: v for k, v in request.query.items() if k.startswith("metadata[") and k.endswith("]")
+    }
+
+
+def _store(request: web.Request) -> CompletionStore:
+    store = request.app[SETTINGS].store
+    if not store.enabled:
+        raise OpenAIError(
+            400, "Stored completions are off on this server (storedCompletions.enabled).", code="store_disabled"
+        )
+    return store
+
+
+async def list_stored(request: web.Request) -> web.Response:
+    store = _store(request)
+    found = await asyncio.to_thread(store.select, _ns(request), _metadata_filter(request), request.query.get("model"))
+    views = [view(r) for r in found]
+    if request.query.get("order", "asc") == "asc":
+        views.reverse()
+    return web.json_response(t.page(views, request.query.get("after"), _limit(request)))
+
+
+async def get_stored(request: web.Request) -> web.Response:
+    record = await asyncio.to_thread(_store(request).get, _ns(request), request.match_info["id"])
+    return web.json_response(view(record))
+
+
+async def stored_messages(request: web.Request) -> web.Response:
+    record = await asyncio.to_thread(_store(request).get, _ns(request), request.match_info["id"])
+    return web.json_response(t.page(messages_view(record), request.query.get("after"), _limit(request)))
+
+
+async def delete_stored(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(_store(request).delete, _ns(request), request.match_info["id"]))
+
+
+async def export_stored(request: web.Request) -> web.Response:
+    """kubetune's own call: the stored completions matching `metadata` (and `model`) as a chat-format
+    training file in /v1/files (purpose fine-tune), ready for `POST /v1/fine_tuning/jobs`."""
+    store, settings, namespace = _store(request), request.app[SETTINGS], _ns(request)
+    body = await _json(request)
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise invalid("metadata must be an object of strings", "metadata")
+    records = await asyncio.to_thread(store.select, namespace, metadata, body.get("model"))
+    lines = training_lines(records)
+    if not lines:
+        raise invalid("No stored completion with a text answer matches this filter.", "metadata")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for line in lines:
+            yield line.encode()
+
+    filename = str(body.get("filename") or "stored-completions.jsonl")
+    return web.json_response(await settings.files.upload(namespace, filename, "fine-tune", chunks()))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def build_app(settings: Settings, keys: KeyRing | None = None) -> web.Application:
+    app = web.Application(middlewares=[openai_errors], client_max_size=32 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[KEYS] = keys or KeyRing(lambda: k8s.list_objects("Secret", settings.keys_namespace, labels=KEY_SELECTOR))
+
+    async def http_session(app: web.Application) -> AsyncIterator[None]:
+        app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout))
+        yield
+        await app[HTTP].close()
+
+    app.cleanup_ctx.append(http_session)
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_post("/v1/files", upload_file)
+    r.add_get("/v1/files", list_files)
+    r.add_get("/v1/files/{id}", get_file)
+    r.add_get("/v1/files/{id}/content", file_content)
+    r.add_delete("/v1/files/{id}", delete_file)
+    r.add_post("/v1/fine_tuning/jobs", create_job)
+    r.add_get("/v1/fine_tuning/jobs", list_jobs)
+    r.add_get("/v1/fine_tuning/jobs/{id}", get_job)
+    r.add_post("/v1/fine_tuning/jobs/{id}/cancel", cancel_job)
+    r.add_post("/v1/fine_tuning/jobs/{id}/pause", pause_job)
+    r.add_post("/v1/fine_tuning/jobs/{id}/resume", resume_job)
+    r.add_get("/v1/fine_tuning/jobs/{id}/events", job_events)
+    r.add_get("/v1/fine_tuning/jobs/{id}/checkpoints", job_checkpoints)
+    r.add_get("/v1/models", list_models)
+    r.add_post("/v1/chat/completions", chat_completions)
+    r.add_post("/v1/completions", completions)
+    r.add_get("/v1/chat/completions", list_stored)
+    r.add_get("/v1/chat/completions/{id}", get_stored)
+    r.add_get("/v1/chat/completions/{id}/messages", stored_messages)
+    r.add_delete("/v1/chat/completions/{id}", delete_stored)
+    r.add_post("/v1/kubetune/stored_completions/export", export_stored)
+    return app
+
+
+# --- command --------------------------------------------------------------------------------------
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """The config file (Helm renders it from values): models, jobDefaults, storedCompletions."""
+    if not path:
+        return {}
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping with models, jobDefaults, storedCompletions")
+    return config
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    config = load_config(args.config)
+    stored = config.get("storedCompletions") or {}
+    root = Path(args.storage_root)
+    keys_namespace = args.keys_namespace or (
+        SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "kubetune-system"
+    )
+    return Settings(
+        files=FileStore(
+            root,
+            uri_template=config.get("filesUri") or DEFAULT_URI_TEMPLATE,
+            max_bytes=int(config.get("maxUploadBytes") or 512 * 1024 * 1024),
+        ),
+        store=CompletionStore(
+            root,
+            enabled=bool(stored.get("enabled", False)),
+            retention_days=int(stored.get("retentionDays", 30)),
+            max_bytes=int(stored.get("maxBytes", 1024**3)),
+        ),
+        keys_namespace=keys_namespace,
+        models={str(k): str(v) for k, v in (config.get("models") or {}).items()},
+        job_defaults=config.get("jobDefaults") or {},
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kubetune api",
+        description="Serve the OpenAI fine-tuning API (files, fine_tuning.jobs, chat completions) over "
+        "kubetune's resources. Credentials: in-cluster service account, else the kubeconfig (KUBECONFIG).",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--storage-root",
+        default=os.environ.get("KUBETUNE_API_STORAGE_ROOT", "/mnt/kubetune-files"),
+        help="the mounted dataset storage: files and stored completions live under ROOT/NAMESPACE/",
+    )
+    p.add_argument("--config", default=os.environ.get("KUBETUNE_API_CONFIG"), help="YAML config file")
+    p.add_argument(
+        "--keys-namespace",
+        default=os.environ.get("KUBETUNE_API_KEYS_NAMESPACE"),
+        help="namespace of the API-key Secrets (default: the server's own namespace)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import kopf
+
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from(args)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        print(f"kubetune api: {err}", file=sys.stderr)
+        return c.EXIT_USAGE
+    if k8s.login(settings=kopf.OperatorSettings(), logger=log) is None:
+        print("kubetune api: no Kubernetes credentials (in-cluster or KUBECONFIG)", file=sys.stderr)
+        return c.EXIT_USAGE
+    web.run_app(build_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    return c.EXIT_OK
