@@ -48,7 +48,7 @@ done
 mkdir -p "${out%/*}"
 tmp="$(mktemp -d "${out%/*}/.building.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-echo "building kube-apiserver, kube-controller-manager $k8s and etcd $etcd into $out (first build: tens of minutes)" >&2
+echo "building kube-apiserver, kube-controller-manager $k8s and etcd $etcd into $out (first build: ~20 min on 2 cores)" >&2
 start=$SECONDS
 (
   cd "$here"
@@ -57,6 +57,7 @@ start=$SECONDS
   CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
 )
 rm -rf "$out"
+chmod 755 "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
 echo "built in $((SECONDS - start)) s: $(du -sh "$out" | cut -f1) in $out" >&2

@@ -247,17 +247,22 @@ def test_delete_removes_children_and_the_created_claim_only(cluster: Cluster, op
     cluster.apply(example("shared", storage={"claimName": "team-claim"}))
     cluster.create(
         f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims",
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "team-claim"}, "spec": {}},
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "team-claim"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+        },
     )
     wait_for(lambda: {"own-train", "shared-train"} <= set(cluster.objects("jobs")), what="both Jobs")
     assert "shared-data" not in cluster.objects("persistentvolumeclaims")
 
     cluster.kubectl("delete", "ftj", "own", "shared", "--timeout=20s")
     assert cluster.ftj("own") is None and cluster.ftj("shared") is None
-    claims = set(cluster.objects("persistentvolumeclaims"))
-    assert claims == {"team-claim"}
+    # The rest goes by owner references: on a real cluster the garbage collector removes it a moment later.
+    wait_for(lambda: set(cluster.objects("persistentvolumeclaims")) == {"team-claim"}, what="only team-claim left")
     for plural in ("jobs", "configmaps", "roles", "rolebindings", "serviceaccounts"):
-        assert cluster.objects(plural) == {}, plural
+        wait_for(lambda plural=plural: cluster.objects(plural) == {}, what=f"{plural} garbage-collected")
 
 
 def test_continued_job_waits_for_its_source(cluster: Cluster, operator) -> None:

@@ -179,11 +179,18 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 
 {{/*
 Cluster-scoped permissions: Kopf reads CustomResourceDefinitions to find the resources it serves.
-Not namespaces: Kopf lists them only with --namespace (watchNamespaces), and then falls back to the
-names it was given (exact names, no patterns), logging that it may not list them.
+With --namespace (watchNamespaces) Kopf also lists and watches namespaces; refused, it retries each
+call 9 times with backoff (about a minute of errors, nothing handled) before it falls back to the
+names it was given, on every start (seen on a real kube-apiserver, tests/integration). The default,
+--all-namespaces, never reads them.
 */}}
 {{- define "kubetune.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 {{- end -}}
