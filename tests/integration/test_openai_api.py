@@ -122,7 +122,7 @@ def api(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
     config.write_text(
         yaml.safe_dump(
             {
-                "models": {BASE: BASE_URI},
+                "models": {BASE: BASE_URI, "gpt-4o-mini-2024-07-18": BASE_URI},
                 "jobDefaults": {"storage": {"size": "1Gi"}},
                 "storedCompletions": {"enabled": True, "retentionDays": 7},
             }
@@ -280,6 +280,28 @@ def test_openai_client_drives_jobs_files_and_models_through_the_crs(
     )
     assert client.chat.completions.list(metadata={"app": "mobile"}).data == []
     assert [m.content for m in client.chat.completions.messages.list(stored[0].id).data] in (["hello"], ["streamed"])
+
+    # ... exported as a chat training file (10 examples: the least a job takes) that `kubetune validate` accepts.
+    for i in range(8):
+        client.chat.completions.create(
+            model=done.fine_tuned_model,
+            messages=[{"role": "user", "content": f"q{i}"}],
+            store=True,
+            metadata={"app": "web"},
+        )
+    exported = client.post(
+        "/kubetune/stored_completions/export", body={"metadata": {"app": "web"}}, cast_to=openai.types.FileObject
+    )
+    data = tmp_path / "exported.jsonl"
+    data.write_bytes(client.files.content(exported.id).content)
+    assert json.loads(data.read_text().splitlines()[0])["messages"][-1] == {
+        "role": "assistant",
+        "content": "echo: hello",
+    }
+    validated = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "validate", str(data)], capture_output=True, text=True, timeout=60
+    )
+    assert validated.returncode == 0 and "10 examples" in validated.stdout, validated.stdout + validated.stderr
 
     # Another team sees none of it.
     assert other.fine_tuning.jobs.list().data == [] and other.files.list().data == []
