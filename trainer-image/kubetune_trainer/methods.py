@@ -1,27 +1,37 @@
-"""One TRL trainer per method, configured from the FineTuneJob spec.
+"""One TRL trainer per method, configured from the FineTuneJob spec: a registry of typed methods.
 
 - sft, pretraining: SFTTrainer (completion-only loss, padding-free packing)
-- dpo: DPOTrainer (beta, loss type)
+- dpo: DPOTrainer (beta, loss type, label smoothing)
 - distillation from a local teacher: GKDTrainer, generalised JSD to the teacher's token distribution
   (beta, lmbda, temperature: the softmax temperature of both models in the loss, and the sampling
   temperature of the student's own answers when lmbda > 0)
 - distillation from an endpoint: the teacher labels the prompts first (teacher.py), then SFTTrainer
 - rft: GRPOTrainer with rewards built from the declared graders
+
+Each method is a small class with `build_config` (the TRL config: `training_config` sets the fields
+every method shares, the method its own) and `build_trainer`; `method_for(spec)` picks one.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from datasets import Dataset
 
 from kubetune.api.finetunejob import FineTuneJobSpec
+from kubetune.api.runconfig import TrainRunConfig
 from kubetune_trainer.graders import reward_functions
 from kubetune_trainer.modeling import LoadedModel, Precision, TrainerConfigError
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainingArguments
+    from trl import DPOConfig, GRPOConfig, SFTConfig
+    from trl.experimental.gkd import GKDConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,54 +54,103 @@ def schedule(spec: FineTuneJobSpec, has_eval: bool) -> Schedule:
     return Schedule("no", 0, has_eval, cp.every, 10)
 
 
-def common_args(
-    spec: FineTuneJobSpec,
-    output_dir: str,
-    precision: Precision,
-    sched: Schedule,
-    *,
-    gradient_checkpointing: bool,
-    has_eval: bool,
-) -> dict[str, Any]:
-    """TrainingArguments shared by every method."""
+def liger_available() -> bool:
+    """Liger's fused Triton kernels (RMSNorm, SwiGLU, ...) can run: a CUDA GPU and liger-kernel installed."""
     import torch
 
-    hp = spec.hyperparameters
-    args: dict[str, Any] = {
-        "output_dir": output_dir,
-        "per_device_train_batch_size": hp.batch_size,
-        "per_device_eval_batch_size": hp.batch_size,
-        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
-        "learning_rate": hp.learning_rate,
-        "lr_scheduler_type": hp.lr_scheduler,
-        "warmup_steps": hp.warmup_ratio,  # a float below 1 is a fraction of the total steps
-        "weight_decay": hp.weight_decay,
-        "max_grad_norm": hp.max_grad_norm,
-        "num_train_epochs": hp.epochs,
-        "max_steps": hp.max_steps or -1,
-        "seed": hp.seed,
-        "data_seed": hp.seed,
-        "bf16": precision.bf16,
-        "fp16": precision.fp16,
-        "activation_checkpointing": gradient_checkpointing,
-        "logging_steps": sched.logging_steps,
-        "logging_first_step": True,
-        "save_strategy": sched.save_strategy,
-        "save_total_limit": None,  # retention is ours: best K by selectBy plus the latest
-        "eval_strategy": sched.save_strategy if (has_eval and sched.save_strategy == "steps") else "no",
-        "report_to": "none",
-        "include_num_input_tokens_seen": "non_padding",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "use_cpu": not torch.cuda.is_available(),
-    }
-    if sched.save_strategy == "steps":
-        args["save_steps"] = sched.save_steps
-        if has_eval:
-            args["eval_steps"] = sched.save_steps
-    if gradient_checkpointing:
-        args["activation_checkpointing_kwargs"] = {"use_reentrant": False}
-    return args
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the TRL config of a run is built from, besides the method's own spec section."""
+
+    cfg: TrainRunConfig
+    precision: Precision
+    schedule: Schedule
+    gradient_checkpointing: bool
+    has_eval: bool  # validation data that gives an eval loss
+    liger: bool = False  # transformers applies Liger's kernels to the model (TrainingArguments.use_liger_kernel)
+
+    @property
+    def spec(self) -> FineTuneJobSpec:
+        return self.cfg.spec
+
+
+@dataclass
+class MethodData:
+    """The examples a method trains on, in the format it reads them in."""
+
+    train: list[dict[str, Any]]
+    evals: list[dict[str, Any]] | None
+    fmt: str
+
+
+ConfigT = TypeVar("ConfigT", bound="TrainingArguments")
+
+
+def training_config(config_class: type[ConfigT], run: RunSettings, **method_fields: Any) -> ConfigT:
+    """`config_class` (SFTConfig, DPOConfig, GKDConfig, GRPOConfig) with the TrainingArguments every method
+    shares set from the spec, plus the method's own `method_fields`."""
+    import torch
+
+    hp, sched = run.spec.hyperparameters, run.schedule
+    by_steps = sched.save_strategy == "steps"
+    evaluates = run.has_eval and by_steps  # epochs: the checkpoint callback asks for the evaluation
+    return config_class(
+        output_dir=run.cfg.output_dir,
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        learning_rate=hp.learning_rate,
+        lr_scheduler_type=hp.lr_scheduler,
+        warmup_steps=hp.warmup_ratio,  # a float below 1 is a fraction of the total steps
+        weight_decay=hp.weight_decay,
+        max_grad_norm=hp.max_grad_norm,
+        num_train_epochs=hp.epochs,
+        max_steps=hp.max_steps or -1,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        bf16=run.precision.bf16,
+        fp16=run.precision.fp16,
+        activation_checkpointing=run.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if run.gradient_checkpointing else None,
+        use_liger_kernel=run.liger,
+        logging_steps=sched.logging_steps,
+        logging_first_step=True,
+        save_strategy=sched.save_strategy,
+        save_steps=sched.save_steps if by_steps else 500,  # 500: TrainingArguments' default, unused without steps
+        save_total_limit=None,  # retention is ours: best K by selectBy plus the latest
+        eval_strategy="steps" if evaluates else "no",
+        eval_steps=sched.save_steps if evaluates else None,
+        report_to="none",
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        **method_fields,
+    )
+
+
+class Method(Protocol):
+    """How one kind of training is set up: its data, its TRL config, its TRL trainer."""
+
+    name: ClassVar[str]  # the key in METHODS
+    trains_as: ClassVar[str]  # the spec.method whose prompt formatting the run records
+    evaluates: ClassVar[bool]  # whether validation data gives an eval loss
+
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        """The examples as the trainer reads them (e.g. answered by an endpoint teacher)."""
+        ...
+
+    def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> TrainingArguments: ...
+
+    def build_trainer(
+        self, run: RunSettings, config: Any, loaded: LoadedModel, data: MethodData, callbacks: list
+    ) -> Trainer: ...
+
+
+# --- sft, pretraining ----------------------------------------------------------------------------------------
 
 
 def _messages_to_prompt_completion(rec: dict[str, Any]) -> dict[str, Any]:
@@ -112,85 +171,145 @@ def chat_loss_mode(tokenizer: Any) -> str:
         return "split"
 
 
-def sft_dataset(records: list[dict[str, Any]], fmt: str, spec: FineTuneJobSpec, tokenizer: Any) -> tuple[Dataset, dict]:
-    """(dataset, SFTConfig overrides) for chat, prompt-completion or text data."""
-    hp = spec.hyperparameters
+@dataclass(frozen=True)
+class SftLoss:
+    """Which tokens SFT computes the loss on, for one data format."""
+
+    assistant_only_loss: bool = False  # chat: only the assistant turns (the chat template marks them)
+    completion_only_loss: bool | None = None  # prompt-completion: only the completion (None: TRL's default)
+    split_chats: bool = False  # chat whose template cannot mark turns: split at the last assistant turn
+
+
+def sft_loss(fmt: str, spec: FineTuneJobSpec, tokenizer: Any) -> SftLoss:
+    """The loss of chat, prompt-completion or text data under spec.hyperparameters.completionOnlyLoss."""
+    completion_only = spec.hyperparameters.completion_only_loss
     if fmt == "chat":
-        if not hp.completion_only_loss:
-            return Dataset.from_list(records), {"assistant_only_loss": False}
+        if not completion_only:
+            return SftLoss(assistant_only_loss=False)
         if chat_loss_mode(tokenizer) == "assistant":
-            return Dataset.from_list(records), {"assistant_only_loss": True}
-        rows = [_messages_to_prompt_completion(r) for r in records]
-        return Dataset.from_list(rows), {"completion_only_loss": True}
+            return SftLoss(assistant_only_loss=True)
+        return SftLoss(completion_only_loss=True, split_chats=True)
     if fmt == "prompt-completion":
-        return Dataset.from_list(records), {"completion_only_loss": hp.completion_only_loss}
-    return Dataset.from_list([{"text": r["text"]} for r in records]), {"completion_only_loss": False}
+        return SftLoss(completion_only_loss=completion_only)
+    return SftLoss(completion_only_loss=False)
 
 
-def build_sft(
-    spec: FineTuneJobSpec,
-    loaded: LoadedModel,
-    train: list[dict],
-    evals: list[dict] | None,
-    fmt: str,
-    args: dict[str, Any],
-    callbacks: list,
-):
-    from trl import SFTConfig, SFTTrainer
-
-    hp = spec.hyperparameters
-    train_ds, extra = sft_dataset(train, fmt, spec, loaded.tokenizer)
-    eval_ds = sft_dataset(evals, fmt, spec, loaded.tokenizer)[0] if evals else None
-    config = SFTConfig(
-        **args,
-        **extra,
-        max_length=hp.max_seq_length,
-        packing=hp.packing,
-        packing_strategy="bfd",  # best-fit decreasing, padding-free: no token is wasted on padding
-        padding_free=hp.packing,
-        eval_packing=False,
-        dataset_num_proc=None,
-    )
-    return SFTTrainer(
-        model=loaded.model,
-        args=config,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks,
-    )
+def sft_dataset(records: list[dict[str, Any]], fmt: str, loss: SftLoss) -> Dataset:
+    if fmt == "chat":
+        return Dataset.from_list([_messages_to_prompt_completion(r) for r in records] if loss.split_chats else records)
+    if fmt == "prompt-completion":
+        return Dataset.from_list(records)
+    return Dataset.from_list([{"text": r["text"]} for r in records])
 
 
-def build_dpo(spec, loaded, train, evals, fmt, args, callbacks):
-    from trl import DPOConfig, DPOTrainer
+class Sft:
+    name: ClassVar[str] = "sft"
+    trains_as: ClassVar[str] = "sft"
+    evaluates: ClassVar[bool] = True
 
-    dpo = spec.dpo
-    config = DPOConfig(
-        **args,
-        beta=dpo.beta if dpo else 0.1,
-        loss_type=[dpo.loss_type if dpo else "sigmoid"],
-        label_smoothing=dpo.label_smoothing if dpo else 0.0,
-        max_length=spec.hyperparameters.max_seq_length,
-    )
-    return DPOTrainer(
-        model=loaded.model,
-        args=config,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(evals) if evals else None,
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks,
-    )
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        return data
+
+    def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> SFTConfig:
+        from trl import SFTConfig
+
+        hp = run.spec.hyperparameters
+        loss = sft_loss(data.fmt, run.spec, loaded.tokenizer)
+        return training_config(
+            SFTConfig,
+            run,
+            assistant_only_loss=loss.assistant_only_loss,
+            completion_only_loss=loss.completion_only_loss,
+            max_length=hp.max_seq_length,
+            packing=hp.packing,
+            packing_strategy="bfd",  # best-fit decreasing, padding-free: no token is wasted on padding
+            padding_free=hp.packing,
+            eval_packing=False,
+            dataset_num_proc=None,
+        )
+
+    def build_trainer(
+        self, run: RunSettings, config: SFTConfig, loaded: LoadedModel, data: MethodData, callbacks: list
+    ) -> Trainer:
+        from trl import SFTTrainer
+
+        loss = sft_loss(data.fmt, run.spec, loaded.tokenizer)
+        return SFTTrainer(
+            model=loaded.model,
+            args=config,
+            train_dataset=sft_dataset(data.train, data.fmt, loss),
+            eval_dataset=sft_dataset(data.evals, data.fmt, loss) if data.evals else None,
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=callbacks,
+        )
 
 
-def _as_messages(rec: dict[str, Any]) -> dict[str, Any]:
+class Pretraining(Sft):
+    name: ClassVar[str] = "pretraining"
+    trains_as: ClassVar[str] = "pretraining"
+
+
+# --- dpo -----------------------------------------------------------------------------------------------------
+
+
+class Dpo:
+    name: ClassVar[str] = "dpo"
+    trains_as: ClassVar[str] = "dpo"
+    evaluates: ClassVar[bool] = True
+
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        return data
+
+    def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> DPOConfig:
+        from trl import DPOConfig
+
+        dpo = run.spec.dpo
+        return training_config(
+            DPOConfig,
+            run,
+            beta=dpo.beta if dpo else 0.1,
+            loss_type=[dpo.loss_type if dpo else "sigmoid"],
+            label_smoothing=dpo.label_smoothing if dpo else 0.0,
+            max_length=run.spec.hyperparameters.max_seq_length,
+        )
+
+    def build_trainer(
+        self, run: RunSettings, config: DPOConfig, loaded: LoadedModel, data: MethodData, callbacks: list
+    ) -> Trainer:
+        from trl import DPOTrainer
+
+        return DPOTrainer(
+            model=loaded.model,
+            args=config,
+            train_dataset=Dataset.from_list(data.train),
+            eval_dataset=Dataset.from_list(data.evals) if data.evals else None,
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=callbacks,
+        )
+
+
+# --- distillation --------------------------------------------------------------------------------------------
+
+
+def as_messages(rec: dict[str, Any]) -> dict[str, Any]:
+    """A chat or prompt-completion record as one conversation."""
     if "messages" in rec:
         return {"messages": rec["messages"]}
     prompt, completion = rec["prompt"], rec["completion"]
     p = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
     c = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
     return {"messages": [*p, *c]}
+
+
+def _gkd_module() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the experimental-module notice
+        from trl.experimental import gkd
+    return gkd
 
 
 @functools.cache
@@ -203,11 +322,7 @@ def gkd_trainer_class() -> type:
     the student's and the teacher's logits are divided by it before their softmax (no T^2 factor, as in
     TRL's generalized_jsd_loss).
     """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the experimental-module notice
-        from trl.experimental.gkd import GKDTrainer
+    GKDTrainer = _gkd_module().GKDTrainer
 
     class TemperatureGKDTrainer(GKDTrainer):
         def generalized_jsd_loss(self, *args: Any, **kwargs: Any) -> Any:
@@ -217,32 +332,85 @@ def gkd_trainer_class() -> type:
     return TemperatureGKDTrainer
 
 
-def build_gkd(spec, loaded, train, evals, fmt, args, callbacks, *, teacher_model):
-    import warnings
+def load_teacher(cfg: TrainRunConfig, precision: Precision) -> Any:
+    """spec.distillation.teacher.uri loaded for inference, in the student's precision."""
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the experimental-module notice
-        from trl.experimental.gkd import GKDConfig
+    from kubetune import constants as c
+    from kubetune_trainer.sources import resolve_model
 
-    d = spec.distillation
-    config = GKDConfig(
-        **args,
-        max_length=spec.hyperparameters.max_seq_length,
-        temperature=d.temperature,
-        beta=d.beta,
-        lmbda=d.lmbda,
-        max_new_tokens=d.max_new_tokens,
-    )
-    return gkd_trainer_class()(
-        model=loaded.model,
-        teacher_model=teacher_model,
-        args=config,
-        train_dataset=Dataset.from_list([_as_messages(r) for r in train]),
-        eval_dataset=Dataset.from_list([_as_messages(r) for r in evals]) if evals else None,
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks,
-    )
+    teacher = cfg.spec.distillation.teacher
+    path = resolve_model(teacher.uri, cfg.storage, token_env=c.ENV_HF_TOKEN)
+    dtype = torch.bfloat16 if precision.bf16 else torch.float16 if precision.fp16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.eval()
+    return model
+
+
+class LocalTeacherDistillation:
+    """The student learns the token distribution of a teacher loaded beside it (GKD)."""
+
+    name: ClassVar[str] = "distillation"
+    trains_as: ClassVar[str] = "distillation"
+    evaluates: ClassVar[bool] = True
+
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        return data
+
+    def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> GKDConfig:
+        d = run.spec.distillation
+        return training_config(
+            _gkd_module().GKDConfig,
+            run,
+            max_length=run.spec.hyperparameters.max_seq_length,
+            temperature=d.temperature,
+            beta=d.beta,
+            lmbda=d.lmbda,
+            max_new_tokens=d.max_new_tokens,
+        )
+
+    def build_trainer(
+        self, run: RunSettings, config: GKDConfig, loaded: LoadedModel, data: MethodData, callbacks: list
+    ) -> Trainer:
+        return gkd_trainer_class()(
+            model=loaded.model,
+            teacher_model=load_teacher(run.cfg, run.precision),
+            args=config,
+            train_dataset=Dataset.from_list([as_messages(r) for r in data.train]),
+            eval_dataset=Dataset.from_list([as_messages(r) for r in data.evals]) if data.evals else None,
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=callbacks,
+        )
+
+
+class EndpointDistillation(Sft):
+    """A teacher behind an OpenAI-compatible API answers the prompts; the student learns the answers (SFT)."""
+
+    name: ClassVar[str] = "distillation-endpoint"
+    trains_as: ClassVar[str] = "sft"
+
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        from kubetune.data import has_answer
+        from kubetune_trainer import teacher
+
+        d = cfg.spec.distillation
+        train = teacher.label(
+            data.train,
+            d.teacher.endpoint,
+            cfg.output_dir,
+            max_tokens=d.max_new_tokens,
+            api_key_env=cfg.teacher_api_key_env,
+        )
+        # Validation examples with reference answers still give an eval loss; prompt-only ones do not.
+        evals = None
+        if data.evals and data.fmt != "reinforcement":
+            evals = [as_messages(r) for r in data.evals if has_answer(r)] or None
+        return MethodData(train, evals, "chat")
+
+
+# --- rft -----------------------------------------------------------------------------------------------------
 
 
 def _rft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,38 +436,65 @@ def _rft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def build_grpo(spec, loaded, train, evals, fmt, args, callbacks):
-    from trl import GRPOConfig, GRPOTrainer
+class Rft:
+    """GRPO on rewards from the declared graders; no eval loss (the rewards are the measure)."""
 
-    rft = spec.rft
-    hp = spec.hyperparameters
-    per_step = hp.batch_size * hp.gradient_accumulation_steps
-    if per_step % rft.num_generations:
-        raise TrainerConfigError(
-            f"spec.rft.numGenerations ({rft.num_generations}) must divide batchSize x gradientAccumulationSteps "
-            f"({per_step}): each batch holds whole groups of completions of one prompt"
+    name: ClassVar[str] = "rft"
+    trains_as: ClassVar[str] = "rft"
+    evaluates: ClassVar[bool] = False
+
+    def prepare(self, cfg: TrainRunConfig, data: MethodData) -> MethodData:
+        return data
+
+    def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> GRPOConfig:
+        from trl import GRPOConfig
+
+        rft, hp = run.spec.rft, run.spec.hyperparameters
+        per_step = hp.batch_size * hp.gradient_accumulation_steps
+        if per_step % rft.num_generations:
+            raise TrainerConfigError(
+                f"spec.rft.numGenerations ({rft.num_generations}) must divide batchSize x gradientAccumulationSteps "
+                f"({per_step}): each batch holds whole groups of completions of one prompt"
+            )
+        return training_config(
+            GRPOConfig,
+            run,
+            num_generations=rft.num_generations,
+            max_completion_length=rft.max_completion_length,
+            temperature=rft.temperature,
+            beta=rft.beta,
+            reward_weights=reward_functions(rft.graders)[1],
+            log_completions=False,
         )
-    funcs, weights = reward_functions(rft.graders)
-    args = {**args, "eval_strategy": "no"}
-    args.pop("eval_steps", None)
-    config = GRPOConfig(
-        **args,
-        num_generations=rft.num_generations,
-        max_completion_length=rft.max_completion_length,
-        temperature=rft.temperature,
-        beta=rft.beta,
-        reward_weights=weights,
-        log_completions=False,
-    )
-    return GRPOTrainer(
-        model=loaded.model,
-        reward_funcs=funcs,
-        args=config,
-        train_dataset=Dataset.from_list(_rft_rows(train)),
-        processing_class=loaded.tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=callbacks,
-    )
+
+    def build_trainer(
+        self, run: RunSettings, config: GRPOConfig, loaded: LoadedModel, data: MethodData, callbacks: list
+    ) -> Trainer:
+        from trl import GRPOTrainer
+
+        return GRPOTrainer(
+            model=loaded.model,
+            reward_funcs=reward_functions(run.spec.rft.graders)[0],
+            args=config,
+            train_dataset=Dataset.from_list(_rft_rows(data.train)),
+            processing_class=loaded.tokenizer,
+            peft_config=loaded.peft_config,
+            callbacks=callbacks,
+        )
+
+
+# --- registry ------------------------------------------------------------------------------------------------
+
+METHODS: dict[str, Method] = {
+    m.name: m for m in (Sft(), Pretraining(), Dpo(), LocalTeacherDistillation(), EndpointDistillation(), Rft())
+}
+
+
+def method_for(spec: FineTuneJobSpec) -> Method:
+    """The method that trains `spec`: spec.method, with distillation split by where its teacher is."""
+    if spec.method == "distillation" and spec.distillation.teacher.endpoint:
+        return METHODS[EndpointDistillation.name]
+    return METHODS[spec.method]
 
 
 def estimated_steps(n_examples: int, spec: FineTuneJobSpec, world_size: int = 1) -> int:

@@ -184,16 +184,6 @@ def freeze_layers(model: Any, n: int) -> int:
     return frozen
 
 
-def maybe_apply_liger(model: Any) -> bool:
-    """Liger's fused Triton kernels (RMSNorm, SwiGLU, fused linear cross-entropy) when installed on a GPU."""
-    if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
-        return False
-    from liger_kernel.transformers import _apply_liger_kernel_to_instance
-
-    _apply_liger_kernel_to_instance(model=model)
-    return True
-
-
 def load_tokenizer(path: str, fallback: str | None = None):
     from transformers import AutoTokenizer
 
@@ -273,7 +263,5 @@ def load_model(
     if adapter == "none" and spec.freeze_layers:
         frozen = freeze_layers(loaded.model, spec.freeze_layers)
         notes.append(f"froze the first {spec.freeze_layers} layers ({frozen:,} parameters)")
-    if maybe_apply_liger(loaded.model):
-        notes.append("Liger kernels applied")
     loaded.notes = notes
     return loaded

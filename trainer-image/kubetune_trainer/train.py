@@ -107,20 +107,6 @@ def run_info(cfg: TrainRunConfig, data: ValidatedData, loaded: Any, precision: s
     }
 
 
-def _load_teacher(cfg: TrainRunConfig, precision: Any):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from kubetune_trainer.sources import resolve_model
-
-    teacher = cfg.spec.distillation.teacher
-    path = resolve_model(teacher.uri, cfg.storage, token_env=c.ENV_HF_TOKEN)
-    dtype = torch.bfloat16 if precision.bf16 else torch.float16 if precision.fp16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.eval()
-    return model
-
-
 def build_trainer(
     cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list, stop: Any = None
 ):
@@ -131,27 +117,9 @@ def build_trainer(
 
     spec = cfg.spec
     hp = spec.hyperparameters
+    method = methods.method_for(spec)
     train, evals = load_datasets(cfg, data)
-    fmt = data.format
-    method = spec.method
-    if method == "distillation" and spec.distillation.teacher.endpoint:
-        from kubetune_trainer import teacher
-
-        train = teacher.label(
-            train,
-            spec.distillation.teacher.endpoint,
-            cfg.output_dir,
-            max_tokens=spec.distillation.max_new_tokens,
-            api_key_env=cfg.teacher_api_key_env,
-        )
-        # Validation examples with reference answers still give an eval loss; prompt-only ones do not.
-        if evals and fmt != "reinforcement":
-            from kubetune.data import has_answer
-
-            evals = [methods._as_messages(r) for r in evals if has_answer(r)] or None
-        else:
-            evals = None
-        fmt, method = "chat", "sft"
+    examples = method.prepare(cfg, methods.MethodData(train, evals, data.format))
 
     precision = choose_precision(hp.precision)
     loaded = load_model(spec, cfg.base_model_uri, cfg.storage, precision)
@@ -162,15 +130,19 @@ def build_trainer(
     weight_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     grad_ckpt = use_gradient_checkpointing(hp.gradient_checkpointing, trainable * 4, weight_bytes)
 
-    has_eval = bool(evals) and method != "rft"
-    sched = methods.schedule(spec, has_eval)
-    args = methods.common_args(
-        spec, cfg.output_dir, precision, sched, gradient_checkpointing=grad_ckpt, has_eval=has_eval
+    has_eval = bool(examples.evals) and method.evaluates
+    run_settings = methods.RunSettings(
+        cfg=cfg,
+        precision=precision,
+        schedule=methods.schedule(spec, has_eval),
+        gradient_checkpointing=grad_ckpt,
+        has_eval=has_eval,
+        liger=methods.liger_available(),
     )
     throughput = Throughput()
     info = run_info(cfg, data, loaded, precision.name)
     # How the trainer formats prompts; evaluation and serving read it back from kubetune.json.
-    info[META_KEY] = prompting.training_record(method, fmt, train[0], loaded.tokenizer)
+    info[META_KEY] = prompting.training_record(method.trains_as, examples.fmt, examples.train[0], loaded.tokenizer)
     ckpt_cb = CheckpointCallback(
         output_dir=cfg.output_dir,
         keep=spec.checkpoints.keep,
@@ -179,34 +151,25 @@ def build_trainer(
         run_info=info,
         reporter=reporter,
         uri_of=lambda name: output_uri(cfg, name),
-        every_epochs=sched.every_epochs,
-        evaluate=sched.eval_every_save,
+        every_epochs=run_settings.schedule.every_epochs,
+        evaluate=run_settings.schedule.eval_every_save,
         throughput=throughput,
         stop=stop,
     )
     # GracefulStop before CheckpointCallback: it asks for the save that the other then marks complete.
     callbacks = [ProgressCallback(reporter, throughput), *([stop] if stop else []), ckpt_cb, *extra_callbacks]
-    if method in ("sft", "pretraining"):
-        trainer = methods.build_sft(spec, loaded, train, evals, fmt, args, callbacks)
-    elif method == "dpo":
-        trainer = methods.build_dpo(spec, loaded, train, evals, fmt, args, callbacks)
-    elif method == "distillation":
-        trainer = methods.build_gkd(
-            spec, loaded, train, evals, fmt, args, callbacks, teacher_model=_load_teacher(cfg, precision)
-        )
-    elif method == "rft":
-        trainer = methods.build_grpo(spec, loaded, train, evals, fmt, args, callbacks)
-    else:  # pragma: no cover - the API's Literal rules this out
-        raise ValueError(f"unknown method {method}")
+    config = method.build_config(run_settings, examples, loaded)
+    trainer = method.build_trainer(run_settings, config, loaded, examples, callbacks)
     log.info(
-        "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %d train / %s eval examples",
+        "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %d train / %s eval examples%s",
         spec.method,
         f"{n_params:,}",
         f"{sum(p.numel() for p in trainer.model.parameters() if p.requires_grad):,}",
         precision.name,
         "on" if grad_ckpt else "off",
-        len(train),
-        len(evals) if evals else 0,
+        len(examples.train),
+        len(examples.evals) if examples.evals else 0,
+        ", Liger kernels" if run_settings.liger else "",
     )
     return trainer, ckpt_cb, loaded, throughput
 
