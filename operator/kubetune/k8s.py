@@ -29,7 +29,7 @@ import ssl
 import tempfile
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,20 @@ class Client:
                     err = {404: NotFound, 409: Conflict}.get(resp.status, ApiError)
                     raise err(resp.status, body.get("reason") or resp.reason or "", body.get("message") or str(body))
             await asyncio.sleep(delay)
+
+    async def stream_lines(self, path: str, *, params: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
+        """GET `path` and yield its body line by line as it arrives (a watch; a pod's log, with `follow`).
+        No total timeout and no retry: the caller resumes from what it has seen. A failure raises ApiError."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)
+        async with self._session().get(
+            self.server + path, params=params, headers=self._token.header(), timeout=timeout
+        ) as resp:
+            if resp.status >= 400:
+                text = await resp.text()
+                err = {404: NotFound, 409: Conflict}.get(resp.status, ApiError)
+                raise err(resp.status, resp.reason or "", text[:1000])
+            async for line in resp.content:
+                yield line
 
 
 _client: Client | None = None

@@ -13,6 +13,7 @@ KMock (0.8) stores objects, serves discovery, list/watch/get/create/merge-patch/
 - server-side apply (PATCH as application/apply-patch+yaml): creates the object, or merges the applied
   fields and removes those the same field manager applied before and no longer applies (lists are atomic;
   conflicts between managers are not emulated: the real kube-apiserver backend judges those);
+- pod logs (`GET pods/NAME/log`) from what a test wrote with `write_log`, as the kubelet would serve them;
 - garbage collection: deleting an object deletes the objects whose ownerReferences point at it;
 - lists read an index by resource and namespace (as a real API server's watch cache does), so a LIST costs
   what it returns, not every stored object;
@@ -29,6 +30,7 @@ import collections
 import copy
 import datetime as dt
 import itertools
+import re
 import secrets
 import threading
 import uuid
@@ -63,6 +65,7 @@ BUILTINS: dict[str, tuple[str, bool, Iterable[str], Iterable[str]]] = {
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 DEFAULT_COLUMNS = [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
 APPLY_PATCH = "application/apply-patch+yaml"
+POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 ResourceKey = tuple[str, str, str]  # group, version, plural
 
 
@@ -199,6 +202,8 @@ class ApiServer(kmock.KubernetesEmulator):
         self.request_counts: collections.Counter[str] = collections.Counter()
         self._status_subresource: set[kmock.resource] = set()
         self._columns: dict[kmock.resource, list[dict[str, Any]]] = {}
+        # (namespace, pod) -> its log: the kubelet's part, which tests play (`ApiServerThread.write_log`)
+        self.pod_logs: dict[tuple[str, str], str] = {}
         for key, (kind, namespaced, short, subs) in BUILTINS.items():
             self.resources[key] = kmock.ResourceInfo(
                 kind=kind,
@@ -216,7 +221,20 @@ class ApiServer(kmock.KubernetesEmulator):
         # path); Kopf lists and watches namespaces, so answer that one path here.
         if raw_request.path.rstrip("/") == "/api/v1/namespaces":
             return await self._serve_namespaces(raw_request)
+        log = POD_LOG.match(raw_request.path)
+        if log and raw_request.method == "GET":
+            return self._serve_log(*log.groups())
         return await super().__call__(raw_request)
+
+    def _serve_log(self, namespace: str, pod: str) -> Any:
+        """A pod's log as the kubelet would stream it, of a container that has ended (so `follow` ends too)."""
+        import aiohttp.web
+
+        text = self.pod_logs.get((namespace, pod))
+        if text is None:
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            return aiohttp.web.json_response({**status, "message": f'pods "{pod}" has no log'}, status=404)
+        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _serve_namespaces(self, raw_request: Any) -> Any:
         import aiohttp.web
@@ -546,6 +564,11 @@ class ApiServerThread:
         }
         path.write_text(yaml.safe_dump(config))
         return path
+
+    def write_log(self, namespace: str, pod: str, text: str) -> None:
+        """What `GET pods/POD/log` answers from now on (the kubelet's part)."""
+        assert self.handler is not None
+        self.handler.pod_logs[(namespace, pod)] = text
 
     def objects(self, plural: str, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """A snapshot of the live objects of a resource (by plural), keyed by name."""
