@@ -36,7 +36,7 @@ test: install
 	$(BIN)/pytest -q tests/unit tests/integration
 
 # kube-apiserver, kube-controller-manager and etcd at the versions pinned in hack/envtest/go.mod, into
-# .kubetune/envtest/ (needs Go 1.26 and the Go module proxy; the first build took 18 min on 2 shared cores, 238 MB,
+# ~/.cache/kubetune/envtest/ (needs Go 1.26 and the Go module proxy; the first build took 18 min on 2 shared cores, 238 MB,
 # then it is a no-op).
 envtest:
 	hack/envtest/build.sh

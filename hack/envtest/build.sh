@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real control plane the integration tests run against (like controller-runtime's envtest):
 # kube-apiserver, kube-controller-manager (garbage collector only) and etcd, from the releases pinned in
-# hack/envtest/go.mod, into .kubetune/envtest/<key>/. A no-op when the binaries are already there.
+# hack/envtest/go.mod, into ~/.cache/kubetune/envtest/<key>/ ($KUBETUNE_ENVTEST_DIR/<key> when set). A no-op when the binaries are already there.
 #
 #   hack/envtest/build.sh          build if missing, print the folder
 #   hack/envtest/build.sh --path   print the folder only (exit 1 when not built)
@@ -17,7 +17,8 @@ version_of() { awk -v m="$1" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$here/go
 k8s="$(version_of k8s.io/kubernetes)"
 etcd="$(version_of go.etcd.io/etcd/server/v3)"
 key="k8s-${k8s#v}-etcd-${etcd#v}"
-out="${KUBETUNE_ENVTEST_DIR:-$root/.kubetune/envtest}/$key"
+# Per user, not per checkout (as setup-envtest keeps its binaries): a fresh clone on the same machine reuses them.
+out="${KUBETUNE_ENVTEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetune/envtest}/$key"
 binaries=(kube-apiserver kube-controller-manager etcd)
 
 built() { for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || return 1; done; }
