@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import kubetune
+from kubetune.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INVALID = EXIT_FAILED  # `kubetune validate` found problems
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 DATASET_SUFFIXES = (".jsonl",)
 

@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from kubetune.api.checkpoints import (
     incomplete_checkpoints,
     rank,
 )
+from kubetune.api.clock import now_iso
 from kubetune.constants import CHECKPOINT_META
 from kubetune.data.promptformat import META_KEY, format_type
 
@@ -148,10 +148,6 @@ def status_metric(key: str) -> bool:
     return key.startswith("eval_") and not any(x in key for x in ("runtime", "per_second", "num_tokens"))
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class CheckpointCallback(TrainerCallback):
     """Marks checkpoints complete, prunes, reports them; saves every N epochs when asked to."""
 
@@ -204,7 +200,7 @@ class CheckpointCallback(TrainerCallback):
             "metrics": {**train, **evals},
             "tokens_per_second": tps,
             "num_input_tokens_seen": state.num_input_tokens_seen,
-            "created": _now(),
+            "created": now_iso(),
             **extra,
             **self.run_info,
         }

@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from kubetune import constants as c
 from kubetune.api.runconfig import ServeRunConfig
 
 log = logging.getLogger(__name__)
-EXIT_CONFIG = 2
+EXIT_CONFIG = c.EXIT_USAGE  # an unreadable run config
 
 
 def merged_exists(out: Path) -> bool:

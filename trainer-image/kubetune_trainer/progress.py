@@ -4,6 +4,9 @@
 - `KubernetesReporter` merge-patches `status` of the job's own FineTuneJob (in a pod, with the
   pod's service-account token; the Role allows exactly that object).
 
+Both turn the same events into status the same way: `kubetune.api.progress.status_patch` says which
+status fields an event sets (the local runtime merges that patch; a pod sends it).
+
 `ProgressCallback` adapts a `transformers.Trainer` run to a reporter. Only the main process reports.
 """
 
@@ -11,30 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from kubetune import constants as c
+from kubetune.api.clock import now_iso
+from kubetune.api.progress import progress_fields, status_patch
 
 log = logging.getLogger(__name__)
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 class ProgressReporter(Protocol):
@@ -65,37 +60,6 @@ class ProgressReporter(Protocol):
     def flush(self) -> None: ...
 
 
-def progress_status(
-    *,
-    step: int,
-    total_steps: int,
-    epoch: float | None,
-    loss: float | None,
-    eval_loss: float | None,
-    tokens_per_second: float | None,
-    eta_seconds: float | None,
-) -> dict[str, Any]:
-    """The camelCase `status.progress` and `status.metrics` of a FineTuneJob."""
-    progress: dict[str, Any] = {"step": step, "totalSteps": total_steps}
-    if epoch is not None:
-        progress["epoch"] = round(epoch, 4)
-    if total_steps:
-        progress["percent"] = min(100, int(100 * step / total_steps))
-    if eta_seconds is not None and math.isfinite(eta_seconds):
-        progress["etaSeconds"] = max(0, int(eta_seconds))
-    if _finite(tokens_per_second) is not None:
-        progress["tokensPerSecond"] = round(tokens_per_second, 1)
-    metrics = {}
-    if _finite(loss) is not None:
-        metrics["trainLoss"] = _finite(loss)
-    if _finite(eval_loss) is not None:
-        metrics["evalLoss"] = _finite(eval_loss)
-    out: dict[str, Any] = {"progress": progress}
-    if metrics:
-        out["metrics"] = metrics
-    return out
-
-
 class NullReporter:
     def data(self, status: dict[str, Any]) -> None:
         pass
@@ -119,27 +83,23 @@ class NullReporter:
         pass
 
 
-class JsonlReporter:
-    """Appends `{"time", "event", ...}` lines; every event is written at once (a local file is cheap)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+class EventReporter:
+    """The reporter interface as events: `data`, `data_failed`, `progress`, `checkpoints`, `finished`,
+    `interrupted`. Subclasses say where an event goes (`event`)."""
 
     def event(self, event: str, **fields: Any) -> None:
-        """Append one event line (the trainer's events below; the evaluator writes `evaluation`)."""
-        line = json.dumps({"time": _now(), "event": event, **fields}, sort_keys=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        raise NotImplementedError
 
     def data(self, status: dict[str, Any]) -> None:
         self.event("data", data=status)
 
     def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        """The line-numbered problems, in `status.data.errors`. Phase and conditions are the operator's: it
+        sees the pod exit with EXIT_DATA_VALIDATION_FAILED and reads these errors into its message."""
         self.event("data_failed", report=report, data=status or {})
 
     def report(self, **kwargs: Any) -> None:
-        self.event("progress", **progress_status(**kwargs))
+        self.event("progress", **progress_fields(**kwargs))
 
     def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
         self.event("checkpoints", checkpoints=kept, bestCheckpoint=best)
@@ -154,7 +114,21 @@ class JsonlReporter:
         pass
 
 
-class KubernetesReporter:
+class JsonlReporter(EventReporter):
+    """Appends `{"time", "event", ...}` lines; every event is written at once (a local file is cheap)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def event(self, event: str, **fields: Any) -> None:
+        """Append one event line (the trainer's events; the evaluator writes `evaluation`)."""
+        line = json.dumps({"time": now_iso(), "event": event, **fields}, sort_keys=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+class KubernetesReporter(EventReporter):
     """Merge-patches the status subresource of the run's own resource (a FineTuneJob, or the Evaluation of an
     evaluation pod); progress patches are throttled.
 
@@ -224,32 +198,16 @@ class KubernetesReporter:
             self._last_sent = now
         self.send(merged)
 
-    def data(self, status: dict[str, Any]) -> None:
-        self._patch({"data": status})
-
-    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
-        """The line-numbered problems, in `status.data.errors`. Phase and conditions are the operator's: it
-        sees the pod exit with EXIT_DATA_VALIDATION_FAILED and reads these errors into its message."""
-        data = dict(status or {})
-        data.setdefault("errors", [line for line in report.splitlines() if line.strip()][:50])
-        self._patch({"data": data})
-
-    def report(self, **kwargs: Any) -> None:
-        self._patch(progress_status(**kwargs), throttle=True)
-
-    def checkpoints(self, kept: list[dict[str, Any]], best: str | None) -> None:
-        status: dict[str, Any] = {"checkpoints": kept}
-        if best:
-            status["bestCheckpoint"] = best
-        self._patch(status)
-
-    def finished(self, output: dict[str, Any], metrics: dict[str, float]) -> None:
-        self._patch({"output": output, "metrics": metrics})
-
-    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
-        """Nothing of its own: the operator owns `phase` (it sees the pod go), and the checkpoint that
-        was saved is already in `status.checkpoints`; only the latest throttled progress is sent."""
-        self.flush()
+    def event(self, event: str, **fields: Any) -> None:
+        """Send the status patch the event stands for; progress is throttled, and an interruption sends
+        only the latest throttled progress (the operator owns `phase`: it sees the pod go, and the checkpoint
+        that was saved is already in `status.checkpoints`)."""
+        if event == "interrupted":
+            self.flush()
+            return
+        patch = status_patch({"event": event, **fields})
+        if patch:
+            self._patch(patch, throttle=event == "progress")
 
     def flush(self) -> None:
         with self._lock:

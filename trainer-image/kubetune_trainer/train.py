@@ -36,13 +36,11 @@ from kubetune_trainer.progress import NullReporter, ProgressReporter, make_repor
 
 log = logging.getLogger("kubetune_trainer")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_DATA = c.EXIT_DATA_VALIDATION_FAILED
+# Exit statuses (their values live in kubetune.constants; these names say what they mean to the trainer).
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATA = c.EXIT_OK, c.EXIT_FAILED, c.EXIT_USAGE, c.EXIT_DATA_VALIDATION_FAILED
+EXIT_SIGTERM = c.EXIT_STOPPED_WITH_CHECKPOINT  # stopped by SIGTERM with a checkpoint (128 + 15)
+EXIT_SIGINT = c.EXIT_INTERRUPTED  # stopped by SIGINT (Ctrl-C) with a checkpoint
 VALIDATION_REPORT = "data-validation.txt"
-EXIT_SIGTERM = 143  # stopped by SIGTERM with a checkpoint (128 + 15, the shell's convention)
-EXIT_SIGINT = 130  # stopped by SIGINT (Ctrl-C) with a checkpoint
 SHUTDOWN_TIMEOUT_SECONDS = 600  # how long torchrun's agent waits for workers after passing a signal on
 
 

@@ -1,8 +1,9 @@
 """The trainer's progress file (JSON lines) -> the FineTuneJob status a cluster would show, and loss curves.
 
 The trainer writes one event per line (`kubetune_trainer.progress.JsonlReporter`): `data`,
-`data_failed`, `progress`, `checkpoints`, `interrupted`, `finished`; the evaluator writes `evaluation`. Each maps
-to the same status fields the trainer would merge-patch on a cluster.
+`data_failed`, `progress`, `checkpoints`, `interrupted`, `finished`; the evaluator writes `evaluation`.
+Each is merged into the status as the merge patch a pod sends for it (`kubetune.api.progress`, the one
+mapping of trainer events to status fields).
 """
 
 from __future__ import annotations
@@ -13,33 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from kubetune import constants as c
+from kubetune.api.progress import merge_patch, status_patch
 
 
 def apply_event(status: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    """The camelCase status after one event (a new dict; unknown events leave it as it is)."""
-    out = dict(status)
-    kind = event.get("event")
-    if kind == "data":
-        out["data"] = event.get("data") or {}
-    elif kind == "data_failed":
-        out["data"] = event.get("data") or {}
+    """The camelCase status after one event (a new dict; unknown events leave it as it is).
+
+    Invalid data fails the job at once: locally there is no operator to see the trainer exit first."""
+    out = merge_patch(status, status_patch(event))
+    if event.get("event") == "data_failed":
         out["phase"] = c.Phase.FAILED
         out["message"] = "data validation failed"
-    elif kind == "progress":
-        if "progress" in event:
-            out["progress"] = event["progress"]
-        if event.get("metrics"):
-            out["metrics"] = {**out.get("metrics", {}), **event["metrics"]}
-    elif kind == "checkpoints":
-        out["checkpoints"] = event.get("checkpoints") or []
-        if event.get("bestCheckpoint"):
-            out["bestCheckpoint"] = event["bestCheckpoint"]
-    elif kind == "finished":
-        out["output"] = event.get("output") or {}
-        if event.get("metrics"):
-            out["metrics"] = {**out.get("metrics", {}), **event["metrics"]}
-    elif kind == "evaluation":
-        out.update(event.get("status") or {})
     return out
 
 

@@ -102,17 +102,18 @@ def observe(evaluation: Evaluation, batch_job: dict[str, Any] | None, waiting: s
 
 
 def observe_process(
-    evaluation: Evaluation, models: list[str], exit_code: int | None, *, stopped: bool = False, failure: str = ""
+    evaluation: Evaluation, models: list[str], exit_code: int | None, *, stopped: bool = False, log_path: str = ""
 ) -> EvalOutcome:
-    """The phase of an Evaluation from its local evaluator process (None: it runs; `stopped`: interrupted,
-    it runs again next time; `failure`: why it failed, e.g. the exit code and where the log is)."""
+    """The phase of an Evaluation from its local evaluator process (`exit_code` None: it runs; `stopped`:
+    interrupted, it runs again next time); finished, from the results it wrote into `evaluation`'s status."""
     if stopped:
         return EvalOutcome(c.Phase.PENDING, c.Reason.PENDING, "interrupted; it runs again next time")
     if exit_code is None:
         return evaluating(models)
     if exit_code != c.EXIT_OK:
+        where = f"; see {log_path}" if log_path else ""
         return EvalOutcome(
-            c.Phase.FAILED, c.Reason.EVALUATION_FAILED, failure or f"the evaluator exited with {exit_code}"
+            c.Phase.FAILED, c.Reason.EVALUATION_FAILED, f"the evaluator exited with code {exit_code}{where}"
         )
     return scored(evaluation, models)
 

@@ -111,6 +111,12 @@ def invalid_spec_status(deployment: ModelDeployment, message: str, now: str) -> 
     return outcome_status(deployment, c.Phase.FAILED, c.Reason.INVALID_SPEC, message, now)
 
 
+def stopped_status(deployment: ModelDeployment, message: str, now: str) -> dict[str, Any]:
+    """The server stopped (the local run ended): Pending, no endpoint, no ready replica; the rest stays."""
+    patch = outcome_status(deployment, c.Phase.PENDING, c.Reason.PENDING, message, now)
+    return {**patch, "endpoint": None, "readyReplicas": 0}
+
+
 def changed(deployment: ModelDeployment, patch: dict[str, Any]) -> bool:
     """Whether applying `patch` would change the recorded status (so unchanged states are not re-written)."""
     return kstatus.changes(deployment.status, patch)

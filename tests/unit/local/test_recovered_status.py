@@ -8,7 +8,7 @@ import json
 import pytest
 
 from kubetune.api import FineTuneJob
-from kubetune.local.runner import recovered_status
+from kubetune.local.checkpoints import recovered_status
 
 
 def _job(metric: str, mode: str) -> FineTuneJob:

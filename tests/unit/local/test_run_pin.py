@@ -8,7 +8,8 @@ import json
 import pytest
 
 from kubetune.api import FineTuneJob, ModelDeployment
-from kubetune.local.runner import EXIT_FAILED, main
+from kubetune.constants import EXIT_FAILED
+from kubetune.local.cli import main
 from kubetune.local.state import RunsDir
 
 CLAIM = "pvc://travel-data/output"

@@ -4,8 +4,12 @@ import json
 import socket
 
 from kubetune.api import Evaluation
+from kubetune.local.checkpoints import latest_checkpoint
+from kubetune.local.cli import build_parser
+from kubetune.local.context import Run
 from kubetune.local.plan import Item
-from kubetune.local.runner import Run, _latest_checkpoint, build_parser, free_port, sample_request
+from kubetune.local.samples import sample_request
+from kubetune.local.server import free_port
 from kubetune.local.state import RunsDir
 
 
@@ -14,8 +18,8 @@ def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
         (tmp_path / name).mkdir()
         if complete:
             (tmp_path / name / "kubetune.json").write_text("{}")
-    assert _latest_checkpoint(tmp_path) == "checkpoint-100"  # 150 was cut short: no kubetune.json
-    assert _latest_checkpoint(tmp_path / "missing") is None
+    assert latest_checkpoint(tmp_path) == "checkpoint-100"  # 150 was cut short: no kubetune.json
+    assert latest_checkpoint(tmp_path / "missing") is None
 
 
 def test_served_model_gets_the_first_held_out_question_without_its_answer(tmp_path):
@@ -59,7 +63,7 @@ def test_cli_defaults():
 
 
 def test_checkpoints_on_disk_become_status_entries(tmp_path):
-    from kubetune.local.runner import scan_checkpoints
+    from kubetune.local.checkpoints import scan_checkpoints
 
     for name, step in (("checkpoint-10", 10), ("final", 20), ("checkpoint-20", 20)):
         (tmp_path / name).mkdir()

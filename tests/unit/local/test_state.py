@@ -119,7 +119,7 @@ def test_forget_removes_nothing_when_one_path_is_outside(tmp_path):
 
 def test_kubetune_run_refuses_a_namespace_path_before_anything_starts(tmp_path, capsys):
     """`kubetune run --fresh` with metadata.namespace ../victim: exit 1 naming the field; nothing removed."""
-    from kubetune.local.runner import main
+    from kubetune.local.cli import main
 
     victim = _victim(tmp_path)  # runs/../victim/finetunejobs/travel
     (tmp_path / "runs" / "pvc" / "models" / "tiny").mkdir(parents=True)

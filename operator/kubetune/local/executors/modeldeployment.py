@@ -1,0 +1,166 @@
+"""A ModelDeployment on this machine: the OpenAI-compatible server of the trainer image on localhost.
+
+Promotion decides what to serve exactly as on a cluster (`kubetune.builders.promotion`); the status is
+written as the operator writes it (`kubetune.status.modeldeployment`, from the server process instead of
+an apps/v1 Deployment). Once it answers, the server gets one request from the held-out data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import time
+
+from rich.markup import escape
+
+from kubetune import constants as c
+from kubetune.api import Evaluation, FineTuneJob, ModelDeployment
+from kubetune.api.clock import now_iso
+from kubetune.api.modeldeployment import ModelDeploymentStatus
+from kubetune.api.progress import merge_patch
+from kubetune.builders import promotion, serving
+from kubetune.builders.promotion import Decision
+from kubetune.builders.runconfig import serve_run_config
+from kubetune.local import report as run_report
+from kubetune.local.children import Child, trainer_command
+from kubetune.local.context import RUN_CONFIG, Run, key_of, with_status
+from kubetune.local.plan import Item
+from kubetune.local.progress import waiting
+from kubetune.local.samples import sample_request
+from kubetune.local.server import ask, free_port, wait_healthy
+from kubetune.local.signals import Interrupted
+from kubetune.local.state import inputs_hash
+from kubetune.status import modeldeployment as md_status
+from kubetune.status.modeldeployment import Workload
+
+
+def _write(
+    item: Item,
+    run: Run,
+    status: ModelDeploymentStatus,
+    decision: Decision,
+    workload: Workload,
+    digest: str,
+    revisions: list[dict] | None = None,
+) -> ModelDeploymentStatus:
+    """`status` with what `decision` applied to `workload` gives (as the operator computes it), saved."""
+    md: ModelDeployment = item.resource  # type: ignore[assignment]
+    revisions = [r.to_k8s() for r in status.revisions] if revisions is None else revisions
+    patch = md_status.status_patch(with_status(md, status), decision, workload, revisions, now_iso())
+    status = ModelDeploymentStatus.model_validate(merge_patch(status.to_k8s(), patch))
+    run.save(item, with_status(md, status), digest)
+    return status
+
+
+def start_deployment(item: Item, run: Run) -> bool:
+    md: ModelDeployment = item.resource  # type: ignore[assignment]
+    ns = item.namespace
+    job = run.get((ns, c.FINETUNEJOB, md.spec.model.fine_tune_job.name)) if md.spec.model.fine_tune_job else None
+    ev_ref = md.spec.promotion.evaluation
+    evaluation = run.get((ns, c.EVALUATION, ev_ref.name)) if ev_ref else None
+    saved, _ = run.runs.load(item.key)
+    previous = saved.status if saved is not None and saved.status else ModelDeploymentStatus()
+    decision = promotion.decide(with_status(md, previous), evaluation, job)
+    digest = inputs_hash(md.spec.to_k8s())
+    if decision.stalled:  # e.g. promotion.pin names no checkpoint: fail, as the operator does
+        _write(item, run, previous, decision, Workload(), digest)
+        run.say(f"[red]✗ {item}: {escape(decision.message)}[/]")
+        run.failed.add(item.key)
+        return False
+    if not decision.checkpoint or not decision.uri:
+        _write(item, run, previous, dataclasses.replace(decision, checkpoint=None), Workload(), digest)
+        run.say(f"[red]✗ {item}: nothing to serve: {escape(decision.message)}[/]")
+        run.failed.add(item.key)
+        return False
+    if run.no_serve:
+        idle = f"would serve {decision.checkpoint} ({decision.message}); not started (--no-serve)"
+        _write(item, run, previous, decision, Workload(idle=idle), digest)
+        run.say(f"[green]✓[/] {item}: would serve {decision.checkpoint}; --no-serve, not started")
+        return True
+
+    plan = serving.plan(
+        md, decision, job if isinstance(job, FineTuneJob) else None, serving.ServingSettings(merge_adapters=False)
+    )
+    port = free_port(run.port + len(run.servers))
+    storage = run.runs.storage(item.base_dir)
+    rdir = run.runs.resource_dir(item.key)
+    rdir.mkdir(parents=True, exist_ok=True)
+    cfg = serve_run_config(
+        md,
+        model_uri=plan.model_uri,
+        base_model_uri=plan.base_model_uri,
+        storage=storage,
+        output_dir=str(rdir / "output"),
+        host="127.0.0.1",
+        port=port,
+    )
+    cfg_path = rdir / RUN_CONFIG
+    cfg_path.write_text(cfg.dump())
+    endpoint = f"http://127.0.0.1:{port}/v1"
+    run.say(f"[bold]{item}[/]: serving {decision.checkpoint} ({decision.message}) at {endpoint}")
+    run.say(f"  run config {cfg_path}, log {rdir / 'serve.log'}")
+    child = Child(trainer_command("serve", cfg_path), rdir / "serve.log")
+    run.servers.append((md, child))
+    status = _write(item, run, previous, decision, Workload(), digest)
+    try:
+        with waiting(run.console, "starting the server..."):
+            ready = wait_healthy(child, f"http://127.0.0.1:{port}/healthz")
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    if not ready:
+        failure = (c.Reason.FAILED, f"the server did not become ready; see {child.log_path}")
+        _write(item, run, status, decision, Workload(failure=failure), digest)
+        run.say(
+            f"[red]✗ {item}: the server did not become ready; last lines of {child.log_path}:[/]\n{escape(child.tail())}"
+        )
+        run.failed.add(item.key)
+        return False
+    revisions = promotion.next_revisions(previous, decision, now_iso())
+    _write(item, run, status, decision, Workload(True, 1, endpoint), digest, revisions)
+    messages, expected = sample_request(
+        run,
+        evaluation if isinstance(evaluation, Evaluation) else None,
+        job if isinstance(job, FineTuneJob) else None,
+    )
+    answer = ask(endpoint, cfg.served_model_name, messages)
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    run.served[item.key] = run_report.Served(question, answer, expected, messages)
+    run.say(f"  request: {escape(question)}")
+    run.say(f"  answer:  [bold]{escape(answer)}[/]")
+    return True
+
+
+def mark_stopped(run: Run, md: ModelDeployment) -> None:
+    """The saved status of a deployment whose local server has stopped: not Ready, no endpoint."""
+    key = key_of(md)
+    current = run.resources.get(key)
+    if not isinstance(current, ModelDeployment) or current.status is None:
+        return
+    message = f"{current.status.served_checkpoint} was served until `kubetune run` stopped"
+    patch = md_status.stopped_status(current, message, now_iso())
+    status = ModelDeploymentStatus.model_validate(merge_patch(current.status.to_k8s(), patch))
+    run.runs.save(with_status(md, status), run.digests.get(key, ""))
+
+
+def serve_until_interrupted(run: Run) -> int:
+    """Keep the servers up, with a curl line for each, until Ctrl-C (EXIT_OK) or one of them stops (EXIT_FAILED)."""
+    for md, _ in run.servers:
+        st = run.resources[key_of(md)].status
+        run.say(f"Serving [bold]{md.metadata.name}[/] at {st.endpoint}  (Ctrl-C to stop)")
+        sample = run.served.get(key_of(md))
+        messages = sample.messages if sample else [{"role": "user", "content": "Hello!"}]
+        body = json.dumps({"model": md.spec.served_model_name or md.metadata.name, "messages": messages})
+        run.say(
+            f"  try: curl -s {st.endpoint}/chat/completions -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+        )
+    try:
+        while True:
+            for md, child in run.servers:
+                if child.poll() is not None:
+                    run.say(f"[red]the server of {md.metadata.name} stopped; last lines:[/]\n{escape(child.tail())}")
+                    return c.EXIT_FAILED
+            time.sleep(1)
+    except KeyboardInterrupt:
+        run.say("Stopping the server(s).")
+        return c.EXIT_OK
