@@ -23,9 +23,12 @@ import pytest
 import yaml
 from harness import GROUP_PATH, NAMESPACE, ROOT, Cluster, dump, wait_for
 
+from kubetune.api.finetunejob import Hyperparameters
+
 TEAM_A, TEAM_B = "key-team-a-0123456789", "key-team-b-9876543210"
 BASE = "qwen-tiny"  # the OpenAI-style base model name the API server's config maps
 BASE_URI = "hf://Qwen/Qwen2.5-0.5B-Instruct"
+DEFAULT_BATCH = Hyperparameters().batch_size
 
 
 def chat_lines(n: int) -> str:
@@ -187,10 +190,10 @@ def test_openai_client_drives_jobs_files_and_models_through_the_crs(
     )
     dropped = client.fine_tuning.jobs.create(model=BASE, training_file=good.id)
     ftj = cluster.ftj(kept.id)
-    assert ftj is not None and ftj["spec"]["baseModel"] == {"uri": BASE_URI}
+    assert ftj is not None and ftj["spec"]["baseModel"]["uri"] == BASE_URI
     assert ftj["spec"]["dataset"]["train"]["uri"] == f"pvc://kubetune-files/{NAMESPACE}/files/{good.id}.jsonl"
     assert ftj["spec"]["hyperparameters"]["epochs"] == 2 and ftj["spec"]["hyperparameters"]["seed"] == 7
-    assert "batchSize" not in ftj["spec"]["hyperparameters"]  # "auto": kubetune's default
+    assert ftj["spec"]["hyperparameters"].get("batchSize", DEFAULT_BATCH) == DEFAULT_BATCH  # "auto": kubetune's
     with pytest.raises(openai.BadRequestError) as unknown:
         client.fine_tuning.jobs.create(model="gpt-9", training_file=good.id)
     assert unknown.value.body["param"] == "model" and "qwen-tiny" in unknown.value.body["message"]
@@ -320,4 +323,4 @@ def test_openai_client_drives_jobs_files_and_models_through_the_crs(
 
     # Continual fine-tuning from the fine-tuned model by its name.
     again = client.fine_tuning.jobs.create(model=done.fine_tuned_model, training_file=good.id)
-    assert cluster.ftj(again.id)["spec"]["baseModel"] == {"fromJob": {"name": kept.id, "checkpoint": "best"}}
+    assert cluster.ftj(again.id)["spec"]["baseModel"]["fromJob"] == {"name": kept.id, "checkpoint": "best"}
