@@ -11,6 +11,7 @@ validated with kubetune.data, and only then moved into place: an invalid file le
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -81,7 +82,7 @@ class FileStore:
                             code="file_too_large",
                         )
                     out.write(chunk)
-            report = validate_file(partial)
+            report = await asyncio.to_thread(validate_file, partial)  # a large file: off the event loop
             if not report.ok:
                 lines = [line.replace(str(partial), filename) for line in report.rendered_errors(ERRORS_SHOWN)]
                 raise OpenAIError(
