@@ -118,15 +118,21 @@ def _validate_dataset(
     return report
 
 
-def _validate_manifest_file(path: Path, found: Findings) -> None:
+def _validate_manifest_file(path: Path, found: Findings, explicit: bool = True) -> None:
+    """Admit every object of one manifest file; an empty file is an error when named, a warning in a folder."""
     import yaml
 
     from kubetune.api import iter_documents
     from kubetune.api.admission import admit
-    from kubetune.api.manifests import is_ours
+    from kubetune.api.manifests import NoObjectsError, is_ours
 
     try:
-        docs = list(iter_documents(path))
+        docs = list(iter_documents(path, allow_empty=not explicit))
+        if not docs and not explicit:
+            found.warnings.append(f"{path}: no objects (an empty file); skipped")
+    except NoObjectsError as err:
+        found.errors.append(str(err))
+        return
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -193,12 +199,13 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
 def validate_paths(paths: Sequence[Path]) -> Findings:
     """Everything `kubetune validate` checks, without printing."""
     found = Findings()
+    named = {p for p in paths if not p.is_dir()}
     for f in _iter_files(paths):
         found.files += 1
         if f.suffix in DATASET_SUFFIXES:
             _validate_dataset(f, found, str(f))
         else:
-            _validate_manifest_file(f, found)
+            _validate_manifest_file(f, found, explicit=f in named)
     if found.admitted:
         from kubetune.api.admission import cross_resource_errors
 

@@ -96,12 +96,40 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Res
         return None, pydantic_errors(err, source)
 
 
-def iter_documents(path: Path) -> Iterator[tuple[str, Any]]:
+class NoObjectsError(ValueError):
+    """A manifest file named explicitly that holds no object (empty, only whitespace or comments)."""
+
+
+def is_list(doc: Any) -> bool:
+    """A `kind: List` wrapper (apiVersion v1, or any `...List` kind with items), as kubectl apply expands it."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        return False
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    return isinstance(kind, str) and kind.endswith("List") and (kind != "List" or api_version == "v1")
+
+
+def expand_lists(labelled: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Each List's items in its place, labelled `SOURCE.items[i]`; other documents as they are."""
+    out: list[tuple[str, Any]] = []
+    for source, doc in labelled:
+        if is_list(doc):
+            out += [(f"{source}.items[{i}]", item) for i, item in enumerate(doc["items"])]
+        else:
+            out.append((source, doc))
+    return out
+
+
+def iter_documents(path: Path, *, allow_empty: bool = False) -> Iterator[tuple[str, Any]]:
     """(source label, document) for every YAML document in a file; label is `file` or `file#N`.
 
     Read with the one guarded loader (kubetune.api.yamlload): raises yaml.YAMLError, with the line, for
-    syntax errors and for what a manifest may not hold (alias bombs, deep nesting, integers beyond int64).
+    syntax errors and for what a manifest may not hold (alias bombs, deep nesting, integers beyond int64,
+    duplicate keys). The items of a `kind: List` are documents of their own (`file#N.items[i]`), as kubectl
+    applies them. A file without any object raises NoObjectsError, as kubectl does for a file it is given,
+    unless `allow_empty` (a folder scan may skip it).
     """
     docs = yamlload.load_file(path)
-    for i, doc in enumerate(docs):
-        yield (f"{path}#{i + 1}" if len(docs) > 1 else str(path)), doc
+    if not docs and not allow_empty:
+        raise NoObjectsError(f"{path}: no objects (the file is empty or holds only comments)")
+    labelled = [((f"{path}#{i + 1}" if len(docs) > 1 else str(path)), doc) for i, doc in enumerate(docs)]
+    yield from expand_lists(labelled)

@@ -8,7 +8,8 @@ line and the field path, before building anything large:
   expansion against the expanded size, plus a hard cap on the expanded size;
 - nesting deeper than MAX_DEPTH (PyYAML's composer recurses; Python would raise RecursionError);
 - integers outside int64 and floats that are not finite (JSON, and the API server, cannot hold them);
-- mapping keys that are not strings (merge keys `<<` work, as in go-yaml), and tags that are not JSON types (`!!binary`, `!!set`, custom tags).
+- mapping keys that are not strings (merge keys `<<` work, as in go-yaml), and tags that are not JSON types (`!!binary`, `!!set`, custom tags);
+- a mapping key defined twice in one mapping (go-yaml: "mapping key ... already defined"; PyYAML keeps the last).
 
 Timestamps stay strings, as the API server reads them. Errors are `LimitError`, a `yaml.MarkedYAMLError`,
 so a caller that reports YAML syntax errors with their line reports these the same way.
@@ -111,11 +112,19 @@ def _values(node: Node, path: str) -> list[tuple[Node, str]]:
     if isinstance(node, SequenceNode):
         return [(child, _child_path(path, i)) for i, child in enumerate(node.value)]
     out = []
+    seen: dict[str, Any] = {}  # key -> where it was first defined
     for key, value in node.value:
         merge = isinstance(key, ScalarNode) and key.tag == "tag:yaml.org,2002:merge"  # `<<: *base`, as go-yaml
         if not merge and (not isinstance(key, ScalarNode) or key.tag not in (_STR, "tag:yaml.org,2002:timestamp")):
             shown = key.value if isinstance(key, ScalarNode) else "a collection"
             raise LimitError(f"mapping key {str(shown)[:40]!r} is not a string (quote it)", key.start_mark, path)
+        if not merge:
+            if key.value in seen:  # go-yaml (and so kubectl) refuses what PyYAML would silently overwrite
+                first = seen[key.value].line + 1
+                raise LimitError(
+                    f"mapping key {key.value[:40]!r} already defined at line {first}", key.start_mark, path
+                )
+            seen[key.value] = key.start_mark
         out.append((value, _child_path(path, key.value)))
     return out
 

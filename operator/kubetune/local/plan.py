@@ -18,7 +18,7 @@ import yaml
 from kubetune import constants as c
 from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, Resource
 from kubetune.api.admission import admit_all
-from kubetune.api.manifests import iter_documents
+from kubetune.api.manifests import NoObjectsError, iter_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 KIND_ORDER = {c.FINETUNEJOB: 0, c.EVALUATION: 1, c.MODELDEPLOYMENT: 2}
@@ -80,10 +80,15 @@ def manifest_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and not p.name.startswith("."))
 
 
-def _read(f: Path) -> list[tuple[str, Any]]:
-    """The documents of one file; a YAML error (or a limit of the loader) names the file and the line."""
+def _read(f: Path, explicit: bool) -> list[tuple[str, Any]]:
+    """The documents of one file; a YAML error (or a limit of the loader) names the file and the line.
+
+    A file named explicitly must hold an object (as kubectl says); an empty file in a folder is skipped.
+    """
     try:
-        return list(iter_documents(f))
+        return list(iter_documents(f, allow_empty=not explicit))
+    except NoObjectsError as err:
+        raise PlanError([str(err)]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{f}:{mark.line + 1}" if mark else str(f)
@@ -99,7 +104,7 @@ def load(path: Path) -> list[Item]:
     docs: list[tuple[str, Any]] = []
     base_of: dict[str, Path] = {}
     for f in files:
-        for source, doc in _read(f):
+        for source, doc in _read(f, explicit=path.is_file()):
             docs.append((source, doc))
             base_of[source] = f.parent.resolve()
     admitted, errors = admit_all(docs)
