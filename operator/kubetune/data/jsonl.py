@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from os import PathLike
 from typing import Any
@@ -10,6 +11,33 @@ from typing import Any
 from kubetune.data.errors import LineError, type_name
 
 BOM = b"\xef\xbb\xbf"
+# A \uD800-\uDFFF escape: json.loads joins a valid pair into one character and leaves a lone one as it is.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (JSON has no NaN or Infinity; write a number or null)")
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The field path of the first string (value or key) holding a lone UTF-16 surrogate; None when none does."""
+    if isinstance(value, str):
+        return path or "(the line)" if _SURROGATE.search(value) else None
+    if isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        for key in value:
+            if _SURROGATE.search(key):
+                return f"{path}.{key!r}" if path else repr(key)
+        items = ((f"{path}.{k}" if path else k, v) for k, v in value.items())
+    else:
+        return None
+    for sub, v in items:
+        found = _lone_surrogate(v, sub)
+        if found:
+            return found
+    return None
 
 
 def parse_line(raw: bytes, line_no: int) -> Any | LineError:
@@ -21,7 +49,7 @@ def parse_line(raw: bytes, line_no: int) -> Any | LineError:
             line_no, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); save the file as UTF-8"
         )
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_not_json_constant)
     except json.JSONDecodeError as err:
         hint = ""
         if line_no == 1 and text.lstrip().startswith("[") and err.msg.startswith("Expecting"):
@@ -29,8 +57,21 @@ def parse_line(raw: bytes, line_no: int) -> Any | LineError:
         return LineError(line_no, f"invalid JSON: {err.msg} (column {err.colno}){hint}")
     except RecursionError:
         return LineError(line_no, "invalid JSON: nested too deeply")
-    except ValueError as err:  # e.g. integers too long to convert
+    except ValueError as err:  # NaN/Infinity, integers too long to convert
         return LineError(line_no, f"invalid JSON: {err}")
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            where = _lone_surrogate(value)
+        except RecursionError:
+            where = "(the line)"
+        if where:
+            return LineError(
+                line_no,
+                "a \\uD800-\\uDFFF escape that is not part of a surrogate pair is not text (no UTF-8 encoding); "
+                "fix the escape or the tool that wrote it",
+                where,
+            )
+    return value
 
 
 def iter_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, Any | LineError]]:

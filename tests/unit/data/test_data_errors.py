@@ -361,3 +361,21 @@ def test_kubetune_validate_header_and_summary_count_the_same_errors(write_jsonl,
     assert out[0].startswith(f"{path}: 406 error(s)")
     assert out[-1] == "1 file(s), 0 resource(s), 1 dataset(s): 406 error(s)"
     assert len(out) < 10  # one line per distinct error, not 406
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(write_jsonl, chat_rows, constant) -> None:
+    rows = chat_rows(10)
+    rows[3] = '{"prompt": "Hi", "completion": "Hello", "score": ' + constant + "}"
+    error = only_error(validate_file(write_jsonl(rows)), 4)
+    assert error.message.startswith(f"invalid JSON: {constant} is not a JSON value"), error.message
+
+
+def test_a_lone_surrogate_escape_is_refused_with_line_and_field(write_jsonl, chat_rows) -> None:
+    rows = chat_rows(11)
+    rows[2] = '{"messages": [{"role": "user", "content": "Hi \\ud800"}, {"role": "assistant", "content": "Hello"}]}'
+    rows[5] = '{"messages": [{"role": "user", "content": "ok \\ud83d\\ude00"}, {"role": "assistant", "content": "A"}]}'
+    report = validate_file(write_jsonl(rows))
+    error = only_error(report, 3)
+    assert error.field == "messages[0].content" and "surrogate" in error.message, error
+    assert [e.line for e in report.errors] == [3]  # a valid pair (an emoji) is text
