@@ -83,6 +83,7 @@ KINDS: dict[str, Kind] = {
     "Job": Kind("batch", "v1", "jobs"),
     "Deployment": Kind("apps", "v1", "deployments"),
     "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
+    "JobSet": Kind("jobset.x-k8s.io", "v1alpha2", "jobsets"),  # multi-node training, where the cluster has it
     c.FINETUNEJOB: Kind(c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB]),
     c.EVALUATION: Kind(c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION]),
     c.MODELDEPLOYMENT: Kind(c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT]),
@@ -349,6 +350,17 @@ async def get_or_none(kind: str, namespace: str | None, name: str) -> dict[str, 
         return await get(kind, namespace, name)
     except NotFound:
         return None
+
+
+async def served(kind: str) -> bool:
+    """Whether the API server serves `kind` (API discovery of its group version: a CRD installed and
+    established); False when the group version is unknown."""
+    k = kind_of(kind)
+    try:
+        body = await client().request("GET", f"/apis/{k.group}/{k.version}" if k.group else f"/api/{k.version}")
+    except NotFound:
+        return False
+    return any(r.get("name") == k.plural for r in body.get("resources") or [])
 
 
 def label_selector(labels: Mapping[str, str]) -> str:

@@ -16,11 +16,12 @@ from kubetune import constants as c
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.api.references import referenced_uris
 from kubetune.api.runconfig import ProgressSink, StorageMap, TrainRunConfig
-from kubetune.builders import names, pods
+from kubetune.builders import names, objectstorage, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import service_account_name
 from kubetune.builders.runconfig import TEACHER_API_KEY_ENV, train_run_config
+from kubetune.builders.tracking import tracking_env
 
 RUN_CONFIG_PATH = f"{c.RUN_CONFIG_MOUNT}/{c.RUN_CONFIG_FILE}"
 TRAIN_COMMAND = ["kubetune-trainer", "train", "--config", RUN_CONFIG_PATH]
@@ -119,13 +120,12 @@ def _env(job: FineTuneJob) -> list[dict[str, Any]]:
     endpoint = spec.distillation.teacher.endpoint if spec.distillation else None
     if endpoint and endpoint.api_key_secret_ref:
         env.append(pods.secret_env(TEACHER_API_KEY_ENV, endpoint.api_key_secret_ref))
-    return env
+    return env + tracking_env(spec.tracking) + objectstorage.s3_env(spec.s3) + objectstorage.export_env(spec.export)
 
 
-def _distributed_env(job: FineTuneJob) -> list[dict[str, Any]]:
-    """torch.distributed rendezvous for an Indexed Job: index 0 is the master."""
+def _distributed_env(job: FineTuneJob, master: str) -> list[dict[str, Any]]:
+    """torch.distributed rendezvous for the pods of an Indexed Job: `master` is the host of index 0."""
     res = job.spec.resources
-    master = f"{training_job_name(job)}-0.{headless_service_name(job)}"
     rank_path = f"metadata.annotations['{c.ANNOTATION_COMPLETION_INDEX}']"
     return [
         {"name": "MASTER_ADDR", "value": master},
@@ -165,11 +165,16 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def build_training_job(
-    job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
+def indexed_job_master(job: FineTuneJob) -> str:
+    """The rendezvous host of an Indexed Job's pods: index 0's hostname under the headless Service."""
+    return f"{training_job_name(job)}-0.{headless_service_name(job)}"
+
+
+def training_pod_template(
+    job: FineTuneJob, settings: PodSettings, *, source_checkpoint_uri: str | None, master: str | None
 ) -> dict[str, Any]:
-    """The batch/v1 Job that trains; owned by the FineTuneJob."""
-    settings = settings or PodSettings()
+    """The trainer pod (metadata and spec) of a training Job; `master`: the rendezvous host of a multi-node
+    job (its pods get MASTER_ADDR, NODE_RANK from their completion index, ...), None for one node."""
     spec, res = job.spec, job.spec.resources
     claim = names.job_claim_name(job)
     data_volume = {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
@@ -186,7 +191,7 @@ def build_training_job(
         *claim_mounts,
         *scratch_mounts,
     ]
-    env = _env(job) + (_distributed_env(job) if res.nodes > 1 else []) + pods.user_env(spec.env)
+    env = _env(job) + (_distributed_env(job, master) if master else []) + pods.user_env(spec.env)
     container = {
         "name": c.TRAINER_CONTAINER,
         "image": spec.image or settings.trainer_image,
@@ -198,7 +203,7 @@ def build_training_job(
         "securityContext": pods.container_security_context(),
         **pods.termination_message(),
     }
-    if res.nodes > 1:
+    if master:
         container["ports"] = [{"name": "rendezvous", "containerPort": c.MASTER_PORT}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -212,8 +217,21 @@ def build_training_job(
     }
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
-    if res.nodes > 1:
-        pod_spec["subdomain"] = headless_service_name(job)
+    # The full job name (labels are cut at 63 characters) tells the operator whose pod this is.
+    return {"metadata": {"labels": pod_labels(job), "annotations": {c.LABEL_JOB: job.metadata.name}}, "spec": pod_spec}
+
+
+def build_training_job(
+    job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
+) -> dict[str, Any]:
+    """The batch/v1 Job that trains; owned by the FineTuneJob. Several nodes: an Indexed Job whose pods
+    find index 0 through the headless Service (`build_headless_service`)."""
+    settings = settings or PodSettings()
+    spec, res = job.spec, job.spec.resources
+    master = indexed_job_master(job) if res.nodes > 1 else None
+    template = training_pod_template(job, settings, source_checkpoint_uri=source_checkpoint_uri, master=master)
+    if master:
+        template["spec"]["subdomain"] = headless_service_name(job)
 
     meta = child_metadata(job, c.ROLE_TRAIN, name=training_job_name(job), annotations=_hash_annotation(job))
     if spec.queue_name:
@@ -223,11 +241,7 @@ def build_training_job(
         "backoffLimit": spec.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),
         "podReplacementPolicy": "Failed",
-        "template": {
-            # The full job name (labels are cut at 63 characters) tells the operator whose pod this is.
-            "metadata": {"labels": pod_labels(job), "annotations": {c.LABEL_JOB: job.metadata.name}},
-            "spec": pod_spec,
-        },
+        "template": template,
     }
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds

@@ -28,6 +28,7 @@ class OperatorState:
     config: OperatorConfig = field(default_factory=OperatorConfig)
     metrics: metrics.Recorder = field(default_factory=metrics.Recorder)
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    jobset: bool = False  # multi-node jobs train on a JobSet: allowed, and the cluster serves JobSets (at start)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         """One lock per object, so status writes from different watch events never interleave."""

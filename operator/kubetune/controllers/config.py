@@ -25,6 +25,9 @@ ENV_SERVE_STARTUP_SECONDS = f"{P}SERVE_STARTUP_SECONDS"
 ENV_METRICS_PORT = f"{P}METRICS_PORT"
 ENV_SOURCE_POLL_SECONDS = f"{P}SOURCE_POLL_SECONDS"
 ENV_RESYNC_SECONDS = f"{P}RESYNC_SECONDS"
+# Multi-node training on JobSet: "auto" (default) uses it when the cluster serves JobSets (discovered at start),
+# "false" never does (the Helm chart sets it when jobset.enabled is off, so no JobSet RBAC is granted).
+ENV_JOBSET = f"{P}JOBSET"
 
 DEFAULT_RESYNC_SECONDS = 60.0
 DEFAULT_SOURCE_POLL_SECONDS = 15.0
@@ -43,6 +46,7 @@ class OperatorConfig:
     source_poll_seconds: float = DEFAULT_SOURCE_POLL_SECONDS  # how often a continued job checks its source job
     # Safety net behind the watch events: how often every Evaluation and ModelDeployment is reconciled anyway.
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    jobset_allowed: bool = True  # KUBETUNE_JOBSET is not false: use JobSet where the cluster serves it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -68,6 +72,7 @@ class OperatorConfig:
             metrics_port=int(env.get(ENV_METRICS_PORT) or c.METRICS_PORT),
             source_poll_seconds=float(env.get(ENV_SOURCE_POLL_SECONDS) or DEFAULT_SOURCE_POLL_SECONDS),
             resync_seconds=float(env.get(ENV_RESYNC_SECONDS) or DEFAULT_RESYNC_SECONDS),
+            jobset_allowed=_flag(env.get(ENV_JOBSET), True),
         )
 
 

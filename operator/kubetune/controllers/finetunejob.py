@@ -20,7 +20,7 @@ from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
-from kubetune.builders import names
+from kubetune.builders import jobset, names
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
@@ -35,6 +35,7 @@ from kubetune.builders.training import (
 )
 from kubetune.controllers import common
 from kubetune.status import finetunejob as st
+from kubetune.status.jobset import as_batch_job
 
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 CHILD_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_TRAIN}
@@ -172,23 +173,51 @@ def _edited_after_early_failure(job: FineTuneJob) -> bool:
     )
 
 
-def children(job: FineTuneJob, source_uri: str | None, pods: PodSettings) -> list[dict[str, Any] | None]:
-    """Everything a job needs, in creation order (the Job last, so its pod finds the rest)."""
+def children(
+    job: FineTuneJob, source_uri: str | None, pods: PodSettings, *, on_jobset: bool = False
+) -> list[dict[str, Any] | None]:
+    """Everything a job needs, in creation order (the workload last, so its pods find the rest). On a JobSet,
+    JobSet makes the headless Service itself."""
     run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri)
+    workload = (
+        jobset.build_training_jobset(job, pods, source_checkpoint_uri=source_uri)
+        if on_jobset
+        else build_training_job(job, pods, source_checkpoint_uri=source_uri)
+    )
     return [
         build_pvc(job, pods),
         build_run_config_map(job, run_config),
         *build_rbac(job),
-        build_headless_service(job),
-        build_training_job(job, pods, source_checkpoint_uri=source_uri),
+        None if on_jobset else build_headless_service(job),
+        workload,
     ]
+
+
+def _on_jobset(job: FineTuneJob, state: common.OperatorState, watched: Watched) -> bool:
+    """Whether this job trains on a JobSet: several nodes and JobSet served, unless a batch Job of it exists
+    already (made before JobSet was installed: the job keeps it)."""
+    return jobset.uses_jobset(job, state.jobset) and not watched.jobs_of(job)
+
+
+async def _workload(job: FineTuneJob, on_jobset: bool) -> tuple[str, dict[str, Any] | None]:
+    """(kind, object) of the job's training workload: its JobSet or its batch Job (None when there is none)."""
+    if on_jobset:
+        return "JobSet", await k8s.get_or_none("JobSet", job.metadata.namespace, jobset.jobset_name(job))
+    return "Job", await k8s.get_or_none("Job", job.metadata.namespace, training_job_name(job))
+
+
+def _as_batch(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The workload as the batch Job observation the status is computed from."""
+    return as_batch_job(obj) if kind == "JobSet" and obj is not None else obj
 
 
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
-async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, watched: Watched, logger: kopf.Logger) -> bool:
+async def _apply_spec_edit(
+    raw: dict[str, Any], job: FineTuneJob, watched: Watched, state: common.OperatorState, logger: kopf.Logger
+) -> bool:
     """Bring the training Job and run-config ConfigMap in line with the spec (see status.spec_action).
 
     Before training started, children built from an earlier spec are deleted (the Job with its pods, also a
@@ -198,16 +227,21 @@ async def _apply_spec_edit(raw: dict[str, Any], job: FineTuneJob, watched: Watch
     """
     namespace = job.metadata.namespace
     jobs = watched.jobs_of(job)
+    kinds = ["Job"] * len(jobs)
+    if jobset.uses_jobset(job, state.jobset) and not jobs:
+        _, found = await _workload(job, True)
+        jobs, kinds = ([found], ["JobSet"]) if found is not None else ([], [])
     config_map = await k8s.get_or_none("ConfigMap", namespace, config_map_name(job))
     pods = watched.pods_of(job) if jobs else []
-    started = bool(job.status and job.status.start_time) or any(st.trainer_started(j, pods) for j in jobs)
+    observed = [_as_batch(kind, j) or {} for kind, j in zip(kinds, jobs, strict=True)]
+    started = bool(job.status and job.status.start_time) or any(st.trainer_started(j, pods) for j in observed)
     action = st.spec_action(job, [*jobs, config_map], started)
     if action == "keep":
         return True
     if action == "refuse":
         await common.event(raw, "Warning", Reason.SPEC_CHANGE_REFUSED, st.refused_message(job))
         return False
-    stale = [("Job", j) for j in jobs if st.is_stale(job, j)]
+    stale = [(kind, j) for kind, j in zip(kinds, jobs, strict=True) if st.is_stale(job, j)]
     if config_map is not None and st.is_stale(job, config_map):
         stale.append(("ConfigMap", config_map))
     gone = []
@@ -260,7 +294,7 @@ async def reconcile(
             # The spec was fixed after a failure that came before any training: start over.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"completionTime": None})
         async with state.lock(*_key(namespace, name)):
-            applies = await _apply_spec_edit(raw, job, watched, logger)
+            applies = await _apply_spec_edit(raw, job, watched, state, logger)
         if not applies:
             await sync_status(state, watched, namespace, name)
             return
@@ -268,15 +302,17 @@ async def reconcile(
         if source_uri and not (job.status and job.status.base_model_uri):
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
+        on_jobset = _on_jobset(job, state, watched)
         async with state.lock(*_key(namespace, name)):
-            objects, created = await common.ensure(children(job, source_uri, state.config.pods))
-        if st.is_stale(job, objects.get("Job")):
+            objects, created = await common.ensure(children(job, source_uri, state.config.pods, on_jobset=on_jobset))
+        kind = "JobSet" if on_jobset else "Job"
+        if st.is_stale(job, objects.get(kind)):
             # The old Job still holds the name (a finalizer keeps it a while): create the new one next time.
             raise kopf.TemporaryError("waiting for the training Job of the earlier spec to be deleted", delay=2)
         if created:
             logger.info(f"created {', '.join(created)}")
             await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
-        await sync_status(state, watched, namespace, name, batch_job=objects.get("Job"))
+        await sync_status(state, watched, namespace, name, batch_job=_as_batch(kind, objects.get(kind)))
 
 
 async def sync_status(
@@ -298,7 +334,8 @@ async def sync_status(
         except ValueError:
             return  # reconcile reports invalid specs
         if batch_job is None or "status" not in batch_job:
-            batch_job = await k8s.get_or_none("Job", namespace, training_job_name(job))
+            kind, workload = await _workload(job, _on_jobset(job, state, watched))
+            batch_job = _as_batch(kind, workload)
         if batch_job is None:
             # Not created yet (waiting for a source job) or gone after its TTL: the status stays as it is,
             # but a finished job whose spec was edited (suspend, ttlSecondsAfterFinished) has seen that edit.
@@ -307,7 +344,12 @@ async def sync_status(
         pods = watched.pods_of(job)
         # Pods of a deleted earlier Job (re-created after a spec edit) may linger a moment: not this Job's.
         job_uid = batch_job["metadata"].get("uid")
-        pods = [p for p in pods if not _owned_by_job(p) or _owned_by(p, job_uid)]
+        if batch_job.get("kind") == jobset.KIND:  # its pods belong to its child Jobs, labelled with its uid
+            pods = [
+                p for p in pods if (p["metadata"].get("labels") or {}).get(jobset.LABEL_JOBSET_UID) in (None, job_uid)
+            ]
+        else:
+            pods = [p for p in pods if not _owned_by_job(p) or _owned_by(p, job_uid)]
         patch = st.compute_status(job, batch_job, pods)
         if st.changed(job, patch):
             await _write_status(body, patch, st.observe(job, batch_job, pods))
@@ -341,7 +383,9 @@ async def update(
     fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
     with metrics.track("finetunejob.update"):
         job = common.parse(FineTuneJob, dict(body))
-        batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
+        state, watched = common.state(memo), Watched(training_jobs, training_pods)
+        kind, workload = await _workload(job, _on_jobset(job, state, watched))
+        batch = _as_batch(kind, workload)
         not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
         reconciled = False
         if (batch is None and (not_started or _edited_after_early_failure(job))) or _frozen_field_changed(diff):
@@ -357,7 +401,8 @@ async def update(
             if not any(field[:2] in _MUTABLE_FIELDS for _, field, *_ in diff):
                 return
             reconciled = True
-            batch = await k8s.get_or_none("Job", namespace, training_job_name(job))
+            kind, workload = await _workload(job, _on_jobset(job, state, watched))
+            batch = _as_batch(kind, workload)
         finished = batch is not None and st.observe(job, batch, []).phase in c.FINISHED_PHASES
         for _op, field, _old, new in diff:
             if batch is None or finished:
@@ -365,12 +410,12 @@ async def update(
             if field == ("spec", "suspend"):
                 if reconciled and bool((batch.get("spec") or {}).get("suspend")) == bool(new):
                     continue  # the Job was just re-created with it
-                await _set_suspend(dict(body), job, bool(new))
+                await _set_suspend(dict(body), job, bool(new), kind, batch["metadata"]["name"])
             elif field == ("spec", "ttlSecondsAfterFinished"):
                 await k8s.patch_merge(
-                    "Job", namespace, batch["metadata"]["name"], {"spec": {"ttlSecondsAfterFinished": new}}
+                    kind, namespace, batch["metadata"]["name"], {"spec": {"ttlSecondsAfterFinished": new}}
                 )
-        await sync_status(common.state(memo), Watched(training_jobs, training_pods), namespace, name)
+        await sync_status(state, watched, namespace, name)
 
 
 _MUTABLE_FIELDS = {("spec", key) for key in MUTABLE_AFTER_START}
@@ -381,10 +426,11 @@ def _frozen_field_changed(diff: kopf.Diff) -> bool:
     return any(field[:1] == ("spec",) and field[:2] not in _MUTABLE_FIELDS for _, field, *_ in diff)
 
 
-async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool) -> None:
-    namespace, job_name = job.metadata.namespace, training_job_name(job)
+async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool, kind: str, job_name: str) -> None:
+    """Suspend or resume the workload (`kind` Job or JobSet, named `job_name`)."""
+    namespace = job.metadata.namespace
     if suspend:
-        await k8s.patch_merge("Job", namespace, job_name, {"spec": {"suspend": True}})
+        await k8s.patch_merge(kind, namespace, job_name, {"spec": {"suspend": True}})
         await common.event(body, "Normal", Reason.SUSPENDED, "suspended: the trainer pod stops; checkpoints are kept")
     elif job.spec.queue_name:
         # Kueue owns spec.suspend of queued Jobs: it resumes the Job when it admits the workload again.
@@ -392,7 +438,7 @@ async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool) ->
             body, "Normal", Reason.RESUMED, f"resumed: waiting for Kueue (queue {job.spec.queue_name!r})"
         )
     else:
-        await k8s.patch_merge("Job", namespace, job_name, {"spec": {"suspend": False}})
+        await k8s.patch_merge(kind, namespace, job_name, {"spec": {"suspend": False}})
         await common.event(body, "Normal", Reason.RESUMED, "resumed: training continues from the latest checkpoint")
 
 
@@ -440,6 +486,25 @@ async def training_job_changed(
         with metrics.track("finetunejob.job_event"):
             watched = Watched(training_jobs, training_pods)
             await sync_status(common.state(memo), watched, namespace, owner, batch_job=dict(body))
+
+
+@kopf.on.event(jobset.GROUP, jobset.VERSION, jobset.PLURAL, labels=CHILD_FILTER)
+async def training_jobset_changed(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
+    """A training JobSet changed (admitted, restarted, completed, failed): update its FineTuneJob. Kopf watches
+    JobSets only where the cluster serves them."""
+    owner = common.live_child_owner(event, body, c.FINETUNEJOB)
+    if owner:
+        with metrics.track("finetunejob.jobset_event"):
+            watched = Watched(training_jobs, training_pods)
+            await sync_status(common.state(memo), watched, namespace, owner, batch_job=as_batch_job(dict(body)))
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)

@@ -63,6 +63,32 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     )
 
 
+@kopf.on.startup()
+async def discover_engines(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Which optional engines the cluster serves, once at start: JobSet (multi-node training). Startup handlers
+    run before Kopf's login, so this logs in the same way for its one discovery call."""
+    state = common.state(memo)
+    if not state.config.jobset_allowed:
+        logger.info(f"JobSet: not used ({config.ENV_JOBSET}=false); multi-node jobs run as Indexed Jobs")
+        return
+    try:
+        if k8s.login(logger=logger) is None:
+            raise RuntimeError("no credentials")
+        state.jobset = await k8s.served("JobSet")
+    except Exception as err:  # an unreachable API server at start must not stop the operator
+        logger.warning(f"JobSet discovery failed ({err}); multi-node jobs run as Indexed Jobs")
+        state.jobset = False
+    finally:
+        with contextlib.suppress(RuntimeError):
+            await k8s.client().close()
+    found = (
+        "served: multi-node jobs run as JobSets"
+        if state.jobset
+        else "not installed: multi-node jobs run as Indexed Jobs"
+    )
+    logger.info(f"JobSet (jobset.x-k8s.io/v1alpha2) {found}")
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """Kopf and kubetune.k8s use the same credentials: in-cluster service account or kubeconfig."""
