@@ -194,6 +194,12 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             found.warnings.append(
                 f"{source}: {ref.field}: {ref.uri} does not exist yet (looked at {local}); create it before running"
             )
+        elif local is not None:
+            from kubetune.local.preflight import model_problem
+
+            problem = model_problem(local)
+            if problem:
+                found.warnings.append(f"{source}: {ref.field}: {ref.uri}: {problem}; `kubetune run` refuses it")
 
 
 def validate_paths(paths: Sequence[Path]) -> Findings:

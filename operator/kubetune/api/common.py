@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -39,7 +39,10 @@ Quantity = Annotated[
 ]
 
 # Model and data locations: a scheme the loaders know, or a path relative to the manifest (local runs).
-URI_PATTERN = r"^((hf|pvc|s3|file|https?)://.+|[^:]+)$"
+# http(s) is not one: it names an endpoint (distillation.teacher.endpoint.url), never a model or a dataset.
+URI_SCHEMES = ("hf", "pvc", "s3", "file")
+URI_PATTERN = r"^((hf|pvc|s3|file)://.+|[^:]+)$"
+URI_FORM = "hf://ORG/NAME, pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH or a relative path"
 
 
 class UriError(ValueError):
@@ -102,6 +105,20 @@ def split_pvc_uri(uri: str) -> tuple[str, str]:
     return claim, "/".join(parts)
 
 
+def _check_scheme(uri: Any) -> Any:
+    """A human refusal of a scheme the loaders do not read, before the schema's pattern says it as a regex."""
+    if isinstance(uri, str) and not re.fullmatch(URI_PATTERN, uri, re.DOTALL):
+        scheme = uri.partition("://")[0] if "://" in uri else None
+        if scheme in ("http", "https"):
+            problem = f"{scheme}:// names an endpoint, not a model or dataset location"
+        elif scheme is not None:
+            problem = f"the scheme {scheme[:20]!r} is not one kubetune reads"
+        else:
+            problem = "a relative path may not contain ':'"
+        raise PydanticCustomError("uri_scheme", "{problem}: use {form}", {"problem": problem, "form": URI_FORM})
+    return uri
+
+
 def check_uri(uri: str) -> str:
     """The form of hf:// and pvc:// URIs (the schema's pattern cannot say it); other URIs as they are."""
     try:
@@ -123,6 +140,7 @@ Uri = Annotated[
         description="hf://ORG/NAME[@REVISION], pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH, "
         "or a path relative to the manifest (local runs).",
     ),
+    BeforeValidator(_check_scheme),
     AfterValidator(check_uri),
 ]
 

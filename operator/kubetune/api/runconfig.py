@@ -35,18 +35,24 @@ class StorageMap(KubeModel):
 
     pvc_root: str = Field(default="/mnt/pvc", description="pvc://CLAIM/PATH is read at PVC_ROOT/CLAIM/PATH.")
     base_dir: str = Field(default=".", description="Relative paths resolve against this directory.")
+    follow_links: bool = Field(
+        default=False,
+        description="Whether a symbolic link inside a claim may lead out of it (local runs: the user's own links "
+        "on the user's own machine; never in a pod, where claims are mounted side by side).",
+    )
 
     def local_path(self, uri: str) -> Path | None:
         """The local path of a pvc://, file:// or relative URI; None for remote schemes (hf://, s3://, http).
 
-        A pvc:// path never leads outside its claim's folder (PVC_ROOT/CLAIM), not by '..' and not through a
-        symbolic link: UriError otherwise.
+        A pvc:// path never leads outside its claim's folder (PVC_ROOT/CLAIM) by '..', and, unless
+        `follow_links`, not through a symbolic link either: UriError otherwise. This is where to READ; a
+        caller that writes checks the resolved path itself (kubetune.local.state.RunsDir.inside).
         """
         if uri.startswith("pvc://"):
             claim, inside = split_pvc_uri(uri)
             root = Path(self.pvc_root) / claim
             path = root / inside if inside else root
-            if not path.resolve().is_relative_to(root.resolve()):
+            if not self.follow_links and not path.resolve().is_relative_to(root.resolve()):
                 raise UriError(
                     f"{uri!r} leads outside the claim {claim!r} (through a symbolic link to {path.resolve()})"
                 )

@@ -200,7 +200,7 @@ class LocalBackend:
             return False
         extra = []
         if isinstance(saved, FineTuneJob):
-            out = self.runs.storage(self.runs.root).local_path(job_output_uri(saved))
+            out = self.runs.storage(self.runs.root, namespace).local_path(job_output_uri(saved))
             extra = [out] if out is not None else []
         self.runs.forget(key, *extra)
         return True

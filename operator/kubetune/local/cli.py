@@ -58,7 +58,7 @@ def _forget_all(items: list[planning.Item], runs: RunsDir) -> None:
     for it in items:
         extra = []
         if isinstance(it.resource, FineTuneJob):
-            out = runs.storage(it.base_dir).local_path(job_output_uri(it.resource))
+            out = runs.storage(it.base_dir, it.namespace).local_path(job_output_uri(it.resource))
             extra += [out] if out else []
         runs.forget(it.key, *extra)
 

@@ -8,8 +8,10 @@ The data rules are `kubetune.data`'s (the trainer applies the same ones again wh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kubetune.api import Evaluation, FineTuneJob, adapters
+from kubetune.api.common import UriError
 from kubetune.api.references import dataset_uris, model_uris
 from kubetune.data import DataNeeds, needs_of, validate_file
 from kubetune.local.plan import Item
@@ -33,7 +35,11 @@ def _dataset(
     max_examples: int | None = None,
     needs: DataNeeds | None = None,
 ) -> None:
-    path = runs.storage(item.base_dir).local_path(uri)
+    try:
+        path = runs.storage(item.base_dir, item.namespace).local_path(uri)
+    except UriError as err:
+        findings.errors.append(f"{item.source}: {fld}: {err}")
+        return
     if path is None:
         findings.notes.append(f"{item}: {fld}: {uri} is remote; the trainer checks it when it reads it")
         return
@@ -49,13 +55,31 @@ def _dataset(
         findings.errors.append(f"{item.source}: {fld}: {path}: {needs.mismatch(report.format)}")
 
 
+MODEL_FILES = ("config.json", "adapter_config.json")  # a transformers model, or a PEFT adapter (a checkpoint)
+
+
+def model_problem(path: Path) -> str | None:
+    """Why a local folder is not a model transformers (or PEFT) can load; None when it looks like one."""
+    if not path.is_dir():
+        return f"{path} is a file, not a model folder"
+    if not any((path / name).is_file() for name in MODEL_FILES):
+        return f"{path} holds no config.json (nor adapter_config.json): not a model folder"
+    return None
+
+
 def _model(findings: Findings, item: Item, runs: RunsDir, fld: str, uri: str) -> None:
-    path = runs.storage(item.base_dir).local_path(uri)
+    try:
+        path = runs.storage(item.base_dir, item.namespace).local_path(uri)
+    except UriError as err:
+        findings.errors.append(f"{item.source}: {fld}: {err}")
+        return
     if path is not None and not path.exists():
         hint = ""
         if uri.startswith("pvc://"):
             hint = f"; put a model there, e.g. `kubetune model init-tiny {path} --from-data TRAIN.jsonl`"
         findings.errors.append(f"{item.source}: {fld}: {uri} does not exist (looked at {path}){hint}")
+    elif path is not None and model_problem(path):
+        findings.errors.append(f"{item.source}: {fld}: {uri}: {model_problem(path)}")
 
 
 def has_cuda() -> bool:
@@ -77,7 +101,10 @@ def _machine(findings: Findings, item: Item, runs: RunsDir, job: FineTuneJob) ->
         )
     if spec.adapter.type == "none" or not spec.base_model.uri:
         return
-    path = runs.storage(item.base_dir).local_path(spec.base_model.uri)
+    try:
+        path = runs.storage(item.base_dir, item.namespace).local_path(spec.base_model.uri)
+    except UriError:
+        return  # said by _model
     found = adapters.safetensors_modules(path) if path is not None and path.is_dir() else None
     if found is not None:
         problem = adapters.target_problem(spec.adapter.target_modules, *found)

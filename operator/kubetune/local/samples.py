@@ -20,7 +20,7 @@ def sample_request(
             continue
         item = run.items.get(key_of(res))
         uri = res.spec.dataset.uri if isinstance(res, Evaluation) else res.spec.dataset.train.uri
-        path = run.runs.storage(item.base_dir if item else Path.cwd()).local_path(uri)
+        path = run.runs.storage(item.base_dir if item else Path.cwd(), res.metadata.namespace).local_path(uri)
         record = first_record(path) if path is not None else None
         if record and isinstance(record.get("messages"), list):
             msgs = record["messages"]

@@ -1,7 +1,8 @@
 """The runs folder: where local runs keep their files and remember what is done.
 
     runs/
-      pvc/CLAIM/...                         what pvc://CLAIM/... means locally (same layout as on a cluster)
+      pvc/CLAIM/...                         what pvc://CLAIM/... means locally in the `default` namespace
+      namespaces/NAMESPACE/pvc/CLAIM/...    ... and in any other namespace (claims are namespaced on a cluster)
       NAMESPACE/PLURAL/NAME/resource.json   the resource as last run: spec, status, inputs hash (annotation)
       NAMESPACE/PLURAL/NAME/...             its run config, progress log and child-process log
       report.html, *.png                    the run report
@@ -11,7 +12,8 @@ next run; anything else runs again (training resumes from its latest checkpoint)
 
 Nothing is written or deleted outside the runs folder: a namespace or name that is not one folder name
 ('../x', '/abs'), or a path that resolves elsewhere (through a symbolic link), raises RunsDirError, even
-when admission let the name through.
+when admission let the name through. Reading is another matter: a model or dataset under runs/pvc may be
+the user's own symbolic link to a folder elsewhere on this machine, and is read through it.
 """
 
 from __future__ import annotations
@@ -70,11 +72,27 @@ class RunsDir:
 
     @property
     def pvc_root(self) -> Path:
-        return self.root / "pvc"
+        """Where the claims of the `default` namespace are."""
+        return self.pvc_root_of("default")
 
-    def storage(self, base_dir: Path) -> StorageMap:
-        """pvc:// into runs/pvc, relative paths against the manifest's folder."""
-        return StorageMap(pvc_root=str(self.pvc_root), base_dir=str(Path(base_dir).resolve()))
+    def pvc_root_of(self, namespace: str | None) -> Path:
+        """runs/pvc for the `default` namespace (as the quickstart lays it out), runs/namespaces/NS/pvc for others:
+        claims are namespaced on a cluster, so `tk-data` of ns-a is not `tk-data` of ns-b."""
+        ns = namespace or "default"
+        if ns == "default":
+            return self.root / "pvc"
+        return self.root / "namespaces" / _folder_name(ns, "metadata.namespace") / "pvc"
+
+    def storage(self, base_dir: Path, namespace: str | None = "default") -> StorageMap:
+        """pvc:// into the namespace's claims folder, relative paths against the manifest's folder.
+
+        Reads follow the user's own symbolic links (this is the user's machine; '..' in a pvc:// URI is still
+        refused); whatever the runtime writes or deletes is checked with `inside` (writes never leave the runs
+        folder).
+        """
+        return StorageMap(
+            pvc_root=str(self.pvc_root_of(namespace)), base_dir=str(Path(base_dir).resolve()), follow_links=True
+        )
 
     def inside(self, path: Path, what: str) -> Path:
         """`path` when it resolves (symbolic links followed) inside the runs folder; RunsDirError otherwise."""
@@ -139,7 +157,7 @@ def outside_paths(items: list[Item], runs: RunsDir) -> list[str]:
         try:
             runs.resource_dir(item.key)
             if isinstance(item.resource, FineTuneJob):
-                output = runs.storage(item.base_dir).local_path(job_output_uri(item.resource))
+                output = runs.storage(item.base_dir, item.namespace).local_path(job_output_uri(item.resource))
                 if output is not None:
                     runs.inside(output, f"the output folder of {item}")
         except (RunsDirError, UriError) as err:

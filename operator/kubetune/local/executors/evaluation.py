@@ -52,7 +52,7 @@ def run_evaluation(item: Item, run: Run) -> bool:
     if ref.model_deployment:
         md = run.get((item.namespace, c.MODELDEPLOYMENT, ref.model_deployment.name))
         endpoint = md.status.endpoint if md is not None and md.status else None
-    storage = run.runs.storage(item.base_dir)
+    storage = run.runs.storage(item.base_dir, item.namespace)
     rdir = run.runs.resource_dir(item.key)
     out_uri = eval_builders.output_uri(ev, job if isinstance(job, FineTuneJob) else None)
     output_dir = (storage.local_path(out_uri) if out_uri else None) or rdir / "output"

@@ -47,7 +47,7 @@ def _write(item: Item, run: Run, status: dict[str, Any], outcome: Outcome, diges
 
 def run_job(item: Item, run: Run) -> bool:
     job: FineTuneJob = item.resource  # type: ignore[assignment]
-    storage = run.runs.storage(item.base_dir)
+    storage = run.runs.storage(item.base_dir, item.namespace)
     source_uri = None
     src_ref = job.spec.base_model.from_job
     if src_ref:

@@ -83,7 +83,7 @@ def start_deployment(item: Item, run: Run) -> bool:
         md, decision, job if isinstance(job, FineTuneJob) else None, serving.ServingSettings(merge_adapters=False)
     )
     port = free_port(run.port + len(run.servers))
-    storage = run.runs.storage(item.base_dir)
+    storage = run.runs.storage(item.base_dir, item.namespace)
     rdir = run.runs.resource_dir(item.key)
     rdir.mkdir(parents=True, exist_ok=True)
     cfg = serve_run_config(
