@@ -84,6 +84,20 @@ creates it, or "default" when it neither creates one nor is told which to use.
 An image reference from {repository, tag, digest}: the digest wins over the tag, and an empty tag
 means the chart's appVersion. Call with (dict "image" .Values.image "ctx" $).
 */}}
+{{/*
+The trainer image: repository@digest, or repository:tag with "-<variant>" appended (e.g. 0.1.0-cuda).
+*/}}
+{{- define "kubetune.trainerImage" -}}
+{{- $image := .Values.trainer.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- $tag := default .Chart.AppVersion $image.tag -}}
+{{- if $image.variant -}}{{- $tag = printf "%s-%s" $tag $image.variant -}}{{- end -}}
+{{- printf "%s:%s" $image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "kubetune.image" -}}
 {{- if .image.digest -}}
 {{- printf "%s@%s" .image.repository .image.digest -}}
@@ -169,6 +183,12 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.jobset.enabled }}
+# Multi-node training as JobSets (watched): created, suspended and resumed, re-created after a spec edit.
+- apiGroups: ["jobset.x-k8s.io"]
+  resources: ["jobsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- if .Values.kueue.enabled }}
 # Kueue Workloads of queued jobs: why a job is still waiting for admission.
 - apiGroups: ["kueue.x-k8s.io"]

@@ -243,6 +243,7 @@ OPERATOR_CALLS = [
     ],
     *[(c.GROUP, f"{plural}/status", "patch") for plural in ("finetunejobs", "evaluations", "modeldeployments")],
     *[("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
+    *[("jobset.x-k8s.io", "jobsets", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
     *[("", "pods", verb) for verb in ("list", "watch")],
     *[("", "persistentvolumeclaims", verb) for verb in ("get", "create", "delete")],
     *[("", "configmaps", verb) for verb in ("get", "create", "patch", "delete")],
@@ -339,6 +340,40 @@ def test_watch_namespaces_gives_roles_in_those_namespaces_only(render: Render):
 def test_kueue_rule_follows_its_toggle(render: Render):
     assert allows(operator_rules(render()), "kueue.x-k8s.io", "workloads", "watch")
     assert not allows(operator_rules(render({"kueue": {"enabled": False}})), "kueue.x-k8s.io", "workloads", "watch")
+
+
+def test_jobset_rule_and_setting_follow_their_toggle(render: Render):
+    """On: the operator may manage JobSets and discovers them (KUBETUNE_JOBSET=auto); off: no rule, and the
+    operator is told never to use JobSet, so it never makes a call the chart does not grant."""
+    pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
+    from kubetune.controllers.config import OperatorConfig
+
+    for enabled in (True, False):
+        docs = render({"jobset": {"enabled": enabled}})
+        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+            assert allows(operator_rules(docs), "jobset.x-k8s.io", "jobsets", verb) is enabled
+        (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        assert OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]}).jobset_allowed is enabled
+    namespaced = render({"watchNamespaces": ["team-a"]})
+    assert allows(by_kind(namespaced, "Role")[0]["rules"], "jobset.x-k8s.io", "jobsets", "create")
+
+
+def test_the_trainer_image_variant_picks_the_cuda_build(render: Render):
+    pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
+    from kubetune.controllers.config import OperatorConfig
+
+    def trainer_image(values):
+        (container,) = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"]
+        return OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]}).pods.trainer_image
+
+    assert trainer_image({}) == "ghcr.io/kubetune/trainer:0.1.0"
+    assert trainer_image({"trainer": {"image": {"variant": "cuda"}}}) == "ghcr.io/kubetune/trainer:0.1.0-cuda"
+    assert (
+        trainer_image({"trainer": {"image": {"variant": "cuda", "tag": "0.2.0"}}})
+        == "ghcr.io/kubetune/trainer:0.2.0-cuda"
+    )
+    with pytest.raises(RenderError, match="variant"):
+        render({"trainer": {"image": {"variant": "rocm"}}})
 
 
 def test_user_roles_aggregate_into_the_builtin_roles(render: Render):
