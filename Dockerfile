@@ -10,7 +10,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 RUN python -m venv /opt/kubetune \
- && /opt/kubetune/bin/pip install ".[operator]"
+ && /opt/kubetune/bin/pip install ".[operator,s3]"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="kubetune operator" \

@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-e2e lint crds benchmarks clean envtest
+.PHONY: install demo test test-e2e lint crds benchmarks clean envtest s3server
 
 install: $(STAMP)
 
@@ -33,6 +33,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	@hack/envtest/build.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no real API server built (see above); its tests will skip" >&2; }
+	@hack/s3server/setup.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no S3 test server installed (see above); its tests will skip" >&2; }
 	$(BIN)/pytest -q tests/unit tests/integration
 
 # kube-apiserver, kube-controller-manager and etcd at the versions pinned in hack/envtest/go.mod, into
@@ -40,6 +41,11 @@ test: install
 # then it is a no-op).
 envtest:
 	hack/envtest/build.sh
+
+# The S3-compatible server of the s3:// tests: moto's server mode in its own virtualenv (botocore's pins stay
+# out of .venv), in ~/.cache/kubetune/s3server/ (about a minute from PyPI the first time, then a no-op).
+s3server:
+	hack/s3server/setup.sh
 
 lint: install
 	$(BIN)/ruff check .

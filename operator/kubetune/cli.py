@@ -75,7 +75,7 @@ def _get(node: Any, *keys: str) -> Any:
 
 
 def _validate_dataset(
-    path: Path,
+    path: Path | str,
     found: Findings,
     source: str,
     fmt: str | None = None,
@@ -88,7 +88,7 @@ def _validate_dataset(
     """
     from kubetune.data import validate_file
 
-    resolved = path.resolve()
+    resolved = path.resolve() if isinstance(path, Path) else path  # an s3:// URI is its own key
     key = (resolved, fmt if fmt and fmt != "auto" else "auto", max_examples, prompts_only)
     if key in found.reports:
         return found.reports[key]
@@ -172,16 +172,21 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
         except ValueError as err:  # a URI that cannot name a local file (the schema names it too)
             found.errors.append(f"{source}: {fld}: {err}")
             continue
-        if local is None:
+        if local is None and not uri.startswith("s3://"):
             continue
-        if not local.exists():
+        if local is not None and not local.exists():
             found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
-        elif local.is_file():
+        elif local is None or local.is_file():
             max_examples = _get(doc, "spec", "dataset", "maxExamples") if fld.startswith("spec.dataset.train") else None
             max_examples = max_examples if isinstance(max_examples, int) and max_examples > 0 else None
             prompts_only = bool(needs and needs.prompts_only)
             fmt = fmt if fmt in _formats() else None
-            report = _validate_dataset(local, found, f"{source}: {fld}", fmt, max_examples, prompts_only)
+            from kubetune.objectstore import S3Options, configured
+
+            # s3:// datasets stream from the endpoint and region of the manifest's spec.s3; credentials from
+            # this shell's environment (AWS_ACCESS_KEY_ID ...), as for the AWS CLI: no cluster, no Secret
+            with configured(S3Options.from_spec(getattr(getattr(resource, "spec", None), "s3", None))):
+                report = _validate_dataset(local or uri, found, f"{source}: {fld}", fmt, max_examples, prompts_only)
             mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
             if mismatch:
                 found.errors.append(f"{source}: {fld}: {local}: {mismatch}")

@@ -119,6 +119,7 @@ class Reason:
 # Environment variables the trainer pod reads.
 ENV_RUN_CONFIG: Final = "KUBETUNE_RUN_CONFIG"
 ENV_HF_TOKEN: Final = "HF_TOKEN"
+ENV_HF_EXPORT_TOKEN: Final = "HF_EXPORT_TOKEN"  # spec.export.tokenSecretRef: a Hub token with write access
 ENV_POD_NAMESPACE: Final = "KUBETUNE_NAMESPACE"
 ENV_JOB_NAME: Final = "KUBETUNE_JOB_NAME"
 # Where the trainer writes why it failed (the container's terminationMessagePath; Kubernetes keeps 4 KiB).

@@ -60,7 +60,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"kubetune-trainer train: cannot read the run config {path}: {err}", file=sys.stderr)
         termination.write(termination.CONFIG_ERROR, f"cannot read the run config {path}: {err}")
         return EXIT_CONFIG
-    rc = run(cfg, config_path=path, worker=args.worker)
+    from kubetune.objectstore import S3Options, configured
+
+    with configured(S3Options.from_spec(cfg.spec.s3)):  # spec.s3: endpoint and region of s3:// data and export
+        rc = run(cfg, config_path=path, worker=args.worker)
     if rc == EXIT_DATA:
         report = Path(cfg.output_dir) / VALIDATION_REPORT
         lines = report.read_text(encoding="utf-8").splitlines()[:4] if report.is_file() else []

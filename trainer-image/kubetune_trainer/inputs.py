@@ -13,6 +13,7 @@ from typing import Any
 
 from kubetune.api.common import UriError
 from kubetune.api.runconfig import TrainRunConfig
+from kubetune.objectstore import is_s3, open_lines
 
 
 class DataValidationError(Exception):
@@ -24,33 +25,40 @@ class DataValidationError(Exception):
 
 @dataclass
 class ValidatedData:
-    train_path: Path
-    validation_path: Path | None
+    train_path: DataPath
+    validation_path: DataPath | None
     format: str
     status: dict[str, Any] = field(default_factory=dict)
     dataset_hash: str = ""
 
 
-def local_data_path(cfg: TrainRunConfig, uri: str, field_path: str) -> Path:
+# A dataset: a local path, or an s3:// URI that kubetune.data streams (kubetune.objectstore).
+DataPath = Path | str
+
+
+def local_data_path(cfg: TrainRunConfig, uri: str, field_path: str) -> DataPath:
+    """The local path of a pvc://, file:// or relative dataset URI; s3:// URIs as they are (read as streams)."""
+    if is_s3(uri):
+        return uri
     try:
         path = cfg.storage.local_path(uri)
     except UriError as err:
         raise DataValidationError(f"{field_path}: {err}") from None
     if path is None:
         raise DataValidationError(
-            f"{field_path}: {uri!r} is not a local file; the trainer reads datasets from pvc://, file:// "
-            "or relative paths"
+            f"{field_path}: {uri!r} is not a dataset location; the trainer reads datasets from pvc://, s3://, "
+            "file:// or relative paths"
         )
     return path
 
 
-def dataset_hash(paths: list[Path], max_examples: int | None) -> str:
+def dataset_hash(paths: list[DataPath], max_examples: int | None) -> str:
     """sha256 of the data files' bytes (and the subset size): which data a checkpoint was trained on."""
     h = hashlib.sha256()
     for p in paths:
-        h.update(p.name.encode())
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update((p.rsplit("/", 1)[-1] if isinstance(p, str) else p.name).encode())
+        with open_lines(p) as fh:
+            for chunk in fh:
                 h.update(chunk)
     h.update(str(max_examples).encode())
     return "sha256:" + h.hexdigest()
@@ -89,7 +97,7 @@ def validate(cfg: TrainRunConfig) -> ValidatedData:
 
 
 def load_records(
-    path: Path, fmt: str, max_examples: int | None = None, prompts_only: bool = False
+    path: DataPath, fmt: str, max_examples: int | None = None, prompts_only: bool = False
 ) -> list[dict[str, Any]]:
     from kubetune import data as kdata
 

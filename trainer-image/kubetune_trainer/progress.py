@@ -57,6 +57,8 @@ class ProgressReporter(Protocol):
 
     def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None: ...
 
+    def exported(self, export: dict[str, Any]) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -77,6 +79,9 @@ class NullReporter:
         pass
 
     def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
+        pass
+
+    def exported(self, export: dict[str, Any]) -> None:
         pass
 
     def flush(self) -> None:
@@ -109,6 +114,10 @@ class EventReporter:
 
     def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
         self.event("interrupted", signal=signal, step=step, checkpoint=checkpoint)
+
+    def exported(self, export: dict[str, Any]) -> None:
+        """spec.export is written: where, which checkpoint, the manifest's digest (status.export)."""
+        self.event("exported", export=export)
 
     def flush(self) -> None:
         pass

@@ -4,7 +4,7 @@
     resolve_model("file:///models/tiny", storage)      -> "/models/tiny"
     resolve_model("runs/tiny", storage)                -> "<base_dir>/runs/tiny"
     resolve_model("hf://Qwen/Qwen2.5-0.5B@main", ...)  -> local snapshot of the repository (token from env)
-    resolve_model("s3://bucket/models/qwen", ...)      -> local copy under the cache directory (boto3)
+    resolve_model("s3://bucket/models/qwen", ...)      -> local copy under the cache directory (obstore)
 
 Shared by training, evaluation and serving: one place knows the schemes.
 """
@@ -100,31 +100,18 @@ def _download_hf(uri: str, repo: str, revision: str | None, token: str | None) -
 
 
 def _download_s3(uri: str) -> str:
-    """Copy every object under s3://BUCKET/PREFIX into the cache (once); credentials from the environment."""
-    try:
-        import boto3
-    except ImportError:
-        raise ModelSourceError(f"model URI {uri!r}: reading s3:// needs boto3 (pip install boto3)") from None
-    parsed = urlparse(uri)
-    bucket, prefix = parsed.netloc, parsed.path.lstrip("/").rstrip("/")
+    """Copy every object under s3://BUCKET/PREFIX into the cache (once), with kubetune.objectstore: the
+    endpoint and region from the resource's `s3` section, credentials from the environment or the pod's identity."""
+    from kubetune.objectstore import ObjectStoreError, download_prefix
+
     dest = _cache_dir() / "s3" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     done = dest / ".complete"
     if done.exists():
         return str(dest)
-    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-    paginator = client.get_paginator("list_objects_v2")
-    count = 0
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix + "/" if prefix else ""):
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :].lstrip("/")
-            if not rel or rel.endswith("/"):
-                continue
-            target = dest / rel
-            if not target.resolve().is_relative_to(dest.resolve()):
-                raise ModelSourceError(f"model URI {uri!r}: the object key {obj['Key']!r} leads outside the download")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, obj["Key"], str(target))
-            count += 1
+    try:
+        count = download_prefix(uri, dest)
+    except ObjectStoreError as err:
+        raise ModelSourceError(f"model URI {err}") from None
     if count == 0:
         raise ModelSourceError(f"model URI {uri!r}: no objects under that prefix")
     done.touch()

@@ -26,6 +26,7 @@ MODEL_SOURCE_ERROR = "model source error"
 OUT_OF_DISK = "out of disk"
 OUT_OF_MEMORY = "out of memory"
 CONFIG_ERROR = "configuration error"
+EXPORT_ERROR = "export error"  # spec.export could not be written (destination, credentials)
 OTHER = "error"
 
 # How a full disk shows when it is not an OSError: torch.save's C++ stream, safetensors' Rust error, ...

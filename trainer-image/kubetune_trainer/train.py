@@ -218,7 +218,7 @@ def run(
     final_meta = read_meta(out / FINAL)
     if final_meta is not None:
         log.info("%s already holds a finished run (step %s); nothing to do", out / FINAL, final_meta.get("step"))
-        return EXIT_OK
+        return _export(cfg, reporter)
 
     try:
         data = validate(cfg)
@@ -281,6 +281,9 @@ def run(
     if trainer.args.should_save:
         final_meta = save_final(cfg, trainer, ckpt_cb, loaded)
         finish(cfg, ckpt_cb, reporter, final_meta)
+        rc = _export(cfg, reporter)
+        if rc != EXIT_OK:
+            return rc
         log.info(
             "trained %d steps in %.0fs; output %s (%d checkpoints kept)",
             trainer.state.global_step,
@@ -289,6 +292,15 @@ def run(
             len(complete_checkpoints(out)),
         )
     return EXIT_OK
+
+
+def _export(cfg: TrainRunConfig, reporter: ProgressReporter) -> int:
+    """spec.export, after the run's output is written (kubetune_trainer.export)."""
+    if cfg.spec.export is None or not is_main_process():
+        return EXIT_OK
+    from kubetune_trainer.export import run_export
+
+    return run_export(cfg, reporter)
 
 
 def interrupted(cfg: TrainRunConfig, trainer: Any, stop: Any, reporter: ProgressReporter) -> int:

@@ -62,6 +62,9 @@ PATTERN_MAX = 1024
 PROMPT_MAX = 32768
 # An environment variable's literal value: a setting, not a file (mount a ConfigMap or Secret for more).
 ENV_VALUE_MAX = 8192
+# An S3-compatible endpoint URL (scheme, host, port, optional path) and an AWS region name ("eu-west-1").
+URL_MAX = 2048
+REGION_MAX = 64
 # A Kubernetes quantity ("500m", "64Gi", "1.5e3"): a number and a suffix.
 QUANTITY_MAX = 64
 

@@ -21,6 +21,7 @@ from kubetune.api.common import (
     rule,
 )
 from kubetune.api.finetunejob import DatasetFormat
+from kubetune.api.objectstorage import S3Spec
 
 MetricName = Literal[
     "exact_match",
@@ -146,6 +147,9 @@ class EvaluationSpec(KubeModel):
         default=None, description="Metric that picks the best model (one of metrics); default: the first metric."
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
+    s3: S3Spec | None = Field(
+        default=None, description="Endpoint, region and credentials for the s3:// URIs of this evaluation."
+    )
     image: str = Field(
         default="", max_length=bounds.IMAGE_MAX, description="Image; default: the operator's trainer image."
     )

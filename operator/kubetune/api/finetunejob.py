@@ -23,6 +23,7 @@ from kubetune.api.common import (
     cel_rules,
     rule,
 )
+from kubetune.api.objectstorage import ExportSpec, ExportStatus, S3Spec
 
 Method = Literal["sft", "dpo", "distillation", "rft", "pretraining"]
 DatasetFormat = Literal["auto", "chat", "prompt-completion", "preference", "text", "reinforcement"]
@@ -54,7 +55,9 @@ class BaseModelSource(KubeModel):
         description="Hub revision (branch, tag or commit) for hf:// URIs.",
     )
     token_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding a Hugging Face or S3 token; exposed to the pod as HF_TOKEN."
+        default=None,
+        description="Secret key holding a Hugging Face token, exposed to the pod as HF_TOKEN (hf:// models). "
+        "s3:// models sign in through spec.s3.",
     )
     trust_remote_code: bool = Field(default=False, description="Allow model code from the repository.")
 
@@ -272,6 +275,15 @@ class FineTuneJobSpec(KubeModel):
         "suspended for Kueue.",
     )
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where checkpoints are kept.")
+    s3: S3Spec | None = Field(
+        default=None,
+        description="Endpoint, region and credentials for the s3:// URIs of this job (data, models, export).",
+    )
+    export: ExportSpec | None = Field(
+        default=None,
+        description="After training, write the chosen checkpoint with its tokenizer and a model card to s3:// or a "
+        "Hugging Face Hub repository (done by the training pod; status.export says where and its digest).",
+    )
     image: str = Field(
         default="", max_length=bounds.IMAGE_MAX, description="Trainer image; default: the operator's configured image."
     )
@@ -389,6 +401,7 @@ class FineTuneJobStatus(CommonStatus):
     base_model_uri: str | None = Field(
         default=None, description="The model training started from (baseModel.fromJob resolved to a checkpoint)."
     )
+    export: ExportStatus | None = Field(default=None, description="Where spec.export wrote the model, and its digest.")
     retries: int = Field(default=0, description="Pod failures counted against backoffLimit.")
     gpu_seconds: float | None = Field(default=None, description="GPU time consumed (GPUs x wall seconds).")
 

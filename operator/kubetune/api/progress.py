@@ -82,6 +82,8 @@ def status_patch(event: Mapping[str, Any]) -> dict[str, Any]:
         if event.get("metrics"):
             out["metrics"] = dict(event["metrics"])
         return out
+    if kind == "exported":
+        return {"export": dict(event.get("export") or {})}
     if kind == "evaluation":
         return dict(event.get("status") or {})
     return {}  # interrupted (the operator sees the pod go), and events this version does not know

@@ -19,7 +19,7 @@ from kubetune import constants as c
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
-from kubetune.builders import names, pods
+from kubetune.builders import names, objectstorage, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_status_rbac, runner_name
@@ -145,6 +145,7 @@ def build_eval_job(
     env = runner_env(evaluation.metadata.name)
     if job is not None and job.spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
+    env += objectstorage.s3_env(spec.s3 or (job.spec.s3 if job is not None else None))
     container = {
         "name": EVAL_CONTAINER,
         "image": spec.image or (job.spec.image if job is not None else "") or settings.trainer_image,

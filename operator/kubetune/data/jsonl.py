@@ -9,6 +9,7 @@ from os import PathLike
 from typing import Any
 
 from kubetune.data.errors import LineError, type_name
+from kubetune.objectstore import open_lines
 
 BOM = b"\xef\xbb\xbf"
 # A \uD800-\uDFFF escape: json.loads joins a valid pair into one character and leaves a lone one as it is.
@@ -86,7 +87,7 @@ def iter_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, Any | LineError
 
 def iter_raw_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, Any | LineError]]:
     """Like iter_jsonl, with each line's stripped bytes too (for exact-duplicate digests)."""
-    with open(path, "rb") as f:
+    with open_lines(path) as f:  # a local file, or an s3:// object streamed line by line
         for line_no, raw in enumerate(f, 1):
             if line_no == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]

@@ -31,6 +31,7 @@ from kubetune.data.formats import (
 from kubetune.data.jsonl import iter_jsonl, iter_raw_jsonl
 from kubetune.data.report import ValidationReport
 from kubetune.data.stats import Collector, Tally
+from kubetune.objectstore import is_s3
 
 MIN_EXAMPLES = 10
 MAX_ERRORS = 200
@@ -136,8 +137,8 @@ def validate_file(
     if format not in FORMATS:
         report.errors.append(LineError(0, f"unknown format {format!r} (expected one of {', '.join(FORMATS)})"))
         return report
-    file = Path(path)
-    problem = _file_problem(file)
+    file: str | Path = str(path) if is_s3(path) else Path(path)  # s3:// objects stream (kubetune.objectstore)
+    problem = None if isinstance(file, str) else _file_problem(file)
     if problem:
         report.errors.append(LineError(0, problem))
         return report
