@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from kubetune import constants as c
 from kubetune.api import bounds
@@ -119,7 +120,12 @@ class PassCriterion(KubeModel):
             rule(
                 "has(self.min) || has(self.max) || has(self.minImprovement)",
                 "a pass criterion needs min, max or minImprovement",
-            )
+            ),
+            rule(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "min must not be greater than max (no score could pass)",
+                field_path=".max",
+            ),
         )
     }
 
@@ -132,7 +138,8 @@ class EvaluationSpec(KubeModel):
         default_factory=lambda: ["exact_match", "prompt_tokens"],
         min_length=1,
         max_length=16,  # bounds the cost of the CEL rules that search this list
-        description="Metrics to compute.",
+        description="Metrics to compute (each once).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},  # the API server refuses duplicates
     )
     json_schema: dict[str, Any] | None = Field(
         default=None,
@@ -155,6 +162,15 @@ class EvaluationSpec(KubeModel):
     )
     backoff_limit: int = Field(default=1, ge=0, le=20, description="Retries of the evaluation Job.")
     active_deadline_seconds: int | None = Field(default=14400, ge=1, description="Give up after this long.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _each_metric_once(cls, metrics: list[str]) -> list[str]:
+        """What `x-kubernetes-list-type: set` makes the API server refuse, said here too."""
+        twice = sorted({m for m in metrics if metrics.count(m) > 1})
+        if twice:
+            raise PydanticCustomError("duplicate_metric", "{twice} listed more than once", {"twice": ", ".join(twice)})
+        return metrics
 
     model_config = {
         "json_schema_extra": cel_rules(

@@ -334,6 +334,13 @@ class FineTuneJobSpec(KubeModel):
                 "to a ReadWriteMany claim",
                 field_path=".storage.accessModes",
             ),
+            rule(
+                "!has(self.adapter) || !has(self.adapter.type) || self.adapter.type != 'qlora'"
+                " || !has(self.resources) || !has(self.resources.gpus) || self.resources.gpus > 0",
+                "adapter.type qlora loads the base model in 4 bits with bitsandbytes, which needs a GPU: set "
+                "resources.gpus to 1 or more, or use adapter.type lora",
+                field_path=".resources.gpus",
+            ),
         )
     }
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetune import constants as c
-from kubetune.api import yamlload
+from kubetune.api import bounds, yamlload
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
@@ -41,6 +41,30 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# What the name patterns mean, said as the API server says it instead of the regular expression.
+_PATTERN_MEANS = {
+    bounds.DNS_LABEL_PATTERN: "a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a "
+    "letter or digit",
+    bounds.OBJECT_NAME_PATTERN: "a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and "
+    "ending with a letter or digit",
+    f"^$|{bounds.OBJECT_NAME_PATTERN}": "empty or a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit",
+    bounds.LABEL_VALUE_PATTERN: "a label value: letters, digits, '-', '_' and '.', starting and ending with a "
+    "letter or digit",
+    bounds.QUALIFIED_NAME_PATTERN: "a qualified name: [DNS-subdomain prefix/]name, the name of letters, digits, "
+    "'-', '_' and '.', starting and ending with a letter or digit",
+}
+
+
+def _message(e: Any) -> str:
+    """pydantic's message, but a name pattern said in words (the API server does not print regexes either)."""
+    if e["type"] == "string_pattern_mismatch":
+        means = _PATTERN_MEANS.get(e.get("ctx", {}).get("pattern", ""))
+        if means and isinstance(e.get("input"), str):
+            return f"{e['input'][:80]!r} is not {means}"
+    return e["msg"]
+
+
 def pydantic_errors(err: ValidationError, source: str, prefix: str = "") -> list[ManifestError]:
     """One ManifestError per pydantic error, with camelCase field paths."""
     out = []
@@ -49,7 +73,7 @@ def pydantic_errors(err: ValidationError, source: str, prefix: str = "") -> list
         if e["type"] == "union_tag_invalid":
             loc = loc[:-1]
         path = _loc(loc)
-        out.append(ManifestError(source, f"{prefix}{path}" if path else prefix.rstrip("."), e["msg"]))
+        out.append(ManifestError(source, f"{prefix}{path}" if path else prefix.rstrip("."), _message(e)))
     return out
 
 

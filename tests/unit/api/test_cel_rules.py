@@ -106,6 +106,9 @@ CASES = [
         None,
     ),
     (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [{"type": "json_schema"}]}}, "spec.rft.graders[0].schema"),
+    (c.FINETUNEJOB, {"adapter": {"type": "qlora"}}, None),  # resources.gpus defaults to 1
+    (c.FINETUNEJOB, {"adapter": {"type": "qlora"}, "resources": {"gpus": 0}}, "spec.resources.gpus"),
+    (c.FINETUNEJOB, {"adapter": {"type": "lora"}, "resources": {"gpus": 0}}, None),
     # Evaluation
     (c.EVALUATION, {"model": {"fineTuneJob": {"name": "j"}}}, None),
     (c.EVALUATION, {"model": {"modelDeployment": {"name": "d"}}}, None),
@@ -119,6 +122,12 @@ CASES = [
     (c.EVALUATION, {"metrics": ["bleu"], "passCriteria": [{"metric": "bleu"}]}, "spec.passCriteria[0]"),
     (c.EVALUATION, {"metrics": ["bleu"], "passCriteria": [{"metric": "f1", "min": 0.5}]}, "spec.passCriteria"),
     (c.EVALUATION, {"passCriteria": [{"metric": "exact_match", "minImprovement": 0.05}]}, None),  # default metrics
+    (c.EVALUATION, {"metrics": ["f1"], "passCriteria": [{"metric": "f1", "min": 0.1, "max": 0.5}]}, None),
+    (
+        c.EVALUATION,
+        {"metrics": ["f1"], "passCriteria": [{"metric": "f1", "min": 0.5, "max": 0.1}]},
+        "spec.passCriteria[0].max",
+    ),
     (c.EVALUATION, {"metrics": ["f1", "bleu"], "selectBy": "bleu"}, None),
     (c.EVALUATION, {"metrics": ["f1"], "selectBy": "bleu"}, "spec.selectBy"),
     (c.EVALUATION, {"metrics": ["json_schema"], "jsonSchema": {"type": "object"}}, None),
