@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-e2e lint crds benchmarks clean envtest s3server
+.PHONY: install demo test test-e2e lint lock-cuda crds benchmarks clean envtest s3server
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile trainer-image/Dockerfile
+
+# The CUDA trainer image's pinned packages (trainer-image/requirements-cuda.lock): pip resolves them from PyPI.
+lock-cuda: install
+	$(BIN)/python hack/lock_cuda.py
 
 crds: install
 	$(BIN)/kubetune crds
