@@ -23,6 +23,8 @@ from typing import Any
 
 import regex
 
+from kubetune.api.grading import outside_ref
+
 log = logging.getLogger("kubetune_trainer")
 
 REGEX_TIMEOUT_SECONDS = 0.5  # per search; the regex module's clock, so a busy machine's wall time is longer
@@ -74,29 +76,6 @@ def parse_json(text: str) -> tuple[bool, Any]:
         return False, None
 
 
-def _refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
-
-
-def _ids(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("$id", "id") and isinstance(value, str):
-                yield value.rstrip("#")
-            yield from _ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _ids(item)
-
-
 def _bounded_validator_class(cls: Any) -> Any:
     """`cls` with `pattern`, `patternProperties` and `additionalProperties` searching through BoundedPattern
     (`unevaluatedProperties` beside `patternProperties` still uses `re`)."""
@@ -146,7 +125,6 @@ class SchemaCheck:
     def __init__(self, schema: dict[str, Any]) -> None:
         """Raises ValueError when the schema is not a JSON schema or its `$ref`s lead outside it."""
         from jsonschema import Draft202012Validator, SchemaError, validators
-        from jsonschema_specifications import REGISTRY as METASCHEMAS
         from referencing import Registry
         from referencing.exceptions import NoSuchResource
 
@@ -157,14 +135,9 @@ class SchemaCheck:
             cls.check_schema(schema)
         except SchemaError as err:
             raise ValueError(f"not a valid JSON schema: {err.message}") from None
-        own = set(_ids(schema))
-        for ref in _refs(schema):
-            base = ref.split("#", 1)[0]
-            if base and base not in own and base not in METASCHEMAS:
-                raise ValueError(
-                    f"$ref {ref!r} points outside the schema; grading never fetches anything (network or files): "
-                    "copy what it names under $defs and refer to it as #/$defs/NAME"
-                )
+        problem = outside_ref(schema)  # the one rule, admission's too
+        if problem:
+            raise ValueError(problem)
 
         def refuse(uri: str) -> Any:
             raise NoSuchResource(ref=uri)

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from kubetune import constants as c
-from kubetune.api import bounds
+from kubetune.api import bounds, grading
 from kubetune.api.common import (
     CommonStatus,
     KubeModel,
@@ -162,6 +162,14 @@ class EvaluationSpec(KubeModel):
     )
     backoff_limit: int = Field(default=1, ge=0, le=20, description="Retries of the evaluation Job.")
     active_deadline_seconds: int | None = Field(default=14400, ge=1, description="Give up after this long.")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _usable_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        problem = grading.schema_problem(schema) if schema is not None else None
+        if problem:
+            raise PydanticCustomError("json_schema", "{problem}", {"problem": problem})
+        return schema
 
     @field_validator("metrics")
     @classmethod

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from kubetune import constants as c
-from kubetune.api import bounds
+from kubetune.api import bounds, grading
 from kubetune.api.common import (
     CommonStatus,
     EnvVar,
@@ -202,6 +203,22 @@ class Grader(KubeModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     weight: float = Field(default=1.0, ge=0, description="Weight of this grader in the total reward.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        problem = grading.pattern_problem(pattern) if pattern is not None else None
+        if problem:
+            raise PydanticCustomError("grader_pattern", "{problem}", {"problem": problem})
+        return pattern
+
+    @field_validator("schema_")
+    @classmethod
+    def _usable_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        problem = grading.schema_problem(schema) if schema is not None else None
+        if problem:
+            raise PydanticCustomError("grader_schema", "{problem}", {"problem": problem})
+        return schema
 
     model_config = {
         "json_schema_extra": cel_rules(

@@ -142,19 +142,24 @@ class _Server:
 
 @pytest.mark.parametrize("where", ["top", "nested"])
 def test_a_json_schema_grader_never_fetches_a_remote_ref(where, tmp_path):
+    """Admission refuses such a schema (tests/unit/api/test_grader_admission.py); the trainer, handed one that
+    skipped admission (model_construct), refuses it by the same rule."""
     from kubetune_trainer.modeling import TrainerConfigError
+
+    def unadmitted(schema: dict):
+        funcs, _ = reward_functions([Grader.model_construct(type="json_schema", schema_=schema)])
+        return funcs[0]
 
     with _Server() as server:
         ref = {"$ref": server.url}
         schema = ref if where == "top" else {"type": "object", "properties": {"city": ref}}
         with pytest.raises(TrainerConfigError, match=r"spec\.rft\.graders\[0\]\.schema: \$ref .* points outside"):
-            fn, _ = _one({"type": "json_schema", "schema": schema})
-            fn(['"x"', '{"city": "x"}'])  # today: each completion fetched the $ref over HTTP, without a timeout
+            unadmitted(schema)(['"x"', '{"city": "x"}'])  # once: each completion fetched the $ref over HTTP
         assert server.hits == []
     secret = tmp_path / "secret.json"
     secret.write_text('{"type": "string"}')
     with pytest.raises(TrainerConfigError, match="never fetches anything"):
-        _one({"type": "json_schema", "schema": {"$ref": secret.as_uri()}})
+        unadmitted({"$ref": secret.as_uri()})
 
 
 def test_a_json_schema_grader_resolves_refs_inside_the_schema():
