@@ -105,8 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except Exception as err:  # the traceback still goes to the log; the message says why in one line
         from kubetune_trainer import termination
+        from kubetune_trainer.teacher import TeacherError
 
         termination.record_failure(err)
+        if isinstance(err, TeacherError):  # the teacher endpoint's own message says it all; no traceback
+            print(f"kubetune-trainer: {err}", file=sys.stderr)
+            return c.EXIT_FAILED
         raise
 
 
