@@ -150,6 +150,7 @@ def _validate_manifest_file(path: Path, found: Findings, explicit: bool = True) 
         if resource is not None:
             found.admitted.append((source, resource))
         _check_local_files(doc, resource, path.parent, found, source)
+        _check_memory_plan(resource, path.parent, found, source)
 
 
 def _formats() -> tuple[str, ...]:
@@ -190,6 +191,9 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
             if mismatch:
                 found.errors.append(f"{source}: {fld}: {local}: {mismatch}")
+            note = needs.chat_note(report.format) if needs and report is not None and report.ok else None
+            if note and f"{source}: {fld}: {note}" not in found.notes:
+                found.notes.append(f"{source}: {fld}: {note}")
     for ref in model_uris(doc):
         try:
             local = _local_path(ref.uri, base)
@@ -205,6 +209,143 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             problem = model_problem(local)
             if problem:
                 found.warnings.append(f"{source}: {ref.field}: {ref.uri}: {problem}; `kubetune run` refuses it")
+
+
+# --- memory plan ----------------------------------------------------------------------------------
+
+
+def _train_tokens(resource: Any, base: Path, found: Findings | None = None) -> int | None:
+    """Tokens of a FineTuneJob's local training data: from validate's report, else counted here."""
+    try:
+        local = _local_path(resource.spec.dataset.train.uri, base)
+    except ValueError:
+        return None
+    if local is None or not local.is_file():
+        return None
+    resolved = local.resolve()
+    for key, report in (found.reports if found else {}).items():
+        if key[0] == resolved and report is not None and report.ok:
+            return report.tokens
+    from kubetune.data import validate_file
+
+    try:
+        report = validate_file(local, max_examples=resource.spec.dataset.max_examples)
+    except Exception:  # validate says what is wrong with the data; the plan just has no token count
+        return None
+    return report.tokens if report.ok else None
+
+
+def memory_plan_of(
+    resource: Any,
+    base: Path,
+    *,
+    found: Findings | None = None,
+    hub: bool = False,
+    model_config: Path | None = None,
+    gpu_memory_gib: float | None = None,
+) -> Any:
+    """The MemoryPlan of a FineTuneJob whose base model's config.json can be read from here.
+
+    Raises ModelConfigUnavailable (why not) otherwise. `hub`: ask the Hub for an hf:// model's config.json
+    (kubetune plan); without it only the local Hub cache is read (validate stays offline and fast).
+    """
+    from kubetune.api import StorageMap
+    from kubetune.api.memoryplan import plan
+    from kubetune.api.modelconfig import ModelConfigUnavailable, read_model_config
+
+    spec = resource.spec
+    uri = spec.base_model.uri
+    if model_config is not None:
+        import json
+
+        config = json.loads(model_config.read_text())
+    elif uri is None:
+        raise ModelConfigUnavailable("baseModel.fromJob: the model is another job's checkpoint, not read here")
+    elif uri.startswith("pvc://"):
+        raise ModelConfigUnavailable(f"{uri}: on a PVC, read by the training pod (or by kubetune run) only")
+    else:
+        config = read_model_config(
+            uri, StorageMap(base_dir=str(base)), revision=spec.base_model.revision, hub_cache_only=not hub
+        )
+    return plan(
+        spec,
+        config,
+        train_tokens=_train_tokens(resource, base, found),
+        gpu_memory_gib=gpu_memory_gib,
+        model=uri or "baseModel.fromJob",
+    )
+
+
+def _check_memory_plan(resource: Any, base: Path, found: Findings, source: str) -> None:
+    """validate: the plan's numbers as a note; a GPU run that cannot fit is refused, a CPU pod's is warned."""
+    from kubetune.api import FineTuneJob
+    from kubetune.api.memoryplan import ModelConfigError
+    from kubetune.api.modelconfig import ModelConfigUnavailable
+
+    if not isinstance(resource, FineTuneJob):
+        return
+    try:
+        p = memory_plan_of(resource, base, found=found)
+    except ModelConfigUnavailable:  # not readable from here (not cached, on a PVC): kubetune plan says why
+        return
+    except (ModelConfigError, ValueError) as err:  # a config.json or quantity the plan cannot read
+        found.warnings.append(f"{source}: memory plan: {err}")
+        return
+    found.notes.append(f"{source}: memory plan: {p.summary()}")
+    if p.fits:
+        return
+    message = (
+        f"{source}: spec.resources: the run does not fit: {p.summary()}"
+        f"; a layout that fits: {p.suggestion} (details: kubetune plan {source.split(':')[0]})"
+    )
+    (found.errors if p.device == "gpu" else found.warnings).append(message)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from kubetune.api import FineTuneJob, iter_documents
+    from kubetune.api.admission import admit
+    from kubetune.api.memoryplan import ModelConfigError
+    from kubetune.api.modelconfig import ModelConfigUnavailable
+
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        print(f"kubetune plan: {p}: no such file or directory", file=sys.stderr)
+    if missing:
+        return EXIT_USAGE
+    jobs, rc = 0, EXIT_OK
+    for f in _iter_files(paths):
+        if f.suffix not in MANIFEST_SUFFIXES:
+            continue
+        try:
+            docs = list(iter_documents(f))
+        except Exception as err:  # validate says what is wrong with the file
+            print(f"{f}: cannot read it ({err}); run kubetune validate", file=sys.stderr)
+            rc = EXIT_FAILED
+            continue
+        for source, doc in docs:
+            resource, errors = admit(doc, source)
+            if not isinstance(resource, FineTuneJob):
+                if errors:
+                    print(f"{source}: not valid ({errors[0]}); run kubetune validate", file=sys.stderr)
+                    rc = EXIT_FAILED
+                continue
+            jobs += 1
+            print(f"{source}: FineTuneJob {resource.metadata.name}")
+            try:
+                p = memory_plan_of(
+                    resource, f.parent, hub=True, model_config=args.model_config, gpu_memory_gib=args.gpu_memory
+                )
+            except (ModelConfigUnavailable, ModelConfigError) as err:
+                print(f"  no plan: {err} (pass --model-config PATH to plan it from a config.json)")
+                rc = EXIT_FAILED
+                continue
+            print(p.render())
+            rc = rc if p.fits else EXIT_FAILED
+    if jobs == 0:
+        print(f"kubetune plan: no FineTuneJob in {', '.join(args.paths)}", file=sys.stderr)
+        return EXIT_USAGE
+    return rc
 
 
 def validate_paths(paths: Sequence[Path]) -> Findings:
@@ -352,6 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (*.yaml, *.yml, *.jsonl)")
     p.add_argument("-q", "--quiet", action="store_true", help="print problems and the summary only")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "plan",
+        help="per-GPU memory and GPU-hours of FineTuneJobs, from the base model's config.json",
+        description="Estimate, for each FineTuneJob, the per-GPU peak memory (weights, gradients, optimizer "
+        "state, LoRA or 4-bit storage, activations with and without checkpointing, sharding over the GPUs) and "
+        "the GPU-hours, from the base model's config.json alone (hf://, pvc:// of a local run, or a path; never "
+        "the weights). Exit status: 0 every run fits, 1 one does not (or has no plan), 2 usage error.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or folders")
+    p.add_argument("--model-config", type=Path, help="plan with this config.json instead of the base model's")
+    p.add_argument("--gpu-memory", type=float, metavar="GIB", help="memory of one GPU (default: from the spec)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(
         "crds",

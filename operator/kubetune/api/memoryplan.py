@@ -236,16 +236,20 @@ class MemoryPlan:
 
     @property
     def peak_bytes(self) -> int:
-        return (
+        """Weights, optimizer state and adapter stay all step; gradients grow while activations are freed.
+
+        Backward frees each layer's activations as it writes that layer's gradients (and the optimizer step
+        runs after both), so the peak is the larger of the forward's end (activations + logits) and the
+        backward's end (all gradients), not their sum.
+        """
+        resident = (
             self.parameter_bytes
-            + self.gradient_bytes
             + self.optimizer_bytes
             + self.adapter_bytes
             + self.quantized_bytes
-            + self.activation_bytes
-            + self.logits_bytes
             + self.overhead_bytes
         )
+        return resident + max(self.activation_bytes + self.logits_bytes, self.gradient_bytes)
 
     def summary(self) -> str:
         """One line: peak per device, whether it fits, GPU-hours (for status and validate notes)."""
@@ -290,6 +294,8 @@ class MemoryPlan:
             f"  {'peak per ' + unit:<44} {_gib(self.peak_bytes):>10}  of {_gib(self.device_memory)} "
             f"({self.device_memory_source}): {'fits' if self.fits else 'does NOT fit'}"
         )
+        if self.gradient_bytes:
+            lines.append("  (peak = weights + optimizer state + the larger of activations + logits and gradients)")
         if self.gpu_hours is not None:
             lines.append(
                 f"  GPU-hours: ~{self.gpu_hours:,.1f} for {self.tokens:,} tokens ({self.throughput_assumption})"
@@ -421,9 +427,10 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
 
 
 def _peak(parts: dict[str, int], lay: Layout, overhead: int) -> int:
+    """As MemoryPlan.peak_bytes."""
     act = parts["act_ckpt"] if lay.checkpointing else parts["act_full"]
-    fixed = sum(parts[k] for k in ("parameter", "gradient", "optimizer", "adapter", "quantized"))
-    return fixed + act + parts["logits"] + overhead
+    resident = sum(parts[k] for k in ("parameter", "optimizer", "adapter", "quantized")) + overhead
+    return resident + max(act + parts["logits"], parts["gradient"])
 
 
 def _fits(ctx: _Context, lay: Layout) -> bool:
@@ -455,7 +462,7 @@ def _find_layout(ctx: _Context, base: Layout) -> Layout | None:
     batches = sorted({base.batch, *[b for b in (8, 4, 2, 1) if b < base.batch]}, reverse=True)
     for adapter in adapters:
         for sharding in shardings:
-            for ckpt in sorted({base.checkpointing, True}):
+            for ckpt in sorted({base.checkpointing, True}, reverse=True):  # checkpointing before batch
                 for batch in batches:
                     lay = replace(base, adapter=adapter, sharding=sharding, checkpointing=ckpt, batch=batch)
                     if _fits(ctx, lay):

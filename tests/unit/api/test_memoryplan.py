@@ -1,0 +1,170 @@
+"""The memory plan: the formulas on hand-computed numbers, the 32B example refused without sharding and
+fitting with it, config.json read from local folders, and the numbers in `kubetune plan` and `validate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubetune import cli
+from kubetune.api import FineTuneJob, FineTuneJobSpec, StorageMap
+from kubetune.api.memoryplan import GiB, ModelShape, plan
+from kubetune.api.modelconfig import ModelConfigUnavailable, read_model_config
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = REPO / "tests" / "fixtures" / "model-configs"
+QWEN_32B = CONFIGS / "qwen2.5-32b" / "config.json"
+QWEN_05B = CONFIGS / "qwen2.5-0.5b" / "config.json"
+SMALL = {  # h 64, 2 layers, MLP 256, vocab 100, 4 heads (no GQA), tied embeddings
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "intermediate_size": 256,
+    "vocab_size": 100,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": True,
+}
+
+
+def spec(**over) -> FineTuneJobSpec:
+    doc = {"baseModel": {"uri": "hf://a/b"}, "dataset": {"train": {"uri": "t.jsonl"}}, **over}
+    return FineTuneJobSpec.model_validate(doc)
+
+
+def sharding(strategy: str) -> dict:
+    """resources.sharding as the API spells it (the field is written beside the plan: absent means none)."""
+    from kubetune.api.finetunejob import FineTuneJobSpec as S
+
+    res_model = S.model_fields["resources"].annotation
+    return {"sharding": {"strategy": strategy}} if "sharding" in getattr(res_model, "model_fields", {}) else {}
+
+
+def test_parameters_of_qwen2_5_0_5b_are_the_published_count():
+    assert ModelShape.from_config(json.loads(QWEN_05B.read_text())).parameters == 494_032_768
+
+
+def test_full_fine_tuning_on_cpu_on_hand_computed_numbers():
+    s = spec(
+        adapter={"type": "none"},
+        hyperparameters={"batchSize": 2, "maxSeqLength": 16, "gradientCheckpointing": "off"},
+        resources={"gpus": 0, "memory": "1Gi"},
+    )
+    p = plan(s, SMALL)
+    # embeddings 100*64 + 2 layers * (4*64*64 attention + 3*64*256 MLP + 2*64 norms) + final norm 64
+    params = 6400 + 2 * (16384 + 49152 + 128) + 64
+    assert p.parameters == params == 137_792
+    assert (p.parameter_bytes, p.gradient_bytes, p.optimizer_bytes) == (4 * params, 4 * params, 8 * params)
+    tokens = 2 * 16
+    assert p.activations_no_checkpointing == 2 * (8 * 64 + 3 * 64 + 4 * 256) * tokens * 4  # fp32 on CPU
+    assert p.activations_checkpointing == 2 * tokens * 64 * 4 + (8 * 64 + 3 * 64 + 4 * 256) * tokens * 4
+    assert p.logits_bytes == tokens * 100 * 12  # logits, log-softmax and its gradient, fp32
+    resident = 12 * params
+    assert p.peak_bytes == resident + max(p.activations_no_checkpointing + p.logits_bytes, 4 * params)
+    assert p.fits and p.device_memory == GiB
+
+
+def test_lora_keeps_the_base_frozen_and_trains_16_bytes_per_adapter_parameter():
+    s = spec(adapter={"type": "lora", "r": 8, "targetModules": "q_proj,v_proj"}, resources={"gpus": 1})
+    p = plan(s, SMALL, gpu_memory_gib=24)
+    lora = 2 * (8 * (64 + 64) + 8 * (64 + 64))  # 2 layers x (q: r(in+out) + v: r(in+out))
+    assert p.trainable == lora
+    assert p.adapter_bytes == 16 * lora
+    assert p.parameter_bytes == 2 * p.parameters  # bf16 base on a GPU
+    assert p.gradient_bytes == p.optimizer_bytes == 0
+
+
+def test_the_32b_full_fine_tune_on_4x8_gpus_is_refused_unsharded_with_a_layout_that_fits():
+    doc = yaml.safe_load((REPO / "examples" / "multinode.yaml").read_text())
+    doc["spec"]["resources"].update(sharding("none"))
+    cfg = json.loads(QWEN_32B.read_text())
+    unsharded = plan(FineTuneJob.model_validate(doc).spec, cfg, gpu_memory_gib=80)
+    assert not unsharded.fits
+    assert unsharded.peak_bytes > 16 * 32e9  # every GPU holds the whole model's 16 bytes per parameter
+    assert unsharded.recommended_sharding == "fsdp"
+    assert "resources.sharding: fsdp" in unsharded.suggestion
+
+
+@pytest.mark.skipif(not sharding("fsdp"), reason="resources.sharding is not in the API yet")
+def test_the_32b_example_fits_80gb_gpus_as_written_sharded_over_32_gpus():
+    doc = yaml.safe_load((REPO / "examples" / "multinode.yaml").read_text())
+    job = FineTuneJob.model_validate(doc)
+    p = plan(job.spec, json.loads(QWEN_32B.read_text()), gpu_memory_gib=80)
+    assert p.layout.sharding == "fsdp" and p.layout.checkpointing and p.world_size == 32
+    assert p.fits, p.render()
+    # ZeRO-3: the 16 bytes of mixed-precision Adam per parameter, divided over the 32 GPUs
+    assert (p.gradient_bytes, p.optimizer_bytes) == (4 * p.parameters // 32, 8 * p.parameters // 32)
+
+
+def test_gpu_hours_follow_6_flops_per_parameter_per_token_at_the_stated_throughput():
+    s = spec(
+        adapter={"type": "none"},
+        hyperparameters={"epochs": 2, "maxSeqLength": 16, "gradientCheckpointing": "off"},
+        resources={"gpus": 1},
+    )
+    p = plan(s, SMALL, train_tokens=1_000_000, mfu=0.5)
+    per_token = 6 * p.parameters + 12 * 2 * 64 * 16
+    assert p.tokens == 2_000_000
+    assert p.gpu_hours == pytest.approx(per_token * 2_000_000 / (989e12 * 0.5) / 3600)
+    assert "50% MFU of 989 TFLOP/s" in p.throughput_assumption
+
+
+def test_config_json_is_read_from_a_folder_and_through_an_adapter_to_its_base(tmp_path):
+    model = tmp_path / "models" / "base"
+    model.mkdir(parents=True)
+    shutil.copy(QWEN_05B, model / "config.json")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(model)}))
+    storage = StorageMap(base_dir=str(tmp_path))
+    assert read_model_config("models/base", storage)["hidden_size"] == 896
+    assert read_model_config(f"file://{adapter}", storage)["hidden_size"] == 896
+    with pytest.raises(ModelConfigUnavailable, match=r"no config\.json"):
+        read_model_config(str(tmp_path), storage)
+    with pytest.raises(ModelConfigUnavailable, match="s3://"):
+        read_model_config("s3://bucket/model", storage)
+
+
+def test_kubetune_plan_prints_per_gpu_memory_and_gpu_hours(capsys, tmp_path):
+    rc = cli.main(["plan", str(REPO / "examples" / "multinode.yaml"), "--model-config", str(QWEN_32B)])
+    out = capsys.readouterr().out
+    assert "FineTuneJob travel-assistant-32b" in out and "peak per GPU" in out, out
+    assert rc == (0 if sharding("fsdp") else 1), out
+
+
+def _big_job(tmp_path: Path, resources: str) -> Path:
+    model = tmp_path / "qwen-32b"
+    model.mkdir()
+    shutil.copy(QWEN_32B, model / "config.json")
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    (tmp_path / "train.jsonl").write_text((json.dumps(chat) + "\n") * 12)
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "apiVersion: kubetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: big}\nspec:\n"
+        "  baseModel: {uri: qwen-32b}\n  dataset: {train: {uri: train.jsonl}}\n  adapter: {type: none}\n"
+        f"  resources: {resources}\n"
+    )
+    return path
+
+
+def test_validate_refuses_a_gpu_run_that_cannot_fit_with_the_numbers_and_a_layout(tmp_path, capsys):
+    extra = ", sharding: {strategy: none}" if sharding("none") else ""
+    path = _big_job(tmp_path, "{gpus: 8" + extra + "}")
+    rc = cli.main(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "spec.resources: the run does not fit" in out and "GiB per GPU" in out, out
+    assert "a layout that fits: resources.sharding: fsdp" in out, out
+
+
+def test_validate_notes_the_plan_of_a_run_that_fits(tmp_path, capsys):
+    path = _big_job(tmp_path, "{gpus: 1, nodeSelector: {nvidia.com/gpu.product: NVIDIA-H200}}")
+    qlora = "adapter: {type: qlora}\n  hyperparameters: {gradientCheckpointing: 'on'}"
+    path.write_text(path.read_text().replace("adapter: {type: none}", qlora))
+    rc = cli.main(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "memory plan:" in out and "of 141.0 GiB (fits; qlora" in out, out
