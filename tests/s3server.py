@@ -33,7 +33,10 @@ class S3Server:
     def put(self, bucket: str, key: str, body: bytes) -> None:
         """A raw PUT (moto takes unsigned requests): keys the client itself would refuse, e.g. with '..'."""
         req = urllib.request.Request(
-            f"{self.endpoint}/{bucket}/{key}", data=body, method="PUT", headers={"Content-Type": "application/octet-stream"}
+            f"{self.endpoint}/{bucket}/{key}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
         )
         urllib.request.urlopen(req, timeout=10)
 

@@ -1,11 +1,12 @@
 """Model URIs -> local paths: pvc://, file://, relative paths, hf:// (offline), unknown schemes."""
 
-from pathlib import Path
-
 import pytest
 
+import s3server
 from kubetune.api.runconfig import StorageMap
 from kubetune_trainer.sources import ModelSourceError, parse_hf_uri, resolve_model
+
+s3_server, s3_env = s3server.s3_server, s3server.s3_env  # the real local S3 server's fixtures
 
 
 def test_local_schemes(tmp_path):
@@ -120,22 +121,12 @@ def test_a_pvc_uri_cannot_read_outside_its_claim(tmp_path):
         resolve_model("pvc://a/link/secret-model", storage)
 
 
-def test_an_s3_object_key_with_dot_dot_cannot_write_outside_the_download(tmp_path, monkeypatch):
-    import sys
-    import types
-
-    class Client:
-        def get_paginator(self, name):
-            return self
-
-        def paginate(self, **kwargs):
-            return [{"Contents": [{"Key": "models/m/config.json"}, {"Key": "models/m/../../../../escaped.txt"}]}]
-
-        def download_file(self, bucket, key, target):
-            Path(target).write_text(key)
-
-    monkeypatch.setitem(sys.modules, "boto3", types.SimpleNamespace(client=lambda *a, **k: Client()))
+def test_an_s3_object_key_with_dot_dot_cannot_write_outside_the_download(s3_env, tmp_path, monkeypatch):
+    """Against the real test S3 server (tests/s3server.py): a key with '..' never becomes a file outside."""
+    s3_env.create_bucket("bucket")
+    s3_env.put("bucket", "models/m/config.json", b"{}")
+    s3_env.put("bucket", "models/m/../../../../escaped.txt", b"outside")
     monkeypatch.setenv("KUBETUNE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ModelSourceError, match="leads outside the download"):
+    with pytest.raises(ModelSourceError, match="s3://bucket/models/m"):
         resolve_model("s3://bucket/models/m")
     assert not list(tmp_path.rglob("escaped.txt"))
