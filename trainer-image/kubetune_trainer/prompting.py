@@ -13,14 +13,12 @@ from typing import Any
 
 from kubetune.api.checkpoints import read_meta
 from kubetune.data import is_conversational
+from kubetune.data.methods import CHAT_ONLY_METHODS  # trainers that always see conversations
 from kubetune.data.promptformat import CHAT_TEMPLATE, META_KEY, RAW_TEXT, format_type, raw_prompt
 
 Prompt = str | list[dict[str, str]]  # a raw-text prompt, or the messages of a chat prompt
 
 __all__ = ["Prompt", "encode", "read_recorded", "render", "training_record"]
-
-# Methods whose trainers always see conversations: kubetune turns string prompts into one user message.
-CHAT_ONLY_METHODS = frozenset({"distillation", "rft"})
 
 
 def _special_prefix(tokenizer: Any) -> str:

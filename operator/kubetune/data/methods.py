@@ -26,6 +26,8 @@ METHOD_FORMATS: dict[str, tuple[str, ...]] = {
     "distillation": (CHAT, PROMPT_COMPLETION),
 }
 ENDPOINT_DISTILLATION_FORMATS: tuple[str, ...] = (CHAT, PROMPT_COMPLETION, REINFORCEMENT)
+# Methods whose trainers always see conversations: a string prompt becomes one user message (chat template).
+CHAT_ONLY_METHODS = frozenset({"distillation", "rft"})
 
 FORMAT_HINT: dict[str, str] = {
     CHAT: '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}',
@@ -48,6 +50,15 @@ class DataNeeds:
         """'chat ({...}) or text ({...})': the accepted formats with an example line each."""
         out = " or ".join(f"{f} ({FORMAT_HINT[f]})" for f in self.formats)
         return out + (", answers optional: the teacher writes them" if self.prompts_only else "")
+
+    def chat_note(self, fmt: str | None) -> str | None:
+        """A one-line note when this method trains string prompts through the chat template; None otherwise."""
+        if self.method not in CHAT_ONLY_METHODS or fmt not in (PROMPT_COMPLETION, REINFORCEMENT):
+            return None
+        return (
+            f"spec.method {self.method} trains on conversations: string prompts are sent as one user message "
+            "through the model's chat template (evaluation and serving prompt the same way)"
+        )
 
     def mismatch(self, fmt: str | None) -> str | None:
         """Why data of format `fmt` cannot train this method; None when it can (or the format is unknown)."""

@@ -53,6 +53,8 @@ def _dataset(
         findings.errors.append(f"{item.source}: {fld}: {uri} is not valid:\n{report.render().rstrip()}")
     elif needs is not None and needs.mismatch(report.format):
         findings.errors.append(f"{item.source}: {fld}: {path}: {needs.mismatch(report.format)}")
+    elif needs is not None and needs.chat_note(report.format):
+        findings.notes.append(f"{item}: {fld}: {needs.chat_note(report.format)}")
 
 
 MODEL_FILES = ("config.json", "adapter_config.json")  # a transformers model, or a PEFT adapter (a checkpoint)
