@@ -42,6 +42,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
+    # After it records a handler's outcome, Kopf waits for that version of the object in the watch before it
+    # acts on older events; past this timeout it would run the handler again. 5 s (Kopf's default) is too
+    # short for a busy API server with thousands of jobs (every create handler ran twice at 500 jobs).
+    settings.persistence.consistency_timeout = 30
     # A watch that silently stalls is cut and re-established.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -64,7 +68,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
 
 
 @kopf.on.startup()
-async def discover_engines(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def discover_engines(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Which optional engines the cluster serves, once at start: JobSet (multi-node training). Startup handlers
     run before Kopf's login, so this logs in the same way for its one discovery call."""
     state = common.state(memo)
@@ -72,7 +76,7 @@ async def discover_engines(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> No
         logger.info(f"JobSet: not used ({config.ENV_JOBSET}=false); multi-node jobs run as Indexed Jobs")
         return
     try:
-        if k8s.login(logger=logger) is None:
+        if k8s.login(logger=logger, settings=settings) is None:
             raise RuntimeError("no credentials")
         state.jobset = await k8s.served("JobSet")
     except Exception as err:  # an unreachable API server at start must not stop the operator
