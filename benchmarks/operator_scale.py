@@ -1,10 +1,12 @@
-"""How the operator copes with many jobs at once: 500 FineTuneJobs applied together against the KMock
-API emulator (tests/integration/apiserver.py); the time until every one has its batch Job, and the
-operator process's peak memory (VmHWM).
+"""How the operator copes with many jobs at once: N FineTuneJobs applied together against the KMock
+API emulator (tests/integration/apiserver.py); the time until every one has its batch Job, the
+operator process's peak memory (VmHWM), and the API requests per job by verb and resource (the
+emulator counts them).
 
     .venv/bin/python benchmarks/operator_scale.py [--jobs 500]
 
-The emulator runs in this process; the operator is `kubetune operator` in a process of its own.
+The emulator runs in this process; the operator is `kubetune operator` in a process of its own. The
+machine's load average is printed with the numbers: on a shared machine, compare runs taken at similar load.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=500)
@@ -79,7 +87,14 @@ def main() -> None:
     code = "import sys; from kubetune.controllers.main import main; sys.exit(main(sys.argv[1:]))"
     log = (tmp / "operator.log").open("wb")
     op = subprocess.Popen(
-        [sys.executable, "-c", code, "--standalone", f"--namespace={NAMESPACE}", "--quiet"],
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--standalone",
+            f"--namespace={NAMESPACE}",
+            os.environ.get("BENCH_KOPF_LOG", "--quiet"),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -88,6 +103,9 @@ def main() -> None:
     try:
         time.sleep(3)  # the operator logs in and starts watching
         idle_rss = peak_rss_mib(op.pid)
+        load_before = os.getloadavg()
+        requests_before = server.request_counts()
+        cpu_before = (cpu_seconds(op.pid), time.process_time())
         start = time.monotonic()
         for i in range(args.jobs):  # "at once": back to back, as `kubectl apply -f dir/` would
             http.post(FTJS, json=manifest(i)).raise_for_status()
@@ -105,6 +123,13 @@ def main() -> None:
                 break
             time.sleep(0.2)
         all_phases = time.monotonic() - start
+        time.sleep(2)  # what the last events still cause
+        counts = server.request_counts()
+        operator_requests = {
+            key: n - requests_before.get(key, 0)
+            for key, n in sorted(counts.items())
+            if n - requests_before.get(key, 0) > 0 and key != "create finetunejobs"  # those are the benchmark's
+        }
         phases: dict[str, int] = {}
         for obj in server.objects("finetunejobs", NAMESPACE).values():
             phase = (obj.get("status") or {}).get("phase", "-")
@@ -116,9 +141,15 @@ def main() -> None:
             "seconds_until_every_job_has_its_batch_job": round(all_jobs, 1),
             "seconds_until_every_job_reports_a_phase": round(all_phases, 1),
             "operator_peak_rss_mib": round(peak_rss_mib(op.pid), 1),
+            "operator_cpu_seconds": round(cpu_seconds(op.pid) - cpu_before[0], 1),
+            "emulator_and_driver_cpu_seconds": round(time.process_time() - cpu_before[1], 1),
             "operator_idle_rss_mib": round(idle_rss, 1),
             "phases": phases,
+            "api_requests_per_job": {k: round(n / args.jobs, 2) for k, n in operator_requests.items()},
+            "api_requests_per_job_total": round(sum(operator_requests.values()) / args.jobs, 2),
             "cpus": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
         print(json.dumps(result, indent=2))
     finally:

@@ -129,19 +129,30 @@ class Recorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
+        self._phase_counts: dict[tuple[str, str], int] = {}  # (namespace, phase) -> jobs
         self._gpu_seen: dict[tuple[str, str], float] = {}  # GPU seconds already counted per job
         self._namespaces: set[str] = set()
         self._checkpoint_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._evaluation_series: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
-    def _refresh_phase_counts(self) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        for (namespace, _), phase in self._phases.items():
-            counts[(namespace, phase)] = counts.get((namespace, phase), 0) + 1
-        self._namespaces.update(ns for ns, _ in self._phases)
-        for namespace in self._namespaces:  # namespaces whose last job went away drop to 0
-            for phase in _ALL_PHASES:
-                FINETUNEJOBS.labels(namespace, phase).set(counts.get((namespace, phase), 0))
+    def _set_phase(self, key: tuple[str, str], phase: str | None) -> None:
+        """Move one job to `phase` (None: gone) in the per-namespace counts; only the two series that change
+        are written, so an event costs the same with ten jobs or ten thousand."""
+        namespace = key[0]
+        if namespace not in self._namespaces:  # every phase of a namespace is exported, 0 included
+            self._namespaces.add(namespace)
+            for each in _ALL_PHASES:
+                FINETUNEJOBS.labels(namespace, each).set(self._phase_counts.get((namespace, each), 0))
+        old = self._phases.pop(key, None)
+        if phase is not None:
+            self._phases[key] = phase
+        if old == phase:
+            return
+        for moved, delta in ((old, -1), (phase, 1)):
+            if moved is not None:
+                count = self._phase_counts.get((namespace, moved), 0) + delta
+                self._phase_counts[(namespace, moved)] = count
+                FINETUNEJOBS.labels(namespace, moved).set(count)
 
     def observe_job(self, body: Mapping[str, Any], now: dt.datetime | None = None) -> None:
         """Update every per-job series from a FineTuneJob as it is now."""
@@ -149,8 +160,7 @@ class Recorder:
         key = (meta.get("namespace") or "", meta.get("name") or "")
         namespace, name = key
         with self._lock:
-            self._phases[key] = status.get("phase") or c.Phase.PENDING
-            self._refresh_phase_counts()
+            self._set_phase(key, status.get("phase") or c.Phase.PENDING)
             job_metrics = status.get("metrics") or {}
             if "trainLoss" in job_metrics:
                 TRAINING_LOSS.labels(namespace, name).set(job_metrics["trainLoss"])
@@ -177,9 +187,8 @@ class Recorder:
         """Drop a deleted job's series."""
         key = (namespace, name)
         with self._lock:
-            self._phases.pop(key, None)
+            self._set_phase(key, None)
             self._gpu_seen.pop(key, None)
-            self._refresh_phase_counts()
             for gauge in (TRAINING_LOSS, EVAL_LOSS, PROGRESS, CHECKPOINTS):
                 with contextlib.suppress(KeyError):
                     gauge.remove(namespace, name)

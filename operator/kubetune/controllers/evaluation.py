@@ -86,7 +86,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         body = await k8s.get_or_none(c.EVALUATION, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        evaluation = common.parse(Evaluation, body)
+        evaluation = common.parse(Evaluation, body, state)
         status = evaluation.status
         job, endpoint = await _sources(evaluation)
         try:
@@ -165,7 +165,7 @@ async def evaluation_job_changed(
 
 
 @kopf.index(*EVAL)
-def evaluations_by_job(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
+async def evaluations_by_job(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
     """Evaluation names by (namespace, the FineTuneJob they score), so a job's event finds them without a LIST."""
     job = ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name")
     return {(namespace, job): name} if job else {}
@@ -192,7 +192,7 @@ async def evaluations_follow_job(
 
 
 @kopf.on.event(*EVAL)
-def evaluation_scores(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def evaluation_scores(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The score metric follows every status write, including the evaluation pod's."""
     meta, state = body.get("metadata") or {}, common.state(memo)
     if event.get("type") == "DELETED":

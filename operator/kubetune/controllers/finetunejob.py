@@ -72,14 +72,14 @@ def _cached(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
 
 
 @kopf.index("batch", "v1", "jobs", labels=CHILD_FILTER)
-def training_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+async def training_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Training Jobs by (namespace, FineTuneJob name)."""
     owner = common.owner_name(body, c.FINETUNEJOB)
     return {(namespace, owner): _cached(body, spec=True)} if owner else {}
 
 
 @kopf.index("", "v1", "pods", labels=CHILD_FILTER)
-def training_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+async def training_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Trainer pods by (namespace, FineTuneJob name)."""
     owner = _job_of_pod(body)
     return {(namespace, owner): _cached(body, spec=False)} if owner else {}
@@ -131,7 +131,7 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.
     if job.status and job.status.base_model_uri:
         return job.status.base_model_uri  # resolved before a restart: keep the same checkpoint
     source_body = await k8s.get_or_none(c.FINETUNEJOB, job.metadata.namespace, ref.name)
-    source = common.parse(FineTuneJob, source_body) if source_body else None
+    source = common.parse(FineTuneJob, source_body, state) if source_body else None
     phase = source.status.phase if source and source.status else None
     if phase == Phase.FAILED:
         msg = (
@@ -280,7 +280,7 @@ async def reconcile(
     with metrics.track("finetunejob.reconcile", expected=(kopf.TemporaryError,)):
         raw = dict(body)
         try:
-            job = common.parse(FineTuneJob, raw)
+            job = common.parse(FineTuneJob, raw, state)
         except kopf.PermanentError as err:
             outcome = st.Outcome(Phase.FAILED, Reason.INVALID_SPEC, str(err))
             old = (raw.get("status") or {}).get("conditions") or []
@@ -382,8 +382,8 @@ async def update(
     edit made before training started by re-creating the Job (see reconcile); start a job whose spec was
     fixed after it failed before training (e.g. `spec.baseModel` pointed at a failed job)."""
     with metrics.track("finetunejob.update"):
-        job = common.parse(FineTuneJob, dict(body))
         state, watched = common.state(memo), Watched(training_jobs, training_pods)
+        job = common.parse(FineTuneJob, dict(body), state)
         kind, workload = await _workload(job, _on_jobset(job, state, watched))
         batch = _as_batch(kind, workload)
         not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
@@ -461,8 +461,9 @@ async def delete(
 
 
 @kopf.on.event(*FTJ)
-def observe(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Metrics follow every change of a job, including the trainer's progress patches."""
+async def observe(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Metrics follow every change of a job, including the trainer's progress patches. Async although it
+    awaits nothing: it only updates in-memory series, so it runs on the event loop, not in a thread."""
     meta, recorder = body.get("metadata") or {}, common.state(memo).metrics
     if event.get("type") == "DELETED":
         recorder.forget_job(meta.get("namespace", ""), meta.get("name", ""))

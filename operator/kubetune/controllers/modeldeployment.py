@@ -94,7 +94,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        md = common.parse(ModelDeployment, body)
+        md = common.parse(ModelDeployment, body, state)
         evaluation, job = await _sources(md)
         decision = promotion.decide(md, evaluation, job)
         now = now_iso()
@@ -165,7 +165,9 @@ async def serving_deployment_changed(
 
 
 @kopf.index(*MDEP)
-def deployments_by_source(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str, str], str]:
+async def deployments_by_source(
+    spec: kopf.Spec, namespace: str, name: str, **_: Any
+) -> dict[tuple[str, str, str], str]:
     """ModelDeployment names by (namespace, kind, name) of the Evaluation that promotes to them and of the
     FineTuneJob they serve, so that events of those find them without a LIST."""
     out = {}
@@ -227,7 +229,7 @@ async def deployments_follow_job(
 
 
 @kopf.on.event(*MDEP)
-def modeldeployment_gone(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def modeldeployment_gone(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if event.get("type") == "DELETED":
         meta = body.get("metadata") or {}
         common.state(memo).forget(*_key(meta.get("namespace", ""), meta.get("name", "")))

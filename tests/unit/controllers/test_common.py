@@ -43,3 +43,31 @@ def test_live_child_owner_ignores_deleted_and_unowned_children():
     assert common.live_child_owner({"type": "MODIFIED"}, child, "Evaluation") == "travel-eval"
     assert common.live_child_owner({"type": "DELETED"}, child, "Evaluation") is None
     assert common.live_child_owner({"type": "ADDED"}, child, "ModelDeployment") is None
+
+
+def test_an_object_unchanged_in_what_admission_reads_is_not_admitted_again(monkeypatch):
+    from kubetune.api.finetunejob import FineTuneJob
+
+    admitted = []
+    real = common.admit_resource
+    monkeypatch.setattr(common, "admit_resource", lambda doc: admitted.append(doc) or real(doc))
+    body = {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "travel", "namespace": "team", "uid": "u1", "generation": 1},
+        "spec": {
+            "baseModel": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+            "dataset": {"train": {"uri": "pvc://datasets/train.jsonl"}},
+        },
+    }
+    state = common.OperatorState()
+    common.parse(FineTuneJob, body, state)
+    common.parse(FineTuneJob, {**body, "status": {"phase": "Running"}}, state)  # a status write
+    assert len(admitted) == 1
+    labelled = {**body["metadata"], "labels": {"team": "not a label value"}}
+    edited = {**body, "metadata": labelled}  # an invalid edit is still refused
+    with pytest.raises(kopf.PermanentError, match=r"metadata\.labels"):
+        common.parse(FineTuneJob, edited, state)
+    with pytest.raises(kopf.PermanentError):
+        common.parse(FineTuneJob, edited, state)  # and stays refused
+    assert len(admitted) == 3
