@@ -81,6 +81,7 @@ def _validate_dataset(
     fmt: str | None = None,
     max_examples: int | None = None,
     prompts_only: bool = False,
+    max_seq_length: int | None = None,
 ) -> Any:
     """Validate one JSONL file with kubetune.data (once per file): errors name the file and line.
 
@@ -89,14 +90,20 @@ def _validate_dataset(
     from kubetune.data import validate_file
 
     resolved = path.resolve() if isinstance(path, Path) else path  # an s3:// URI is its own key
-    key = (resolved, fmt if fmt and fmt != "auto" else "auto", max_examples, prompts_only)
+    key = (resolved, fmt if fmt and fmt != "auto" else "auto", max_examples, prompts_only, max_seq_length)
     if key in found.reports:
         return found.reports[key]
     first = resolved not in found.datasets_seen
     found.datasets_seen.add(resolved)
     found.datasets += first
     try:
-        report = validate_file(path, format=fmt or "auto", max_examples=max_examples or None, prompts_only=prompts_only)
+        report = validate_file(
+            path,
+            format=fmt or "auto",
+            max_examples=max_examples or None,
+            prompts_only=prompts_only,
+            max_seq_length=max_seq_length,
+        )
     except Exception as err:  # a crash reading a dataset is still a finding about that file
         found.errors.append(f"{source}: {err}")
         found.reports[key] = None
@@ -187,7 +194,10 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             # s3:// datasets stream from the endpoint and region of the manifest's spec.s3; credentials from
             # this shell's environment (AWS_ACCESS_KEY_ID ...), as for the AWS CLI: no cluster, no Secret
             with configured(S3Options.from_spec(getattr(getattr(resource, "spec", None), "s3", None))):
-                report = _validate_dataset(local or uri, found, f"{source}: {fld}", fmt, max_examples, prompts_only)
+                msl = resource.spec.hyperparameters.max_seq_length if isinstance(resource, FineTuneJob) else None
+                report = _validate_dataset(
+                    local or uri, found, f"{source}: {fld}", fmt, max_examples, prompts_only, msl
+                )
             mismatch = needs.mismatch(report.format) if needs and report is not None and report.ok else None
             if mismatch:
                 found.errors.append(f"{source}: {fld}: {local}: {mismatch}")

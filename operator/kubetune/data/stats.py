@@ -92,12 +92,23 @@ class Collector:
         self.forms: dict[str, int] = {}
         # reinforcement
         self.reference_fields: dict[str, int] = {}
+        # against hyperparameters.maxSeqLength (set by the caller): examples cut, and those with no answer left
+        self.max_seq_length: int | None = None
+        self.over_length = Tally()
+        self.prompt_fills = 0  # examples whose prompt alone is maxSeqLength tokens or more
 
     def add(self, line: int, raw: bytes, obj: dict[str, Any], record: dict[str, Any], text: str) -> None:
         """Count one valid example; `raw` is its line as read (exact duplicates are equal lines)."""
         self.examples += 1
         self.chars.add(len(text), line)
-        self.tokens.add(self.count_tokens(text) if self.count_tokens else estimate_tokens(text), line)
+        tokens = self.count_tokens(text) if self.count_tokens else estimate_tokens(text)
+        self.tokens.add(tokens, line)
+        if self.max_seq_length is not None and tokens > self.max_seq_length:
+            self.over_length.add(line)
+            prompt = _prompt_text(record, self.fmt)
+            if prompt is not None:
+                count = self.count_tokens(prompt) if self.count_tokens else estimate_tokens(prompt)
+                self.prompt_fills += count >= self.max_seq_length
         if len(text) > self.long_example_chars:
             self.long.add(line)
         first = self._seen.add(bytes_digest(raw), line)
@@ -194,12 +205,43 @@ class Collector:
                 f"(lines {_lines(self.long)}; longest: line {self.chars.max_line}, {self.chars.max:,} characters); "
                 "they may be cut at hyperparameters.maxSeqLength"
             )
+        if self.over_length.count:
+            how = "counted" if self.count_tokens else f"estimated at {CHARS_PER_TOKEN} characters a token"
+            out.append(
+                f"{self.over_length.count} of {self.examples} example(s) are longer than "
+                f"spec.hyperparameters.maxSeqLength ({self.max_seq_length:,} tokens, {how}; lines "
+                f"{_lines(self.over_length)}): training cuts them"
+            )
         if self.fmt == CHAT and 0 < self.with_system < self.examples:
             out.append(
                 f"{self.with_system} of {self.examples} examples have a system prompt: use it in all or none, "
                 "or the model learns to behave differently without it"
             )
         return out
+
+
+def length_problem(collector: Collector) -> str | None:
+    """Why nothing would be trained on: every example's prompt fills maxSeqLength, so the completion (what the
+    loss is computed on) is cut away everywhere and TRL drops every example. None otherwise."""
+    if not collector.examples or collector.prompt_fills < collector.examples:
+        return None
+    how = "counted" if collector.count_tokens else f"an estimate: {CHARS_PER_TOKEN} characters a token"
+    return (
+        f"the prompt of every example is at least spec.hyperparameters.maxSeqLength ({collector.max_seq_length:,}) "
+        f"tokens long ({how}): no answer token is left to train on; raise maxSeqLength or shorten the prompts"
+    )
+
+
+def _prompt_text(record: dict[str, Any], fmt: str) -> str | None:
+    """The part of an example the loss is not computed on (its prompt); None for plain text (all of it counts)."""
+    if fmt == CHAT:
+        messages = record.get("messages") or []
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+        return messages_text(messages[:last]) if last is not None else None
+    prompt = record.get("prompt")
+    if prompt is None:
+        return None
+    return prompt if isinstance(prompt, str) else messages_text(prompt)
 
 
 def _lines(tally: Tally) -> str:

@@ -30,7 +30,7 @@ from kubetune.data.formats import (
 )
 from kubetune.data.jsonl import iter_jsonl, iter_raw_jsonl
 from kubetune.data.report import ValidationReport
-from kubetune.data.stats import Collector, Tally
+from kubetune.data.stats import Collector, Tally, length_problem
 from kubetune.objectstore import is_s3
 
 MIN_EXAMPLES = 10
@@ -125,13 +125,16 @@ def validate_file(
     long_example_chars: int = LONG_EXAMPLE_CHARS,
     count_tokens: Callable[[str], int] | None = None,
     prompts_only: bool = False,
+    max_seq_length: int | None = None,
 ) -> ValidationReport:
     """Check every line of a JSONL file against `format` (or the format its lines share, for `auto`).
 
     Collects all errors (the first `max_errors` in full, then a count), warnings, statistics and a token
     total: counted with `count_tokens` when given, else estimated as characters / 4. With `max_examples`
     reading stops after that many valid examples, as training would. With `prompts_only` (see
-    kubetune.data.methods.data_needs) chat and prompt-completion lines may stop before the answer.
+    kubetune.data.methods.data_needs) chat and prompt-completion lines may stop before the answer. With
+    `max_seq_length` (spec.hyperparameters.maxSeqLength), examples longer than it are a warning (with counts),
+    and a prompt that fills it in every example an error: nothing would be left to train on.
     """
     report = ValidationReport(source=str(path))
     if format not in FORMATS:
@@ -171,6 +174,7 @@ def validate_file(
                 tallies.setdefault(kind, Tally()).add(line_no)
             if collector is None:
                 collector = Collector(checker.format, count_tokens, long_example_chars)
+                collector.max_seq_length = max_seq_length
             collector.add(line_no, raw, item, record, record_text(record, checker.format))
     except OSError as err:
         add(LineError(0, f"cannot read the file: {err}"))
@@ -188,6 +192,9 @@ def validate_file(
         lines = ", ".join(str(n) for n in tally.lines) + (", ..." if tally.count > len(tally.lines) else "")
         report.warnings.append(f"{tally.count} line(s): {kind} (lines {lines})")
     if collector is not None:
+        too_long = length_problem(collector)
+        if too_long:
+            report.errors.append(LineError(0, too_long))
         report.warnings += collector.warnings()
         report.stats = collector.stats()
         report.tokens = collector.tokens.total

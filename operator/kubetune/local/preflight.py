@@ -47,7 +47,10 @@ def _dataset(
         findings.errors.append(f"{item.source}: {fld}: {uri} does not exist (looked at {path})")
         return
     prompts_only = needs is not None and needs.prompts_only
-    report = validate_file(path, format=fmt, max_examples=max_examples, prompts_only=prompts_only)
+    max_seq_length = item.resource.spec.hyperparameters.max_seq_length if needs is not None else None
+    report = validate_file(
+        path, format=fmt, max_examples=max_examples, prompts_only=prompts_only, max_seq_length=max_seq_length
+    )
     findings.datasets += 1
     if not report.ok:
         findings.errors.append(f"{item.source}: {fld}: {uri} is not valid:\n{report.render().rstrip()}")
@@ -55,6 +58,8 @@ def _dataset(
         findings.errors.append(f"{item.source}: {fld}: {path}: {needs.mismatch(report.format)}")
     elif needs is not None and needs.chat_note(report.format):
         findings.notes.append(f"{item}: {fld}: {needs.chat_note(report.format)}")
+    if report.ok:
+        findings.notes += [f"{item}: {fld}: warning: {w}" for w in report.warnings if "maxSeqLength (" in w]
 
 
 MODEL_FILES = ("config.json", "adapter_config.json")  # a transformers model, or a PEFT adapter (a checkpoint)
