@@ -263,7 +263,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if res is None:
             return await super()._handle(request)
         verb = _verb(request)
-        self.request_counts[f"{verb} {res.plural}{'/' + request.subresource if request.subresource else ''}"] += 1
+        what = f"{res.plural}/{request.subresource}" if request.subresource else res.plural
+        self.request_counts[f"{verb} {what}" if res.plural else "discovery"] += 1
         if verb == "apply" and request.name:
             request = self._server_side_apply(request)
             self._requests[:] = [request]  # KMock finds its reaction by the identity of the request it keeps

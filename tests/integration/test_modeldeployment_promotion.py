@@ -172,3 +172,31 @@ def test_a_pin_to_a_missing_checkpoint_fails_visibly_until_it_is_fixed(cluster: 
     )
     status, _ = served(cluster, "checkpoint-400", 1)
     assert "Stalled" not in {cond["type"] for cond in status["conditions"]}
+
+
+def test_the_serving_deployment_follows_the_spec_by_server_side_apply(cluster: Cluster, operator) -> None:
+    """What the operator applied and no longer applies goes (a node selector dropped from the spec); a field it
+    owns that someone else changed is taken back, on the emulator and on a real API server alike."""
+    trained_job(cluster, 200)
+    cluster.apply(evaluation())
+    cluster.patch_status(EVAL_PATH, {"results": [result(200, 0.9, True)]})
+    placed = model_deployment()
+    placed["spec"]["resources"] = {"gpus": 0, "nodeSelector": {"pool": "cpu"}}
+    cluster.apply(placed)
+    _, dep = served(cluster, "checkpoint-200", 1)
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "cpu"}
+
+    # Someone edits a field the operator owns: the next reconcile (this Deployment's own event) takes it back.
+    cluster.http.patch(
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/travel",
+        json={"spec": {"template": {"metadata": {"annotations": {"kubetune.dev/checkpoint": "tampered"}}}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ).raise_for_status()
+    served(cluster, "checkpoint-200", 1)
+
+    cluster.apply(model_deployment())  # the node selector is gone from the spec
+    wait_for(
+        lambda: "nodeSelector" not in cluster.objects("deployments")["travel"]["spec"]["template"]["spec"],
+        what="the node selector removed from the Deployment",
+    )
+    assert len(mdep(cluster)["status"]["revisions"]) == 1  # the same checkpoint: no new revision
