@@ -165,6 +165,7 @@ class CheckpointCallback(TrainerCallback):
         evaluate: bool = False,
         throughput: Any = None,
         stop: Any = None,
+        sharded: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.keep, self.metric, self.mode = keep, metric, mode
@@ -175,6 +176,7 @@ class CheckpointCallback(TrainerCallback):
         self.evaluate = evaluate  # evaluate before each epoch checkpoint (eval_strategy is "no" for unit epochs)
         self.throughput = throughput
         self.stop = stop  # GracefulStop: marks the checkpoint a stop signal asked for
+        self.sharded = sharded  # FSDP: the Trainer saved shards; the HF/PEFT files are gathered here
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         if self.stop is not None and self.stop.stopped_at is not None:
@@ -207,9 +209,15 @@ class CheckpointCallback(TrainerCallback):
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         _barrier()
+        name = f"checkpoint-{state.global_step}"
+        path = self.output_dir / name
+        if self.sharded and kw.get("model") is not None:
+            # Beside the per-rank shards (resume reads those): config, safetensors or adapter, tokenizer,
+            # gathered onto rank 0, for evaluation, merge and serving. Every rank takes part.
+            from kubetune_trainer.sharding import save_consolidated
+
+            save_consolidated(kw["model"], kw.get("processing_class"), path, main=state.is_world_process_zero)
         if state.is_world_process_zero:
-            name = f"checkpoint-{state.global_step}"
-            path = self.output_dir / name
             if path.is_dir():
                 write_json_atomic(path / CHECKPOINT_META, self.meta(state, name))
             self.publish()

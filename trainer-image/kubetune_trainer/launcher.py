@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 WORKER_FLAG = "--worker"
+CPU_WORKERS_ENV = "KUBETUNE_CPU_WORKERS"  # gpus 0: this many training processes (gloo); default 1
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,11 @@ class Topology:
     node_rank: int = 0
     master_addr: str = "127.0.0.1"
     master_port: int = 29500
+    cpu_workers: int = 1  # processes per node when gpus is 0 (CPU runs of the distributed path, tests)
 
     @property
     def processes_per_node(self) -> int:
-        return max(self.gpus, 1)
+        return self.gpus if self.gpus > 0 else max(self.cpu_workers, 1)
 
     @property
     def world_size(self) -> int:
@@ -46,18 +48,30 @@ class Topology:
             node_rank=int(rank),
             master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
             master_port=int(env.get("MASTER_PORT", "29500")),
+            cpu_workers=int(env.get(CPU_WORKERS_ENV) or "1"),
         )
 
 
-def launch_command(topology: Topology, config_path: str, *, python: str | None = None) -> list[str]:
+def needs_launch(topology: Topology, sharding: str | None) -> bool:
+    """Whether the workers are started by `accelerate launch`: several processes, or FSDP on one (the HF
+    Trainer shards only in a distributed setup, so one GPU with CPU offload is a world of one)."""
+    return topology.distributed or sharding == "fsdp"
+
+
+def launch_command(
+    topology: Topology, config_path: str, *, sharding: str | None = None, python: str | None = None
+) -> list[str]:
     """The command that runs the training workers of this pod.
 
-    1 process: the trainer itself. Several GPUs on one node: `accelerate launch --multi_gpu`. Several
-    nodes: the same with machine rank and a static rendezvous on the master address.
+    1 process: the trainer itself. Several GPUs on one node (or CPU workers): `accelerate launch
+    --multi_gpu` (torchrun underneath; on CPU the workers join with gloo). Several nodes: the same with
+    machine rank and a static rendezvous on the master address. `sharding` fsdp: the same layout, and
+    every process holds only its shard; the FSDP settings themselves travel in the run config that the
+    workers read (TrainingArguments.fsdp_config, kubetune_trainer.sharding), set in one place.
     """
     python = python or sys.executable
     worker = ["-m", "kubetune_trainer", "train", "--config", config_path, WORKER_FLAG]
-    if not topology.distributed:
+    if not needs_launch(topology, sharding):
         return [python, *worker]
     cmd = [
         python,

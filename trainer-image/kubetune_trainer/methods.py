@@ -71,6 +71,9 @@ class RunSettings:
     gradient_checkpointing: bool
     has_eval: bool  # validation data that gives an eval loss
     liger: bool = False  # transformers applies Liger's kernels to the model (TrainingArguments.use_liger_kernel)
+    fsdp: dict[str, Any] | None = None  # TrainingArguments' fsdp and fsdp_config (kubetune_trainer.sharding)
+    processes: int = 1  # training processes of the run, over all nodes (WORLD_SIZE)
+
 
     @property
     def spec(self) -> FineTuneJobSpec:
@@ -128,6 +131,9 @@ def training_config(config_class: type[ConfigT], run: RunSettings, **method_fiel
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        # CPU workers (tests, CPU runs of the distributed path) join with gloo
+        ddp_backend="gloo" if run.processes > 1 and not torch.cuda.is_available() else None,
+        **(run.fsdp or {}),
         **method_fields,
     )
 
@@ -436,6 +442,22 @@ def _rft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def check_rft_groups(spec: FineTuneJobSpec, processes: int) -> None:
+    """TRL's rule for GRPO: the completions generated per optimizer step, per-device batch x processes x
+    gradient accumulation (GRPOConfig.generation_batch_size), hold whole groups of numGenerations."""
+    if spec.method != "rft" or spec.rft is None:
+        return
+    hp, n = spec.hyperparameters, spec.rft.num_generations
+    per_step = hp.batch_size * processes * hp.gradient_accumulation_steps
+    if per_step % n:
+        raise TrainerConfigError(
+            f"spec.rft.numGenerations ({n}) must divide batchSize x processes x gradientAccumulationSteps "
+            f"({hp.batch_size} x {processes} x {hp.gradient_accumulation_steps} = {per_step}): each step generates "
+            f"whole groups of completions of one prompt; change spec.hyperparameters.batchSize or "
+            f"spec.rft.numGenerations"
+        )
+
+
 class Rft:
     """GRPO on rewards from the declared graders; no eval loss (the rewards are the measure)."""
 
@@ -449,13 +471,8 @@ class Rft:
     def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> GRPOConfig:
         from trl import GRPOConfig
 
-        rft, hp = run.spec.rft, run.spec.hyperparameters
-        per_step = hp.batch_size * hp.gradient_accumulation_steps
-        if per_step % rft.num_generations:
-            raise TrainerConfigError(
-                f"spec.rft.numGenerations ({rft.num_generations}) must divide batchSize x gradientAccumulationSteps "
-                f"({per_step}): each batch holds whole groups of completions of one prompt"
-            )
+        rft = run.spec.rft
+        check_rft_groups(run.spec, run.processes)
         return training_config(
             GRPOConfig,
             run,

@@ -31,7 +31,7 @@ from kubetune.api.runconfig import TrainRunConfig
 from kubetune.data.promptformat import META_KEY
 from kubetune_trainer.checkpoints import CheckpointCallback, discard_incomplete, write_json_atomic
 from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
-from kubetune_trainer.launcher import Topology, launch_command
+from kubetune_trainer.launcher import Topology, launch_command, needs_launch
 from kubetune_trainer.progress import NullReporter, ProgressReporter, make_reporter
 
 log = logging.getLogger("kubetune_trainer")
@@ -109,7 +109,7 @@ def build_trainer(
     cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list, stop: Any = None
 ):
     """(trainer, checkpoint callback, loaded model, throughput) for this run; `stop`: a GracefulStop."""
-    from kubetune_trainer import methods, prompting
+    from kubetune_trainer import methods, prompting, sharding
     from kubetune_trainer.callbacks import ProgressCallback, Throughput
     from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
 
@@ -127,15 +127,23 @@ def build_trainer(
     trainable = n_params if loaded.peft_config is None else n_params // 100
     weight_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     grad_ckpt = use_gradient_checkpointing(hp.gradient_checkpointing, trainable * 4, weight_bytes)
+    fsdp = None
+    if cfg.sharding == "fsdp":
+        # FSDP's own activation checkpointing replaces the Trainer's (the Trainer refuses both)
+        fsdp = sharding.fsdp_arguments(
+            loaded.model, activation_checkpointing=grad_ckpt, cpu_offload=spec.resources.sharding.cpu_offload
+        )
 
     has_eval = bool(examples.evals) and method.evaluates
     run_settings = methods.RunSettings(
         cfg=cfg,
         precision=precision,
         schedule=methods.schedule(spec, has_eval),
-        gradient_checkpointing=grad_ckpt,
+        gradient_checkpointing=grad_ckpt and fsdp is None,
         has_eval=has_eval,
         liger=methods.liger_available(),
+        fsdp=fsdp,
+        processes=int(os.environ.get("WORLD_SIZE", "1")),
     )
     throughput = Throughput()
     info = run_info(cfg, data, loaded, precision.name)
@@ -153,18 +161,29 @@ def build_trainer(
         evaluate=run_settings.schedule.eval_every_save,
         throughput=throughput,
         stop=stop,
+        sharded=fsdp is not None,
     )
     # GracefulStop before CheckpointCallback: it asks for the save that the other then marks complete.
-    callbacks = [ProgressCallback(reporter, throughput), *([stop] if stop else []), ckpt_cb, *extra_callbacks]
+    callbacks = [
+        ProgressCallback(reporter, throughput),
+        *([stop] if stop else []),
+        ckpt_cb,
+        *sharding.debug_callbacks(),
+        *extra_callbacks,
+    ]
     config = method.build_config(run_settings, examples, loaded)
     trainer = method.build_trainer(run_settings, config, loaded, examples, callbacks)
+    if fsdp is not None:
+        sharding.enable_on_cpu(trainer)
     log.info(
-        "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %d train / %s eval examples%s",
+        "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %s, "
+        "%d train / %s eval examples%s",
         spec.method,
         f"{n_params:,}",
         f"{sum(p.numel() for p in trainer.model.parameters() if p.requires_grad):,}",
         precision.name,
         "on" if grad_ckpt else "off",
+        f"FSDP2 over {trainer.args.world_size} processes" if fsdp else "not sharded",
         len(examples.train),
         len(examples.evals) if examples.evals else 0,
         ", Liger kernels" if run_settings.liger else "",
@@ -172,14 +191,28 @@ def build_trainer(
     return trainer, ckpt_cb, loaded, throughput
 
 
-def save_final(cfg: TrainRunConfig, trainer: Any, ckpt_cb: CheckpointCallback, loaded: Any) -> dict[str, Any]:
-    """Write final/ aside and rename it into place; returns its kubetune.json."""
+def save_final(cfg: TrainRunConfig, trainer: Any, ckpt_cb: CheckpointCallback, loaded: Any) -> dict[str, Any] | None:
+    """Write final/ aside and rename it into place; returns its kubetune.json (None on ranks other than 0).
+
+    A sharded model is gathered by every rank and written by rank 0 in the usual HF/PEFT layout.
+    """
+    from kubetune_trainer.checkpoints import _barrier
+    from kubetune_trainer.sharding import save_consolidated
+
     out = Path(cfg.output_dir)
     tmp = out / f".{FINAL}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    if trainer.args.should_save:
-        loaded.tokenizer.save_pretrained(str(tmp))
+    main = trainer.args.should_save
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if ckpt_cb.sharded:
+        _barrier()
+        save_consolidated(trainer.model, loaded.tokenizer, tmp, main=main)
+    else:
+        trainer.save_model(str(tmp))
+        if main:
+            loaded.tokenizer.save_pretrained(str(tmp))
+    if not main:
+        return None
     meta = ckpt_cb.meta(trainer.state, FINAL)
     write_json_atomic(tmp / c.CHECKPOINT_META, meta)
     final = out / FINAL
@@ -240,10 +273,20 @@ def run(
         return EXIT_CONFIG
 
     topo = Topology.from_env(cfg.spec.resources.gpus, cfg.spec.resources.nodes)
-    if topo.distributed and not worker:
+    try:
+        from kubetune_trainer.methods import check_rft_groups
+
+        check_rft_groups(cfg.spec, topo.world_size)  # before any worker starts
+    except TrainerConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not worker:
+        cfg, config_path = resolve_sharding(cfg, config_path, topo.world_size)
+    if needs_launch(topo, cfg.sharding) and not worker:
         if config_path is None:
             raise ValueError("a distributed run needs the config file path to hand to its workers")
-        cmd = launch_command(topo, config_path)
+        cmd = launch_command(topo, config_path, sharding=cfg.sharding)
+
         log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
         launched = time.time()
         rc = run_forwarding_signals(cmd)
@@ -278,8 +321,10 @@ def run(
         log.warning("a stop signal came after the last step; writing the finished run's output")
     if trainer.eval_dataset is not None and cfg.spec.method != "rft":
         trainer.evaluate()
-    if trainer.args.should_save:
+    final_meta = None
+    if trainer.args.should_save or ckpt_cb.sharded:
         final_meta = save_final(cfg, trainer, ckpt_cb, loaded)
+    if trainer.args.should_save and final_meta is not None:
         finish(cfg, ckpt_cb, reporter, final_meta)
         rc = _export(cfg, reporter)
         if rc != EXIT_OK:
@@ -292,6 +337,45 @@ def run(
             len(complete_checkpoints(out)),
         )
     return EXIT_OK
+
+
+def _export(cfg: TrainRunConfig, reporter: ProgressReporter) -> int:
+    """spec.export, after the run's output is written (kubetune_trainer.export)."""
+    if cfg.spec.export is None or not is_main_process():
+        return EXIT_OK
+    from kubetune_trainer.export import run_export
+
+    return run_export(cfg, reporter)
+
+
+def resolve_sharding(
+    cfg: TrainRunConfig, config_path: str | None, world_size: int
+) -> tuple[TrainRunConfig, str | None]:
+    """The run config with spec.resources.sharding resolved (auto: by the memory plan, here where the model's
+    config.json and the GPU are known), and the path of a copy of it for the workers when it changed."""
+    from kubetune_trainer.sharding import resolve
+
+    if cfg.sharding is not None:
+        return cfg, config_path
+    requested = cfg.spec.resources.sharding.strategy
+    model_path = None
+    if requested == "auto" and world_size > 1:
+        from kubetune_trainer.sources import resolve_model
+
+        model_path = resolve_model(
+            cfg.base_model_uri, cfg.storage, token_env=c.ENV_HF_TOKEN, revision=cfg.spec.base_model.revision
+        )
+    choice, why = resolve(requested, cfg.spec, model_path, world_size)
+    log.info("sharding: %s (%s)", choice, why)
+    resolved = cfg.model_copy(update={"sharding": choice})
+    if config_path is None:
+        return resolved, None
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="kubetune-run-config.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(resolved.dump())
+    return resolved, path
 
 
 def _export(cfg: TrainRunConfig, reporter: ProgressReporter) -> int:

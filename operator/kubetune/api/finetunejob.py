@@ -156,6 +156,13 @@ class TeacherEndpoint(KubeModel):
     )
     model: str = Field(min_length=1, max_length=bounds.MODEL_NAME_MAX, description="Model name to request.")
     api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key with the API key.")
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Prompts in flight at the teacher at once while it labels the training data (once, by the "
+        "first process; the answers are kept on the PVC as they come, so a restart asks only for the rest).",
+    )
 
 
 class Teacher(KubeModel):
@@ -268,6 +275,33 @@ class StorageSpec(KubeModel):
     )
 
 
+class ShardingSpec(KubeModel):
+    """How the model is spread over the GPUs of a run."""
+
+    strategy: Literal["auto", "none", "fsdp"] = Field(
+        default="auto",
+        description="fsdp: shard parameters, gradients and optimizer state over all GPUs of the run (FSDP2, one "
+        "fully_shard unit per decoder layer), for models that do not fit one GPU; none: every GPU holds the whole "
+        "model (data parallel); auto: fsdp when the memory plan says the run does not fit one GPU, decided by the "
+        "trainer at start from the model's config.json and the GPU's memory. Activation checkpointing follows "
+        "hyperparameters.gradientCheckpointing.",
+    )
+    cpu_offload: bool = Field(
+        default=False,
+        description="fsdp: keep the parameter, gradient and optimizer shards in CPU memory and move them to the GPU "
+        "per layer when used. Fits larger models in the same GPUs at a large cost in speed; needs resources.memory "
+        "for them.",
+    )
+
+
+class TrainingResources(ResourcesSpec):
+    """Compute of the training pods, and how the model is spread over their GPUs."""
+
+    sharding: ShardingSpec = Field(
+        default_factory=ShardingSpec, description="Sharding of the model over the GPUs (FSDP2) or data parallel."
+    )
+
+
 # Fields a user may change after the job has started. Everything else is frozen (CEL rule below).
 MUTABLE_AFTER_START = ("suspend", "ttlSecondsAfterFinished")
 
@@ -283,7 +317,9 @@ class FineTuneJobSpec(KubeModel):
     distillation: DistillationSpec | None = Field(default=None, description="Teacher (method distillation).")
     rft: RftSpec | None = Field(default=None, description="Graders (method rft).")
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint policy.")
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs, CPU, memory, nodes.")
+    resources: TrainingResources = Field(
+        default_factory=TrainingResources, description="GPUs, CPU, memory, nodes, and sharding over the GPUs."
+    )
     queue_name: str | None = Field(
         default=None,
         max_length=bounds.DNS_LABEL_MAX,

@@ -95,6 +95,12 @@ class TrainRunConfig(_RunConfigBase):
     spec: FineTuneJobSpec
     base_model_uri: str = Field(description="The model to start from; fromJob is already resolved to a checkpoint.")
     teacher_api_key_env: str | None = Field(default=None, description="Env var with the teacher endpoint's key.")
+    sharding: Literal["none", "fsdp"] | None = Field(
+        default=None,
+        description="The run's resolved sharding. The operator passes spec.resources.sharding.strategy none or fsdp "
+        "on; None (auto) is resolved by the trainer at start, which has the model's config.json and the GPU's "
+        "memory, and hands its workers a run config with the choice.",
+    )
 
 
 class EvalTarget(KubeModel):

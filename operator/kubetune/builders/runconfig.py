@@ -79,6 +79,7 @@ def train_run_config(
         storage=storage,
         progress=progress,
         teacher_api_key_env=TEACHER_API_KEY_ENV if endpoint and endpoint.api_key_secret_ref else None,
+        sharding=None if spec.resources.sharding.strategy == "auto" else spec.resources.sharding.strategy,
     )
 
 

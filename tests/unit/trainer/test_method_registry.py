@@ -92,6 +92,19 @@ def test_rft_refuses_groups_that_do_not_fill_a_batch(tmp_path):
         _config(_settings(tmp_path, method="rft", rft=rft))
 
 
+def test_rft_groups_count_every_process(tmp_path):
+    """TRL fills a generation batch of batchSize x processes x gradientAccumulationSteps completions: one
+    completion per device on 2 processes holds a group of 2 (a single process could not), 4 does not fit."""
+    rft = {"graders": [{"type": "exact_match"}], "numGenerations": 2}
+    spec = _settings(tmp_path, method="rft", rft=rft, hyperparameters={"batchSize": 1}).spec
+    methods.check_rft_groups(spec, processes=2)
+    with pytest.raises(TrainerConfigError, match=r"numGenerations \(2\) must divide .*\(1 x 1 x 1 = 1\)"):
+        methods.check_rft_groups(spec, processes=1)
+    spec4 = _settings(tmp_path, method="rft", rft={**rft, "numGenerations": 4}, hyperparameters={"batchSize": 1}).spec
+    with pytest.raises(TrainerConfigError, match=r"\(1 x 2 x 1 = 2\)"):
+        methods.check_rft_groups(spec4, processes=2)
+
+
 def test_liger_kernels_go_through_transformers_use_liger_kernel(tmp_path):
     assert _config(_settings(tmp_path))[1].use_liger_kernel is False
     assert _config(_settings(tmp_path, liger=True))[1].use_liger_kernel is True
