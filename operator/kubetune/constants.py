@@ -180,4 +180,5 @@ ANNOTATION_OPENAI_MODEL: Final = f"{GROUP}/openai-model"  # the base model name 
 ANNOTATION_OPENAI_SUFFIX: Final = f"{GROUP}/openai-suffix"
 ANNOTATION_OPENAI_TRAINING_FILE: Final = f"{GROUP}/openai-training-file"
 ANNOTATION_OPENAI_VALIDATION_FILE: Final = f"{GROUP}/openai-validation-file"
+ANNOTATION_OPENAI_METADATA: Final = f"{GROUP}/openai-metadata"  # the job's OpenAI metadata as one JSON object
 ANNOTATION_CANCELLED: Final = f"{GROUP}/cancelled"  # when a job was cancelled (spec.suspend is true too)

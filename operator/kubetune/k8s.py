@@ -368,10 +368,18 @@ def label_selector(labels: Mapping[str, str]) -> str:
 
 
 async def list_objects(
-    kind: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None
+    kind: str,
+    namespace: str | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    params = {"labelSelector": label_selector(labels)} if labels else None
-    body = await client().request("GET", kind_of(kind).path(namespace), params=params)
+    """Objects of `kind`; `labels` a label selector, `fields` a field selector (equality, dotted paths such as
+    `involvedObject.name` for Events)."""
+    params = {"labelSelector": label_selector(labels)} if labels else {}
+    if fields:
+        params["fieldSelector"] = ",".join(f"{k}={v}" for k, v in fields.items())
+    body = await client().request("GET", kind_of(kind).path(namespace), params=params or None)
     items = body.get("items") or []
     if labels:  # also filter here: not every API emulator honours labelSelector
         items = [
@@ -379,7 +387,15 @@ async def list_objects(
             for i in items
             if all(((i.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items())
         ]
+    if fields:  # and fieldSelector
+        items = [i for i in items if all(_field(i, k) == v for k, v in fields.items())]
     return items
+
+
+def _field(obj: Mapping[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        obj = obj.get(key) if isinstance(obj, Mapping) else None  # type: ignore[assignment]
+    return obj
 
 
 async def apply(manifest: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:

@@ -49,7 +49,9 @@ def test_the_migration_page_script_runs_unchanged(cluster: Cluster, api: str, st
                 "spec": {"model": {"fineTuneJob": {"name": name}}},
             }
         )
-        cluster.patch_status(f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel", {"endpoint": stub})
+        cluster.patch_status(
+            f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel", {"phase": "Ready", "endpoint": stub}
+        )
         cluster.patch_status(f"{FTJS}/{name}", {"phase": "Succeeded", "completionTime": now()})
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -30,7 +30,10 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 def not_found(what: str, ident: str, param: str | None = None) -> OpenAIError:
     return OpenAIError(
-        404, f"No {what} found with id {ident!r}.", param=param, code=f"{what.replace(' ', '_')}_not_found"
+        404,
+        f"No {what} found with id {ident!r}.",
+        param=param,
+        code=f"{what.replace(' ', '_').replace('-', '_')}_not_found",
     )
 
 

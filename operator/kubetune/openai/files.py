@@ -117,6 +117,13 @@ class FileStore:
         except FileNotFoundError:
             raise not_found("file", file_id) from None
 
+    def format(self, namespace: str, file_id: str) -> str | None:
+        """The dataset format kubetune.data detected at upload (chat, preference...); None when unknown."""
+        try:
+            return (self.get(namespace, file_id).get("kubetune") or {}).get("format")
+        except OpenAIError:
+            return None
+
     def content_path(self, namespace: str, file_id: str) -> Path:
         self.get(namespace, file_id)
         return self._paths(namespace, file_id)[0]

@@ -33,7 +33,8 @@ from kubetune.openai.stored import CompletionStore, messages_view, training_line
 
 log = logging.getLogger("kubetune.api")
 DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
+MAX_LIMIT = 100  # jobs, events, checkpoints, stored completions (OpenAI documents no maximum for these)
+FILES_MAX_LIMIT = 10_000  # OpenAI's files.list: limit 1..10,000, default 10,000
 CHUNK = 64 * 1024
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 PUBLIC_PATHS = ("/healthz",)
@@ -82,20 +83,52 @@ async def openai_errors(request: web.Request, handler: Callable[[web.Request], A
     except k8s.ApiError as err:
         log.warning("Kubernetes API error on %s %s: %s", request.method, request.path, err)
         return _error_response(OpenAIError(502, f"The Kubernetes API refused: {err.message}", type="api_error"))
+    except web.HTTPException as err:  # aiohttp's own refusals (413 body too large, 400 bad request...)
+        return _error_response(OpenAIError(err.status, err.reason, type="invalid_request_error"))
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # never a plain-text 500: log it (method and path only, no headers, no keys)
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error_response(
+            OpenAIError(500, "The server had an error while processing your request.", type="server_error")
+        )
 
 
 def _ns(request: web.Request) -> str:
     return request["namespace"]
 
 
-def _limit(request: web.Request) -> int:
+def _limit(request: web.Request, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    """The `limit` query parameter of every list: an integer from 1 to `maximum` (400 otherwise)."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
     try:
-        limit = int(request.query.get("limit", DEFAULT_LIMIT))
+        limit = int(raw)
     except ValueError:
-        raise invalid("limit must be an integer", "limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise invalid(f"limit must be between 1 and {MAX_LIMIT}", "limit")
+        raise invalid(f"limit must be an integer from 1 to {maximum}; got {raw!r}", "limit") from None
+    if not 1 <= limit <= maximum:
+        raise invalid(f"limit must be an integer from 1 to {maximum}; got {limit}", "limit")
     return limit
+
+
+def _order(request: web.Request, default: str) -> str:
+    """The `order` query parameter: asc or desc (by creation time)."""
+    order = request.query.get("order", default)
+    if order not in ("asc", "desc"):
+        raise invalid(f"order must be asc or desc; got {order!r}", "order")
+    return order
+
+
+def _page(
+    request: web.Request,
+    items: list[dict[str, Any]],
+    *,
+    default: int = DEFAULT_LIMIT,
+    maximum: int = MAX_LIMIT,
+) -> dict[str, Any]:
+    """The one pagination of every list: `limit` checked, then the page after `after`."""
+    return t.page(items, request.query.get("after"), _limit(request, default, maximum))
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -112,36 +145,48 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 
 async def upload_file(request: web.Request) -> web.Response:
+    """One `file` part and a `purpose` part, as OpenAI requires. The file streams to storage as it comes; a
+    body that turns out broken (no closing boundary, a second file part, no purpose) removes it again."""
     settings, namespace = request.app[SETTINGS], _ns(request)
     if not request.content_type.startswith("multipart/"):
         raise invalid("Upload a file as multipart/form-data with the fields purpose and file.", "file")
-    reader = await request.multipart()
     purpose, created = None, None
-    while (part := await reader.next()) is not None:
-        if part.name == "purpose":
-            purpose = (await part.text()).strip()
-            if created is not None and purpose != created["purpose"]:
-                settings.files.delete(namespace, created["id"])
-                raise invalid(f"purpose must be fine-tune; got {purpose!r}", "purpose")
-        elif part.name == "file":
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if part.name == "purpose":
+                purpose = (await part.text()).strip()
+                if created is not None and purpose != created["purpose"]:
+                    raise invalid(f"purpose must be fine-tune; got {purpose!r}", "purpose")
+            elif part.name == "file":
+                if created is not None:
+                    raise invalid("Send exactly one file part per upload; this request has more.", "file")
 
-            async def chunks(part: Any = part) -> AsyncIterator[bytes]:
-                while chunk := await part.read_chunk(CHUNK):
-                    yield chunk
+                async def chunks(part: Any = part) -> AsyncIterator[bytes]:
+                    while chunk := await part.read_chunk(CHUNK):
+                        yield chunk
 
-            filename = part.filename or "upload.jsonl"
-            created = await settings.files.upload(namespace, filename, purpose or "fine-tune", chunks())
-    if created is None:
-        raise invalid("The request has no file part.", "file")
+                filename = part.filename or "upload.jsonl"
+                created = await settings.files.upload(namespace, filename, purpose or "fine-tune", chunks())
+        if created is None:
+            raise invalid("The request has no file part.", "file")
+        if purpose is None:
+            raise invalid("purpose is required (fine-tune).", "purpose")
+    except (OpenAIError, ValueError, AssertionError, aiohttp.ClientPayloadError) as err:
+        if created is not None:
+            settings.files.delete(namespace, created["id"])
+        if isinstance(err, OpenAIError):
+            raise
+        raise invalid(f"The multipart/form-data body is malformed: {err}", "file") from None
     log.info("file %s uploaded to %s (%d bytes)", created["id"], namespace, created["bytes"])
     return web.json_response(created)
 
 
 async def list_files(request: web.Request) -> web.Response:
-    files = request.app[SETTINGS].files.list(_ns(request), request.query.get("purpose"))
-    return web.json_response(
-        t.page(files, request.query.get("after"), _limit(request) if "limit" in request.query else 10_000)
-    )
+    files = request.app[SETTINGS].files.list(_ns(request), request.query.get("purpose"))  # newest first
+    if _order(request, "desc") == "asc":
+        files.reverse()
+    return web.json_response(_page(request, files, default=FILES_MAX_LIMIT, maximum=FILES_MAX_LIMIT))
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -181,6 +226,7 @@ async def create_job(request: web.Request) -> web.Response:
         models=settings.models,
         defaults=settings.job_defaults,
         job_exists=existing.__contains__,
+        file_format=lambda file_id: settings.files.format(namespace, file_id),
     )
     created = await k8s.create(manifest)
     log.info("FineTuneJob %s/%s created", namespace, manifest["metadata"]["name"])
@@ -198,7 +244,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     views = [t.job_view(j) for j in jobs]
     wanted = {k[len("metadata[") : -1]: v for k, v in request.query.items() if k.startswith("metadata[")}
     views = [v for v in views if all((v["metadata"] or {}).get(k) == x for k, x in wanted.items())]
-    return web.json_response(t.page(views, request.query.get("after"), _limit(request)))
+    return web.json_response(_page(request, views))
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -221,7 +267,8 @@ async def _suspend(request: web.Request, suspend: bool) -> web.Response:
         verb = "paused" if suspend else "resumed"
         raise invalid(f"Job {t.job_id(job)} has {state} and cannot be {verb}.")
     patched = await k8s.patch_merge(c.FINETUNEJOB, _ns(request), t.job_id(job), {"spec": {"suspend": suspend}})
-    return web.json_response(t.job_view(patched))
+    # the view of the requested state (paused / queued again), whatever the patched object's phase says yet
+    return web.json_response(t.job_view({**patched, "spec": {**(patched.get("spec") or {}), "suspend": suspend}}))
 
 
 async def pause_job(request: web.Request) -> web.Response:
@@ -233,22 +280,20 @@ async def resume_job(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.Response:
+    _limit(request)  # a bad limit is refused before the cluster is asked
     job = await _job(request)
     uid = job["metadata"].get("uid")
-    events = [
-        e
-        for e in await k8s.list_objects("Event", _ns(request))
-        if (o := e.get("involvedObject") or {}).get("kind") == c.FINETUNEJOB
-        and o.get("name") == t.job_id(job)
-        and (not o.get("uid") or not uid or o.get("uid") == uid)
-    ]
-    return web.json_response(t.page(t.events_view(job, events), request.query.get("after"), _limit(request)))
+    selector = {"involvedObject.kind": c.FINETUNEJOB, "involvedObject.name": t.job_id(job)}
+    if uid:
+        selector["involvedObject.uid"] = uid
+    events = await k8s.list_objects("Event", _ns(request), fields=selector)
+    return web.json_response(_page(request, t.events_view(job, events)))
 
 
 async def job_checkpoints(request: web.Request) -> web.Response:
+    _limit(request, 10)
     job = await _job(request)
-    limit = int(request.query.get("limit", 10))
-    return web.json_response(t.page(t.checkpoints_view(job), request.query.get("after"), limit))
+    return web.json_response(_page(request, t.checkpoints_view(job), default=10))
 
 
 # --- models and inference -------------------------------------------------------------------------
@@ -278,11 +323,18 @@ async def _deployments(namespace: str) -> tuple[list[dict[str, Any]], dict[str, 
     return deployments, {j["metadata"]["name"]: j for j in jobs}
 
 
+def _ready(deployment: dict[str, Any]) -> bool:
+    """Serving now: an endpoint and phase Ready or a ready replica (the operator sets the endpoint as soon
+    as the rollout starts, so an endpoint alone is not readiness)."""
+    status = deployment.get("status") or {}
+    return bool(status.get("endpoint")) and (status.get("phase") == "Ready" or (status.get("readyReplicas") or 0) > 0)
+
+
 async def list_models(request: web.Request) -> web.Response:
     deployments, jobs = await _deployments(_ns(request))
     data = []
     for d in deployments:
-        if (d.get("status") or {}).get("endpoint"):
+        if _ready(d):
             created = t._seconds(d["metadata"].get("creationTimestamp")) or 0
             name = _model_names(d, jobs)[0]
             data.append({"id": name, "object": "model", "created": created, "owned_by": _ns(request)})
@@ -297,7 +349,7 @@ async def _route(namespace: str, model: Any) -> tuple[str, str]:
     for d in deployments:
         if model in _model_names(d, jobs):
             status = d.get("status") or {}
-            if not status.get("endpoint"):
+            if not _ready(d):
                 raise OpenAIError(
                     503,
                     f"The model {model!r} is not ready yet (ModelDeployment {d['metadata']['name']} is "
@@ -340,6 +392,46 @@ def _sse_completion(events: list[bytes], model: str) -> dict[str, Any]:
     }
 
 
+def _renamed(line: bytes, model: str) -> bytes:
+    """One SSE line with the chunk's `model` field set to the name the user asked for (other lines as they are)."""
+    if not line.startswith(b"data:") or line[5:].strip() in (b"", b"[DONE]"):
+        return line
+    try:
+        chunk = json.loads(line[5:])
+    except ValueError:
+        return line
+    if not isinstance(chunk, dict) or "model" not in chunk:
+        return line
+    chunk["model"] = model
+    ending = line[len(line.rstrip(b"\r\n")) :]
+    return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + ending
+
+
+def _upstream_error(model: str, err: BaseException | str) -> OpenAIError:
+    return OpenAIError(
+        502,
+        f"The model server of {model!r} failed: {err}",
+        type="server_error",
+        code="upstream_error",
+    )
+
+
+def _upstream_refusal(status: int, text: bytes, model: str) -> web.Response:
+    """An upstream error answer in OpenAI's shape: a 4xx as it came (its JSON error, or the text wrapped),
+    a 5xx as 502 (the model server failed, not this one)."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    upstream = answer.get("error") if isinstance(answer, dict) else None
+    message = (upstream.get("message") if isinstance(upstream, dict) else upstream) or text.decode(errors="replace")
+    if status >= 500:
+        return _error_response(_upstream_error(model, f"HTTP {status}: {str(message)[:500]}"))
+    if isinstance(answer, dict) and isinstance(upstream, dict):
+        return web.json_response(answer, status=status)
+    return _error_response(OpenAIError(status, str(message)[:2000] or f"HTTP {status}"))
+
+
 async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
     settings, namespace = request.app[SETTINGS], _ns(request)
     body = await _json(request)
@@ -349,29 +441,42 @@ async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
     upstream["model"] = served
     store = route == "chat/completions" and body.get("store") is True and settings.store.enabled
     session = request.app[HTTP]
-    async with session.post(f"{endpoint}/{route}", json=upstream) as resp:
-        if not body.get("stream") or resp.status >= 400:
-            text = await resp.read()
-            try:
-                answer = json.loads(text)
-            except ValueError:
-                return web.Response(body=text, status=resp.status, content_type=resp.content_type)
-            if isinstance(answer, dict) and resp.status < 400:
-                answer["model"] = model
+    out: web.StreamResponse | None = None
+    try:
+        async with session.post(f"{endpoint}/{route}", json=upstream) as resp:
+            if resp.status >= 400:
+                return _upstream_refusal(resp.status, await resp.read(), model)
+            if not body.get("stream"):
+                text = await resp.read()
+                try:
+                    answer = json.loads(text)
+                except ValueError:
+                    raise _upstream_error(model, "its answer is not JSON") from None
+                if isinstance(answer, dict):
+                    answer["model"] = model
+                    if store:
+                        await asyncio.to_thread(settings.store.store, namespace, body, answer)
+                return web.json_response(answer)
+            out = web.StreamResponse(status=resp.status, headers={"Content-Type": "text/event-stream"})
+            await out.prepare(request)
+            seen: list[bytes] = []
+            async for line in resp.content:  # line by line: a chunk split across reads is whole here
                 if store:
-                    await asyncio.to_thread(settings.store.store, namespace, body, answer)
-            return web.json_response(answer, status=resp.status)
-        out = web.StreamResponse(status=resp.status, headers={"Content-Type": "text/event-stream"})
-        await out.prepare(request)
-        seen: list[bytes] = []
-        async for chunk in resp.content.iter_any():
-            if store:
-                seen.append(chunk)
-            await out.write(chunk.replace(f'"model":"{served}"'.encode(), f'"model":{json.dumps(model)}'.encode()))
+                    seen.append(line)
+                await out.write(_renamed(line, model))
+    except (aiohttp.ClientError, TimeoutError) as err:
+        log.warning("model server of %r at %s failed: %r", model, endpoint, err)
+        failure = _upstream_error(model, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+        if out is None:
+            raise failure from None
+        # the stream has begun with 200: end it with an error event, as OpenAI's streams do
+        await out.write(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
         await out.write_eof()
-        if store:
-            await asyncio.to_thread(settings.store.store, namespace, body, _sse_completion(seen, model))
         return out
+    await out.write_eof()
+    if store:
+        await asyncio.to_thread(settings.store.store, namespace, body, _sse_completion(seen, model))
+    return out
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -404,9 +509,9 @@ async def list_stored(request: web.Request) -> web.Response:
     store = _store(request)
     found = await asyncio.to_thread(store.select, _ns(request), _metadata_filter(request), request.query.get("model"))
     views = [view(r) for r in found]
-    if request.query.get("order", "asc") == "asc":
+    if _order(request, "asc") == "asc":
         views.reverse()
-    return web.json_response(t.page(views, request.query.get("after"), _limit(request)))
+    return web.json_response(_page(request, views))
 
 
 async def get_stored(request: web.Request) -> web.Response:
@@ -416,7 +521,7 @@ async def get_stored(request: web.Request) -> web.Response:
 
 async def stored_messages(request: web.Request) -> web.Response:
     record = await asyncio.to_thread(_store(request).get, _ns(request), request.match_info["id"])
-    return web.json_response(t.page(messages_view(record), request.query.get("after"), _limit(request)))
+    return web.json_response(_page(request, messages_view(record)))
 
 
 async def delete_stored(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ job made with `kubectl apply` is listed too. A job is cancelled by `spec.suspend
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -16,18 +17,26 @@ from typing import Any
 from kubetune import constants as c
 from kubetune.api.admission import admit
 from kubetune.api.clock import parse_time
+from kubetune.api.finetunejob import Hyperparameters
+from kubetune.data.formats import CHAT, PREFERENCE, PROMPT_COMPLETION, REINFORCEMENT, TEXT
 from kubetune.openai.errors import OpenAIError, invalid, not_found
 
 DEFAULT_LEARNING_RATE = 2.0e-4  # the FineTuneJob default that learning_rate_multiplier scales
+# spec.hyperparameters.learningRate's upper bound, as the limit of the multiplier the user sends
+MAX_LEARNING_RATE = next(m.le for m in Hyperparameters.model_fields["learning_rate"].metadata if hasattr(m, "le"))
+MAX_SEED = 2**32 - 1  # numpy's seeding range (np.random.seed); OpenAI documents no bound, int32 clients stay inside
+# OpenAI's metadata limits: at most 16 pairs, keys up to 64 characters, string values up to 512
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 METHODS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rft"}
 METHOD_NAMES = {v: k for k, v in METHODS.items()}
 # OpenAI hyperparameter -> (FineTuneJob spec path, conversion)
 HYPERPARAMETERS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
     "n_epochs": (("hyperparameters", "epochs"), float),
     "batch_size": (("hyperparameters", "batchSize"), int),
-    "learning_rate_multiplier": (("hyperparameters", "learningRate"), lambda m: DEFAULT_LEARNING_RATE * float(m)),
+    "learning_rate_multiplier": (("hyperparameters", "learningRate"), lambda m: DEFAULT_LEARNING_RATE * m),
     "beta": (("dpo", "beta"), float),
 }
+INTEGER_HYPERPARAMETERS = frozenset({"n_epochs", "batch_size"})  # OpenAI's types: integers, not 2.5 or true
 METHOD_HYPERPARAMETERS = {
     "sft": ("n_epochs", "batch_size", "learning_rate_multiplier"),
     "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
@@ -42,6 +51,7 @@ STATUSES = {
     c.Phase.FAILED: "failed",
     c.Phase.SUSPENDED: "paused",
 }
+DECLARABLE_FORMATS = frozenset({CHAT, PROMPT_COMPLETION, PREFERENCE, TEXT, REINFORCEMENT})  # detected -> declared
 JOB_PREFIX = "ftjob-"
 MAX_SUFFIX = 64  # OpenAI's limit
 
@@ -85,7 +95,8 @@ def _method(request: Mapping[str, Any]) -> tuple[str, Mapping[str, Any], Mapping
 
 
 def _hyperparameters(spec: dict[str, Any], method: str, given: Mapping[str, Any], param: str) -> None:
-    """Each given value onto the spec; "auto" (or absent) keeps kubetune's default."""
+    """Each given value onto the spec; "auto" (or absent) keeps kubetune's default. Types are strict, as
+    OpenAI's: n_epochs and batch_size are integers (not 2.5, not true), the others numbers (not booleans)."""
     if not isinstance(given, Mapping):
         raise invalid("hyperparameters must be an object", param)
     for key, value in given.items():
@@ -94,11 +105,41 @@ def _hyperparameters(spec: dict[str, Any], method: str, given: Mapping[str, Any]
             raise invalid(f"unknown hyperparameter {key!r} for this method (supported: {allowed})", f"{param}.{key}")
         if value is None or value == "auto":
             continue
+        if key in INTEGER_HYPERPARAMETERS:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise invalid(f"{key} must be an integer or 'auto'; got {value!r}", f"{param}.{key}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise invalid(f"{key} must be a number or 'auto'; got {value!r}", f"{param}.{key}")
+        if key == "learning_rate_multiplier" and not 0 < value <= MAX_LEARNING_RATE / DEFAULT_LEARNING_RATE:
+            raise invalid(
+                f"learning_rate_multiplier must be above 0 and at most {MAX_LEARNING_RATE / DEFAULT_LEARNING_RATE:g} "
+                f"(it scales kubetune's learning rate {DEFAULT_LEARNING_RATE:g}, whose limit is {MAX_LEARNING_RATE:g}); "
+                f"got {value!r}",
+                f"{param}.{key}",
+            )
         path, convert = HYPERPARAMETERS[key]
-        try:
-            _put(spec, path, convert(value))
-        except (TypeError, ValueError):
-            raise invalid(f"{key} must be a number or 'auto'; got {value!r}", f"{param}.{key}") from None
+        _put(spec, path, convert(value))
+
+
+def _metadata(metadata: Any) -> dict[str, str]:
+    """OpenAI's job metadata: string keys up to 64 characters, string values up to 512, at most 16 pairs."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise invalid("metadata must be an object of strings", "metadata")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise invalid(f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS} are allowed", "metadata")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or len(key) > MAX_METADATA_KEY:
+            raise invalid(
+                f"metadata keys are strings of at most {MAX_METADATA_KEY} characters; got {key!r}", "metadata"
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise invalid(
+                f"metadata[{key!r}] must be a string of at most {MAX_METADATA_VALUE} characters; got {value!r:.80}",
+                f"metadata.{key}",
+            )
+    return dict(metadata)
 
 
 def _graders(section: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -162,11 +203,14 @@ def job_manifest(
     models: Mapping[str, str],
     defaults: Mapping[str, Any] | None = None,
     job_exists: Callable[[str], bool] = lambda _: False,
+    file_format: Callable[[str], str | None] = lambda _: None,
 ) -> dict[str, Any]:
     """The FineTuneJob for `POST /v1/fine_tuning/jobs`, admitted as any other manifest would be.
 
     `file_uri(file_id)` is where a file of this namespace lives (None when there is no such file); `models`
-    maps OpenAI base model names to sources; `defaults` is merged into the spec first (resources, storage...)."""
+    maps OpenAI base model names to sources; `defaults` is merged into the spec first (resources, storage...).
+    `file_format(file_id)` is the format detected at upload: it becomes spec.dataset.format, so admission
+    applies `kubetune validate`'s method/format rule (a dpo job on a chat file is refused here)."""
     if not isinstance(request, Mapping):
         raise invalid("the request body must be a JSON object")
     method, hyper, section = _method(request)
@@ -184,15 +228,23 @@ def job_manifest(
         if uri is None:
             raise not_found("file", file_id, param=key)
         dataset[role] = {"uri": uri}
-    _hyperparameters(spec, method, hyper, "method.hyperparameters" if "method" in request else "hyperparameters")
+        if role == "train" and (fmt := file_format(file_id)) in DECLARABLE_FORMATS:
+            dataset["format"] = fmt
+    method_type = METHOD_NAMES[method]
+    param = f"method.{method_type}.hyperparameters" if "method" in request else "hyperparameters"
+    _hyperparameters(spec, method, hyper, param)
     if method == "dpo":
         spec.setdefault("dpo", {})
     if method == "rft":
         spec["rft"] = {"graders": _graders(section)}
     seed = request.get("seed")
     if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise invalid(f"seed must be a non-negative integer; got {seed!r}", "seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+            raise invalid(
+                f"seed must be an integer from 0 to {MAX_SEED} (2**32-1, the range the trainer's random generators "
+                f"take; OpenAI's clients send 32-bit seeds); got {seed!r}",
+                "seed",
+            )
         _put(spec, ("hyperparameters", "seed"), seed)
     suffix = request.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or len(suffix) > MAX_SUFFIX):
@@ -205,9 +257,9 @@ def job_manifest(
         annotations[c.ANNOTATION_OPENAI_SUFFIX] = suffix
     if request.get("validation_file"):
         annotations[c.ANNOTATION_OPENAI_VALIDATION_FILE] = request["validation_file"]
-    metadata = request.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise invalid("metadata must be an object of strings", "metadata")
+    metadata = _metadata(request.get("metadata"))
+    if metadata:  # one JSON annotation: any OpenAI-valid key, not only Kubernetes annotation names
+        annotations[c.ANNOTATION_OPENAI_METADATA] = json.dumps(metadata, ensure_ascii=False, sort_keys=True)
     manifest = {
         "apiVersion": c.API_VERSION,
         "kind": c.FINETUNEJOB,
@@ -215,7 +267,7 @@ def job_manifest(
             "name": name,
             "namespace": namespace,
             "labels": {c.LABEL_CREATED_BY_API: "true"},
-            "annotations": {**{f"{c.GROUP}/metadata.{k}": str(v) for k, v in metadata.items()}, **annotations},
+            "annotations": annotations,
         },
         "spec": spec,
     }
@@ -223,18 +275,19 @@ def job_manifest(
     if errors:
         first = errors[0]
         message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
-        raise invalid(f"The job was refused: {message}", _param(first.path))
+        raise invalid(f"The job was refused: {message}", _param(first.path, param))
     return manifest
 
 
-def _param(path: str) -> str | None:
-    """The request field a FineTuneJob field path came from, where there is one."""
+def _param(path: str, hyperparameters: str = "hyperparameters") -> str | None:
+    """The request field a FineTuneJob field path came from, where there is one (`hyperparameters`: where
+    the request put them, e.g. method.supervised.hyperparameters)."""
     for prefix, param in (
-        ("spec.hyperparameters.epochs", "method.hyperparameters.n_epochs"),
-        ("spec.hyperparameters.batchSize", "method.hyperparameters.batch_size"),
-        ("spec.hyperparameters.learningRate", "method.hyperparameters.learning_rate_multiplier"),
+        ("spec.hyperparameters.epochs", f"{hyperparameters}.n_epochs"),
+        ("spec.hyperparameters.batchSize", f"{hyperparameters}.batch_size"),
+        ("spec.hyperparameters.learningRate", f"{hyperparameters}.learning_rate_multiplier"),
         ("spec.hyperparameters.seed", "seed"),
-        ("spec.dpo.beta", "method.hyperparameters.beta"),
+        ("spec.dpo.beta", f"{hyperparameters}.beta"),
         ("spec.baseModel", "model"),
         ("spec.dataset.validation", "validation_file"),
         ("spec.dataset", "training_file"),
@@ -290,10 +343,19 @@ def is_cancelled(ftj: Mapping[str, Any]) -> bool:
 
 
 def job_status(ftj: Mapping[str, Any]) -> str:
-    """OpenAI's status of a FineTuneJob: its phase mapped; a cancelled job that had not finished is cancelled."""
+    """OpenAI's status of a FineTuneJob: its phase mapped; a cancelled job that had not finished is cancelled.
+    spec.suspend is the requested state and shows before the operator acts on it: paused once suspended,
+    queued once resumed (until the operator starts it again)."""
     phase = (ftj.get("status") or {}).get("phase")
-    if is_cancelled(ftj) and phase not in c.FINISHED_PHASES:
+    if phase in c.FINISHED_PHASES:
+        return STATUSES[phase]
+    if is_cancelled(ftj):
         return "cancelled"
+    suspend = (ftj.get("spec") or {}).get("suspend")
+    if suspend is True:
+        return "paused"
+    if suspend is False and phase == c.Phase.SUSPENDED:
+        return "queued"
     return STATUSES.get(phase or "", "validating_files")
 
 
@@ -326,11 +388,7 @@ def job_view(ftj: Mapping[str, Any]) -> dict[str, Any]:
     method_name = METHOD_NAMES.get(method, method)
     dataset = spec.get("dataset") or {}
     state = job_status(ftj)
-    metadata = {
-        k.removeprefix(f"{c.GROUP}/metadata."): v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k.startswith(f"{c.GROUP}/metadata.")
-    }
+    metadata = job_metadata(ftj)
     return {
         "id": job_id(ftj),
         "object": "fine_tuning.job",
@@ -357,6 +415,15 @@ def job_view(ftj: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": metadata or None,
         "user_provided_suffix": _annotation(ftj, c.ANNOTATION_OPENAI_SUFFIX),
     }
+
+
+def job_metadata(ftj: Mapping[str, Any]) -> dict[str, str]:
+    """The job's OpenAI metadata (the kubetune.dev/openai-metadata JSON annotation)."""
+    try:
+        found = json.loads(_annotation(ftj, c.ANNOTATION_OPENAI_METADATA) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def events_view(ftj: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -60,11 +60,11 @@ def test_refusals_name_the_request_field() -> None:
     assert unknown.status == 400 and unknown.param == "model" and "qwen-small" in unknown.message
     assert refusal(training_file="file-nope").status == 404
     assert refusal(method={"type": "supervised", "supervised": {"hyperparameters": {"beta": 1}}}).param == (
-        "method.hyperparameters.beta"
+        "method.supervised.hyperparameters.beta"
     )
     # admission (the same as kubectl apply / kubetune validate): epochs must be positive
     zero = refusal(method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}})
-    assert zero.param == "method.hyperparameters.n_epochs" and "epochs" in zero.message
+    assert zero.param == "method.supervised.hyperparameters.n_epochs" and "epochs" in zero.message
     assert refusal(method={"type": "magic"}).param == "method.type"
 
 
@@ -134,3 +134,75 @@ def test_events_checkpoints_and_pages() -> None:
     assert ckpt["step_number"] == 5 and ckpt["metrics"] == {"eval_loss": 0.7, "step": 5}
     items = [{"id": str(i)} for i in range(5)]
     assert [x["id"] for x in t.page(items, "1", 2)["data"]] == ["2", "3"] and t.page(items, "3", 2)["has_more"] is False
+
+
+def supervised(**hyperparameters) -> dict:
+    return {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "param"),
+    [
+        ({"batch_size": 2.7}, "batch_size"),  # was truncated to 2
+        ({"n_epochs": 2.5}, "n_epochs"),  # was accepted and echoed as 2.5
+        ({"n_epochs": True}, "n_epochs"),  # was 1
+        ({"learning_rate_multiplier": True}, "learning_rate_multiplier"),
+        ({"learning_rate_multiplier": "2"}, "learning_rate_multiplier"),
+    ],
+)
+def test_hyperparameters_are_strictly_typed(hyperparameters: dict, param: str) -> None:
+    err = refusal(method=supervised(**hyperparameters))
+    assert err.status == 400 and err.param == f"method.supervised.hyperparameters.{param}"
+
+
+def test_learning_rate_multiplier_limit_is_named_as_the_user_sent_it() -> None:
+    limit = t.MAX_LEARNING_RATE / t.DEFAULT_LEARNING_RATE
+    assert manifest(method=supervised(learning_rate_multiplier=limit))["spec"]["hyperparameters"]["learningRate"] == (
+        pytest.approx(t.MAX_LEARNING_RATE)
+    )
+    err = refusal(method=supervised(learning_rate_multiplier=limit * 2))
+    assert err.param == "method.supervised.hyperparameters.learning_rate_multiplier"
+    assert f"at most {limit:g}" in err.message and "learningRate" not in err.message
+
+
+@pytest.mark.parametrize("seed", [2**32, -1, 1.5, True])
+def test_seeds_outside_the_trainers_range_are_refused(seed: object) -> None:
+    err = refusal(seed=seed)
+    assert err.param == "seed" and "4294967295" in err.message
+    assert manifest(seed=2**32 - 1)["spec"]["hyperparameters"]["seed"] == 2**32 - 1
+
+
+def test_metadata_is_openai_shaped_and_any_valid_key_round_trips() -> None:
+    metadata = {"team name": "Ünïcode ok", "k" * 64: "v" * 512}
+    job = manifest(metadata=metadata)
+    assert [k for k in job["metadata"]["annotations"] if "metadata" in k] == ["kubetune.dev/openai-metadata"]
+    job["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    assert t.job_view(job)["metadata"] == metadata
+    assert refusal(metadata={"n": {"nested": 1}}).param == "metadata.n"
+    assert refusal(metadata={"n": 1}).param == "metadata.n"
+    assert refusal(metadata={"k" * 65: "v"}).param == "metadata"
+    assert refusal(metadata={"v": "x" * 513}).param == "metadata.v"
+    assert refusal(metadata={str(i): "v" for i in range(17)}).param == "metadata"
+
+
+def test_a_dpo_job_on_a_chat_file_is_refused_as_kubetune_validate_does() -> None:
+    body = {"model": "qwen-small", "training_file": "file-train", "method": {"type": "dpo"}}
+    with pytest.raises(OpenAIError) as err:
+        t.job_manifest(
+            body, name="ftjob-1", namespace="team-a", file_uri=FILES.get, models=MODELS, file_format=lambda _: "chat"
+        )
+    assert err.value.status == 400 and err.value.param == "training_file"
+    assert "dpo" in err.value.message and "chat" in err.value.message
+    ok = t.job_manifest(
+        body, name="ftjob-1", namespace="team-a", file_uri=FILES.get, models=MODELS, file_format=lambda _: "preference"
+    )
+    assert ok["spec"]["dataset"]["format"] == "preference"
+
+
+def test_the_requested_suspend_state_shows_before_the_operator_acts() -> None:
+    paused = ftj("Queued")
+    paused["spec"]["suspend"] = True
+    assert t.job_view(paused)["status"] == "paused"
+    resumed = ftj("Suspended")
+    resumed["spec"]["suspend"] = False
+    assert t.job_view(resumed)["status"] == "queued"
