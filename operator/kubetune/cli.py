@@ -256,15 +256,18 @@ def memory_plan_of(
     hub: bool = False,
     model_config: Path | None = None,
     gpu_memory_gib: float | None = None,
+    runs_dir: Path | None = None,
 ) -> Any:
     """The MemoryPlan of a FineTuneJob whose base model's config.json can be read from here.
 
     Raises ModelConfigUnavailable (why not) otherwise. `hub`: ask the Hub for an hf:// model's config.json
     (kubetune plan); without it only the local Hub cache is read (validate stays offline and fast).
+    `runs_dir`: read pvc:// where `kubetune run` keeps the claims (RUNS/pvc/CLAIM, RUNS/namespaces/NS/pvc/CLAIM).
     """
     from kubetune.api import StorageMap
     from kubetune.api.memoryplan import plan
     from kubetune.api.modelconfig import ModelConfigUnavailable, read_model_config
+    from kubetune.local.state import RunsDir
 
     spec = resource.spec
     uri = spec.base_model.uri
@@ -274,12 +277,15 @@ def memory_plan_of(
         config = json.loads(model_config.read_text())
     elif uri is None:
         raise ModelConfigUnavailable("baseModel.fromJob: the model is another job's checkpoint, not read here")
-    elif uri.startswith("pvc://"):
+    elif uri.startswith("pvc://") and runs_dir is None:
         raise ModelConfigUnavailable(f"{uri}: on a PVC, read by the training pod (or by kubetune run) only")
     else:
-        config = read_model_config(
-            uri, StorageMap(base_dir=str(base)), revision=spec.base_model.revision, hub_cache_only=not hub
+        storage = (
+            RunsDir(runs_dir).storage(base, resource.metadata.namespace)
+            if runs_dir is not None
+            else StorageMap(base_dir=str(base))
         )
+        config = read_model_config(uri, storage, revision=spec.base_model.revision, hub_cache_only=not hub)
     return plan(
         spec,
         config,
@@ -347,7 +353,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{source}: FineTuneJob {resource.metadata.name}")
             try:
                 p = memory_plan_of(
-                    resource, f.parent, hub=True, model_config=args.model_config, gpu_memory_gib=args.gpu_memory
+                    resource,
+                    f.parent,
+                    hub=True,
+                    model_config=args.model_config,
+                    gpu_memory_gib=args.gpu_memory,
+                    runs_dir=args.runs_dir,
                 )
             except (ModelConfigUnavailable, ModelConfigError) as err:
                 print(f"  no plan: {err} (pass --model-config PATH to plan it from a config.json)")
@@ -518,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or folders")
     p.add_argument("--model-config", type=Path, help="plan with this config.json instead of the base model's")
     p.add_argument("--gpu-memory", type=float, metavar="GIB", help="memory of one GPU (default: from the spec)")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where pvc://CLAIM/PATH is read, as kubetune run lays it out (default ./runs)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(

@@ -168,3 +168,28 @@ def test_validate_notes_the_plan_of_a_run_that_fits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "memory plan:" in out and "of 141.0 GiB (fits; qlora" in out, out
+
+
+@pytest.mark.parametrize(
+    ("namespace", "claims"), [(None, Path("pvc")), ("team-a", Path("namespaces") / "team-a" / "pvc")]
+)
+def test_kubetune_plan_reads_a_pvc_model_from_the_runs_folder_as_kubetune_run_does(tmp_path, capsys, namespace, claims):
+    runs = tmp_path / "runs"
+    model = runs / claims / "models" / "qwen"
+    model.mkdir(parents=True)
+    shutil.copy(QWEN_05B, model / "config.json")
+    meta = f"{{name: small, namespace: {namespace}}}" if namespace else "{name: small}"
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        f"apiVersion: kubetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {meta}\nspec:\n"
+        "  baseModel: {uri: pvc://models/qwen}\n  dataset: {train: {uri: pvc://data/train.jsonl}}\n"
+        "  resources: {gpus: 1}\n"
+    )
+    rc = cli.main(["plan", str(path), "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "model pvc://models/qwen: 0.49B parameters" in out and "peak per GPU" in out, out
+    # another namespace's claim of the same name is not this one
+    path.write_text(path.read_text().replace(f"metadata: {meta}", "metadata: {name: small, namespace: elsewhere}"))
+    assert cli.main(["plan", str(path), "--runs-dir", str(runs)]) == 1
+    assert "no plan: " in capsys.readouterr().out
