@@ -133,19 +133,33 @@ class Admitted:
     base_dir: Path
 
 
-def admitted(sources: Iterable[Source], namespace: str) -> list[Admitted]:
+def admitted(sources: Iterable[Source], namespace: str, *, bound: bool = False) -> list[Admitted]:
     """Every kubetune resource of `sources`, through the one admission (schema, metadata, CEL rules, spec and
     cross-resource checks); AdmissionError naming each problem when any is refused. A resource without a
-    namespace gets `namespace`."""
+    namespace gets `namespace`; with `bound` (a client told its namespace) another namespace is refused, as
+    `kubectl -n` refuses it."""
     docs: list[tuple[str, Any]] = []
     base_dirs: dict[str, Path] = {}
+    mismatched: list[ManifestError] = []
     for i, source in enumerate(sources):
         is_file = _is_file(source)
         for label, doc in _documents(source, i):
             if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
                 doc = {**doc, "metadata": {"namespace": namespace, **doc["metadata"]}}
+                if bound and doc["metadata"]["namespace"] != namespace:
+                    mismatched.append(
+                        ManifestError(
+                            label,
+                            "metadata.namespace",
+                            f"the namespace from the provided object ({doc['metadata']['namespace']!r}) does not "
+                            f"match the namespace this client is bound to ({namespace!r}); use a client for that "
+                            "namespace, or remove metadata.namespace",
+                        )
+                    )
             docs.append((label, doc))
             base_dirs[label] = Path(source).resolve().parent if is_file else Path.cwd()  # type: ignore[arg-type]
+    if mismatched:
+        raise AdmissionError(mismatched)
     resources, errors = admit_all(docs)
     if errors:
         raise AdmissionError(errors)

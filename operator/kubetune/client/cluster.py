@@ -239,5 +239,7 @@ class ClusterBackend:
             yield line.decode(errors="replace").rstrip("\n")
 
     def close(self) -> None:
+        if not self._loop.thread.is_alive():  # closed already (close() and then the finalizer)
+            return
         self._loop.run(self.client.close())
         self._loop.close()

@@ -10,7 +10,9 @@ kt.checkpoints(job); kt.results(ev).best; kt.pin("my-deployment", "checkpoint-40
 
 from __future__ import annotations
 
+import re
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kubetune import constants as c
-from kubetune.api import Evaluation, EvaluationStatus, FineTuneJob, ModelDeployment, Resource
+from kubetune.api import Evaluation, EvaluationStatus, FineTuneJob, ModelDeployment, Resource, bounds
 from kubetune.api.finetunejob import CheckpointStatus
-from kubetune.client.backend import Backend, Event, Source, admitted, kind_name
+from kubetune.api.manifests import ManifestError
+from kubetune.client.backend import AdmissionError, Backend, Event, Source, admitted, kind_name
 
 # What `wait` waits for when told nothing else: the phases a resource stays in until something changes it.
 SETTLED = {
@@ -30,6 +33,8 @@ SETTLED = {
     c.MODELDEPLOYMENT: frozenset({"Ready", "Failed"}),
 }
 Ref = Resource | str  # a resource object, or its name (with `kind`)
+# A checkpoint's name (checkpoint-400, final) or an evaluated model's: no path, no spaces, nothing to escape.
+PIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.))*$")
 
 
 class WaitTimeout(TimeoutError):
@@ -47,6 +52,9 @@ class Client:
     def __init__(self, backend: Backend, namespace: str | None = None) -> None:
         self.backend = backend
         self.namespace = namespace or backend.default_namespace
+        self._bound = namespace is not None  # told its namespace: a manifest naming another one is refused
+        # closed when the client is garbage-collected or at exit, if `close()` / `with` did not
+        self._finalizer = weakref.finalize(self, backend.close)
 
     @classmethod
     def cluster(
@@ -59,14 +67,16 @@ class Client:
         return cls(ClusterBackend.connect(kubeconfig, context), namespace)
 
     @classmethod
-    def local(cls, runs_dir: str | Path = "runs", *, namespace: str = "default") -> Client:
-        """On this machine: the runs folder `kubetune run --runs-dir` uses; `apply` starts `kubetune run`."""
+    def local(cls, runs_dir: str | Path = "runs", *, namespace: str | None = None) -> Client:
+        """On this machine: the runs folder `kubetune run --runs-dir` uses; `apply` starts `kubetune run`.
+        `namespace` (default "default"; given, a manifest naming another is refused)."""
         from kubetune.client.local import LocalBackend
 
-        return cls(LocalBackend(runs_dir, default_namespace=namespace), namespace)
+        return cls(LocalBackend(runs_dir, default_namespace=namespace or "default"), namespace)
 
     def close(self) -> None:
-        self.backend.close()
+        """Release the connection (also done on garbage collection and at exit; `with Client...` does it)."""
+        self._finalizer()
 
     def __enter__(self) -> Client:
         return self
@@ -90,11 +100,11 @@ class Client:
 
         Everything goes through kubetune's one admission first (schema, CEL rules, spec and cross-resource
         checks): an AdmissionError names every problem by source and field path, and nothing is sent."""
-        return self.backend.apply(admitted(self._flat(sources), self.namespace))
+        return self.backend.apply(admitted(self._flat(sources), self.namespace, bound=self._bound))
 
     def create(self, *sources: Source | Iterable[Resource]) -> list[Resource]:
         """As `apply`, but an object that exists already is an error (a Conflict on a cluster)."""
-        return self.backend.apply(admitted(self._flat(sources), self.namespace), create_only=True)
+        return self.backend.apply(admitted(self._flat(sources), self.namespace, bound=self._bound), create_only=True)
 
     @staticmethod
     def _flat(sources: tuple[Any, ...]) -> list[Source]:
@@ -198,6 +208,12 @@ class Client:
     def pin(self, deployment: Ref, checkpoint: str, *, namespace: str | None = None) -> ModelDeployment:
         """Serve `checkpoint` (spec.promotion.pin; also how to roll back). An empty string unpins."""
         kind_, ns, name = self._ref(deployment, c.MODELDEPLOYMENT, namespace)
+        if checkpoint and (len(checkpoint) > bounds.CHECKPOINT_NAME_MAX or not PIN_RE.match(checkpoint)):
+            message = (
+                f"{checkpoint[:80]!r} is not a checkpoint name (at most {bounds.CHECKPOINT_NAME_MAX} characters, "
+                "no path or spaces): pin one the job's status.checkpoints names (checkpoint-400, final), or '' to unpin"
+            )
+            raise AdmissionError([ManifestError(f"{kind_} {ns}/{name}", "spec.promotion.pin", message)])
         return self.backend.patch_spec(kind_, ns, name, {"promotion": {"pin": checkpoint}})  # type: ignore[return-value]
 
     def suspend(self, job: Ref, *, namespace: str | None = None) -> FineTuneJob:
