@@ -17,9 +17,7 @@ PLURALS: Final = {FINETUNEJOB: "finetunejobs", EVALUATION: "evaluations", MODELD
 SHORT_NAMES: Final = {FINETUNEJOB: ["ftj"], EVALUATION: ["ftev"], MODELDEPLOYMENT: ["mdep"]}
 
 # Labels on every child object.
-LABEL_PREFIX: Final = GROUP
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
@@ -151,8 +149,6 @@ TRAINER_USER_ID: Final = 1000  # the trainer image's non-root user (uid and gid)
 HF_CACHE_DIR: Final = "/var/cache/huggingface"  # HF_HOME inside pods (an emptyDir; the root fs is read-only)
 MASTER_PORT: Final = 29500  # torch.distributed rendezvous on index 0 of a multi-node job
 ANNOTATION_COMPLETION_INDEX: Final = "batch.kubernetes.io/job-completion-index"
-LABEL_JOB_NAME: Final = "batch.kubernetes.io/job-name"  # set on pods by the Job controller
-ANNOTATION_SOURCE_CHECKPOINT: Final = f"{GROUP}/source-checkpoint"  # fromJob resolved to this URI
 EVENT_COMPONENT: Final = "kubetune-operator"
 ENV_OPERATOR_PREFIX: Final = "KUBETUNE_"  # operator settings come from KUBETUNE_* environment variables
 # Pod conditions / Job conditions the operator reads.
@@ -160,11 +156,8 @@ POD_DISRUPTION_TARGET: Final = "DisruptionTarget"
 JOB_COMPLETE: Final = "Complete"
 JOB_FAILED: Final = "Failed"
 JOB_FAILURE_TARGET: Final = "FailureTarget"
-JOB_SUSPENDED: Final = "Suspended"
 # Event reasons beyond the condition reasons above.
 EVENT_STARTED: Final = "Started"
-EVENT_RETRYING: Final = "Retrying"
-EVENT_DELETED_PVC: Final = "DeletedStorage"
 
 # --- Evaluation and ModelDeployment (appended by the serving engineer) ---
 ANNOTATION_EVALUATED_MODELS: Final = f"{GROUP}/evaluated-models"  # on an evaluation Job: the models it scores

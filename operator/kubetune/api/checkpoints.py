@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from kubetune.constants import CHECKPOINT_META
 
-CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINAL = "final"
 

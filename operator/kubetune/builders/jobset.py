@@ -35,7 +35,6 @@ VERSION = "v1alpha2"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "JobSet"
 PLURAL = "jobsets"
-CRD_NAME = f"{PLURAL}.{GROUP}"
 REPLICATED_JOB = "node"
 LABEL_JOBSET_UID = "jobset.sigs.k8s.io/jobset-uid"  # JobSet puts it on its child Jobs and their pods
 

@@ -97,10 +97,6 @@ def parse(model: type[M], body: Mapping[str, Any], state: OperatorState | None =
     return resource
 
 
-def validation_message(err: kopf.PermanentError) -> str:
-    return str(err)
-
-
 async def event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     await k8s.post_event(body, type_, reason, message)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from os import PathLike
 from typing import Any
 
-from kubetune.data.errors import LineError, type_name
+from kubetune.data.errors import LineError
 from kubetune.objectstore import open_lines
 
 BOM = b"\xef\xbb\xbf"
@@ -96,9 +96,3 @@ def iter_raw_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, Any 
                 continue
             yield line_no, stripped, parse_line(raw.rstrip(), line_no)
 
-
-def object_error(line_no: int, value: Any) -> LineError | None:
-    """A LineError when a parsed line is not a JSON object (every format needs one)."""
-    if isinstance(value, dict):
-        return None
-    return LineError(line_no, f"expected a JSON object, got {type_name(value)}")
