@@ -2,9 +2,11 @@
 
 What the API server would refuse, and what is certain to fail later, refused before anything starts:
 
-1. the schema (the pydantic models the CRDs are generated from; `parse_resource`);
-2. `metadata` as the API server checks it: name a DNS-1123 subdomain, namespace a DNS-1123 label,
-   label keys and values, annotation keys and their total size;
+0. the document as the API server validates it on create (`as_created`): `status` ignored, nulls of
+   non-nullable fields pruned or defaulted;
+1. the schema (the pydantic models the CRDs are generated from; `parse_resource`, strictly typed);
+2. `metadata` as the API server checks it: only ObjectMeta's fields, name a DNS-1123 subdomain, namespace a
+   DNS-1123 label, label keys and values, annotation keys and their total size;
 3. the CRDs' CEL rules, evaluated here as the API server would (kubetune.api.cel);
 4. spec checks a schema cannot say: `queueName` is a Kueue LocalQueue name and a label value, a declared
    `dataset.format` must be one the method trains on (kubetune.data's table);
@@ -25,6 +27,7 @@ from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.manifests import KINDS, ManifestError, Resource, is_ours, parse_resource
 from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.api.nulls import prune_document
 
 # The API server's name rules (k8s.io/apimachinery/pkg/util/validation).
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -33,6 +36,27 @@ QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_SUBDOMAIN, MAX_LABEL, MAX_QUALIFIED_NAME = 253, 63, 63
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # TotalAnnotationSizeLimitB
+# The fields of ObjectMeta (k8s.io/apimachinery/pkg/apis/meta/v1): the API server refuses any other key under
+# metadata ('strict decoding error: unknown field "metadata.bogus"').
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
 
 
 def _short(value: str) -> str:
@@ -97,6 +121,9 @@ def metadata_errors(meta: Any, source: str) -> list[ManifestError]:
         if message:
             out.append(ManifestError(source, path, message))
 
+    for key in meta:
+        if key not in OBJECT_META_FIELDS:
+            err(f"metadata.{key}", "unknown field: not a field of metadata (ObjectMeta); labels or annotations?")
     name, namespace = meta.get("name"), meta.get("namespace")
     if isinstance(name, str) and name:
         err("metadata.name", subdomain_problem(name))
@@ -155,12 +182,22 @@ def spec_errors(resource: Resource, source: str) -> list[ManifestError]:
     return out
 
 
+def as_created(doc: Any) -> Any:
+    """A kubetune document as the API server validates it on create: `status` dropped (the status subresource
+    ignores it on create and update of the main resource) and nulls pruned or defaulted (kubetune.api.nulls).
+    Other documents as they are."""
+    if not is_ours(doc) or doc.get("apiVersion") != c.API_VERSION:
+        return doc
+    return prune_document({k: v for k, v in doc.items() if k != "status"})
+
+
 def admit(doc: Any, source: str = "<manifest>") -> tuple[Resource | None, list[ManifestError]]:
     """Schema, metadata, CEL rules and spec checks of one document.
 
     (resource, []) when it is admitted; (None, errors) when not; (None, []) for a document that is not
     kubetune's (another kind with its own apiVersion), which callers skip.
     """
+    doc = as_created(doc)
     resource, errors = parse_resource(doc, source)
     kind = doc.get("kind") if isinstance(doc, dict) else None
     ours = isinstance(kind, str) and kind in KINDS and doc.get("apiVersion") == c.API_VERSION
@@ -256,6 +293,7 @@ __all__ = [
     "admit",
     "admit_all",
     "admit_resource",
+    "as_created",
     "cross_resource_errors",
     "is_ours",
     "metadata_errors",

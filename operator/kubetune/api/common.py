@@ -15,12 +15,18 @@ from pydantic_core import PydanticCustomError
 
 from kubetune.api import bounds
 
-# A Kubernetes quantity ("8", "500m", "64Gi") or a plain integer, as the API server accepts it.
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# A Kubernetes quantity ("8", "500m", "64Gi") or a plain integer, as the API server accepts it, but never
+# negative: every quantity here is a resource request, limit or volume size, which Kubernetes refuses below 0
+# (a '-8' CPU passed the API server and then failed the Job's creation, so it is refused at admission).
+QUANTITY_PATTERN = r"^(\+?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 
 def _check_quantity(value: int | str) -> int | str:
-    """What the schema's pattern and maxLength say, for `kubetune validate` too."""
+    """What the schema's pattern, maxLength and minimum say, for `kubetune validate` too."""
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} is negative: a resource quantity must be 0 or more")
+    if isinstance(value, str) and value.startswith("-") and re.fullmatch(QUANTITY_PATTERN, value[1:]):
+        raise ValueError(f"{value[:80]!r} is negative: a resource quantity must be 0 or more")
     if isinstance(value, str) and (len(value) > bounds.QUANTITY_MAX or not re.fullmatch(QUANTITY_PATTERN, value)):
         raise ValueError(f"{value[:80]!r} is not a quantity such as 8, 500m or 64Gi")
     return value
@@ -32,7 +38,7 @@ Quantity = Annotated[
         {
             "x-kubernetes-int-or-string": True,
             "maxLength": bounds.QUANTITY_MAX,
-            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
+            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": QUANTITY_PATTERN}],
         }
     ),
     AfterValidator(_check_quantity),

@@ -154,10 +154,12 @@ class _Converter:
                 out[f"exclusive{bound}"] = True
         if out.get("x-kubernetes-int-or-string") and "anyOf" in out:
             # The API server only accepts the exact form anyOf [{type: integer}, {type: string}];
-            # a pattern moves up (it applies to strings only), as controller-gen writes quantities.
+            # a pattern moves up (it applies to strings only), as controller-gen writes quantities, and so does
+            # a minimum (it applies to integers only).
             for branch in out["anyOf"]:
-                if "pattern" in branch:
-                    out["pattern"] = branch.pop("pattern")
+                for key in ("pattern", "minimum"):
+                    if key in branch:
+                        out[key] = branch.pop(key)
             out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
         if "const" in schema and "enum" not in out:
             out["enum"] = [schema["const"]]

@@ -124,7 +124,12 @@ class Hyperparameters(KubeModel):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto", description="auto: bf16 where the GPU supports it, fp32 on CPU."
     )
-    seed: int = Field(default=42, ge=0, description="Seed for data order and initialisation.")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for data order and initialisation (0 to 4294967295, what numpy's generator takes).",
+    )
 
 
 class DpoSpec(KubeModel):

@@ -56,8 +56,34 @@ _PATTERN_MEANS = {
 }
 
 
+_JSON_TYPES = {
+    "str_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean (true or false)",
+}
+
+
 def _message(e: Any) -> str:
     """pydantic's message, but a name pattern said in words (the API server does not print regexes either)."""
+    if e["type"] in _JSON_TYPES and not isinstance(e.get("input"), (dict, list)):
+        # Strict typing: say what was given, as the API server does ('must be of type integer: "string"').
+        given = e.get("input")
+        what = (
+            "a string"
+            if isinstance(given, str)
+            else "a boolean"
+            if isinstance(given, bool)
+            else "an integer"
+            if isinstance(given, int)
+            else "a number"
+            if isinstance(given, float)
+            else "null"
+            if given is None
+            else type(given).__name__
+        )
+        hint = " (remove the quotes)" if isinstance(given, str) and e["type"] != "str_type" else ""
+        return f"must be {_JSON_TYPES[e['type']]}, not {what} {given!r:.80}{hint}"
     if e["type"] == "string_pattern_mismatch":
         means = _PATTERN_MEANS.get(e.get("ctx", {}).get("pattern", ""))
         if means and isinstance(e.get("input"), str):
@@ -87,7 +113,8 @@ def is_ours(doc: Any) -> bool:
 
 
 def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Resource | None, list[ManifestError]]:
-    """Type one document (schema only; see kubetune.api.admission for everything the API server checks).
+    """Type one document (schema only, strictly typed; see kubetune.api.admission for everything the API
+    server checks, nulls and status included).
 
     A document of another kind with an apiVersion (an apps/v1 Deployment beside the jobs) is not ours:
     (None, []). A document without apiVersion or kind is an error, as kubectl says; so is one of our
@@ -115,7 +142,9 @@ def parse_resource(doc: dict[str, Any], source: str = "<manifest>") -> tuple[Res
     if model is None:
         return None, [ManifestError(source, "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")]
     try:
-        return model.model_validate(doc), []
+        # Strict: values as the API server types JSON ("3" is not an integer, 1 not a boolean), integers
+        # accepted for numbers as JSON allows.
+        return model.model_validate(doc, strict=True), []
     except ValidationError as err:
         return None, pydantic_errors(err, source)
 
