@@ -69,7 +69,7 @@ class Kind:
         return base
 
 
-KINDS: dict[str, Kind] = {
+ENDPOINTS: dict[str, Kind] = {
     "PersistentVolumeClaim": Kind("", "v1", "persistentvolumeclaims"),
     "ConfigMap": Kind("", "v1", "configmaps"),
     "Secret": Kind("", "v1", "secrets"),
@@ -108,9 +108,9 @@ class Conflict(ApiError):
 
 def kind_of(kind: str) -> Kind:
     try:
-        return KINDS[kind]
+        return ENDPOINTS[kind]
     except KeyError:
-        raise ValueError(f"kubetune.k8s does not know the kind {kind!r}; add it to KINDS") from None
+        raise ValueError(f"kubetune.k8s does not know the kind {kind!r}; add it to ENDPOINTS") from None
 
 
 def _pem(data: str | bytes) -> bytes:

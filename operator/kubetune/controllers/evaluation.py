@@ -121,10 +121,10 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         if not ev_status.changed(evaluation, patch):
             return
         await k8s.patch_status(c.EVALUATION, namespace, name, patch)
-        await _tell(body, status.phase if status else None, outcome)
+        await _post_transition_event(body, status.phase if status else None, outcome)
 
 
-async def _tell(body: dict[str, Any], old_phase: str | None, outcome: ev_status.EvalOutcome) -> None:
+async def _post_transition_event(body: dict[str, Any], old_phase: str | None, outcome: ev_status.EvalOutcome) -> None:
     """An Event per phase transition: started is told by _start; finished, failed and waiting here."""
     if outcome.phase == old_phase:
         return

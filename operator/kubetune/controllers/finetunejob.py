@@ -111,7 +111,9 @@ async def _write_status(body: dict[str, Any], patch: dict[str, Any], outcome: st
         await common.event(body, *ev)
 
 
-async def _hold(body: dict[str, Any], job: FineTuneJob, outcome: st.Outcome, extra: list[tuple[str, str, str]]) -> None:
+async def _write_source_status(
+    body: dict[str, Any], job: FineTuneJob, outcome: st.Outcome, extra: list[tuple[str, str, str]]
+) -> None:
     """Write a status that the batch Job cannot tell (waiting for a source job, stalled on one)."""
     old = (body.get("status") or {}).get("conditions") or []
     patch = st.outcome_status(outcome, old, job.metadata.generation, now_iso(), extra=extra)
@@ -138,13 +140,13 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.
             f"source FineTuneJob {ref.name!r} failed, so there is no checkpoint to continue from; "
             "fix and re-run it, or point spec.baseModel at another job or uri"
         )
-        await _hold(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
+        await _write_source_status(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
         raise kopf.PermanentError(msg)
     if phase != Phase.SUCCEEDED:
         now = f"it is {phase}" if phase else ("it has not started" if source else "it does not exist yet")
         msg = f"waiting for FineTuneJob {ref.name!r} (spec.baseModel.fromJob) to succeed; {now}"
         extra = [(Cond.WAITING_FOR_SOURCE, Reason.WAITING_FOR_SOURCE, msg)]
-        await _hold(body, job, st.Outcome(Phase.PENDING, Reason.WAITING_FOR_SOURCE, msg), extra)
+        await _write_source_status(body, job, st.Outcome(Phase.PENDING, Reason.WAITING_FOR_SOURCE, msg), extra)
         raise kopf.TemporaryError(msg, delay=state.config.source_poll_seconds)
     assert source is not None
     checkpoint = resolve_checkpoint(source, ref.checkpoint)
@@ -154,7 +156,7 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.
             f"FineTuneJob {ref.name!r} has no checkpoint {ref.checkpoint!r} (it has: {have}); "
             "set spec.baseModel.fromJob.checkpoint to best, final, latest or one of those"
         )
-        await _hold(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
+        await _write_source_status(body, job, st.Outcome(Phase.FAILED, Reason.SOURCE_FAILED, msg), [])
         raise kopf.PermanentError(msg)
     return checkpoint_location(source, checkpoint)
 

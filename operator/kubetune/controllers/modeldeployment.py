@@ -110,7 +110,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         patch = md_status.compute_status(md, decision, apps, revisions, now)
         if md_status.changed(md, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
-        await _tell(body, md, decision, patch)
+        await _post_events(body, md, decision, patch)
 
 
 async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
@@ -123,7 +123,9 @@ async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: st
 _TOLD_ONCE = (c.Reason.PIN_NOT_FOUND, c.Reason.NO_PASSING_CHECKPOINT, c.Reason.WAITING_FOR_EVALUATION)
 
 
-async def _tell(body: dict[str, Any], md: ModelDeployment, decision: promotion.Decision, patch: dict[str, Any]) -> None:
+async def _post_events(
+    body: dict[str, Any], md: ModelDeployment, decision: promotion.Decision, patch: dict[str, Any]
+) -> None:
     """Events: every promotion; warnings and waits once (when the message changes); Ready once per rollout."""
     old = md.status
     if decision.changes:

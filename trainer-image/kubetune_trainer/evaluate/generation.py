@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from kubetune.api.evaluation import GenerationSpec
 from kubetune_trainer import prompting
 from kubetune_trainer.prompting import Prompt
-from kubetune_trainer.serve.loading import LoadedModel
+from kubetune_trainer.serve.loading import InferenceModel
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Generator(Protocol):
 class LocalGenerator:
     """Greedy (temperature 0) or sampled generation with a loaded transformers model."""
 
-    def __init__(self, loaded: LoadedModel, prompt_format: str | None = None) -> None:
+    def __init__(self, loaded: InferenceModel, prompt_format: str | None = None) -> None:
         """`prompt_format`: how to prompt a model that has no record of its own (a baseline prompted like the
         checkpoints it is compared with); a model's own record wins."""
         self.loaded = loaded

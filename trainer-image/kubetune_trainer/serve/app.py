@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubetune.api.runconfig import ServeRunConfig
 from kubetune.data.promptformat import CHAT_TEMPLATE, RawPromptError
 from kubetune_trainer.serve.engine import Completion, Engine, PromptTooLong, SamplingParams
-from kubetune_trainer.serve.loading import LoadedModel, load_for_inference
+from kubetune_trainer.serve.loading import InferenceModel, load_for_inference
 from kubetune_trainer.serve.metrics import MetricsMiddleware, ServeMetrics
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class _State:
 def create_app(
     config: ServeRunConfig,
     *,
-    loaded: LoadedModel | None = None,
+    loaded: InferenceModel | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
     """The server for `config`; pass `loaded` to serve an already loaded model (tests, notebooks)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune_trainer import prompting
-from kubetune_trainer.serve.loading import LoadedModel
+from kubetune_trainer.serve.loading import InferenceModel
 
 
 class PromptTooLong(ValueError):
@@ -62,7 +62,7 @@ class _StopOnStrings:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, *, max_model_len: int | None = None) -> None:
+    def __init__(self, loaded: InferenceModel, *, max_model_len: int | None = None) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model

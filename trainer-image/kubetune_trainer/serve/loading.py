@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
-__all__ = ["LoadedModel", "ModelSourceError", "load_for_inference", "prepare_tokenizer", "render_prompt"]
+__all__ = ["InferenceModel", "ModelSourceError", "load_for_inference", "prepare_tokenizer", "render_prompt"]
 
 
 @dataclass
-class LoadedModel:
+class InferenceModel:
     model: Any  # transformers PreTrainedModel (PEFT adapters merged)
     tokenizer: Any
     name: str
@@ -64,7 +64,7 @@ def load_for_inference(
     storage: StorageMap | None = None,
     device: str | None = None,
     name: str | None = None,
-) -> LoadedModel:
+) -> InferenceModel:
     """Load `model_uri` ready for generation (eval mode, left padding, a pad token).
 
     A directory holding `adapter_config.json` is a LoRA adapter: it is applied to `base_model_uri`
@@ -108,7 +108,7 @@ def load_for_inference(
     fmt = format_type(read_recorded(path))
     if fmt:
         log.info("%s was trained on %s prompts (its %s)", model_uri, fmt, CHECKPOINT_META)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name or model_uri, device=device, prompt_format=fmt)
+    return InferenceModel(model=model, tokenizer=tokenizer, name=name or model_uri, device=device, prompt_format=fmt)
 
 
 def prepare_tokenizer(tokenizer: Any) -> None:
