@@ -25,6 +25,7 @@ from datasets import Dataset
 
 from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.runconfig import TrainRunConfig
+from kubetune_trainer import tracking
 from kubetune_trainer.graders import reward_functions
 from kubetune_trainer.modeling import LoadedModel, Precision, TrainerConfigError
 
@@ -73,7 +74,6 @@ class RunSettings:
     liger: bool = False  # transformers applies Liger's kernels to the model (TrainingArguments.use_liger_kernel)
     fsdp: dict[str, Any] | None = None  # TrainingArguments' fsdp and fsdp_config (kubetune_trainer.sharding)
     processes: int = 1  # training processes of the run, over all nodes (WORLD_SIZE)
-
 
     @property
     def spec(self) -> FineTuneJobSpec:
@@ -126,7 +126,7 @@ def training_config(config_class: type[ConfigT], run: RunSettings, **method_fiel
         save_total_limit=None,  # retention is ours: best K by selectBy plus the latest
         eval_strategy="steps" if evaluates else "no",
         eval_steps=sched.save_steps if evaluates else None,
-        report_to="none",
+        report_to=tracking.report_to(run.spec.tracking) or "none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
         dataloader_num_workers=0,

@@ -59,6 +59,8 @@ class ProgressReporter(Protocol):
 
     def exported(self, export: dict[str, Any]) -> None: ...
 
+    def tracking(self, status: dict[str, Any]) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -82,6 +84,9 @@ class NullReporter:
         pass
 
     def exported(self, export: dict[str, Any]) -> None:
+        pass
+
+    def tracking(self, status: dict[str, Any]) -> None:
         pass
 
     def flush(self) -> None:
@@ -118,6 +123,10 @@ class EventReporter:
     def exported(self, export: dict[str, Any]) -> None:
         """spec.export is written: where, which checkpoint, the manifest's digest (status.export)."""
         self.event("exported", export=export)
+
+    def tracking(self, status: dict[str, Any]) -> None:
+        """The experiment-tracking run (status.tracking: runId, experimentId, url)."""
+        self.event("tracking", tracking=status)
 
     def flush(self) -> None:
         pass

@@ -29,6 +29,7 @@ from kubetune import constants as c
 from kubetune.api.checkpoints import FINAL, Checkpoint, complete_checkpoints, latest_complete, rank, read_meta
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune.data.promptformat import META_KEY
+from kubetune_trainer import tracking
 from kubetune_trainer.checkpoints import CheckpointCallback, discard_incomplete, write_json_atomic
 from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
 from kubetune_trainer.launcher import Topology, launch_command, needs_launch
@@ -286,7 +287,6 @@ def run(
         if config_path is None:
             raise ValueError("a distributed run needs the config file path to hand to its workers")
         cmd = launch_command(topo, config_path, sharding=cfg.sharding)
-
         log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
         launched = time.time()
         rc = run_forwarding_signals(cmd)
@@ -304,6 +304,30 @@ def run(
         if removed:
             log.warning("discarded incomplete checkpoints: %s", ", ".join(removed))
     stop = GracefulStop()
+    tracking.configure_environment(cfg)
+    tracked = tracking.start(cfg) if is_main_process() else None
+    if tracked is None:
+        return _train(cfg, data, reporter, stop, callbacks)
+    reporter = tracking.TrackedReporter(reporter, tracked)
+    reporter.tracking(tracked.status())
+    tracked.log_params({f"data.{k}": str(v) for k, v in data.status.items() if not isinstance(v, list | dict)})
+    outcome = "FAILED"
+    try:
+        rc = _train(cfg, data, reporter, stop, callbacks)
+        outcome = {EXIT_OK: "FINISHED", EXIT_SIGTERM: "KILLED", EXIT_SIGINT: "KILLED"}.get(rc, "FAILED")
+        return rc
+    finally:
+        tracked.end(outcome)
+
+
+def _train(
+    cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, stop: Any, callbacks: list | None
+) -> int:
+    """Build the trainer, train (resuming from the newest complete checkpoint) and write the result."""
+    from kubetune_trainer.modeling import TrainerConfigError
+
+    out = Path(cfg.output_dir)
+    final_meta = None
     try:
         trainer, ckpt_cb, loaded, _ = build_trainer(cfg, data, reporter, list(callbacks or []), stop)
     except TrainerConfigError as err:
@@ -321,7 +345,6 @@ def run(
         log.warning("a stop signal came after the last step; writing the finished run's output")
     if trainer.eval_dataset is not None and cfg.spec.method != "rft":
         trainer.evaluate()
-    final_meta = None
     if trainer.args.should_save or ckpt_cb.sharded:
         final_meta = save_final(cfg, trainer, ckpt_cb, loaded)
     if trainer.args.should_save and final_meta is not None:
@@ -337,15 +360,6 @@ def run(
             len(complete_checkpoints(out)),
         )
     return EXIT_OK
-
-
-def _export(cfg: TrainRunConfig, reporter: ProgressReporter) -> int:
-    """spec.export, after the run's output is written (kubetune_trainer.export)."""
-    if cfg.spec.export is None or not is_main_process():
-        return EXIT_OK
-    from kubetune_trainer.export import run_export
-
-    return run_export(cfg, reporter)
 
 
 def resolve_sharding(

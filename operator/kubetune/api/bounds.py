@@ -54,6 +54,9 @@ MODEL_NAME_MAX = 256
 FIELD_NAME_MAX = 256
 METRIC_NAME_MAX = 128
 GRADER_NAME_MAX = 63
+# An MLflow experiment or run name, a W&B project or entity (MLflow keeps tag values, which hold the run name,
+# up to 250 characters in older servers).
+TRACKING_NAME_MAX = 250
 # adapter.targetModules: all-linear or a comma-separated list of module names.
 TARGET_MODULES_MAX = 1024
 # A grader's regular expression.

@@ -25,6 +25,7 @@ from kubetune.api.common import (
     rule,
 )
 from kubetune.api.objectstorage import ExportSpec, ExportStatus, S3Spec
+from kubetune.api.tracking import TrackingSpec, TrackingStatus
 
 Method = Literal["sft", "dpo", "distillation", "rft", "pretraining"]
 DatasetFormat = Literal["auto", "chat", "prompt-completion", "preference", "text", "reinforcement"]
@@ -333,6 +334,9 @@ class FineTuneJobSpec(KubeModel):
         "suspended for Kueue.",
     )
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where checkpoints are kept.")
+    tracking: TrackingSpec | None = Field(
+        default=None, description="Experiment tracking: MLflow (and/or Weights & Biases); the run id goes to status."
+    )
     s3: S3Spec | None = Field(
         default=None,
         description="Endpoint, region and credentials for the s3:// URIs of this job (data, models, export).",
@@ -467,6 +471,7 @@ class FineTuneJobStatus(CommonStatus):
         default=None, description="The model training started from (baseModel.fromJob resolved to a checkpoint)."
     )
     export: ExportStatus | None = Field(default=None, description="Where spec.export wrote the model, and its digest.")
+    tracking: TrackingStatus | None = Field(default=None, description="The experiment-tracking run of this job.")
     retries: int = Field(default=0, description="Pod failures counted against backoffLimit.")
     gpu_seconds: float | None = Field(default=None, description="GPU time consumed (GPUs x wall seconds).")
 

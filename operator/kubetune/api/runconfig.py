@@ -18,6 +18,7 @@ from kubetune.api import yamlload
 from kubetune.api.common import KubeModel, UriError, split_pvc_uri
 from kubetune.api.evaluation import EvaluationSpec
 from kubetune.api.finetunejob import FineTuneJobSpec
+from kubetune.api.tracking import EvalTracking
 
 T = TypeVar("T", bound="_RunConfigBase")
 
@@ -28,6 +29,7 @@ class Identity(KubeModel):
     name: str
     namespace: str = "default"
     uid: str | None = None
+    generation: int | None = None
 
 
 class StorageMap(KubeModel):
@@ -117,6 +119,9 @@ class EvalRunConfig(_RunConfigBase):
     targets: list[EvalTarget] = Field(min_length=1)
     baseline: EvalTarget | None = Field(default=None, description="None when spec.baseline.none.")
     few_shot_source_uri: str | None = Field(default=None, description="Training data to draw few-shot examples from.")
+    tracking: EvalTracking | None = Field(
+        default=None, description="The FineTuneJob's MLflow run: results and report are logged into it."
+    )
 
 
 class ServeRunConfig(_RunConfigBase):

@@ -24,6 +24,7 @@ from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_status_rbac, runner_name
 from kubetune.builders.runconfig import eval_run_config
+from kubetune.builders.tracking import tracking_env
 from kubetune.builders.training import RUN_CONFIG_PATH, pod_failure_policy, pod_storage_map, runner_env
 
 EVAL_COMMAND = ["kubetune-trainer", "evaluate", "--config", RUN_CONFIG_PATH]
@@ -146,6 +147,8 @@ def build_eval_job(
     if job is not None and job.spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
     env += objectstorage.s3_env(spec.s3 or (job.spec.s3 if job is not None else None))
+    if job is not None and config.tracking is not None:  # the evaluator logs into the job's run
+        env += tracking_env(job.spec.tracking)
     container = {
         "name": EVAL_CONTAINER,
         "image": spec.image or (job.spec.image if job is not None else "") or settings.trainer_image,

@@ -17,6 +17,7 @@ from kubetune.api.runconfig import (
     StorageMap,
     TrainRunConfig,
 )
+from kubetune.api.tracking import EvalTracking
 from kubetune.builders.names import checkpoint_uri, job_output_uri
 
 TEACHER_API_KEY_ENV = "KUBETUNE_TEACHER_API_KEY"
@@ -28,7 +29,8 @@ class UnresolvedReference(ValueError):
 
 
 def identity(obj: FineTuneJob | Evaluation | ModelDeployment) -> Identity:
-    return Identity(name=obj.metadata.name, namespace=obj.metadata.namespace or "default", uid=obj.metadata.uid)
+    meta = obj.metadata
+    return Identity(name=meta.name, namespace=meta.namespace or "default", uid=meta.uid, generation=meta.generation)
 
 
 def resolve_checkpoint(job: FineTuneJob, which: str) -> CheckpointStatus | None:
@@ -142,11 +144,19 @@ def eval_run_config(
         targets=eval_targets(evaluation, job, endpoint),
         baseline=baseline,
         few_shot_source_uri=few_shot_source,
+        tracking=eval_tracking(job),
         storage=storage,
         output_dir=output_dir,
         output_uri=output_uri,
         progress=progress,
     )
+
+
+def eval_tracking(job: FineTuneJob | None) -> EvalTracking | None:
+    """The job's MLflow run, once its trainer has recorded one in status; None otherwise."""
+    mlflow = job.spec.tracking.mlflow if job is not None and job.spec.tracking else None
+    run_id = job.status.tracking.run_id if job is not None and job.status and job.status.tracking else None
+    return EvalTracking(uri=mlflow.uri, run_id=run_id) if mlflow and run_id else None
 
 
 def serve_run_config(

@@ -24,6 +24,7 @@ from typing import Any
 from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
 from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, format_type, raw_few_shot, raw_prompt
+from kubetune_trainer import tracking
 from kubetune_trainer.evaluate import criteria, metrics, report
 from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
 from kubetune_trainer.evaluate.generation import EndpointGenerator, Generator, LocalGenerator
@@ -274,6 +275,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(full, indent=2, sort_keys=False))
     (out_dir / REPORT_FILE).write_text(report.render(full), encoding="utf-8")
+    tracking.log_evaluation(config, full, [out_dir / RESULTS_FILE, out_dir / REPORT_FILE])
     if not publish(config, status):
         raise StatusNotPublished(
             f"could not write the status of Evaluation {config.job.namespace}/{config.job.name}; "

@@ -101,13 +101,17 @@ def run_job(item: Item, run: Run) -> bool:
 
     tail = JsonlTail(progress_path)
     tail.offset = progress_path.stat().st_size if progress_path.exists() else 0
+    started_at = tail.offset
     child = Child(trainer_command("train", cfg_path), rdir / "train.log")
     try:
         status = _follow_training(item, run, child, tail, status, curve)
     except KeyboardInterrupt:
         run.say(f"[yellow]Stopping {item} (the trainer gets SIGTERM, as a pod would)...[/]")
         child.stop()
-        for event in tail.read():
+        # Every event of this run, from where it started: those `_follow_training` had applied went with it.
+        replay = JsonlTail(progress_path)
+        replay.offset = started_at
+        for event in replay.read():
             status = apply_event(status, event)
         _suspend(item, run, status, output_dir, digest)
         raise Interrupted from None
