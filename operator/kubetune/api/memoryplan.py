@@ -36,7 +36,12 @@ kv the key/value width = kv_heads x head_dim, V vocabulary, d bytes of an activa
   the attention output and o_proj's input (2 h), SwiGLU's gate, up, activation and product (4 I).
   Times d bytes (2 in bf16, 4 in fp32) and b s tokens, times L.
 - With activation checkpointing (Chen et al. 2016; the HF `gradient_checkpointing`): each layer keeps
-  only its input, b s h d bytes, and one layer's full activations exist during its recomputation.
+  only its input, b s h d bytes, and one layer's full activations exist during its recomputation, in the
+  backward pass, after the logits are freed: layer inputs + max(logits, one layer recomputed + its
+  backward's temporaries), not inputs + one layer + logits (that over-estimated the measured peak by a third).
+- A layer's backward temporaries: the gradients of SwiGLU's gate and up outputs and of the layer's input and
+  output alive together, (2 I + 2 h) elements per token (measured: the tiny model's checkpointed peak is
+  inputs + one layer + these within a few per cent).
 - Logits: b s V elements in the compute dtype, their fp32 copy for the loss (GPU), the fp32 log-softmax
   kept for backward and its fp32 gradient (4 + 4 + 4 bytes on CPU, where the copy is free). Liger's fused
   linear cross-entropy (on GPU when installed) avoids most of it; the plan does not assume it.
@@ -216,8 +221,10 @@ class MemoryPlan:
     adapter_bytes: int  # LoRA weights + gradients + Adam state
     quantized_bytes: int  # 4-bit NF4 weights and their constants (QLoRA)
     activations_no_checkpointing: int
-    activations_checkpointing: int
+    activations_checkpointing: int  # the layer inputs kept; one layer is recomputed in backward (recompute_bytes)
     logits_bytes: int
+    recompute_bytes: int  # one layer's activations, recomputed in backward under checkpointing
+    backward_temporaries_bytes: int  # one layer's activation gradients during its backward
     overhead_bytes: int
     device_memory: int
     device_memory_source: str
@@ -235,12 +242,18 @@ class MemoryPlan:
         return self.activations_checkpointing if self.layout.checkpointing else self.activations_no_checkpointing
 
     @property
+    def layer_backward_bytes(self) -> int:
+        """What one layer's backward adds: its temporaries, and its recomputed activations under checkpointing."""
+        return self.backward_temporaries_bytes + (self.recompute_bytes if self.layout.checkpointing else 0)
+
+    @property
     def peak_bytes(self) -> int:
         """Weights, optimizer state and adapter stay all step; gradients grow while activations are freed.
 
         Backward frees each layer's activations as it writes that layer's gradients (and the optimizer step
         runs after both), so the peak is the larger of the forward's end (activations + logits) and the
-        backward's end (all gradients), not their sum.
+        backward's end (all gradients), not their sum. The logits are freed before the last layer's
+        backward starts, so they and one layer's backward (recomputation included) are not alive together.
         """
         resident = (
             self.parameter_bytes
@@ -249,7 +262,8 @@ class MemoryPlan:
             + self.quantized_bytes
             + self.overhead_bytes
         )
-        return resident + max(self.activation_bytes + self.logits_bytes, self.gradient_bytes)
+        transient = self.activation_bytes + max(self.logits_bytes, self.layer_backward_bytes)
+        return resident + max(transient, self.gradient_bytes)
 
     def summary(self) -> str:
         """One line: peak per device, whether it fits, GPU-hours (for status and validate notes)."""
@@ -276,6 +290,10 @@ class MemoryPlan:
                 self.activation_bytes,
             ),
             ("logits and loss", self.logits_bytes),
+            (
+                "one layer's backward" + (" (recomputed)" if self.layout.checkpointing else ""),
+                self.layer_backward_bytes,
+            ),
             ("CUDA context and workspaces" if self.device == "gpu" else "runtime", self.overhead_bytes),
         ]
         lines = [
@@ -295,7 +313,10 @@ class MemoryPlan:
             f"({self.device_memory_source}): {'fits' if self.fits else 'does NOT fit'}"
         )
         if self.gradient_bytes:
-            lines.append("  (peak = weights + optimizer state + the larger of activations + logits and gradients)")
+            lines.append(
+                "  (peak = weights + optimizer state + the larger of gradients and"
+                " activations + max(logits, one layer's backward))"
+            )
         if self.gpu_hours is not None:
             lines.append(
                 f"  GPU-hours: ~{self.gpu_hours:,.1f} for {self.tokens:,} tokens ({self.throughput_assumption})"
@@ -421,7 +442,9 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
     tokens = lay.batch * ctx.seq
     per_layer = s.activation_elements_per_token() * tokens * act_d
     out["act_full"] = s.layers * per_layer
-    out["act_ckpt"] = s.layers * tokens * s.hidden * act_d + per_layer
+    out["act_ckpt"] = s.layers * tokens * s.hidden * act_d
+    out["recompute"] = per_layer
+    out["backward_tmp"] = (2 * (s.expert_intermediate or s.intermediate) + 2 * s.hidden) * tokens * act_d
     out["logits"] = tokens * s.vocab * (act_d + (4 if act_d != 4 else 0) + 4 + 4)
     return out
 
@@ -429,8 +452,9 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
 def _peak(parts: dict[str, int], lay: Layout, overhead: int) -> int:
     """As MemoryPlan.peak_bytes."""
     act = parts["act_ckpt"] if lay.checkpointing else parts["act_full"]
+    layer = parts["backward_tmp"] + (parts["recompute"] if lay.checkpointing else 0)
     resident = sum(parts[k] for k in ("parameter", "optimizer", "adapter", "quantized")) + overhead
-    return resident + max(act + parts["logits"], parts["gradient"])
+    return resident + max(act + max(parts["logits"], layer), parts["gradient"])
 
 
 def _fits(ctx: _Context, lay: Layout) -> bool:
@@ -586,6 +610,8 @@ def plan(
         activations_no_checkpointing=parts["act_full"],
         activations_checkpointing=parts["act_ckpt"],
         logits_bytes=parts["logits"],
+        recompute_bytes=parts["recompute"],
+        backward_temporaries_bytes=parts["backward_tmp"],
         overhead_bytes=ctx.overhead,
         device_memory=device_memory,
         device_memory_source=source,

@@ -60,10 +60,30 @@ def test_full_fine_tuning_on_cpu_on_hand_computed_numbers():
     assert (p.parameter_bytes, p.gradient_bytes, p.optimizer_bytes) == (4 * params, 4 * params, 8 * params)
     tokens = 2 * 16
     assert p.activations_no_checkpointing == 2 * (8 * 64 + 3 * 64 + 4 * 256) * tokens * 4  # fp32 on CPU
-    assert p.activations_checkpointing == 2 * tokens * 64 * 4 + (8 * 64 + 3 * 64 + 4 * 256) * tokens * 4
+    assert p.activations_checkpointing == 2 * tokens * 64 * 4  # the layer inputs
+    assert p.recompute_bytes == (8 * 64 + 3 * 64 + 4 * 256) * tokens * 4  # one layer, recomputed in backward
+    assert p.backward_temporaries_bytes == (2 * 256 + 2 * 64) * tokens * 4
     assert p.logits_bytes == tokens * 100 * 12  # logits, log-softmax and its gradient, fp32
     resident = 12 * params
-    assert p.peak_bytes == resident + max(p.activations_no_checkpointing + p.logits_bytes, 4 * params)
+    # vocabulary 100: one layer's backward temporaries (2560 B/token) outweigh the logits (1200 B/token)
+    transient = p.activations_no_checkpointing + p.backward_temporaries_bytes
+    assert p.peak_bytes == resident + max(transient, 4 * params)
+
+
+def test_with_checkpointing_the_logits_and_the_recomputed_layer_are_not_counted_together():
+    s = spec(
+        adapter={"type": "none"},
+        hyperparameters={"batchSize": 8, "maxSeqLength": 64, "gradientCheckpointing": "on"},
+        resources={"gpus": 0, "memory": "1Gi"},
+    )
+    tokens = 8 * 64
+    big_vocab = {**SMALL, "vocab_size": 10_000}  # logits 512 x 10,000 x 12 B outweigh one layer's backward
+    p = plan(s, big_vocab)
+    inputs = 2 * tokens * 64 * 4
+    assert p.peak_bytes == 12 * p.parameters + inputs + tokens * 10_000 * 12
+    p = plan(s, SMALL)  # vocabulary 100: the recomputed layer and its temporaries are the larger
+    layer = (8 * 64 + 3 * 64 + 4 * 256 + 2 * 256 + 2 * 64) * tokens * 4
+    assert p.peak_bytes == 12 * p.parameters + inputs + layer
     assert p.fits and p.device_memory == GiB
 
 
