@@ -93,6 +93,7 @@ class Reason:
     WAITING_FOR_SOURCE: Final = "WaitingForSourceJob"
     SOURCE_FAILED: Final = "SourceJobFailed"
     INVALID_SPEC: Final = "InvalidSpec"
+    CHILD_REFUSED: Final = "ChildRefused"  # the API server refused a child built from the spec (422)
     DEPLOYING: Final = "Deploying"
     READY: Final = "Ready"
     PROMOTED: Final = "Promoted"

@@ -101,18 +101,33 @@ async def event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
     await k8s.post_event(body, type_, reason, message)
 
 
+class ChildRefused(kopf.PermanentError):
+    """The API server refused to create a child as invalid (422): the same manifest will be refused again, so
+    the controller reports it (Failed, Stalled, a Warning Event) instead of retrying."""
+
+    def __init__(self, child: str, message: str) -> None:
+        super().__init__(f"the API server refused {child}: {message}")
+        self.child, self.message = child, message
+
+
 async def ensure(manifests: list[dict[str, Any] | None]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Create what is missing (in order), keep what exists: ({kind: object}, ["Kind/name" created]).
 
     Not a server-side apply: these children are never changed in place. A Job's pod template is immutable,
     Kueue owns `spec.suspend` of a queued Job, and a spec edit re-creates them (their spec-hash annotation
-    says which spec built them). What the operator keeps in line with a spec uses `k8s.apply`."""
+    says which spec built them). What the operator keeps in line with a spec uses `k8s.apply`. A child the API
+    server refuses as invalid raises ChildRefused."""
     objects: dict[str, dict[str, Any]] = {}
     created: list[str] = []
     for manifest in manifests:
         if manifest is None:
             continue
-        obj, was_created = await k8s.create_if_absent(manifest)
+        try:
+            obj, was_created = await k8s.create_if_absent(manifest)
+        except k8s.ApiError as err:
+            if err.status == 422:  # Invalid: nothing changes until the spec does
+                raise ChildRefused(f"{manifest['kind']} {manifest['metadata']['name']}", err.message) from err
+            raise
         objects[manifest["kind"]] = obj
         if was_created:
             created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")

@@ -305,8 +305,14 @@ async def reconcile(
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
         on_jobset = _on_jobset(job, state, watched)
-        async with state.lock(*_key(namespace, name)):
-            objects, created = await common.ensure(children(job, source_uri, state.config.pods, on_jobset=on_jobset))
+        try:
+            async with state.lock(*_key(namespace, name)):
+                objects, created = await common.ensure(
+                    children(job, source_uri, state.config.pods, on_jobset=on_jobset)
+                )
+        except common.ChildRefused as err:
+            await _write_source_status(raw, job, st.child_refused(err.child, err.message), [])
+            raise
         kind = "JobSet" if on_jobset else "Job"
         if st.is_stale(job, objects.get(kind)):
             # The old Job still holds the name (a finalizer keeps it a while): create the new one next time.

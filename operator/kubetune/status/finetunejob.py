@@ -366,6 +366,16 @@ def changed(job: FineTuneJob, patch: dict[str, Any]) -> bool:
     return kstatus.changes(job.status, patch)
 
 
+def child_refused(child: str, message: str) -> Outcome:
+    """The API server refused a child the operator built from the spec (a 422 on create): Failed (Ready
+    False, Stalled and Failed True) with the server's message; the operator does not retry the same spec."""
+    return Outcome(
+        Phase.FAILED,
+        Reason.CHILD_REFUSED,
+        f"the API server refused {child} built from this spec: {message}; fix the spec (not retried until it changes)",
+    )
+
+
 def transition_event(old_phase: str | None, new: Outcome | None) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Kubernetes Event for a phase change; None when the phase holds."""
     if new is None or new.phase == old_phase:
