@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 KUBETUNE=${KUBETUNE:-kubetune}
 RUNS=${RUNS:-runs}
-MODEL="$RUNS/pvc/models/tiny-travel"   # what pvc://models/tiny-travel means locally
+MODEL="$RUNS/namespaces/team-travel/pvc/models/tiny-travel"   # what pvc://models/tiny-travel means locally in namespace team-travel
 
 if [ ! -f "$MODEL/config.json" ]; then
   "$KUBETUNE" model init-tiny "$MODEL" \

@@ -16,7 +16,7 @@ import yaml
 
 QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart"
 JOB_DIR = ("team-travel", "finetunejobs", "travel-assistant")
-CLAIM_OUTPUT = ("pvc", "travel-assistant-data", "output")
+CLAIM_OUTPUT = ("namespaces", "team-travel", "pvc", "travel-assistant-data", "output")
 
 
 def kubetune(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -43,7 +43,7 @@ def mini_quickstart(tmp_path: Path, *, max_steps: int = 6, every: int = 3, model
     if model:
         from kubetune_trainer.tiny import init_tiny
 
-        init_tiny(tmp_path / "runs" / "pvc" / "models" / "tiny-travel", [folder / "data" / "train.jsonl"], size="nano")
+        init_tiny(tmp_path / "runs" / "namespaces" / "team-travel" / "pvc" / "models" / "tiny-travel", [folder / "data" / "train.jsonl"], size="nano")
     return folder
 
 
@@ -143,7 +143,7 @@ def test_a_trainer_stopped_from_outside_saves_a_checkpoint_and_the_job_is_suspen
 
 def test_broken_dataset_stops_the_run_before_training_with_line_numbers(tmp_path):
     folder = mini_quickstart(tmp_path, model=False)
-    (tmp_path / "runs" / "pvc" / "models" / "tiny-travel").mkdir(parents=True)
+    (tmp_path / "runs" / "namespaces" / "team-travel" / "pvc" / "models" / "tiny-travel").mkdir(parents=True)
     train = folder / "data" / "train.jsonl"
     lines = train.read_text().splitlines(keepends=True)
     lines[4] = '{"messages": [{"role": "user", "content": "Rooms in Rome?"}\n'  # cut short: not JSON
@@ -156,7 +156,7 @@ def test_broken_dataset_stops_the_run_before_training_with_line_numbers(tmp_path
     assert f"{train}:5" in out and f"{train}:9" in out
     assert "nothing was started" in out
     assert not (tmp_path / "runs" / "team-travel").exists()
-    assert not (tmp_path / "runs" / "pvc" / "travel-assistant-data").exists()
+    assert not (tmp_path / "runs" / "namespaces" / "team-travel" / "pvc" / "travel-assistant-data").exists()
 
 
 def test_missing_base_model_names_the_field_and_how_to_make_one(tmp_path):
