@@ -19,13 +19,10 @@ from kubetune.api.runconfig import (
 )
 from kubetune.api.tracking import EvalTracking
 from kubetune.builders.names import checkpoint_uri, job_output_uri
+from kubetune.errors import UnresolvedReference
 
 TEACHER_API_KEY_ENV = "KUBETUNE_TEACHER_API_KEY"
 FINAL = "final"
-
-
-class UnresolvedReference(ValueError):
-    """A reference (fromJob, a checkpoint name) that cannot be resolved yet or at all."""
 
 
 def identity(obj: FineTuneJob | Evaluation | ModelDeployment) -> Identity:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from kubetune import constants as c
+from kubetune.api.common import UriError
 from kubetune.api.finetunejob import FineTuneJob, PromptFormatStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
@@ -36,6 +37,7 @@ from kubetune.builders.promotion import Decision
 from kubetune.builders.runconfig import base_model_of, serve_run_config
 from kubetune.builders.training import RUN_CONFIG_PATH, pod_storage_map
 from kubetune.data.promptformat import RAW_TEXT, vllm_chat_template
+from kubetune.errors import SpecError
 
 Runtime = Literal["vllm", "transformers"]
 
@@ -158,9 +160,12 @@ def build_config_map(deployment: ModelDeployment, serving: ServingPlan) -> dict[
 
 
 def _local(uri: str, storage: StorageMap) -> str:
-    path = storage.local_path(uri)
+    try:
+        path = storage.local_path(uri)
+    except UriError as err:  # a pvc:// path that leaves its claim
+        raise SpecError(str(err)) from err
     if path is None or not uri.startswith("pvc://"):
-        raise ValueError(
+        raise SpecError(
             f"runtime vllm reads models from pvc:// or hf:// URIs, not {uri!r}; "
             "copy the model to a PVC, or set spec.runtime: transformers"
         )

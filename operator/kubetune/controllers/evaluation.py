@@ -21,8 +21,8 @@ from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
 from kubetune.builders.pods import PodSettings
-from kubetune.builders.runconfig import UnresolvedReference
 from kubetune.controllers import common, config
+from kubetune.errors import UnresolvedReference
 from kubetune.status import evaluation as ev_status
 
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])

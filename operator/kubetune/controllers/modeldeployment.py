@@ -21,6 +21,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.builders import promotion, serving
 from kubetune.controllers import common, config
+from kubetune.errors import OwnershipConflict, SpecError
 from kubetune.status import modeldeployment as md_status
 
 MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
@@ -63,7 +64,7 @@ async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
         existing = await k8s.get(desired["kind"], meta["namespace"], meta["name"])
     owner = meta["ownerReferences"][0]
     if not any(ref.get("uid") == owner["uid"] for ref in existing["metadata"].get("ownerReferences") or []):
-        raise ValueError(
+        raise OwnershipConflict(
             f"{desired['kind']} {meta['name']!r} exists and does not belong to "
             f"{owner['kind']} {owner['name']!r}; delete or rename it"
         )
@@ -76,7 +77,7 @@ async def _apply_workload(
     """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now.
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
-    deployment = serving.build_deployment(md, plan, job, cfg.pods, cfg.serving)  # ValueError: what vLLM can't read
+    deployment = serving.build_deployment(md, plan, job, cfg.pods, cfg.serving)  # SpecError: what vLLM can't read
     await _apply(serving.build_config_map(md, plan))
     apps = await _apply(deployment)
     await _apply(serving.build_service(md))
@@ -103,7 +104,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
             plan = serving.plan(md, decision, job, state.config.serving)
             try:
                 apps = await _apply_workload(md, plan, job, state.config)
-            except ValueError as err:
+            except (SpecError, OwnershipConflict) as err:
                 await _fail(body, md, str(err), now)
                 return
         revisions = promotion.next_revisions(md.status, decision, now)

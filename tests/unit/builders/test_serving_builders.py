@@ -9,6 +9,7 @@ import pytest
 from kubetune.api import FineTuneJob, ModelDeployment
 from kubetune.builders import serving
 from kubetune.builders.promotion import Decision
+from kubetune.errors import SpecError
 
 CKPT = "pvc://travel-data/output/checkpoint-400"
 
@@ -209,5 +210,5 @@ def test_vllm_cannot_read_s3_and_says_what_to_do():
     )
     decision = Decision("promote", "m", "s3://b/m", "Promoted", "")
     plan = serving.plan(deployment, decision, None)
-    with pytest.raises(ValueError, match=r"runtime vllm reads models from pvc:// or hf://.*spec.runtime: transformers"):
+    with pytest.raises(SpecError, match=r"runtime vllm reads models from pvc:// or hf://.*spec.runtime: transformers"):
         serving.build_deployment(deployment, plan, None)
