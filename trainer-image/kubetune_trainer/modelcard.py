@@ -19,8 +19,14 @@ def _hub_id(uri: str | None) -> str | None:
     return uri.removeprefix("hf://").split("@", 1)[0]
 
 
-def front_matter(meta: dict[str, Any], kind: str, evaluation: dict[str, float] | None = None) -> dict[str, Any]:
+def front_matter(
+    meta: dict[str, Any], kind: str, evaluation: dict[str, float] | None = None, evaluation_dataset: str | None = None
+) -> dict[str, Any]:
+    """The Hub's metadata. Each model-index result names its task, dataset and metrics: the Hub (and
+    huggingface_hub's ModelCard) refuses a result without a dataset. The dataset is `evaluation_dataset`,
+    else the run's validation or training data."""
     base = meta.get("base_model")
+    ds = meta.get("dataset") or {}
     fm: dict[str, Any] = {
         "library_name": "peft" if kind == "adapter" else "transformers",
         "tags": ["kubetune", str(meta.get("method") or "sft"), *(["lora"] if kind == "adapter" else [])],
@@ -28,19 +34,27 @@ def front_matter(meta: dict[str, Any], kind: str, evaluation: dict[str, float] |
     }
     if _hub_id(base):
         fm["base_model"] = _hub_id(base)
-    if evaluation:
+    scores = _numbers(evaluation)
+    if scores:
+        data = str(evaluation_dataset or ds.get("validation") or ds.get("train") or "evaluation")
         fm["model-index"] = [
             {
                 "name": str(meta.get("job") or "model"),
                 "results": [
                     {
-                        "task": {"type": "text-generation"},
-                        "metrics": [{"type": k, "value": v} for k, v in sorted(evaluation.items())],
+                        "task": {"type": "text-generation", "name": "Text Generation"},
+                        "dataset": {"type": data, "name": data},
+                        "metrics": [{"type": k, "name": k, "value": v} for k, v in scores.items()],
                     }
                 ],
             }
         ]
     return fm
+
+
+def _numbers(values: dict[str, Any] | None) -> dict[str, float]:
+    """The numeric entries, by name (a metric that could not be computed is None: not a result)."""
+    return {k: v for k, v in sorted((values or {}).items()) if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def model_card(
@@ -50,12 +64,14 @@ def model_card(
     checkpoint: str,
     hyperparameters: dict[str, Any],
     evaluation: dict[str, float] | None = None,
+    evaluation_dataset: str | None = None,
 ) -> str:
-    """README.md for an export: `kind` is adapter, merged or full."""
+    """README.md for an export: `kind` is adapter, merged or full; `evaluation`: metric -> score on
+    `evaluation_dataset` (default: the run's validation data)."""
     ds = meta.get("dataset") or {}
     lines = [
         "---",
-        yaml.safe_dump(front_matter(meta, kind, evaluation), sort_keys=False).rstrip(),
+        yaml.safe_dump(front_matter(meta, kind, evaluation, evaluation_dataset), sort_keys=False).rstrip(),
         "---",
         "",
         f"# {meta.get('job') or 'kubetune model'} ({checkpoint})",
@@ -76,11 +92,12 @@ def model_card(
         lines.append(f"- Adapter: `{yaml.safe_dump(adapter, default_flow_style=True).strip()}`")
     lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(hyperparameters.items())]
-    metrics = meta.get("metrics") or {}
+    metrics = _numbers(meta.get("metrics"))
     if metrics:
         lines += ["", "## Metrics at this checkpoint", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.6g} |" for k, v in sorted(metrics.items()) if isinstance(v, int | float)]
-    if evaluation:
+        lines += [f"| {k} | {v:.6g} |" for k, v in metrics.items()]
+    scores = _numbers(evaluation)
+    if scores:
         lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.6g} |" for k, v in sorted(evaluation.items())]
+        lines += [f"| {k} | {v:.6g} |" for k, v in scores.items()]
     return "\n".join(lines) + "\n"
