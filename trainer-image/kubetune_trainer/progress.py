@@ -61,6 +61,8 @@ class ProgressReporter(Protocol):
 
     def tracking(self, status: dict[str, Any]) -> None: ...
 
+    def memory_plan(self, status: dict[str, Any]) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -87,6 +89,9 @@ class NullReporter:
         pass
 
     def tracking(self, status: dict[str, Any]) -> None:
+        pass
+
+    def memory_plan(self, status: dict[str, Any]) -> None:
         pass
 
     def flush(self) -> None:
@@ -127,6 +132,10 @@ class EventReporter:
     def tracking(self, status: dict[str, Any]) -> None:
         """The experiment-tracking run (status.tracking: runId, experimentId, url)."""
         self.event("tracking", tracking=status)
+
+    def memory_plan(self, status: dict[str, Any]) -> None:
+        """The memory plan at start (status.memoryPlan; kubetune.api.memoryplan's to_status)."""
+        self.event("memory_plan", memoryPlan=status)
 
     def flush(self) -> None:
         pass

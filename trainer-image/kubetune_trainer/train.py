@@ -33,6 +33,7 @@ from kubetune_trainer import tracking
 from kubetune_trainer.checkpoints import CheckpointCallback, discard_incomplete, write_json_atomic
 from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
 from kubetune_trainer.launcher import Topology, launch_command, needs_launch
+from kubetune_trainer.planstatus import report_memory_plan
 from kubetune_trainer.progress import NullReporter, ProgressReporter, make_reporter
 
 log = logging.getLogger("kubetune_trainer")
@@ -265,6 +266,7 @@ def run(
         return EXIT_DATA
     if not worker:
         reporter.data(data.status)
+        report_memory_plan(cfg, data.status, reporter)  # status.memoryPlan: config.json, the data's tokens, the GPU
     from kubetune_trainer.modeling import TrainerConfigError, check_machine
 
     try:

@@ -455,6 +455,19 @@ class OutputStatus(StatusModel):
     checkpoint: str | None = Field(default=None, description="The checkpoint the output points at (best).")
 
 
+class MemoryPlanStatus(StatusModel):
+    """The trainer's memory plan at start (kubetune.api.memoryplan), from the model's config.json and its GPU."""
+
+    peak_bytes_per_device: int | None = Field(default=None, description="Planned peak memory of one device.")
+    device_memory_bytes: int | None = Field(default=None, description="Memory of one device (the GPU, or the pod).")
+    fits: bool | None = Field(default=None, description="Whether the planned peak fits the device.")
+    sharding: str | None = Field(default=None, max_length=16, description="The layout planned: none or fsdp.")
+    recommended_sharding: str | None = Field(default=None, max_length=16, description="none or fsdp.")
+    gpu_hours: float | None = Field(default=None, description="Estimated GPU-hours of the run.")
+    summary: str | None = Field(default=None, max_length=1024, description="The plan in one line.")
+    suggestion: str | None = Field(default=None, max_length=1024, description="A layout that fits, when it does not.")
+
+
 class FineTuneJobStatus(CommonStatus):
     phase: Literal["Pending", "Validating", "Queued", "Running", "Succeeded", "Failed", "Suspended"] | None = Field(
         default=None, description="Pending, Validating, Queued, Running, Succeeded, Failed or Suspended."
@@ -472,6 +485,9 @@ class FineTuneJobStatus(CommonStatus):
     )
     export: ExportStatus | None = Field(default=None, description="Where spec.export wrote the model, and its digest.")
     tracking: TrackingStatus | None = Field(default=None, description="The experiment-tracking run of this job.")
+    memory_plan: MemoryPlanStatus | None = Field(
+        default=None, description="Per-device peak memory and GPU-hours, as the trainer planned them at start."
+    )
     retries: int = Field(default=0, description="Pod failures counted against backoffLimit.")
     gpu_seconds: float | None = Field(default=None, description="GPU time consumed (GPUs x wall seconds).")
 

@@ -1,7 +1,7 @@
 """The trainer's progress events, and the status fields each one stands for.
 
 The trainer reports through events (`data`, `data_failed`, `progress`, `checkpoints`, `finished`,
-`interrupted`, `tracking`; the evaluator's `evaluation`). `status_patch` says which status fields an event sets,
+`interrupted`, `tracking`, `memory_plan`; the evaluator's `evaluation`). `status_patch` says which status fields an event sets,
 as a JSON merge patch: a pod sends exactly that patch to its own resource's status subresource, and
 `kubetune run` merges the same patch into the status it keeps (`merge_patch`, RFC 7386, the API
 server's semantics). One mapping, so a local run shows the status a cluster would.
@@ -88,6 +88,8 @@ def status_patch(event: Mapping[str, Any]) -> dict[str, Any]:
         return dict(event.get("status") or {})
     if kind == "tracking":
         return {"tracking": dict(event.get("tracking") or {})}
+    if kind == "memory_plan":
+        return {"memoryPlan": dict(event.get("memoryPlan") or {})}
     return {}  # interrupted (the operator sees the pod go), and events this version does not know
 
 

@@ -36,6 +36,7 @@ from kubetune.builders.training import (
 from kubetune.controllers import common
 from kubetune.status import finetunejob as st
 from kubetune.status.jobset import as_batch_job
+from kubetune.status.memoryplan import plan_event, plan_signature
 
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 CHILD_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_TRAIN}
@@ -477,6 +478,18 @@ async def observe(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
         recorder.forget_job(meta.get("namespace", ""), meta.get("name", ""))
     else:
         recorder.observe_job(body, dt.datetime.now(dt.UTC))
+
+
+@kopf.on.event(*FTJ)
+async def memory_plan_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An Event when status.memoryPlan (written by the trainer at start) appears or changes; Warning when the run
+    does not fit. Once per plan seen by this operator process (a restart may say it once more)."""
+    signature = plan_signature(body)
+    if signature is None or not common.changed_since_last_event(memo, "memory_plan", event, signature):
+        return
+    told = plan_event(body)
+    if told is not None and event.get("type") != "DELETED":
+        await common.event(dict(body), *told)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
