@@ -438,18 +438,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
-    from kubetune.api import crdgen
+    from kubetune import crdfiles
 
     out = Path(args.out)
     chart = Path(args.chart) if args.chart else None
     if chart is None and not args.no_chart and Path("helm/kubetune/Chart.yaml").exists():
         chart = Path("helm/kubetune")
     if args.check:
-        stale = crdgen.stale(out, chart)
+        stale = crdfiles.stale(out, chart)
         for p in stale:
             print(f"{p} differs from what the models generate: run `make crds`")
         return EXIT_INVALID if stale else EXIT_OK
-    for p in crdgen.write(out, chart):
+    for p in crdfiles.write(out, chart):
         print(p)
     return EXIT_OK
 

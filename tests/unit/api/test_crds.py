@@ -14,6 +14,7 @@ import yaml
 from kubernetes.client import ApiClient
 
 from kubetune import constants as c
+from kubetune import crdfiles
 from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, crdgen
 from kubetune.api.cel import apply_defaults
 from kubetune.api.cel import check as cel_check
@@ -38,12 +39,12 @@ def doc(kind: str, spec: dict) -> dict:
 
 
 def test_committed_crds_match_the_models():
-    stale = crdgen.stale(ROOT / "crds", ROOT / "helm" / "kubetune")
+    stale = crdfiles.stale(ROOT / "crds", ROOT / "helm" / "kubetune")
     assert not stale, f"stale generated CRDs, run `make crds`: {', '.join(map(str, stale))}"
 
 
 def test_generation_is_deterministic():
-    assert crdgen.rendered() == crdgen.rendered()
+    assert crdfiles.rendered() == crdfiles.rendered()
 
 
 @pytest.mark.parametrize("kind", list(CRDS))
@@ -255,7 +256,7 @@ def _render_chart(text: str, enabled: bool, keep: bool) -> dict | None:
 @pytest.mark.parametrize("kind", list(CRDS))
 def test_chart_copy_is_the_same_crd_behind_crds_enabled_and_keep(kind):
     crd = CRDS[kind]
-    text = (ROOT / "helm/kubetune/templates/crds" / crdgen.file_name(crd)).read_text()
+    text = (ROOT / "helm/kubetune/templates/crds" / crdfiles.file_name(crd)).read_text()
     assert _render_chart(text, enabled=False, keep=True) is None
     kept = _render_chart(text, enabled=True, keep=True)
     assert kept["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}

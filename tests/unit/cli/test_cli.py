@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubetune import cli
+from kubetune import cli, crdfiles
 from kubetune.api import KINDS, crdgen, parse_resource
 from kubetune.api.finetunejob import Method
 
@@ -173,7 +173,7 @@ def test_crds_writes_and_checks(tmp_path, capsys):
     rc, out = run(capsys, "crds", "--out", str(out_dir), "--chart", str(chart))
     assert rc == 0
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == sorted(crdgen.file_name(d) for d in crdgen.crds())
+    assert names == sorted(crdfiles.file_name(d) for d in crdgen.crds())
     assert sorted(p.name for p in (chart / "templates" / "crds").iterdir()) == names
     assert run(capsys, "crds", "--out", str(out_dir), "--chart", str(chart), "--check")[0] == 0
 
