@@ -189,12 +189,6 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
   resources: ["jobsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
-{{- if .Values.kueue.enabled }}
-# Kueue Workloads of queued jobs: why a job is still waiting for admission.
-- apiGroups: ["kueue.x-k8s.io"]
-  resources: ["workloads"]
-  verbs: ["get", "list", "watch"]
-{{- end }}
 {{- end -}}
 
 {{/*
