@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite (issue #10 item 6), one command on a GPU machine, about 10 minutes:
 #   1. kubetune's trainer vs a plain TRL script, tokens/s and MFU, packing on and off, on the
-#      Qwen2.5-0.5B-shaped model (benchmarks/train_throughput.py);
+#      Qwen2.5-0.5B-shaped model (benchmarks/train_throughput.py), then kubetune with Liger off, QLoRA
+#      4-bit and FSDP on one GPU (need CUDA: --smoke lists them as "not measured: needs CUDA");
 #   2. the memory plan vs the measured peak (torch.cuda.max_memory_allocated), full and LoRA
 #      (benchmarks/memory_plan.py).
 # Results go to $OUT (default benchmarks/results/gpu-<date>): JSON per part and rows.md, the Markdown rows
@@ -10,7 +11,6 @@
 #   benchmarks/gpu_suite.sh            # on a GPU machine
 #   benchmarks/gpu_suite.sh --smoke    # on CPU: the tiny model, a few steps (checks the suite runs)
 #
-# Not in it yet (see benchmarks/README.md): Liger on/off, QLoRA 4-bit and FSDP on one GPU rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -45,8 +45,9 @@ m = json.loads((out / "memory.json").read_text())
 rows = [f"Measured on {t['machine']}, torch {t['torch']}, {t['arch']} ({t['parameters'] / 1e6:.1f}M), "
         f"batch {t['batch']} x {t['seq']}, {t['steps']} steps.", "",
         "| trainer | packing | tokens/s | MFU |", "|---|---|---:|---:|"]
-rows += [f"| {r['trainer']} | {'on' if r['packing'] else 'off'} | {r['tokens_per_second']:,.0f} | {r['mfu']:.1%} |"
-         for r in t["rows"]]
+sys.path.insert(0, "benchmarks")
+from train_throughput import row_markdown
+rows += [row_markdown(r) for r in t["rows"]]
 rows += ["", "| arch | device | adapter | batch x seq | planned | measured | plan error |", "|---|---|---|---|---:|---:|---:|"]
 rows += [f"| {r['arch']} | {r['device']} | {'full' if r['adapter'] == 'none' else r['adapter']} | {r['batch']} x {r['seq']} | "
          f"{r['planned_bytes'] / 2**30:.2f} GiB | {r['measured_bytes'] / 2**30:.2f} GiB | {r['error']:+.1%} |" for r in m]

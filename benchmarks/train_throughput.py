@@ -3,6 +3,9 @@
 
 For one architecture it trains the same SFT data four ways — kubetune's trainer and a plain TRL
 script, each with packing on and off — and prints a Markdown table (and writes JSON with --json).
+Then kubetune's variants (--variants, packing on): Liger's kernels off (the rows above have them on when
+liger-kernel and a GPU are there), QLoRA 4-bit, FSDP on one GPU (accelerate launch, a world of one). The
+variants need CUDA: on CPU each is listed as "not measured: needs CUDA" and skipped.
 
     python benchmarks/train_throughput.py --arch tiny            # a tiny Llama on CPU (seconds)
     python benchmarks/train_throughput.py --arch qwen2.5-0.5b    # Qwen2.5-0.5B-shaped, random weights, on a GPU
@@ -121,11 +124,30 @@ def model_flops_per_token(model_dir: Path, seq: int) -> tuple[float, int]:
     return 6 * params + 12 * layers * h * seq, params
 
 
-def run_kubetune(model: Path, data: Path, workdir: Path, steps: int, batch: int, seq: int, packing: bool) -> float:
+# kubetune's variants: (label, spec fields over the base run's, Liger's kernels allowed)
+VARIANTS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "liger-off": ("kubetune, Liger off", {}, False),
+    "qlora": ("kubetune, QLoRA 4-bit", {"adapter": {"type": "qlora"}}, True),
+    "fsdp": ("kubetune, FSDP on 1 GPU", {"resources": {"gpus": 1, "sharding": {"strategy": "fsdp"}}}, True),
+}
+
+
+def run_kubetune(
+    model: Path,
+    data: Path,
+    workdir: Path,
+    steps: int,
+    batch: int,
+    seq: int,
+    packing: bool,
+    variant: str | None = None,
+) -> float:
     from kubetune.api.runconfig import TrainRunConfig
+    from kubetune_trainer import methods
     from kubetune_trainer.train import run
 
-    out = workdir / f"kubetune-{'packed' if packing else 'padded'}"
+    _, over, liger = VARIANTS[variant] if variant else ("", {}, True)
+    out = workdir / f"kubetune-{'packed' if packing else 'padded'}{'-' + variant if variant else ''}"
     cfg = TrainRunConfig.model_validate(
         {
             "job": {"name": "bench"},
@@ -145,10 +167,18 @@ def run_kubetune(model: Path, data: Path, workdir: Path, steps: int, batch: int,
                     "gradientCheckpointing": "off",
                 },
                 "checkpoints": {"every": steps * 10, "keep": 1},
+                **over,
             },
         }
     )
-    assert run(cfg) == 0
+    config_path = workdir / f"{out.name}.json"  # FSDP's workers (accelerate launch) read the run config from it
+    config_path.write_text(cfg.dump())
+    available = methods.liger_available
+    methods.liger_available = available if liger else (lambda: False)  # the trainer asks this at build time
+    try:
+        assert run(cfg, config_path=str(config_path)) == 0
+    finally:
+        methods.liger_available = available
     return json.loads((out / "final" / "kubetune.json").read_text())["tokens_per_second"]
 
 
@@ -187,6 +217,13 @@ def run_plain_trl(model: Path, data: Path, workdir: Path, steps: int, batch: int
     return trainer.state.num_input_tokens_seen / (time.perf_counter() - t)
 
 
+def row_markdown(r: dict[str, Any]) -> str:
+    """One row of the README's throughput table (a skipped variant says why it was not measured)."""
+    if r.get("skipped"):
+        return f"| {r['trainer']} | {'on' if r['packing'] else 'off'} | not measured: {r['skipped']} | — |"
+    return f"| {r['trainer']} | {'on' if r['packing'] else 'off'} | {r['tokens_per_second']:,.0f} | {r['mfu']:.1%} |"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=sorted(ARCHS), default="tiny")
@@ -194,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, help="per-device batch (default: the architecture's)")
     p.add_argument("--seq", type=int, help="sequence length (default: the architecture's)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"kubetune variants to add, comma-separated ({', '.join(VARIANTS)}; '' for none); need CUDA",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -217,6 +259,21 @@ def main(argv: list[str] | None = None) -> int:
                         "mfu": round(tps * flops_per_token / peak, 4),
                     }
                 )
+        for variant in [v for v in args.variants.split(",") if v]:
+            label = VARIANTS[variant][0]
+            if not torch.cuda.is_available():
+                print(f"skip: {label}: needs CUDA (not measured)", flush=True)
+                rows.append({"trainer": label, "packing": True, "skipped": "needs CUDA"})
+                continue
+            tps = run_kubetune(model, DATA, workdir, args.steps, batch, seq, True, variant)
+            rows.append(
+                {
+                    "trainer": label,
+                    "packing": True,
+                    "tokens_per_second": round(tps, 1),
+                    "mfu": round(tps * flops_per_token / peak, 4),
+                }
+            )
     result = {
         "arch": args.arch,
         "parameters": params,
@@ -232,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine}, peak {peak / 1e12:.2f} TFLOP/s\n")
     print("| trainer | packing | tokens/s | MFU |\n|---|---|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['trainer']} | {'on' if r['packing'] else 'off'} | {r['tokens_per_second']:,.0f} | {r['mfu']:.1%} |"
-        )
+        print(row_markdown(r))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -23,3 +23,6 @@ def test_gpu_suite_smoke_mode_writes_the_readme_rows(tmp_path):
     rows = (tmp_path / "rows.md").read_text()
     assert "| kubetune | on |" in rows and "| plain TRL | off |" in rows, rows
     assert "| tiny | cpu | full | 2 x 64 |" in rows and "| tiny | cpu | lora | 2 x 64 |" in rows, rows
+    for variant in ("Liger off", "QLoRA 4-bit", "FSDP on 1 GPU"):  # GPU-only rows: skipped on CPU, said so
+        assert f"skip: kubetune, {variant}: needs CUDA" in run.stdout, run.stdout[-3000:]
+        assert f"| kubetune, {variant} | on | not measured: needs CUDA | — |" in rows, rows
