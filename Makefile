@@ -31,6 +31,7 @@ demo: install
 # real-server tests skip locally and fail in CI (CI=true).
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	@hack/envtest/build.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no real API server built (see above); its tests will skip" >&2; }
 	@hack/s3server/setup.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no S3 test server installed (see above); its tests will skip" >&2; }

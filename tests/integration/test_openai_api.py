@@ -161,7 +161,7 @@ def api(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
         assert TEAM_A not in (tmp_path / "api.log").read_text(), "an API key was logged"
 
 
-def test_openai_client_drives_jobs_files_and_models_through_the_crs(
+def test_openai_client_drives_jobs_files_and_models_through_the_crs(  # noqa: PLR0915 - one scenario, steps share its state
     cluster: Cluster, operator, api: str, stub: str, tmp_path: Path
 ) -> None:
     client = openai.OpenAI(base_url=api, api_key=TEAM_A, max_retries=0)

@@ -43,7 +43,11 @@ def mini_quickstart(tmp_path: Path, *, max_steps: int = 6, every: int = 3, model
     if model:
         from kubetune_trainer.tiny import init_tiny
 
-        init_tiny(tmp_path / "runs" / "namespaces" / "team-travel" / "pvc" / "models" / "tiny-travel", [folder / "data" / "train.jsonl"], size="nano")
+        init_tiny(
+            tmp_path / "runs" / "namespaces" / "team-travel" / "pvc" / "models" / "tiny-travel",
+            [folder / "data" / "train.jsonl"],
+            size="nano",
+        )
     return folder
 
 

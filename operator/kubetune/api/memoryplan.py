@@ -498,7 +498,7 @@ def _find_layout(ctx: _Context, base: Layout) -> Layout | None:
     return None
 
 
-def plan(
+def plan(  # noqa: PLR0915 - a formula sheet: one statement per term of the plan, in the docstring's order
     spec: FineTuneJobSpec,
     model_config: dict[str, Any],
     *,

@@ -95,4 +95,3 @@ def iter_raw_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, Any 
             if not stripped:
                 continue
             yield line_no, stripped, parse_line(raw.rstrip(), line_no)
-

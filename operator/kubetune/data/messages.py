@@ -101,7 +101,7 @@ def _tool_calls(value: Any, field: str, issues: Issues, ids: set[str]) -> list[d
     return out
 
 
-def check_messages(
+def check_messages(  # noqa: PLR0915 - one pass over a conversation: the rules share the roles and index seen so far
     value: Any, field: str, issues: Issues, *, only_role: str | None = None
 ) -> list[dict[str, Any]] | None:
     """Check a list of chat messages at `field`; returns the normalised list, or None if it is unusable.

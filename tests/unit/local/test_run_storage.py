@@ -66,9 +66,7 @@ def test_a_base_model_behind_the_users_own_symbolic_link_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["folder", "file"])
-def test_a_local_model_folder_without_config_json_is_refused_by_run_and_warned_by_validate(
-    tmp_path, capsys, content
-):
+def test_a_local_model_folder_without_config_json_is_refused_by_run_and_warned_by_validate(tmp_path, capsys, content):
     target = tmp_path / "not-a-model"
     if content == "folder":
         (target / "sub").mkdir(parents=True)

@@ -109,7 +109,7 @@ class _State:
         return self.engine
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closures over the loaded model and settings
     config: ServeRunConfig,
     *,
     loaded: InferenceModel | None = None,

@@ -45,7 +45,7 @@ def _write(item: Item, run: Run, status: dict[str, Any], outcome: Outcome, diges
     return status
 
 
-def run_job(item: Item, run: Run) -> bool:
+def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in order (source, preflight, train, record); to be split by step
     job: FineTuneJob = item.resource  # type: ignore[assignment]
     storage = run.runs.storage(item.base_dir, item.namespace)
     source_uri = None
