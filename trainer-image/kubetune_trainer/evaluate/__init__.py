@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
+    from kubetune.api.manifests import pydantic_errors
     from kubetune.api.runconfig import EvalRunConfig
+    from kubetune.objectstore import S3Options, configured
     from kubetune_trainer import termination
     from kubetune_trainer.evaluate.examples import DatasetError
     from kubetune_trainer.evaluate.runner import StatusNotPublished, run
@@ -37,8 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = EvalRunConfig.load(args.config)
-        results = run(config)
-    except (OSError, ValidationError, DatasetError, ModelSourceError) as e:
+        with configured(S3Options.from_spec(config.spec.s3)):  # spec.s3: endpoint and region of s3:// data
+            results = run(config)
+    except ValidationError as e:  # a run config admission never saw (written by hand): one line, each field named
+        found = "; ".join(f"{m.path}: {' '.join(m.message.split())}" for m in pydantic_errors(e, args.config))
+        message = f"the run config {args.config} is invalid: {found}"
+        print(f"evaluate: {message}", file=sys.stderr)
+        termination.write(termination.CONFIG_ERROR, message)
+        return 2
+    except (OSError, DatasetError, ModelSourceError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         termination.record_failure(e)
         return 2

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.data import DatasetError, iter_trl_records
+from kubetune.objectstore import is_s3
 
 __all__ = ["DatasetError", "Example", "draw_few_shot", "example_from_record", "load_examples", "with_few_shot"]
 
@@ -98,10 +99,11 @@ def example_from_record(record: dict[str, Any], reference_field: str | None = No
 
 
 def load_examples(
-    path: Path, fmt: str = "auto", *, max_examples: int | None = None, reference_field: str | None = None
+    path: Path | str, fmt: str = "auto", *, max_examples: int | None = None, reference_field: str | None = None
 ) -> list[Example]:
-    """The examples of a dataset file (kubetune.data validates each line and names file:line on errors)."""
-    if not path.is_file():
+    """The examples of a dataset file, or of an s3:// object read as a stream (kubetune.objectstore);
+    kubetune.data validates each line and names file:line (or s3://BUCKET/KEY:line) on errors."""
+    if not is_s3(path) and not Path(path).is_file():
         raise DatasetError(f"dataset {path} does not exist")
     out = [
         example_from_record(record, reference_field, where=f"{path}:{n}")
