@@ -127,6 +127,7 @@ def test_evaluation_scores_the_model_as_it_was_trained(raw_run, tiny_model):
     assert results["results"][0]["promptFormat"] == "raw-text"
     shown = results["examples"]
     assert [e["predictions"]["final"] for e in shown] == trained[: len(shown)]
+    assert [e["prompt"] for e in shown] == prompts[: len(shown)]  # as given: no "user: " the model never saw
 
     base = _as_trained(tiny_model, prompts)
     assert results["baseline"]["promptFormat"] == "raw-text"

@@ -24,6 +24,7 @@ from typing import Any
 from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
 from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, format_type, raw_few_shot, raw_prompt
+from kubetune.objectstore import is_s3
 from kubetune_trainer import tracking
 from kubetune_trainer.evaluate import criteria, metrics, report
 from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
@@ -45,13 +46,17 @@ class StatusNotPublished(RuntimeError):
     """The results were written, but the Evaluation's status could not be patched."""
 
 
-def _local(uri: str, storage: StorageMap, field: str) -> Path:
+def _data_path(uri: str, storage: StorageMap, field: str) -> Path | str:
+    """The local path of a pvc://, file:// or relative dataset URI; an s3:// URI as it is (streamed by
+    kubetune.data through kubetune.objectstore, with spec.s3's endpoint and region)."""
+    if is_s3(uri):
+        return uri
     try:
         path = storage.local_path(uri)
     except ValueError as err:  # a pvc:// URI leading outside its claim
         raise DatasetError(f"{field}: {err}") from None
     if path is None:
-        raise DatasetError(f"{field}: {uri!r} is not a local or pvc:// location the evaluation pod can read")
+        raise DatasetError(f"{field}: {uri!r} is not an s3://, pvc:// or local location the evaluation pod can read")
     return path
 
 
@@ -143,6 +148,7 @@ def _evaluate_one(
         "latency": metrics.latency_summary(out.latencies),
         "texts": out.texts,
         "prompt_format": gen.prompt_format,
+        "prompts": prompts,
     }
 
 
@@ -155,12 +161,20 @@ def _few_shot(config: EvalRunConfig, examples: list[Example]) -> list[Example]:
             "spec.baseline.fewShot needs training data to draw examples from; it is taken from the "
             "FineTuneJob's dataset.train, so evaluate a fineTuneJob model or set baseline.fewShot to 0"
         )
-    pool = load_examples(_local(config.few_shot_source_uri, config.storage, "fewShot source"))
+    pool = load_examples(_data_path(config.few_shot_source_uri, config.storage, "fewShot source"))
     return draw_few_shot(pool, k, exclude=examples)
 
 
 def _prompt_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _shown_prompt(example: Example, given: Sequence[Prompt]) -> str:
+    """An example's prompt as the targets were given it: a raw-text model's string as it is; messages (chat
+    template, or targets prompted in different formats) as 'role: content' lines."""
+    if given and isinstance(given[0], str) and all(p == given[0] for p in given):
+        return given[0]
+    return _prompt_text(example.messages)
 
 
 def _uri_in(config: EvalRunConfig, filename: str) -> str:
@@ -173,7 +187,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     spec = config.spec
     started = datetime.now(UTC)
     examples = load_examples(
-        _local(spec.dataset.uri, config.storage, "spec.dataset.uri"),
+        _data_path(spec.dataset.uri, config.storage, "spec.dataset.uri"),
         spec.dataset.format,
         max_examples=spec.dataset.max_examples,
         reference_field=spec.dataset.reference_field,
@@ -262,7 +276,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
         "passed": status["passed"],
         "examples": [
             {
-                "prompt": _prompt_text(e.messages),
+                "prompt": _shown_prompt(e, [o["prompts"][i] for o in target_outs]),
                 "reference": e.reference,
                 "baseline": baseline_out["texts"][i] if baseline_out else None,
                 "predictions": {t.name: o["texts"][i] for t, o in zip(config.targets, target_outs, strict=True)},
