@@ -22,22 +22,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ObjectNotFoundError",
     "ObjectStoreError",
     "S3Options",
     "configured",
+    "delete",
     "download_prefix",
     "is_s3",
     "list_objects",
     "open_lines",
+    "put_bytes",
+    "put_file",
     "read_bytes",
     "split_s3_uri",
+    "stream",
     "upload_folder",
 ]
 
@@ -49,6 +54,10 @@ READ_CHUNK = 1024 * 1024
 
 class ObjectStoreError(OSError):
     """An s3:// URI that cannot be read or written; the message names the URI and what to check."""
+
+
+class ObjectNotFoundError(ObjectStoreError, FileNotFoundError):
+    """No object at that key."""
 
 
 @dataclass(frozen=True)
@@ -105,14 +114,14 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _store(bucket: str) -> Any:
+def _store(bucket: str, options: S3Options | None = None) -> Any:
     try:
         from obstore.store import S3Store
     except ImportError:
         raise ObjectStoreError(
             "reading s3:// needs obstore (pip install 'kubetune[s3]'; the operator and trainer images have it)"
         ) from None
-    opts = _current.get()
+    opts = options or _current.get()
     endpoint = opts.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config: dict[str, Any] = {}
     path_style = opts.force_path_style
@@ -132,13 +141,13 @@ def _store(bucket: str) -> Any:
     return S3Store(bucket, config=config, client_options=client)
 
 
-def _where() -> str:
-    opts = _current.get()
+def _where(options: S3Options | None = None) -> str:
+    opts = options or _current.get()
     endpoint = opts.endpoint or os.environ.get("AWS_ENDPOINT_URL")
     return f" at {endpoint}" if endpoint else ""
 
 
-def _failed(uri: str, action: str, err: Exception) -> ObjectStoreError:
+def _failed(uri: str, action: str, err: Exception, options: S3Options | None = None) -> ObjectStoreError:
     import obstore.exceptions as oe
 
     kind = type(err).__name__
@@ -148,7 +157,8 @@ def _failed(uri: str, action: str, err: Exception) -> ObjectStoreError:
     elif isinstance(err, oe.PermissionDeniedError | oe.UnauthenticatedError):
         hint = "; check s3.credentialsSecretRef (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or the pod's identity"
     first = str(err).strip().splitlines()[0] if str(err).strip() else kind
-    return ObjectStoreError(f"{uri}: cannot {action}{_where()}{hint} ({kind}: {first[:300]})")
+    error = ObjectNotFoundError if isinstance(err, oe.NotFoundError | FileNotFoundError) else ObjectStoreError
+    return error(f"{uri}: cannot {action}{_where(options)}{hint} ({kind}: {first[:300]})")
 
 
 class LineStream:
@@ -168,18 +178,18 @@ class LineStream:
         return _split_lines(_chunks(self.uri))
 
 
-def _chunks(uri: str) -> Iterator[bytes]:
+def _chunks(uri: str, options: S3Options | None = None) -> Iterator[bytes]:
     import obstore
 
     bucket, key = split_s3_uri(uri)
     try:
-        result = obstore.get(_store(bucket), key)
+        result = obstore.get(_store(bucket, options), key)
         for chunk in result.stream(min_chunk_size=READ_CHUNK):
             yield bytes(chunk)
     except ObjectStoreError:
         raise
     except Exception as err:
-        raise _failed(uri, "read it", err) from None
+        raise _failed(uri, "read it", err, options) from None
 
 
 def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -205,21 +215,71 @@ def open_lines(path: str | os.PathLike[str]) -> Any:
     return open(path, "rb")
 
 
-def read_bytes(uri: str) -> bytes:
-    return b"".join(_chunks(uri))
+def read_bytes(uri: str, options: S3Options | None = None) -> bytes:
+    return b"".join(_chunks(uri, options))
 
 
-def list_objects(uri: str) -> list[tuple[str, int]]:
+async def stream(uri: str, options: S3Options | None = None) -> AsyncIterator[bytes]:
+    """The object's bytes in chunks of about READ_CHUNK, fetched as they are consumed (for an asyncio server)."""
+    import obstore
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        result = await obstore.get_async(_store(bucket, options), key)
+        async for chunk in result.stream(min_chunk_size=READ_CHUNK):
+            yield bytes(chunk)
+    except Exception as err:
+        raise _failed(uri, "read it", err, options) from None
+
+
+def put_file(path: Path, uri: str, options: S3Options | None = None) -> None:
+    """Upload one local file to s3://BUCKET/KEY: a multipart upload from MULTIPART_THRESHOLD bytes (read from
+    the file part by part; an upload that fails is aborted, so no half object appears)."""
+    import obstore
+
+    bucket, key = split_s3_uri(uri)
+    size = path.stat().st_size
+    try:
+        obstore.put(_store(bucket, options), key, path, use_multipart=size >= MULTIPART_THRESHOLD, chunk_size=PART_SIZE)
+    except Exception as err:
+        raise _failed(uri, "upload it", err, options) from None
+
+
+def put_bytes(data: bytes, uri: str, options: S3Options | None = None) -> None:
+    """Write a small object (one PUT)."""
+    import obstore
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        obstore.put(_store(bucket, options), key, data, use_multipart=False)
+    except Exception as err:
+        raise _failed(uri, "write it", err, options) from None
+
+
+def delete(uri: str, options: S3Options | None = None) -> None:
+    """Delete one object; deleting an object that is not there is not an error (as S3 itself answers)."""
+    import obstore
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        obstore.delete(_store(bucket, options), key)
+    except FileNotFoundError:
+        return
+    except Exception as err:
+        raise _failed(uri, "delete it", err, options) from None
+
+
+def list_objects(uri: str, options: S3Options | None = None) -> list[tuple[str, int]]:
     """(key, size) of every object under s3://BUCKET/PREFIX, sorted by key."""
     import obstore
 
     bucket, prefix = split_s3_uri(uri)
     out: list[tuple[str, int]] = []
     try:
-        for batch in obstore.list(_store(bucket), prefix=prefix or None):
+        for batch in obstore.list(_store(bucket, options), prefix=prefix or None):
             out += [(meta["path"], int(meta["size"])) for meta in batch]
     except Exception as err:
-        raise _failed(uri, "list it", err) from None
+        raise _failed(uri, "list it", err, options) from None
     return sorted(out)
 
 

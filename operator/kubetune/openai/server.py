@@ -27,7 +27,8 @@ from kubetune import k8s
 from kubetune.api.clock import now_iso
 from kubetune.openai import translate as t
 from kubetune.openai.errors import OpenAIError, invalid, not_found, unauthorized
-from kubetune.openai.files import DEFAULT_URI_TEMPLATE, FileStore
+from kubetune.openai.files import DEFAULT_MAX_BYTES, DEFAULT_URI_TEMPLATE, FileStore, FolderFileStore
+from kubetune.openai.files_s3 import S3FileStore
 from kubetune.openai.keys import KEY_SELECTOR, KeyRing
 from kubetune.openai.stored import CompletionStore, messages_view, training_lines, view
 
@@ -174,7 +175,7 @@ async def upload_file(request: web.Request) -> web.Response:
             raise invalid("purpose is required (fine-tune).", "purpose")
     except (OpenAIError, ValueError, AssertionError, aiohttp.ClientPayloadError) as err:
         if created is not None:
-            settings.files.delete(namespace, created["id"])
+            await asyncio.to_thread(settings.files.delete, namespace, created["id"])
         if isinstance(err, OpenAIError):
             raise
         raise invalid(f"The multipart/form-data body is malformed: {err}", "file") from None
@@ -183,23 +184,38 @@ async def upload_file(request: web.Request) -> web.Response:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    files = request.app[SETTINGS].files.list(_ns(request), request.query.get("purpose"))  # newest first
+    files = await asyncio.to_thread(request.app[SETTINGS].files.list, _ns(request), request.query.get("purpose"))
+    # newest first
     if _order(request, "desc") == "asc":
         files.reverse()
     return web.json_response(_page(request, files, default=FILES_MAX_LIMIT, maximum=FILES_MAX_LIMIT))
 
 
 async def get_file(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SETTINGS].files.get(_ns(request), request.match_info["id"]))
+    files = request.app[SETTINGS].files
+    return web.json_response(await asyncio.to_thread(files.get, _ns(request), request.match_info["id"]))
 
 
 async def file_content(request: web.Request) -> web.StreamResponse:
-    path = request.app[SETTINGS].files.content_path(_ns(request), request.match_info["id"])
-    return web.FileResponse(path, headers={"Content-Type": "application/jsonl"})
+    """The content as stored, streamed (from the volume or the bucket) without holding it in memory."""
+    files, namespace, file_id = request.app[SETTINGS].files, _ns(request), request.match_info["id"]
+    obj = await asyncio.to_thread(files.get, namespace, file_id)
+    out = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
+    out.content_length = obj.get("bytes")
+    chunks = files.content(namespace, file_id)
+    first = await anext(chunks, b"")  # a store that cannot read it fails before the 200 is sent
+    await out.prepare(request)
+    if first:
+        await out.write(first)
+    async for chunk in chunks:
+        await out.write(chunk)
+    await out.write_eof()
+    return out
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SETTINGS].files.delete(_ns(request), request.match_info["id"]))
+    files = request.app[SETTINGS].files
+    return web.json_response(await asyncio.to_thread(files.delete, _ns(request), request.match_info["id"]))
 
 
 # --- fine-tuning jobs -----------------------------------------------------------------------------
@@ -218,15 +234,22 @@ async def create_job(request: web.Request) -> web.Response:
     model = body.get("model")
     source = t.job_of_model(model) if isinstance(model, str) else None
     existing = {source} if source and await k8s.get_or_none(c.FINETUNEJOB, namespace, source) else set()
+    files: dict[str, dict[str, Any] | None] = {}  # the request's files, looked up off the event loop
+    for key in ("training_file", "validation_file"):
+        if isinstance(file_id := body.get(key), str) and file_id:
+            try:
+                files[file_id] = await asyncio.to_thread(settings.files.get, namespace, file_id)
+            except OpenAIError:
+                files[file_id] = None
     manifest = t.job_manifest(
         body,
         name=t.new_job_name(),
         namespace=namespace,
-        file_uri=lambda file_id: settings.files.uri(namespace, file_id),
+        file_uri=lambda file_id: settings.files.object_uri(namespace, file_id) if files.get(file_id) else None,
         models=settings.models,
-        defaults=settings.job_defaults,
+        defaults={**settings.job_defaults, **settings.files.job_spec()},  # the files' s3 settings win
         job_exists=existing.__contains__,
-        file_format=lambda file_id: settings.files.format(namespace, file_id),
+        file_format=lambda file_id: ((files.get(file_id) or {}).get("kubetune") or {}).get("format"),
     )
     created = await k8s.create(manifest)
     log.info("FineTuneJob %s/%s created", namespace, manifest["metadata"]["name"])
@@ -594,13 +617,23 @@ def build_app(settings: Settings, keys: KeyRing | None = None) -> web.Applicatio
 
 
 def load_config(path: str | None) -> dict[str, Any]:
-    """The config file (Helm renders it from values): models, jobDefaults, storedCompletions."""
+    """The config file (Helm renders it from values): models, jobDefaults, storedCompletions, filesUri,
+    maxUploadBytes, filesS3."""
     if not path:
         return {}
     config = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a mapping with models, jobDefaults, storedCompletions")
     return config
+
+
+def file_store(config: dict[str, Any], root: Path) -> FileStore:
+    """Where `/v1/files` keeps uploads: under `filesS3.uri` (s3://BUCKET/PREFIX) when the config sets it, else
+    the mounted storage root (training pods read it through `filesUri`)."""
+    max_bytes = int(config.get("maxUploadBytes") or DEFAULT_MAX_BYTES)
+    if config.get("filesS3"):
+        return S3FileStore.from_config(config["filesS3"], max_bytes=max_bytes)
+    return FolderFileStore(root, uri_template=config.get("filesUri") or DEFAULT_URI_TEMPLATE, max_bytes=max_bytes)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -611,11 +644,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "kubetune-system"
     )
     return Settings(
-        files=FileStore(
-            root,
-            uri_template=config.get("filesUri") or DEFAULT_URI_TEMPLATE,
-            max_bytes=int(config.get("maxUploadBytes") or 512 * 1024 * 1024),
-        ),
+        files=file_store(config, root),
         store=CompletionStore(
             root,
             enabled=bool(stored.get("enabled", False)),

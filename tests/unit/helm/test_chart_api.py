@@ -79,3 +79,38 @@ def test_every_api_object_is_a_valid_kubernetes_object(render: Render) -> None:
             model = client._ApiClient__deserialize(doc, f"V1{doc['kind']}")  # the client's own JSON -> model path
             dropped += _dropped(doc, client.sanitize_for_serialization(model), f"{doc['kind']}/{API}")
     assert dropped == []
+
+
+def test_files_in_s3_reach_the_server_settings_and_credentials_come_from_the_secret(render: Render, tmp_path: Path):
+    from kubetune.openai.files_s3 import S3FileStore
+
+    s3 = {
+        "uri": "s3://team-files/kubetune",
+        "endpoint": "http://minio.storage.svc:9000",
+        "region": "us-east-1",
+        "forcePathStyle": True,
+        "credentialsSecret": "s3-creds",
+    }
+    docs = render({"api": {**VALUES["api"], "storage": {"s3": s3}}})
+    config = tmp_path / "config.yaml"
+    config.write_text(named(docs, "ConfigMap")["data"]["config.yaml"])
+    args = argparse.Namespace(config=str(config), storage_root=str(tmp_path), keys_namespace=NAMESPACE)
+    files = settings_from(args).files
+    assert isinstance(files, S3FileStore) and (files.bucket, files.prefix) == ("team-files", "kubetune")
+    assert files.job_spec() == {
+        "s3": {
+            "endpoint": "http://minio.storage.svc:9000",
+            "region": "us-east-1",
+            "forcePathStyle": True,
+            "credentialsSecretRef": {"name": "s3-creds"},
+        }
+    }
+    (container,) = named(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["AWS_ACCESS_KEY_ID"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["AWS_SESSION_TOKEN"]["optional"] is True
+    # without s3 values the files stay on the volume
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(named(render(VALUES), "ConfigMap")["data"]["config.yaml"])
+    assert "filesS3" not in yaml.safe_load(plain.read_text())

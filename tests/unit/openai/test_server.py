@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubetune import constants as c
 from kubetune import k8s
 from kubetune.openai import server
-from kubetune.openai.files import FileStore
+from kubetune.openai.files import FolderFileStore
 from kubetune.openai.keys import KeyRing
 from kubetune.openai.stored import CompletionStore
 
@@ -77,7 +77,7 @@ async def api(tmp_path: Path, cluster: FakeCluster) -> AsyncIterator[TestClient]
         return [{"data": {"key": b64("key-a"), "namespace": b64(NS)}}]
 
     settings = server.Settings(
-        files=FileStore(tmp_path / "files"),
+        files=FolderFileStore(tmp_path / "files"),
         store=CompletionStore(tmp_path / "files"),
         keys_namespace="kubetune-system",
         models={"qwen": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
