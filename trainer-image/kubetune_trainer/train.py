@@ -74,6 +74,17 @@ def write_validation_report(output_dir: Path, report: str) -> Path:
     return path
 
 
+def data_failed(out: Path, reporter: ProgressReporter, err: DataValidationError, report: bool = True) -> int:
+    """Invalid data: the report beside the checkpoints (the termination message's source), status.data.errors,
+    and EXIT_DATA, so the Job fails at once instead of retrying."""
+    if is_main_process() and report:
+        path = write_validation_report(out, err.report)
+        reporter.data_failed(err.report, err.status)
+        reporter.flush()
+        print(f"data validation failed; nothing was trained. Report: {path}\n{err.report}", file=sys.stderr)
+    return EXIT_DATA
+
+
 def run_info(cfg: TrainRunConfig, data: ValidatedData, loaded: Any, precision: str) -> dict[str, Any]:
     """What every kubetune.json records about the run."""
     spec = cfg.spec
@@ -111,7 +122,7 @@ def build_trainer(
     cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, extra_callbacks: list, stop: Any = None
 ):
     """(trainer, checkpoint callback, loaded model, throughput) for this run; `stop`: a GracefulStop."""
-    from kubetune_trainer import methods, prompting, sharding
+    from kubetune_trainer import methods, prompting, seqlength, sharding
     from kubetune_trainer.callbacks import ProgressCallback, Throughput
     from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
 
@@ -125,6 +136,8 @@ def build_trainer(
     loaded = load_model(spec, cfg.base_model_uri, cfg.storage, precision)
     for note in loaded.notes:
         log.info("%s", note)
+    # TRL would drop every example cut to nothing to learn and crash later: a data error now, in kubetune's words
+    seqlength.check_run(method.trains_as, spec, examples.train, examples.evals, examples.fmt, loaded.tokenizer)
     n_params = sum(p.numel() for p in loaded.model.parameters())
     trainable = n_params if loaded.peft_config is None else n_params // 100
     weight_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
@@ -258,12 +271,7 @@ def run(
     try:
         data = validate(cfg)
     except DataValidationError as err:
-        if is_main_process() and not worker:
-            path = write_validation_report(out, err.report)
-            reporter.data_failed(err.report, err.status)
-            reporter.flush()
-            print(f"data validation failed; nothing was trained. Report: {path}\n{err.report}", file=sys.stderr)
-        return EXIT_DATA
+        return data_failed(out, reporter, err, report=not worker)
     if not worker:
         reporter.data(data.status)
         report_memory_plan(cfg, data.status, reporter)  # status.memoryPlan: config.json, the data's tokens, the GPU
@@ -335,6 +343,8 @@ def _train(
     except TrainerConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except DataValidationError as err:  # found with the model's tokenizer (seqlength): as invalid data, exit 3
+        return data_failed(out, reporter, err)
     resume = latest_complete(out)
     if resume:
         log.info("resuming from %s (step %d)", resume.path, resume.step)
