@@ -141,7 +141,7 @@ def test_run_config_map_holds_the_validated_spec_and_resolved_paths():
     cm = build_run_config_map(job, job_run_config(job))
     cfg = json.loads(cm["data"]["run-config.json"])
     assert cfg["kind"] == "TrainRunConfig"
-    assert cfg["job"] == {"name": "travel", "namespace": "team", "uid": "uid-1"}
+    assert cfg["job"] == {"name": "travel", "namespace": "team", "uid": "uid-1", "generation": 1}
     assert cfg["outputDir"] == "/mnt/pvc/travel-data/output"
     assert cfg["outputUri"] == "pvc://travel-data/output"
     assert cfg["progress"]["backend"] == "kubernetes"

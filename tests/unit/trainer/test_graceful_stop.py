@@ -155,10 +155,12 @@ def test_workers_stopped_because_another_pods_rank_was_signalled_exit_as_interru
         f"import json, os, sys; os.makedirs({str(ckpt)!r});"
         f"json.dump({{'step': 3, 'interrupted': 'SIGTERM'}}, open({str(ckpt / 'kubetune.json')!r}, 'w')); sys.exit(1)"
     )
-    monkeypatch.setattr(train, "launch_command", lambda topo, path: [sys.executable, "-c", workers])
+    monkeypatch.setattr(train, "launch_command", lambda topo, path, **_: [sys.executable, "-c", workers])
     assert train.run(cfg, config_path=str(write_config(tmp_path, cfg))) == EXIT_SIGTERM
 
-    monkeypatch.setattr(train, "launch_command", lambda topo, path: [sys.executable, "-c", "import sys; sys.exit(1)"])
+    monkeypatch.setattr(
+        train, "launch_command", lambda topo, path, **_: [sys.executable, "-c", "import sys; sys.exit(1)"]
+    )
     assert train.run(cfg, config_path=str(write_config(tmp_path, cfg))) == 1  # a crash stays a crash
 
 
