@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from kubetune.api.finetunejob import TeacherEndpoint
+from kubetune_trainer import chatretry
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ LABELS_FILE = "teacher-labels.jsonl"
 PARTIAL_FILE = "teacher-labels.partial.jsonl"  # answers so far, one line per prompt as it comes
 WAIT_FOR_LABELS_SECONDS = 48 * 3600.0  # the other processes wait this long for the first one's labels
 POLL_SECONDS = 2.0
-ATTEMPTS = 6  # a rate limit (429), a server error (5xx) or a lost connection is retried, with backoff
-MAX_WAIT_SECONDS = 60.0
+ATTEMPTS = chatretry.ATTEMPTS  # a rate limit (429), a server error (5xx) or a lost connection is retried
 
 
 class TeacherError(RuntimeError):
@@ -60,38 +60,19 @@ def ask(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": endpoint.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
     url = endpoint.url.rstrip("/") + "/chat/completions"
-    for attempt in range(ATTEMPTS):
-        last = attempt == ATTEMPTS - 1
-        try:
-            resp = client.post(url, json=body, headers=headers)
-            if (resp.status_code == 429 or resp.status_code >= 500) and not last:
-                time.sleep(_backoff(attempt, resp.headers.get("retry-after")))
-                continue
-            resp.raise_for_status()
-            return resp.json()["choices"][0]["message"]["content"] or ""
-        except httpx.TransportError as err:
-            if last:
-                raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: {err}") from None
-            time.sleep(_backoff(attempt, None))
-        except httpx.HTTPStatusError as err:
-            raise TeacherError(
-                f"spec.distillation.teacher.endpoint {endpoint.url} answered {err.response.status_code}: "
-                f"{err.response.text[:300]}"
-            ) from None
-        except (KeyError, IndexError, ValueError) as err:
-            raise TeacherError(
-                f"spec.distillation.teacher.endpoint {endpoint.url}: not an OpenAI reply ({err})"
-            ) from None
-    raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: no answer")
-
-
-def _backoff(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait: the server's Retry-After (in seconds) when it sent one, else 1, 2, 4 ... capped."""
     try:
-        wait = float(retry_after) if retry_after else 2.0**attempt
-    except ValueError:  # an HTTP date: not worth parsing, back off as usual
-        wait = 2.0**attempt
-    return max(0.0, min(wait, MAX_WAIT_SECONDS))
+        resp = chatretry.post(client, url, body, headers, attempts=ATTEMPTS)
+        resp.raise_for_status()
+        return resp.json()["choices"][0]["message"]["content"] or ""
+    except httpx.TransportError as err:
+        raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: {err}") from None
+    except httpx.HTTPStatusError as err:
+        raise TeacherError(
+            f"spec.distillation.teacher.endpoint {endpoint.url} answered {err.response.status_code}: "
+            f"{err.response.text[:300]}"
+        ) from None
+    except (KeyError, IndexError, ValueError) as err:
+        raise TeacherError(f"spec.distillation.teacher.endpoint {endpoint.url}: not an OpenAI reply ({err})") from None
 
 
 def label(
