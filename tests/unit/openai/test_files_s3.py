@@ -144,8 +144,11 @@ async def test_a_large_upload_goes_up_in_parts(s3_env, tmp_path: Path, monkeypat
 
 @pytest.fixture
 async def s3_api(
-    s3_env, tmp_path: Path, cluster: FakeCluster, bucket: str
-) -> AsyncIterator[Callable[[str], openai.AsyncOpenAI]]:  # noqa: F811
+    s3_env,
+    tmp_path: Path,
+    cluster: FakeCluster,  # noqa: F811 (the imported fixture, requested by name)
+    bucket: str,
+) -> AsyncIterator[Callable[[str], openai.AsyncOpenAI]]:
     s3_env.create_bucket(bucket)
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
 

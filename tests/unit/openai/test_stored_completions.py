@@ -77,7 +77,9 @@ def test_exported_completions_validate_and_train_with_kubetune_run(tmp_path: Pat
     from kubetune_trainer.tiny import init_tiny
 
     runs = tmp_path / "runs"
-    init_tiny(runs / "namespaces" / "team-a" / "pvc" / "models" / "student", [folder / "data" / "train.jsonl"], size="nano")
+    init_tiny(
+        runs / "namespaces" / "team-a" / "pvc" / "models" / "student", [folder / "data" / "train.jsonl"], size="nano"
+    )
     job = {
         "apiVersion": "kubetune.dev/v1alpha1",
         "kind": "FineTuneJob",
