@@ -126,18 +126,64 @@ def check_targets(spec: FineTuneJobSpec, model: Any) -> None:
         raise TrainerConfigError(problem)
 
 
-def _quantization(spec: FineTuneJobSpec, precision: Precision):
-    if spec.adapter.type != "qlora":
-        return None
-    check_machine(spec)
+def quantization_config(precision: Precision, *, sharded: bool = False):
+    """The BitsAndBytesConfig of a QLoRA run: NF4 with double quantization, computing in bf16 (fp16 on GPUs
+    without bf16).
+
+    Sharded (FSDP): the packed 4-bit weights are stored in the compute dtype (`bnb_4bit_quant_storage`)
+    instead of uint8, because FSDP shards only floating-point tensors; the model is loaded in that same dtype
+    (`load_kwargs`), so each FSDP unit holds one dtype. This is the FSDP-QLoRA setup of the bitsandbytes, PEFT
+    ("Use PEFT QLoRA and FSDP") and TRL guides; accelerate's FSDP2 leaves uint8-stored 4-bit weights unsharded.
+    """
     from transformers import BitsAndBytesConfig
 
+    compute = torch.bfloat16 if precision.bf16 else torch.float16
+    storage = {"bnb_4bit_quant_storage": compute} if sharded else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if precision.bf16 else torch.float16,
+        bnb_4bit_compute_dtype=compute,
+        **storage,
     )
+
+
+def load_kwargs(spec: FineTuneJobSpec, precision: Precision, *, sharded: bool, cuda: bool) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments for the model this run trains (`sharded`: FSDP)."""
+    adapter = spec.adapter.type
+    quant = quantization_config(precision, sharded=sharded) if adapter == "qlora" else None
+    if quant is not None and sharded:
+        dtype = quant.bnb_4bit_quant_storage  # norms and embeddings in the dtype the 4-bit weights are stored in
+    else:
+        # LoRA on a GPU keeps the frozen base in half precision; full fine-tuning keeps fp32 master weights.
+        dtype = torch.bfloat16 if (cuda and adapter != "none" and precision.bf16) else torch.float32
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": _attn_implementation(),
+        "trust_remote_code": spec.base_model.trust_remote_code,
+    }
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        # Also under FSDP2: each rank quantizes the whole model on its own GPU, then accelerate shards the 4-bit
+        # weights. (PEFT's FSDP-QLoRA guide loads without a device map for FSDP1's cpu_ram_efficient_loading,
+        # where rank 0 alone loads on CPU; accelerate 1.15's FSDP2 turns that loading off for 4-bit weights, and
+        # without a device map bitsandbytes would put every rank's copy on the first GPU.)
+        kwargs["device_map"] = quantized_device_map()
+    return kwargs
+
+
+def prepare_quantized(model: Any, *, sharded: bool) -> Any:
+    """A 4-bit model made ready for LoRA training.
+
+    Unsharded: PEFT's `prepare_model_for_kbit_training` (base frozen, norms and embeddings cast to fp32).
+    Sharded (FSDP): left as loaded, in the storage dtype, as TRL does for sharded QLoRA: fp32 norms beside bf16
+    4-bit weights would give FSDP units of mixed dtypes; the LoRA adapter freezes the base when it is added.
+    """
+    if sharded:
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def quantized_device_map() -> dict[str, int]:
@@ -201,25 +247,18 @@ def load_model(
     precision: Precision,
     *,
     token_env: str | None = "HF_TOKEN",
+    sharded: bool = False,
 ) -> LoadedModel:
-    """The model and tokenizer for this run, with the adapter the spec asks for."""
+    """The model and tokenizer for this run, with the adapter the spec asks for (`sharded`: for FSDP)."""
     from transformers import AutoModelForCausalLM
 
     adapter = spec.adapter.type
-    quant = _quantization(spec, precision)
+    if adapter == "qlora":
+        check_machine(spec)
     revision = spec.base_model.revision
     started = resolve_model(base_model_uri, storage, token_env=token_env, revision=revision)
-    cuda = torch.cuda.is_available()
-    # LoRA on a GPU keeps the frozen base in half precision; full fine-tuning keeps fp32 master weights.
-    dtype = torch.bfloat16 if (cuda and adapter != "none" and precision.bf16) else torch.float32
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "attn_implementation": _attn_implementation(),
-        "trust_remote_code": spec.base_model.trust_remote_code,
-    }
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = quantized_device_map()
+    kwargs = load_kwargs(spec, precision, sharded=sharded, cuda=torch.cuda.is_available())
+    quant = kwargs.get("quantization_config")
     notes: list[str] = []
 
     if _is_adapter(started):
@@ -235,9 +274,7 @@ def load_model(
             loaded = LoadedModel(model, tokenizer, base_model=base_model_uri, started_from=base_model_uri)
         else:
             if quant is not None:
-                from peft import prepare_model_for_kbit_training
-
-                base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+                base = prepare_quantized(base, sharded=sharded)
             model = PeftModel.from_pretrained(base, started, is_trainable=True)
             notes.append(f"continuing the adapter of {base_model_uri} (its rank and targets are kept)")
             loaded = LoadedModel(model, tokenizer, base_model=base_uri, started_from=base_model_uri)
@@ -245,9 +282,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(started, **kwargs)
         tokenizer = load_tokenizer(started)
         if quant is not None:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            model = prepare_quantized(model, sharded=sharded)
         peft_config = lora_config(spec) if adapter in ("lora", "qlora") else None
         if peft_config is not None:
             check_targets(spec, model)

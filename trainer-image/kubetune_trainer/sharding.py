@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,9 +118,24 @@ def enable_on_cpu(trainer: Any) -> bool:
     if trainer.args.fsdp_plugin_args is None or state.distributed_type != DistributedType.MULTI_CPU:
         return False
     state.distributed_type = DistributedType.FSDP
-    state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+    state.fsdp_plugin = FullyShardedDataParallelPlugin(**cpu_plugin_args(trainer.args.fsdp_plugin_args))
     trainer.is_fsdp_enabled = True
     return True
+
+
+def cpu_plugin_args(plugin_args: dict[str, Any]) -> dict[str, Any]:
+    """accelerate's FSDP plugin arguments for CPU workers: CPU offload without pinned host memory.
+
+    accelerate turns `cpu_offload: True` into torch's `CPUOffloadPolicy()`, which pins the offloaded shards
+    for fast copies to a GPU; pinning needs a CUDA driver, so on CPU workers fully_shard would fail with
+    "Found no NVIDIA driver". There the shards are offloaded unpinned (they are in CPU memory anyway).
+    """
+    args = dict(plugin_args)
+    if args.get("cpu_offload") is True:
+        from torch.distributed.fsdp import CPUOffloadPolicy
+
+        args["cpu_offload"] = CPUOffloadPolicy(pin_memory=False)
+    return args
 
 
 def is_sharded(model: Any) -> bool:
@@ -144,12 +161,37 @@ def save_consolidated(model: Any, tokenizer: Any, path: str | Path, *, main: boo
     state = full_state_dict(model)
     if not main:
         return
-    state = _without_tied_copies(model, state)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path), state_dict=state, safe_serialization=True)
+    with _checkpoint_wrappers_removed(model):
+        state = _without_tied_copies(model, state)
+        model.save_pretrained(str(path), state_dict=state, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path))
+
+
+@contextmanager
+def _checkpoint_wrappers_removed(model: Any) -> Iterator[None]:
+    """`model` with its activation-checkpointing wrappers taken out of the module tree for a while.
+
+    FSDP's activation checkpointing wraps each decoder layer in torch's CheckpointWrapper, so module names gain
+    `_checkpoint_wrapped_module.`, while the gathered state dict's keys do not (the wrapper strips it). PEFT 0.21
+    picks the adapter's entries of a given state dict by the names of its LoRA modules: with the wrappers in
+    place it finds none and writes an empty adapter. No forward or collective runs while they are out.
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, CheckpointWrapper):
+                parent._modules[name] = child._checkpoint_wrapped_module
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            parent._modules[name] = child
 
 
 def _without_tied_copies(model: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -184,13 +226,36 @@ class ShardRecord(TrainerCallback):
         params = {}
         for name, p in model.named_parameters():
             local = p.to_local() if isinstance(p, DTensor) else p
-            params[name] = {"global": list(p.shape), "local": list(local.shape), "dtensor": isinstance(p, DTensor)}
+            params[name] = {
+                "global": list(p.shape),
+                "local": list(local.shape),
+                "dtensor": isinstance(p, DTensor),
+                "trainable": p.requires_grad,
+            }
         rank = int(os.environ.get("RANK", "0"))
-        record = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "params": params}
+        record = {
+            "rank": rank,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "params": params,
+            "offload": _offload_policies(model),
+        }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"shards-rank{rank}.json").write_text(json.dumps(record, indent=1))
         self.done = True
         return control
+
+
+def _offload_policies(model: Any) -> list[str]:
+    """The offload policies fully_shard was given for the units of `model` (CPUOffloadPolicy: CPU offload)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    found = set()
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            for group in module._get_fsdp_state()._fsdp_param_groups:  # torch's own record of the policy
+                policy = group.offload_policy
+                found.add(f"{type(policy).__name__}(pin_memory={getattr(policy, 'pin_memory', None)})")
+    return sorted(found)
 
 
 def debug_callbacks() -> list[TrainerCallback]:

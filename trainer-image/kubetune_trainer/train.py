@@ -133,7 +133,7 @@ def build_trainer(
     examples = method.prepare(cfg, methods.MethodData(train, evals, data.format))
 
     precision = choose_precision(hp.precision)
-    loaded = load_model(spec, cfg.base_model_uri, cfg.storage, precision)
+    loaded = load_model(spec, cfg.base_model_uri, cfg.storage, precision, sharded=cfg.sharding == "fsdp")
     for note in loaded.notes:
         log.info("%s", note)
     # TRL would drop every example cut to nothing to learn and crash later: a data error now, in kubetune's words
@@ -291,21 +291,17 @@ def run(
     except TrainerConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    given_path = config_path
     if not worker:
         cfg, config_path = resolve_sharding(cfg, config_path, topo.world_size)
-    if needs_launch(topo, cfg.sharding) and not worker:
-        if config_path is None:
-            raise ValueError("a distributed run needs the config file path to hand to its workers")
-        cmd = launch_command(topo, config_path, sharding=cfg.sharding)
-        log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
-        launched = time.time()
-        rc = run_forwarding_signals(cmd)
-        stopped = _interrupted_since(out, launched)
-        if rc not in (EXIT_OK, EXIT_SIGTERM, EXIT_SIGINT) and stopped:
-            # another pod's rank was told to stop, so these workers stopped with it (torchrun says 1)
-            log.warning("the workers stopped with %s (exit code %s); exiting as interrupted", stopped, rc)
-            return EXIT_SIGTERM
-        return rc
+    try:
+        if needs_launch(topo, cfg.sharding) and not worker:
+            return _launch_workers(topo, cfg, config_path)
+    finally:
+        # resolve_sharding's copy of the run config (a temporary file) is only for the workers: removed once
+        # they exit, or at once when this process trains by itself
+        if config_path is not None and config_path != given_path:
+            Path(config_path).unlink(missing_ok=True)
 
     from kubetune_trainer.callbacks import GracefulStop
 
@@ -328,6 +324,22 @@ def run(
         return rc
     finally:
         tracked.end(outcome)
+
+
+def _launch_workers(topo: Topology, cfg: TrainRunConfig, config_path: str | None) -> int:
+    """Start this pod's training workers (accelerate launch) on the run config at `config_path`; their exit code."""
+    if config_path is None:
+        raise ValueError("a distributed run needs the config file path to hand to its workers")
+    cmd = launch_command(topo, config_path, sharding=cfg.sharding)
+    log.info("starting %d workers: %s", topo.world_size, " ".join(cmd))
+    launched = time.time()
+    rc = run_forwarding_signals(cmd)
+    stopped = _interrupted_since(Path(cfg.output_dir), launched)
+    if rc not in (EXIT_OK, EXIT_SIGTERM, EXIT_SIGINT) and stopped:
+        # another pod's rank was told to stop, so these workers stopped with it (torchrun says 1)
+        log.warning("the workers stopped with %s (exit code %s); exiting as interrupted", stopped, rc)
+        return EXIT_SIGTERM
+    return rc
 
 
 def _train(
