@@ -130,6 +130,69 @@ class PassCriterion(KubeModel):
     }
 
 
+SafetyScorer = Literal["keyword"]
+# The safety metrics, as spec.safety.thresholds and status.results[].safety.metrics name them (all rates in [0, 1]).
+SAFETY_METRICS: tuple[str, ...] = ("harmfulRefusalRate", "harmfulContentRate", "benignOverRefusalRate")
+# How a model's failed safety thresholds appear in its status.results[].failures (promotion reads it back).
+SAFETY_GATE_FAILED = "failed the safety gate"
+
+
+def safety_gate_failure(failed: list[str]) -> str:
+    """The one line of `failures` that says which safety thresholds a model failed."""
+    return f"{SAFETY_GATE_FAILED}: {'; '.join(failed)}"
+
+
+class RateBound(KubeModel):
+    min: float | None = Field(default=None, ge=0, le=1, description="The rate must be at least this.")
+    max: float | None = Field(default=None, ge=0, le=1, description="The rate must be at most this.")
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("has(self.min) || has(self.max)", "a safety threshold needs min or max"),
+            rule(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "min must not be greater than max (no rate could pass)",
+                field_path=".max",
+            ),
+        )
+    }
+
+
+class SafetyThresholds(KubeModel):
+    harmful_refusal_rate: RateBound | None = Field(
+        default=None, description="Share of harmful prompts the model refuses (e.g. {min: 0.9})."
+    )
+    harmful_content_rate: RateBound | None = Field(
+        default=None,
+        description="Share of harmful prompts answered with content the scorer flags as harmful (e.g. {max: 0.05}).",
+    )
+    benign_over_refusal_rate: RateBound | None = Field(
+        default=None, description="Share of benign look-alike prompts the model refuses (e.g. {max: 0.1})."
+    )
+
+
+class SafetyPrompts(KubeModel):
+    uri: Uri | None = Field(
+        default=None,
+        description="Red-team prompts (JSONL: prompt, harmful true|false, category per line); "
+        "default: the small English set shipped with kubetune (docs/safety.md).",
+    )
+    max_prompts: int | None = Field(default=None, ge=1, le=100000, description="Use the first N prompts only.")
+
+
+class SafetySpec(KubeModel):
+    prompts: SafetyPrompts = Field(default_factory=SafetyPrompts, description="Which red-team prompts.")
+    scorer: SafetyScorer = Field(
+        default="keyword",
+        description="keyword: offline refusal phrases and content heuristics (docs/safety.md says what it misses).",
+    )
+    max_new_tokens: int = Field(default=128, ge=1, le=32768, description="Longest answer generated per prompt.")
+    thresholds: SafetyThresholds = Field(
+        default_factory=SafetyThresholds,
+        description="A model that misses any of them does not pass the evaluation (so it is never promoted).",
+    )
+
+
 class EvaluationSpec(KubeModel):
     model: EvalModelRef = Field(description="What to evaluate.")
     baseline: BaselineSpec = Field(default_factory=BaselineSpec, description="What to compare against.")
@@ -152,6 +215,10 @@ class EvaluationSpec(KubeModel):
     )
     select_by: MetricName | None = Field(
         default=None, description="Metric that picks the best model (one of metrics); default: the first metric."
+    )
+    safety: SafetySpec | None = Field(
+        default=None,
+        description="Red-team prompts scored for refusals and harmful content; its thresholds gate passing.",
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
     s3: S3Spec | None = Field(
@@ -201,9 +268,22 @@ class EvaluationSpec(KubeModel):
     }
 
 
+class SafetyResult(StatusModel):
+    scorer: str | None = Field(default=None, description="keyword or judge.")
+    prompts: int | None = Field(default=None, description="Red-team prompts scored (harmful and benign).")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="harmfulRefusalRate, harmfulContentRate, benignOverRefusalRate."
+    )
+    passed: bool = Field(default=True, description="Every safety threshold holds.")
+    failures: list[str] = Field(
+        default_factory=list, description="Thresholds that did not hold (e.g. harmfulRefusalRate 0.62 < 0.9)."
+    )
+
+
 class BaselineResult(StatusModel):
     model: str | None = Field(default=None, description="What the baseline was.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Its scores.")
+    safety: SafetyResult | None = Field(default=None, description="Its safety scores (reported, never gated).")
 
 
 class ModelResult(StatusModel):
@@ -211,8 +291,17 @@ class ModelResult(StatusModel):
     uri: str | None = Field(default=None, description="Where that model is.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Its scores.")
     deltas: dict[str, float] = Field(default_factory=dict, description="Score minus baseline score.")
-    passed: bool = Field(default=False, description="All pass criteria hold.")
+    passed: bool = Field(default=False, description="All pass criteria and safety thresholds hold.")
     failures: list[str] = Field(default_factory=list, description="Criteria that did not hold.")
+    safety: SafetyResult | None = Field(default=None, description="Safety scores and the thresholds that failed.")
+
+    def failed_only_safety(self) -> bool:
+        """Whether the task criteria held and only the safety gate kept this model from passing."""
+        return (
+            self.safety is not None
+            and not self.safety.passed
+            and all(f.startswith(SAFETY_GATE_FAILED) for f in self.failures)
+        )
 
 
 class ReportStatus(StatusModel):

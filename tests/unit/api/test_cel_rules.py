@@ -143,6 +143,14 @@ CASES = [
     (c.EVALUATION, {"metrics": ["f1"], "selectBy": "bleu"}, "spec.selectBy"),
     (c.EVALUATION, {"metrics": ["json_schema"], "jsonSchema": {"type": "object"}}, None),
     (c.EVALUATION, {"metrics": ["json_schema"]}, "spec.jsonSchema"),
+    (c.EVALUATION, {"safety": {}}, None),  # the default prompt set, reported without thresholds
+    (c.EVALUATION, {"safety": {"thresholds": {"harmfulRefusalRate": {"min": 0.9}}}}, None),
+    (c.EVALUATION, {"safety": {"thresholds": {"harmfulRefusalRate": {}}}}, "spec.safety.thresholds.harmfulRefusalRate"),
+    (
+        c.EVALUATION,
+        {"safety": {"thresholds": {"benignOverRefusalRate": {"min": 0.5, "max": 0.1}}}},
+        "spec.safety.thresholds.benignOverRefusalRate.max",
+    ),
     # ModelDeployment
     (c.MODELDEPLOYMENT, {"model": {"fineTuneJob": {"name": "j"}}}, None),
     (c.MODELDEPLOYMENT, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus
+from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus, SafetyResult
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
 from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, format_type, raw_few_shot, raw_prompt
+from kubetune.data.safety import SafetyPrompt, read_safety_prompts
 from kubetune.objectstore import is_s3
 from kubetune_trainer import tracking
-from kubetune_trainer.evaluate import criteria, metrics, report
+from kubetune_trainer.evaluate import criteria, metrics, report, safety
 from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
 from kubetune_trainer.evaluate.generation import EndpointGenerator, Generator, LocalGenerator
 from kubetune_trainer.evaluate.status import publish
@@ -119,8 +120,10 @@ def _evaluate_one(
     inherited_format: str | None = None,
     shots: Sequence[Example] = (),
     system_prompt: str | None = None,
+    safety_prompts: Sequence[SafetyPrompt] = (),
 ) -> dict[str, Any]:
-    """Generate with one model, prompted as it was trained, and score it: metrics, latency summary, answers."""
+    """Generate with one model, prompted as it was trained, and score it: metrics, latency summary, answers
+    (and its answers to the safety prompts, asked without few-shot examples, with the same system prompt)."""
     spec = config.spec
     log.info("evaluating %s on %d examples", target.name, len(examples))
     gen = _generator(target, config, inherited_format)
@@ -130,6 +133,14 @@ def _evaluate_one(
         nll = (
             gen.reference_nll(prompts, references, spec.generation.batch_size) if "perplexity" in spec.metrics else None
         )
+        safety_texts = None
+        if safety_prompts and spec.safety is not None:
+            log.info("%s: answering %d safety prompts", target.name, len(safety_prompts))
+            asked = [Example([{"role": "user", "content": p.prompt}], "") for p in safety_prompts]
+            generation = spec.generation.model_copy(update={"max_new_tokens": spec.safety.max_new_tokens})
+            safety_texts = gen.generate(
+                prompts_for(gen.prompt_format, asked, (), system_prompt, model=target.name), generation
+            ).texts
     finally:
         gen.close()
     scores = metrics.score(
@@ -149,7 +160,19 @@ def _evaluate_one(
         "texts": out.texts,
         "prompt_format": gen.prompt_format,
         "prompts": prompts,
+        "safety": safety.keyword_scores(safety_prompts, safety_texts) if safety_texts is not None else None,
+        "safety_texts": safety_texts,
     }
+
+
+def _safety_prompts(config: EvalRunConfig) -> list[SafetyPrompt]:
+    """spec.safety's prompts (the shipped default set without a uri); none without spec.safety."""
+    spec = config.spec.safety
+    if spec is None:
+        return []
+    uri = spec.prompts.uri
+    path = _data_path(uri, config.storage, "spec.safety.prompts.uri") if uri else None
+    return read_safety_prompts(path, spec.prompts.max_prompts)
 
 
 def _few_shot(config: EvalRunConfig, examples: list[Example]) -> list[Example]:
@@ -183,6 +206,38 @@ def _uri_in(config: EvalRunConfig, filename: str) -> str:
     return str(Path(config.output_dir) / filename)
 
 
+def _safety_result(config: EvalRunConfig, out: dict[str, Any], prompts: Sequence[SafetyPrompt]) -> SafetyResult | None:
+    scores = out.get("safety")
+    if config.spec.safety is None or scores is None:
+        return None
+    return safety.result(config.spec.safety, scores, len(prompts))
+
+
+def _safety_section(
+    config: EvalRunConfig,
+    prompts: Sequence[SafetyPrompt],
+    baseline_out: dict[str, Any] | None,
+    target_outs: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """results.json's `safety`: the set, the thresholds, rates per category and every answer with its verdicts."""
+    spec = config.spec.safety
+    assert spec is not None
+    outs = {t.name: o for t, o in zip(config.targets, target_outs, strict=True)}
+    if baseline_out is not None:
+        outs = {"baseline": baseline_out, **outs}
+    return {
+        "scorer": spec.scorer,
+        "prompts": spec.prompts.uri or "default (kubetune's own set)",
+        "numPrompts": len(prompts),
+        "numHarmful": sum(p.harmful for p in prompts),
+        "thresholds": spec.thresholds.to_k8s(),
+        "byCategory": {name: o["safety"].by_category for name, o in outs.items()},
+        "examples": safety.examples(
+            prompts, {n: o["safety_texts"] for n, o in outs.items()}, {n: o["safety"] for n, o in outs.items()}
+        ),
+    }
+
+
 def run(config: EvalRunConfig) -> dict[str, Any]:
     spec = config.spec
     started = datetime.now(UTC)
@@ -195,6 +250,8 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     references = [e.reference for e in examples]
     if spec.json_schema is not None and "json_schema" in spec.metrics:
         metrics.json_schema_validator(spec.json_schema)  # a bad schema fails before any model is loaded
+
+    safety_prompts = _safety_prompts(config)  # a broken prompt set fails before any model is loaded
 
     baseline_out: dict[str, Any] | None = None
     baseline_label: str | None = None
@@ -210,6 +267,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
             inherited_format=targets_format,
             shots=shots,
             system_prompt=spec.baseline.system_prompt,
+            safety_prompts=safety_prompts,
         )
         baseline_label = (config.baseline.uri or config.baseline.endpoint or config.baseline.name) + (
             f" + {len(shots)}-shot" if shots else ""
@@ -219,9 +277,12 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     target_outs: list[dict[str, Any]] = []
     results: list[ModelResult] = []
     for target in config.targets:
-        out = _evaluate_one(target, examples, references, config)
+        out = _evaluate_one(target, examples, references, config, safety_prompts=safety_prompts)
         target_outs.append(out)
-        failures = criteria.check(spec.pass_criteria, out["metrics"], base_metrics)
+        safety_result = _safety_result(config, out, safety_prompts)
+        failures = criteria.check(spec.pass_criteria, out["metrics"], base_metrics) + safety.gate_failures(
+            safety_result
+        )
         results.append(
             ModelResult(
                 model=target.name,
@@ -230,13 +291,20 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
                 deltas=criteria.deltas(out["metrics"], base_metrics),
                 passed=not failures,
                 failures=failures,
+                safety=safety_result,
             )
         )
 
     select_by = criteria.select_metric(spec.metrics, spec.select_by)
     result_dicts = [r.model_dump() for r in results]
     status = EvaluationStatus(
-        baseline=BaselineResult(model=baseline_label, metrics=base_metrics) if baseline_out else None,
+        baseline=(
+            BaselineResult(
+                model=baseline_label, metrics=base_metrics, safety=_safety_result(config, baseline_out, safety_prompts)
+            )
+            if baseline_out
+            else None
+        ),
         results=results,
         best=criteria.best(result_dicts, select_by),
         passed=any(r.passed for r in results),
@@ -258,6 +326,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
                 "metrics": base_metrics,
                 "latency": baseline_out["latency"],
                 "promptFormat": baseline_out["prompt_format"] or CHAT_TEMPLATE,
+                "safety": status["baseline"].get("safety"),
             }
             if baseline_out
             else None
@@ -285,6 +354,8 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
         ],
         "status": status,
     }
+    if spec.safety is not None:
+        full["safety"] = _safety_section(config, safety_prompts, baseline_out, target_outs)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(full, indent=2, sort_keys=False))
