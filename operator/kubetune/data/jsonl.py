@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from itertools import islice
 from os import PathLike
 from typing import Any
 
@@ -12,6 +13,7 @@ from kubetune.data.errors import LineError
 from kubetune.objectstore import open_lines
 
 BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 64 * 1024  # lines are read in runs of about this size (iter_line_chunks): memory per run is bounded
 # A \uD800-\uDFFF escape: json.loads joins a valid pair into one character and leaves a lone one as it is.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -87,11 +89,34 @@ def iter_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, Any | LineError
 
 def iter_raw_jsonl(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, Any | LineError]]:
     """Like iter_jsonl, with each line's stripped bytes too (for exact-duplicate digests)."""
+    for line_no, stripped, raw in iter_lines(path):
+        yield line_no, stripped, parse_line(raw.rstrip(), line_no)
+
+
+def iter_line_chunks(path: str | PathLike[str], size: int = CHUNK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, the lines as read) for consecutive runs of about `size` bytes of lines,
+    blank ones included (so the n-th line of a run is line first + n); a byte-order mark on line 1 is removed."""
+    with open_lines(path) as f:  # a local file, or an s3:// object streamed line by line
+        if hasattr(f, "readlines"):
+            chunks = iter(lambda: f.readlines(size), [])
+        else:
+            it = iter(f)
+            chunks = iter(lambda: list(islice(it, size // 256 or 1)), [])
+        first = 1
+        for lines in chunks:
+            if first == 1 and lines[0].startswith(BOM):
+                lines[0] = lines[0][len(BOM) :]
+            yield first, lines
+            first += len(lines)
+
+
+def iter_lines(path: str | PathLike[str]) -> Iterator[tuple[int, bytes, bytes]]:
+    """(line number, stripped bytes, bytes as read) of each non-blank line, unparsed (parse with parse_line
+    on the rstripped bytes, so that columns count from the line's start). Numbering as iter_jsonl's."""
     with open_lines(path) as f:  # a local file, or an s3:// object streamed line by line
         for line_no, raw in enumerate(f, 1):
             if line_no == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
             stripped = raw.strip()
-            if not stripped:
-                continue
-            yield line_no, stripped, parse_line(raw.rstrip(), line_no)
+            if stripped:
+                yield line_no, stripped, raw

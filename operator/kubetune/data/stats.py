@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import add, eq, floordiv, gt, sub
 from typing import Any
 
-from kubetune.data.digests import DigestSet, bytes_digest, text_digest
+from kubetune.data.digests import DigestSet, bytes_digest, bytes_digests, text_digest
+from kubetune.data.fastpath import PlainChats
 from kubetune.data.formats import (
     CHAT,
     PREFERENCE,
@@ -21,6 +24,8 @@ from kubetune.data.messages import messages_text
 CHARS_PER_TOKEN = 4  # the token estimate without a tokenizer: ~4 characters a token (English text, BPE vocabularies)
 MAX_DISTINCT_SYSTEM_PROMPTS = 10_000
 MAX_REFERENCE_FIELD_NAMES = 50
+RESERVED_LINES = 1_000_000  # Collector.expect: 2^21 slots, 25 MB at most
+KNOWN_SYSTEM_PROMPTS = 64  # system prompts remembered as text (the usual file has a handful), to skip their digest
 LINES_SHOWN = 5
 
 
@@ -42,6 +47,14 @@ class Summary:
         self.total += value
         if value > self.max:
             self.max, self.max_line = value, line
+
+    def add_run(self, values: list[int], first_line: int) -> None:
+        """`add` for the values of consecutive lines, the first on `first_line`."""
+        self.count += len(values)
+        self.total += sum(values)
+        top = max(values)
+        if top > self.max:
+            self.max, self.max_line = top, first_line + values.index(top)
 
     def as_dict(self) -> dict[str, Any]:
         avg = round(self.total / self.count, 1) if self.count else 0
@@ -83,6 +96,7 @@ class Collector:
         self.multi_turn = 0
         self.with_system = 0
         self._system_prompts = DigestSet(64)
+        self._known_systems: set[str] = set()  # a few prompts already in _system_prompts: no digest needed again
         self.tool_calls = 0
         self.tool_messages = 0
         self.with_tools = 0
@@ -127,6 +141,67 @@ class Collector:
             for name in reference_fields(obj):
                 if name in self.reference_fields or len(self.reference_fields) < MAX_REFERENCE_FIELD_NAMES:
                     self.reference_fields[name] = self.reference_fields.get(name, 0) + 1
+
+    def expect(self, lines: int) -> None:
+        """Make room for the duplicate digests of about `lines` lines now rather than growing step by step (at most
+        RESERVED_LINES: an estimate from the first lines can be far off, and the table grows as needed anyway)."""
+        self._seen.reserve(min(lines, RESERVED_LINES))
+
+    def add_plain_chats(self, first_line: int, raws: list[bytes], chats: PlainChats) -> None:
+        """Count consecutive plain chat lines (kubetune.data.fastpath), the first on `first_line`, `raws` their
+        stripped bytes, as `add` counts their records, a column at a time (C loops: this is most of the time
+        `kubetune validate` takes). Every content is non-blank and each line ends with the assistant's turn, so
+        a line's text is its contents joined by newlines and its prompt all but the last turn: neither is built
+        unless a tokenizer or maxSeqLength needs it."""
+        lines = len(chats)
+        sizes = chats.sizes
+        chars = list(map(add, chats.per_line_sums(list(map(len, chats.contents))), map(sub, sizes, repeat(1))))
+        if self.count_tokens:
+            tokens = [self.count_tokens("\n".join(chats.line(i)[1])) for i in range(lines)]
+        else:  # estimate_tokens from the length: ceil(chars / CHARS_PER_TOKEN)
+            tokens = list(map(floordiv, map(add, chars, repeat(CHARS_PER_TOKEN - 1)), repeat(CHARS_PER_TOKEN)))
+        self.examples += lines
+        self.conversational += lines
+        self.chars.add_run(chars, first_line)
+        self.tokens.add_run(tokens, first_line)
+        self.messages.add_run(sizes, first_line)
+        if self.max_seq_length is not None and max(tokens) > self.max_seq_length:
+            for i, count in enumerate(tokens):
+                if count > self.max_seq_length:
+                    self.over_length.add(first_line + i)
+                    prompt = "\n".join(chats.line(i)[1][:-1])
+                    prompt_tokens = self.count_tokens(prompt) if self.count_tokens else estimate_tokens(prompt)
+                    self.prompt_fills += prompt_tokens >= self.max_seq_length
+        if max(chars) > self.long_example_chars:
+            for i, count in enumerate(chars):
+                if count > self.long_example_chars:
+                    self.long.add(first_line + i)
+        for line, first in self._seen.add_run(bytes_digests(raws), first_line):
+            self.duplicates.add((line, first))
+        assistants = chats.per_line_sums(list(map(eq, chats.roles, repeat("assistant"))))
+        self.assistant_turns += sum(assistants)
+        self.multi_turn += sum(map(gt, assistants, repeat(1)))
+        with_system = sum(map(bool, chats.per_line_sums(list(map(eq, chats.roles, repeat("system"))))))
+        if with_system:
+            self.with_system += with_system
+            self._add_system_prompts(chats, with_system, first_line)
+
+    def _add_system_prompts(self, chats: PlainChats, with_system: int, line: int) -> None:
+        """The first system prompt of each line that has one, into the distinct system prompts."""
+        starts = chats.starts()
+        first_is_system = list(map(eq, map(chats.roles.__getitem__, starts), repeat("system")))
+        prompts = set(compress(map(chats.contents.__getitem__, starts), first_is_system))
+        if sum(first_is_system) < with_system:  # some line's system prompt is not its first turn
+            for i in range(len(chats)):
+                roles, contents = chats.line(i)
+                if roles[0] != "system" and "system" in roles:
+                    prompts.add(contents[roles.index("system")])
+        for system in prompts - self._known_systems:
+            if len(self._system_prompts) >= MAX_DISTINCT_SYSTEM_PROMPTS:
+                break
+            self._system_prompts.add(text_digest(system), line)
+            if len(self._known_systems) < KNOWN_SYSTEM_PROMPTS:
+                self._known_systems.add(system)
 
     def _add_messages(self, messages: list[dict[str, Any]], line: int) -> None:
         self.messages.add(len(messages), line)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.data.errors import DatasetError, Issues, LineError, type_name
+from kubetune.data.fastpath import plain_chat, plain_chats
 from kubetune.data.formats import (
     AUTO,
     CHAT,
@@ -28,7 +29,7 @@ from kubetune.data.formats import (
     record_text,
     unknown_format_message,
 )
-from kubetune.data.jsonl import iter_jsonl, iter_raw_jsonl
+from kubetune.data.jsonl import iter_jsonl, iter_line_chunks, parse_line
 from kubetune.data.report import ValidationReport
 from kubetune.data.stats import Collector, Tally, length_problem
 from kubetune.objectstore import is_s3
@@ -37,6 +38,7 @@ MIN_EXAMPLES = 10
 MAX_ERRORS = 200
 WITH_TOOLS = (CHAT, PROMPT_COMPLETION, PREFERENCE)  # formats whose records may carry `tools`
 LONG_EXAMPLE_CHARS = 16_000  # ~4,000 tokens: twice the default maxSeqLength of 2048
+_PLAIN_CHAT_FORMATS = (None, CHAT)  # files where a plain chat line may take the fast path (None: not decided yet)
 
 
 class LineChecker:
@@ -75,6 +77,14 @@ class LineChecker:
         if record is not None and self.format == REINFORCEMENT:
             record = self._check_reference_fields(line_no, record, issues)
         return record, issues
+
+    def takes_plain_chat(self, line_no: int) -> bool:
+        """Whether a plain chat line (kubetune.data.fastpath) is valid here as it stands: in a chat file, or as
+        the line that decides an `auto` file (it is chat). Other files check it in detail (and refuse it)."""
+        if self.format is None:
+            self.format, self.decided_by = CHAT, line_no
+            return True
+        return self.format == CHAT
 
     def _check_reference_fields(self, line_no: int, record: dict[str, Any], issues: Issues) -> dict[str, Any] | None:
         """Every reinforcement line carries the same reference fields: the dataset is a table."""
@@ -137,50 +147,117 @@ def validate_file(
     and a prompt that fills it in every example an error: nothing would be left to train on.
     """
     report = ValidationReport(source=str(path))
-    if format not in FORMATS:
-        report.errors.append(LineError(0, f"unknown format {format!r} (expected one of {', '.join(FORMATS)})"))
-        return report
     file: str | Path = str(path) if is_s3(path) else Path(path)  # s3:// objects stream (kubetune.objectstore)
-    problem = None if isinstance(file, str) else _file_problem(file)
+    if format not in FORMATS:
+        problem: str | None = f"unknown format {format!r} (expected one of {', '.join(FORMATS)})"
+    else:
+        problem = None if isinstance(file, str) else _file_problem(file)
     if problem:
         report.errors.append(LineError(0, problem))
         return report
 
-    def add(error: LineError) -> None:
-        if len(report.errors) < max_errors:
-            report.errors.append(error)
-        else:
-            report.omit(error)
-
     checker = LineChecker(format, prompts_only)
-    collector: Collector | None = None
-    tallies: dict[str, Tally] = {}
+    run = _Run(report, checker, max_errors, lambda: Collector(checker.format or CHAT, count_tokens, long_example_chars))
+    run.max_seq_length = max_seq_length
     stopped_at = None
+    size = None if isinstance(file, str) else file.stat().st_size
+
     try:
-        for line_no, raw, item in iter_raw_jsonl(file):
-            if max_examples is not None and collector is not None and collector.examples >= max_examples:
-                stopped_at = line_no
+        for first, lines in iter_line_chunks(file):
+            raws = list(map(bytes.strip, lines))
+            examples = run.collector.examples if run.collector else 0
+            # The common case, a run of plain chat lines (no blank one), is checked by the decoder alone
+            # (kubetune.data.fastpath) and counted in one loop; any other run goes line by line.
+            whole = (
+                checker.format in _PLAIN_CHAT_FORMATS
+                and all(raws)
+                and (max_examples is None or examples + len(raws) <= max_examples)
+            )
+            chats = plain_chats(raws) if whole else None
+            if chats is not None and checker.takes_plain_chat(first):
+                if not examples and size:  # room for the duplicate digests at once, from the first run's line size
+                    run.collect().expect(size * len(lines) // sum(map(len, lines)))
+                run.collect().add_plain_chats(first, raws, chats)
+                report.lines += len(raws)
+                continue
+            for offset, raw in enumerate(raws):
+                if not raw:
+                    continue
+                if max_examples is not None and run.collector is not None and run.collector.examples >= max_examples:
+                    stopped_at = first + offset
+                    break
+                run.check_line(first + offset, raw, lines[offset])
+            if stopped_at is not None:
                 break
-            report.lines += 1
-            if isinstance(item, LineError):
-                add(item)
-                continue
-            record, issues = checker.check(line_no, item)
-            for field, message in issues.errors:
-                add(LineError(line_no, message, field))
-            if record is None or checker.format is None:
-                continue
-            for kind in issues.warnings:
-                tallies.setdefault(kind, Tally()).add(line_no)
-            if collector is None:
-                collector = Collector(checker.format, count_tokens, long_example_chars)
-                collector.max_seq_length = max_seq_length
-            collector.add(line_no, raw, item, record, record_text(record, checker.format))
     except OSError as err:
-        add(LineError(0, f"cannot read the file: {err}"))
+        run.add(LineError(0, f"cannot read the file: {err}"))
 
     report.format = checker.format or "unknown"
     report.decided_by = checker.decided_by
+    report.tokens_counted = count_tokens is not None
+    _sum_up(report, run.collector, run.tallies, min_examples, max_examples)
+    if stopped_at is not None:
+        report.warnings.append(
+            f"only the first {max_examples:,} examples are used (maxExamples); "
+            f"the lines from {stopped_at} on were not read"
+        )
+    return report
+
+
+class _Run:
+    """The state of one validate_file pass: the report so far, the statistics, the per-line check."""
+
+    def __init__(
+        self, report: ValidationReport, checker: LineChecker, max_errors: int, new_collector: Callable[[], Collector]
+    ) -> None:
+        self.report, self.checker, self.max_errors = report, checker, max_errors
+        self.new_collector = new_collector
+        self.max_seq_length: int | None = None
+        self.collector: Collector | None = None
+        self.tallies: dict[str, Tally] = {}
+
+    def add(self, error: LineError) -> None:
+        if len(self.report.errors) < self.max_errors:
+            self.report.errors.append(error)
+        else:
+            self.report.omit(error)
+
+    def collect(self) -> Collector:
+        if self.collector is None:
+            self.collector = self.new_collector()
+            self.collector.max_seq_length = self.max_seq_length
+        return self.collector
+
+    def check_line(self, line_no: int, raw: bytes, line: bytes) -> None:
+        """One line on its own: the fast path when it is a plain chat line, else every check in detail."""
+        self.report.lines += 1
+        checker = self.checker
+        chat = plain_chat(raw) if checker.format in _PLAIN_CHAT_FORMATS else None
+        if chat is not None and checker.takes_plain_chat(line_no):
+            self.collect().add_plain_chats(line_no, [raw], chat)
+            return
+        item = parse_line(line.rstrip(), line_no)
+        if isinstance(item, LineError):
+            self.add(item)
+            return
+        record, issues = checker.check(line_no, item)
+        for field, message in issues.errors:
+            self.add(LineError(line_no, message, field))
+        if record is None or checker.format is None:
+            return
+        for kind in issues.warnings:
+            self.tallies.setdefault(kind, Tally()).add(line_no)
+        self.collect().add(line_no, raw, item, record, record_text(record, checker.format))
+
+
+def _sum_up(
+    report: ValidationReport,
+    collector: Collector | None,
+    tallies: dict[str, Tally],
+    min_examples: int,
+    max_examples: int | None,
+) -> None:
+    """The findings about the file as a whole, once every line is read."""
     if report.lines == 0:
         report.errors.append(LineError(0, "the file is empty (only blank lines)"))
     examples = collector.examples if collector else 0
@@ -198,13 +275,6 @@ def validate_file(
         report.warnings += collector.warnings()
         report.stats = collector.stats()
         report.tokens = collector.tokens.total
-    report.tokens_counted = count_tokens is not None
-    if stopped_at is not None:
-        report.warnings.append(
-            f"only the first {max_examples:,} examples are used (maxExamples); "
-            f"the lines from {stopped_at} on were not read"
-        )
-    return report
 
 
 def iter_trl_records(
