@@ -108,6 +108,7 @@ class Reason:
     PIN_NOT_FOUND: Final = "PinnedCheckpointNotFound"
     UP_TO_DATE: Final = "UpToDate"
     WAITING_FOR_EVALUATION: Final = "WaitingForEvaluation"
+    SAFETY_GATE_FAILED: Final = "SafetyGateFailed"  # a better checkpoint was held back by the safety gate
     EVALUATED: Final = "Evaluated"
     EVALUATION_FAILED: Final = "EvaluationFailed"
     # FineTuneJob spec edits: applied by re-creating the Job before training starts, refused after.

@@ -9,18 +9,21 @@ Rules, in order:
 3. `policy: auto` with `promotion.evaluation`: the best checkpoint that passed, ranked by the
    evaluation's `selectBy` (default: its first metric) in that metric's direction. It rolls forward
    only when strictly better than the served one; with nothing passing it keeps serving what it serves.
+   A checkpoint whose task criteria held but which failed the evaluation's safety gate (spec.safety
+   thresholds) did not pass, so it is never promoted; when it would have won, the decision says so
+   (`held_back`: "checkpoint-400 failed the safety gate: harmfulRefusalRate 0.62 < 0.9").
 4. Without an evaluation: `model.fineTuneJob.checkpoint` resolved from the job's status, or `model.uri`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from kubetune import constants as c
-from kubetune.api.evaluation import LOWER_IS_BETTER, Evaluation, ModelResult
+from kubetune.api.evaluation import LOWER_IS_BETTER, SAFETY_GATE_FAILED, Evaluation, ModelResult
 from kubetune.api.finetunejob import FineTuneJob, FineTuneJobStatus
 from kubetune.api.modeldeployment import ModelDeployment, ModelDeploymentStatus, Revision
 from kubetune.builders.names import checkpoint_uri
@@ -46,7 +49,8 @@ class Decision:
 
     `reason` is a CamelCase reason for Events and conditions; `message` is the human sentence that
     becomes the revision's reason. `stalled`: the spec asks for something that cannot be served (the
-    deployment fails until the spec or its sources change).
+    deployment fails until the spec or its sources change). `held_back`: a better checkpoint that the
+    safety gate kept from being served, and why (status and a Warning Event say it).
     """
 
     kind: Kind
@@ -55,6 +59,7 @@ class Decision:
     reason: str
     message: str
     stalled: bool = False
+    held_back: str | None = None
 
     @property
     def changes(self) -> bool:
@@ -164,7 +169,40 @@ def _pin(
     return Decision("pin", pin, uri, c.Reason.PINNED, f"pinned to {pin}{suffix}")
 
 
+def held_back_by_safety(evaluation: Evaluation, results: list[ModelResult], chosen: ModelResult | None) -> str | None:
+    """Why the checkpoint that would have been served is not: it met the task criteria and was better than
+    `chosen` (or nothing was chosen) but failed the safety gate. None when the gate changed nothing."""
+    metric = select_metric(evaluation)
+    gated = best_result(evaluation, [r for r in results if r.failed_only_safety()], passing_only=False)
+    if gated is None:
+        return None
+    if (
+        chosen is not None
+        and metric in chosen.metrics
+        and not better(metric, gated.metrics[metric], chosen.metrics[metric])
+    ):
+        return None
+    reasons = "; ".join(gated.safety.failures) if gated.safety else ""
+    return f"{gated.model} {SAFETY_GATE_FAILED}: {reasons}"
+
+
 def _from_evaluation(
+    deployment: ModelDeployment, status: ModelDeploymentStatus, evaluation: Evaluation | None, job: FineTuneJob | None
+) -> Decision:
+    decision = _passing_from_evaluation(deployment, status, evaluation, job)
+    if evaluation is None or evaluation.status is None:
+        return decision
+    results = evaluation.status.results
+    chosen = next((r for r in results if r.model == decision.checkpoint and r.passed), None)
+    held_back = held_back_by_safety(evaluation, results, chosen if decision.checkpoint else None)
+    if held_back is None:
+        return decision
+    if decision.changes or decision.reason == c.Reason.NO_PASSING_CHECKPOINT:
+        return replace(decision, message=f"{decision.message}; {held_back}", held_back=held_back)
+    return replace(decision, held_back=held_back)
+
+
+def _passing_from_evaluation(
     deployment: ModelDeployment, status: ModelDeploymentStatus, evaluation: Evaluation | None, job: FineTuneJob | None
 ) -> Decision:
     ref = deployment.spec.promotion.evaluation

@@ -127,8 +127,11 @@ _TOLD_ONCE = (c.Reason.PIN_NOT_FOUND, c.Reason.NO_PASSING_CHECKPOINT, c.Reason.W
 async def _post_events(
     body: dict[str, Any], md: ModelDeployment, decision: promotion.Decision, patch: dict[str, Any]
 ) -> None:
-    """Events: every promotion; warnings and waits once (when the message changes); Ready once per rollout."""
+    """Events: every promotion; warnings and waits once (when the message changes); Ready once per rollout;
+    a checkpoint held back by the safety gate once (a Warning, while the status does not say it yet)."""
     old = md.status
+    if decision.held_back and (not old or decision.held_back not in (old.message or "")):
+        await common.event(body, "Warning", c.Reason.SAFETY_GATE_FAILED, decision.held_back)
     if decision.changes:
         reason = promotion.EVENT_REASONS[decision.kind]
         await common.event(body, "Normal", reason, f"serving {decision.checkpoint}: {decision.message}")

@@ -67,7 +67,8 @@ def status_patch(
     """The ModelDeployment's status after `decision` was applied to `workload` (merge patch).
 
     A stalled decision (e.g. a pin to a checkpoint that does not exist) is Failed: Ready False and Stalled
-    True with its reason, whatever is still served meanwhile."""
+    True with its reason, whatever is still served meanwhile. A checkpoint held back by the safety gate is named
+    in the message, whatever the phase."""
     serving = decision.checkpoint
     if decision.stalled:
         phase, reason, message = c.Phase.FAILED, decision.reason, decision.message
@@ -85,6 +86,8 @@ def status_patch(
     else:
         phase, reason = c.Phase.DEPLOYING, c.Reason.DEPLOYING
         message = f"rolling out {serving}: {workload.ready_replicas} replica(s) ready"
+    if decision.held_back and decision.held_back not in message:
+        message += f"; {decision.held_back}"
     patch = outcome_status(deployment, phase, reason, message, now)
     patch.update(readyReplicas=workload.ready_replicas, revisions=revisions)
     if serving is not None and workload.failure is None and workload.idle is None:
