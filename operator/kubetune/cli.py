@@ -166,6 +166,23 @@ def _formats() -> tuple[str, ...]:
     return FORMATS
 
 
+def _check_safety_prompts(doc: dict[str, Any], base: Path, found: Findings, source: str) -> None:
+    """A local red-team prompt set (spec.safety.prompts.uri) checked by kubetune.data.safety, line by line."""
+    from kubetune.api.references import safety_prompt_uris
+    from kubetune.data.safety import check_safety_prompts
+
+    for ref in safety_prompt_uris(doc):
+        try:
+            local = _local_path(ref.uri, base)
+        except ValueError as err:
+            found.errors.append(f"{source}: {ref.field}: {err}")
+            continue
+        if local is None:
+            continue  # s3:// or a cluster URI: the evaluation pod checks it before loading a model
+        _, errors = check_safety_prompts(local)
+        found.errors += [f"{source}: {ref.field}: {e.render(str(local))}" for e in errors]
+
+
 def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Findings, source: str) -> None:
     """The local datasets a manifest names (valid, and of a format its method trains on) and local models."""
     from kubetune.api import FineTuneJob
@@ -207,6 +224,7 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             note = needs.chat_note(report.format) if needs and report is not None and report.ok else None
             if note and f"{source}: {fld}: {note}" not in found.notes:
                 found.notes.append(f"{source}: {fld}: {note}")
+    _check_safety_prompts(doc, base, found, source)
     for ref in model_uris(doc):
         try:
             local = _local_path(ref.uri, base)

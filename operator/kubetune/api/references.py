@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-UriKind = Literal["dataset", "model"]
+UriKind = Literal["dataset", "model", "safety-prompts"]
 
 # kind -> (path under spec of an object with a `uri`, what that URI holds), in the order the trainer reads them
 _FIELDS: dict[str, tuple[tuple[tuple[str, ...], UriKind], ...]] = {
@@ -28,6 +28,7 @@ _FIELDS: dict[str, tuple[tuple[tuple[str, ...], UriKind], ...]] = {
         (("model",), "model"),
         (("baseline",), "model"),
         (("dataset",), "dataset"),
+        (("safety", "prompts"), "safety-prompts"),  # red-team JSONL (kubetune.data.safety); none: the default set
     ),
     "ModelDeployment": ((("model",), "model"),),
 }
@@ -66,6 +67,10 @@ def referenced_uris(resource: BaseModel | Mapping[str, Any]) -> list[ReferencedU
 
 def dataset_uris(resource: BaseModel | Mapping[str, Any]) -> list[ReferencedUri]:
     return [r for r in referenced_uris(resource) if r.kind == "dataset"]
+
+
+def safety_prompt_uris(resource: BaseModel | Mapping[str, Any]) -> list[ReferencedUri]:
+    return [r for r in referenced_uris(resource) if r.kind == "safety-prompts"]
 
 
 def model_uris(resource: BaseModel | Mapping[str, Any]) -> list[ReferencedUri]:

@@ -121,6 +121,7 @@ def _uris(config: EvalRunConfig) -> list[str | None]:
         config.baseline.uri if config.baseline else None,
         config.spec.dataset.uri,
         config.few_shot_source_uri,
+        config.spec.safety.prompts.uri if config.spec.safety else None,
     ]
 
 
