@@ -498,6 +498,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _delegate("kubetune.local.runner:main", args.args, "run", "trainer")
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _delegate("kubetune.local.sweep:main", args.args, "sweep", "sweep")
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     return _delegate("kubetune.controllers.main:main", args.args, "operator", "operator")
 
@@ -572,6 +576,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "sweep",
+        help="hyperparameter search: Optuna on this machine, or --katib for a Katib Experiment",
+        add_help=False,
+        prefix_chars="\x00",
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("operator", help="run the operator (Kopf)", add_help=False, prefix_chars="\x00")
     p.add_argument("args", nargs=argparse.REMAINDER, help=passthrough)

@@ -85,6 +85,10 @@ class ProgressCallback(TrainerCallback):
             tokens_per_second=self.throughput.update(state.num_input_tokens_seen or 0),
             eta_seconds=self.throughput.eta(state.global_step, state.max_steps),
         )
+        if "eval_loss" in logs:
+            # One `name=value` line per evaluation on stdout: what Katib's StdOut metrics collector parses
+            # (kubetune sweep --katib, kubetune.builders.katib).
+            print(f"step {state.global_step}: eval_loss={self.eval_loss}", flush=True)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
         if state.is_world_process_zero:
