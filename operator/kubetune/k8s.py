@@ -29,7 +29,7 @@ import ssl
 import tempfile
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,10 +125,10 @@ def _load_cert_chain(ctx: ssl.SSLContext, info: kopf.ConnectionInfo) -> None:
         ctx.load_cert_chain(str(info.certificate_path), str(info.private_key_path) if info.private_key_path else None)
         return
     with tempfile.TemporaryDirectory(prefix="kubetune-tls-") as folder:
-        cert = Path(info.certificate_path) if info.certificate_path else Path(folder) / "client.crt"
+        cert = Path(os.fsdecode(info.certificate_path)) if info.certificate_path else Path(folder) / "client.crt"
         if not info.certificate_path:
             cert.write_bytes(_pem(info.certificate_data))  # type: ignore[arg-type]  # checked by the caller
-        key: Path | None = Path(info.private_key_path) if info.private_key_path else None
+        key: Path | None = Path(os.fsdecode(info.private_key_path)) if info.private_key_path else None
         if key is None and info.private_key_data:
             key = Path(folder) / "client.key"
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -168,8 +168,10 @@ class _Token:
         self._value, self._stamp = info.token, None if path is None else self._file_stamp()
 
     def _file_stamp(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
         try:
-            st = self.path.stat()  # type: ignore[union-attr]  # only called with a path
+            st = self.path.stat()
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_ino)
@@ -274,7 +276,7 @@ class Client:
                     raise err(resp.status, body.get("reason") or resp.reason or "", body.get("message") or str(body))
             await asyncio.sleep(delay)
 
-    async def stream_lines(self, path: str, *, params: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
+    async def stream_lines(self, path: str, *, params: Mapping[str, str] | None = None) -> AsyncGenerator[bytes, None]:
         """GET `path` and yield its body line by line as it arrives (a watch; a pod's log, with `follow`).
         No total timeout and no retry: the caller resumes from what it has seen. A failure raises ApiError."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)
@@ -393,9 +395,10 @@ async def list_objects(
 
 
 def _field(obj: Mapping[str, Any], path: str) -> Any:
+    value: Any = obj
     for key in path.split("."):
-        obj = obj.get(key) if isinstance(obj, Mapping) else None  # type: ignore[assignment]
-    return obj
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 async def apply(manifest: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:

@@ -109,8 +109,8 @@ def _documents(source: Source, index: int) -> list[tuple[str, Any]]:
     """(label, document) of each document of `source`; a file's label is its path (`path#N` of several)."""
     if isinstance(source, Mapping):
         return [(f"<object {index + 1}>", dict(source))]
-    if hasattr(source, "to_k8s"):  # a pydantic resource: admitted again, as the API server would
-        return [(f"<{source.kind} {source.metadata.name}>", source.to_k8s())]  # type: ignore[union-attr]
+    if isinstance(source, Resource):  # a pydantic resource: admitted again, as the API server would
+        return [(f"<{source.kind} {source.metadata.name}>", source.to_k8s())]
     is_path = _is_file(source)
     try:
         if is_path:
@@ -157,7 +157,7 @@ def admitted(sources: Iterable[Source], namespace: str, *, bound: bool = False) 
                         )
                     )
             docs.append((label, doc))
-            base_dirs[label] = Path(source).resolve().parent if is_file else Path.cwd()  # type: ignore[arg-type]
+            base_dirs[label] = Path(source).resolve().parent if is_file and isinstance(source, str) else Path.cwd()
     if mismatched:
         raise AdmissionError(mismatched)
     resources, errors = admit_all(docs)

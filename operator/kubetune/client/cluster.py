@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ import yaml
 
 from kubetune import constants as c
 from kubetune import k8s
-from kubetune.api import KINDS, Resource
+from kubetune.api import KINDS, FineTuneJob, Resource
 from kubetune.api.admission import admit_resource
 from kubetune.builders.training import pod_labels
 from kubetune.client.backend import AdmissionError, Admitted, Event, NotFoundError, merged
@@ -50,8 +51,10 @@ def _kubeconfig_info(path: Path, context: str | None) -> tuple[kopf.ConnectionIn
     def file(value: str | None) -> str | None:
         return str((path.parent / os.path.expanduser(value)).resolve()) if value else None
 
+    if not cluster.get("server"):
+        raise ValueError(f"{path}: context {name!r} names cluster {ctx.get('cluster')!r}, which has no server")
     info = kopf.ConnectionInfo(
-        server=cluster.get("server"),
+        server=cluster["server"],
         ca_path=file(cluster.get("certificate-authority")),
         ca_data=cluster.get("certificate-authority-data"),
         insecure=cluster.get("insecure-skip-tls-verify"),
@@ -86,7 +89,7 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
             raise FileNotFoundError(f"no kubeconfig at {path}, and not running in a cluster; pass kubeconfig=PATH")
         info, namespace = _kubeconfig_info(path, context)
         if not (info.token or info.certificate_path or info.certificate_data or info.username):
-            info = kopf.login_via_client(settings=settings) or info  # an exec credential plugin
+            info = kopf.login_via_client(settings=settings, logger=logging.getLogger(__name__)) or info  # exec plugin
     return k8s.Client(info, token_path=token_path), namespace
 
 
@@ -101,7 +104,7 @@ class _Loop:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def iterate(self, agen: AsyncIterator[T], timeout: float | None) -> Iterator[T]:
+    def iterate(self, agen: AsyncGenerator[T, None], timeout: float | None) -> Iterator[T]:
         """The items of an async generator, pulled one by one; ends at `timeout` seconds (None: never)."""
         deadline = None if timeout is None else self.loop.time() + timeout
         try:
@@ -114,7 +117,7 @@ class _Loop:
                 except (StopAsyncIteration, TimeoutError):
                     return
         finally:
-            self.run(agen.aclose())  # type: ignore[attr-defined]
+            self.run(agen.aclose())
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -228,7 +231,8 @@ class ClusterBackend:
     def logs(self, job: str, namespace: str, *, follow: bool, timeout: float | None) -> Iterator[str]:
         """The log of the job's newest training pod (index 0 of a multi-node job)."""
         resource = self.get(c.FINETUNEJOB, namespace, job)
-        selector = k8s.label_selector(pod_labels(resource))  # type: ignore[arg-type]
+        assert isinstance(resource, FineTuneJob)
+        selector = k8s.label_selector(pod_labels(resource))
         pods = self._call("GET", k8s.kind_of("Pod").path(namespace), params={"labelSelector": selector}).get("items")
         if not pods:
             raise NotFoundError(f"FineTuneJob {namespace}/{job} has no training pod (yet)")

@@ -195,7 +195,8 @@ class Client:
 
     def best_checkpoint(self, job: Ref, *, namespace: str | None = None) -> str | None:
         found = self.get(job, c.FINETUNEJOB, namespace=namespace)
-        return found.status.best_checkpoint if found.status else None  # type: ignore[union-attr]
+        assert isinstance(found, FineTuneJob)
+        return found.status.best_checkpoint if found.status else None
 
     def results(self, evaluation: Ref, *, namespace: str | None = None) -> EvaluationStatus:
         """The Evaluation's status: baseline, results per model, best, passed, report."""
@@ -214,17 +215,23 @@ class Client:
                 "no path or spaces): pin one the job's status.checkpoints names (checkpoint-400, final), or '' to unpin"
             )
             raise AdmissionError([ManifestError(f"{kind_} {ns}/{name}", "spec.promotion.pin", message)])
-        return self.backend.patch_spec(kind_, ns, name, {"promotion": {"pin": checkpoint}})  # type: ignore[return-value]
+        updated = self.backend.patch_spec(kind_, ns, name, {"promotion": {"pin": checkpoint}})
+        assert isinstance(updated, ModelDeployment)
+        return updated
 
     def suspend(self, job: Ref, *, namespace: str | None = None) -> FineTuneJob:
         """Stop training for now (spec.suspend; locally: interrupt the run, which keeps a checkpoint)."""
         kind_, ns, name = self._ref(job, c.FINETUNEJOB, namespace)
-        return self.backend.patch_spec(kind_, ns, name, {"suspend": True})  # type: ignore[return-value]
+        updated = self.backend.patch_spec(kind_, ns, name, {"suspend": True})
+        assert isinstance(updated, FineTuneJob)
+        return updated
 
     def resume(self, job: Ref, *, namespace: str | None = None) -> FineTuneJob:
         """Train on from the latest checkpoint."""
         kind_, ns, name = self._ref(job, c.FINETUNEJOB, namespace)
-        return self.backend.patch_spec(kind_, ns, name, {"suspend": False})  # type: ignore[return-value]
+        updated = self.backend.patch_spec(kind_, ns, name, {"suspend": False})
+        assert isinstance(updated, FineTuneJob)
+        return updated
 
 
 def _percent(resource: Resource) -> float:

@@ -52,7 +52,8 @@ async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | No
         job = FineTuneJob.model_validate(body) if body else None
     if ref.model_deployment is not None:
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, ref.model_deployment.name)
-        endpoint = ModelDeployment.model_validate(body).status.endpoint if body and body.get("status") else None
+        status = ModelDeployment.model_validate(body).status if body else None
+        endpoint = status.endpoint if status else None
     return job, endpoint
 
 
@@ -141,19 +142,19 @@ async def _post_transition_event(body: dict[str, Any], old_phase: str | None, ou
 
 @kopf.on.resume(*EVAL)
 @kopf.on.create(*EVAL)
-@kopf.on.update(*EVAL)
+@kopf.on.update(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def evaluation_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("evaluation.reconcile"):
         await reconcile(common.state(memo), namespace, name)
 
 
-@kopf.timer(*EVAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+@kopf.timer(*EVAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def evaluation_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("evaluation.resync"):
         await reconcile(common.state(memo), namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=EVAL_JOB_FILTER)
+@kopf.on.event("batch", "v1", "jobs", labels=EVAL_JOB_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def evaluation_job_changed(
     event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -164,14 +165,14 @@ async def evaluation_job_changed(
             await reconcile(common.state(memo), namespace, owner)
 
 
-@kopf.index(*EVAL)
+@kopf.index(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def evaluations_by_job(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
     """Evaluation names by (namespace, the FineTuneJob they score), so a job's event finds them without a LIST."""
     job = ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name")
     return {(namespace, job): name} if job else {}
 
 
-@kopf.on.event(*FTJ)
+@kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def evaluations_follow_job(
     event: kopf.RawEvent,
     body: kopf.Body,

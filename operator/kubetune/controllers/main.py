@@ -111,7 +111,7 @@ async def close_client(**_: Any) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubetune operator", description=__doc__.split("\n")[0], epilog=KOPF_FLAGS)
+    p = argparse.ArgumentParser(prog="kubetune operator", description=(__doc__ or "").split("\n")[0], epilog=KOPF_FLAGS)
     p.add_argument("--trainer-image", help=f"default trainer image (default {c.DEFAULT_TRAINER_IMAGE})")
     p.add_argument("--storage-class", help="StorageClass of the PVCs the operator creates (default: cluster's)")
     p.add_argument("--metrics-port", type=int, help=f"port of /metrics; 0 disables (default {c.METRICS_PORT})")

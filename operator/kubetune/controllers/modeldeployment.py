@@ -147,19 +147,19 @@ async def _post_events(
 
 @kopf.on.resume(*MDEP)
 @kopf.on.create(*MDEP)
-@kopf.on.update(*MDEP)
+@kopf.on.update(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("modeldeployment.reconcile"):
         await reconcile(common.state(memo), namespace, name)
 
 
-@kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+@kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def modeldeployment_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     with metrics.track("modeldeployment.resync"):
         await reconcile(common.state(memo), namespace, name)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)
+@kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def serving_deployment_changed(
     event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -170,7 +170,7 @@ async def serving_deployment_changed(
             await reconcile(common.state(memo), namespace, owner)
 
 
-@kopf.index(*MDEP)
+@kopf.index(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def deployments_by_source(
     spec: kopf.Spec, namespace: str, name: str, **_: Any
 ) -> dict[tuple[str, str, str], str]:
@@ -194,7 +194,7 @@ async def _reconcile_referring(memo: kopf.Memo, index: SourceIndex, namespace: s
         await reconcile(common.state(memo), namespace, deployment)
 
 
-@kopf.on.event(*EVAL)
+@kopf.on.event(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def deployments_follow_evaluation(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -212,7 +212,7 @@ async def deployments_follow_evaluation(
             await _reconcile_referring(memo, deployments_by_source, namespace, c.EVALUATION, name)
 
 
-@kopf.on.event(*FTJ)
+@kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def deployments_follow_job(
     event: kopf.RawEvent,
     body: kopf.Body,

@@ -46,6 +46,11 @@ class Run:
                 self.digests[key] = digest or ""
         return self.resources.get(key)
 
+    def get_as(self, key: planning.Key, cls: type[planning.R]) -> planning.R | None:
+        """`get`, typed: the resource when it is a `cls` (the kind in `key` says so), else None."""
+        found = self.get(key)
+        return found if isinstance(found, cls) else None
+
     def save(self, item: planning.Item, resource: Resource, digest: str) -> None:
         self.resources[item.key] = resource
         self.digests[item.key] = digest

@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -25,6 +25,7 @@ KIND_ORDER = {c.FINETUNEJOB: 0, c.EVALUATION: 1, c.MODELDEPLOYMENT: 2}
 
 # (namespace, kind, name): how resources refer to each other (references never cross namespaces).
 Key = tuple[str, str, str]
+R = TypeVar("R", FineTuneJob, Evaluation, ModelDeployment)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,12 @@ class Item:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
+
+    def resource_as(self, cls: type[R]) -> R:
+        """The resource as the kind its executor handles (executors are chosen by kind, so this holds)."""
+        if not isinstance(self.resource, cls):
+            raise TypeError(f"{self}: a {cls.__name__} executor was given a {self.kind}")
+        return self.resource
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 
 from kubetune import constants as c
-from kubetune.api import Evaluation, FineTuneJob
+from kubetune.api import Evaluation, FineTuneJob, ModelDeployment
 from kubetune.api.clock import now_iso
 from kubetune.api.evaluation import EvaluationStatus
 from kubetune.api.progress import merge_patch
@@ -36,7 +36,7 @@ POLL_SECONDS = 0.5
 
 def _write(item: Item, run: Run, status: dict[str, Any], outcome: EvalOutcome, models: list[str], digest: str):
     """`status` with the fields the outcome sets (phase, conditions, times, verdict), saved; the new status."""
-    ev: Evaluation = item.resource  # type: ignore[assignment]
+    ev = item.resource_as(Evaluation)
     current = with_status(ev, EvaluationStatus.model_validate(status))
     observed = EvalRun(models, start_time=status.get("startTime"))
     status = merge_patch(status, ev_status.status_patch(current, outcome, observed, now_iso()))
@@ -45,12 +45,12 @@ def _write(item: Item, run: Run, status: dict[str, Any], outcome: EvalOutcome, m
 
 
 def run_evaluation(item: Item, run: Run) -> bool:
-    ev: Evaluation = item.resource  # type: ignore[assignment]
+    ev = item.resource_as(Evaluation)
     ref = ev.spec.model
     job = run.get((item.namespace, c.FINETUNEJOB, ref.fine_tune_job.name)) if ref.fine_tune_job else None
     endpoint = None
     if ref.model_deployment:
-        md = run.get((item.namespace, c.MODELDEPLOYMENT, ref.model_deployment.name))
+        md = run.get_as((item.namespace, c.MODELDEPLOYMENT, ref.model_deployment.name), ModelDeployment)
         endpoint = md.status.endpoint if md is not None and md.status else None
     storage = run.runs.storage(item.base_dir, item.namespace)
     rdir = run.runs.resource_dir(item.key)
@@ -80,6 +80,7 @@ def run_evaluation(item: Item, run: Run) -> bool:
     )
     if run.runs.is_done(item.key, digest):
         saved, _ = run.runs.load(item.key)
+        assert isinstance(saved, Evaluation) and saved.status is not None  # is_done: saved and Succeeded
         run.resources[item.key], run.digests[item.key] = saved, digest
         run.say(f"[green]✓[/] {item}: done in an earlier run (best {saved.status.best}); skipped")
         return True
@@ -117,8 +118,8 @@ def run_evaluation(item: Item, run: Run) -> bool:
     if results_path.exists():
         status = merge_patch(status, json.loads(results_path.read_text()).get("status") or {})
     scored = with_status(ev, EvaluationStatus.model_validate(status))
-    _write(item, run, status, ev_status.observe_process(scored, models, rc), models, digest)
-    st = run.resources[item.key].status
+    status = _write(item, run, status, ev_status.observe_process(scored, models, rc), models, digest)
+    st = EvaluationStatus.model_validate(status)  # what _write saved
     mark = "[green]✓[/]" if st.passed else "[yellow]![/]"
     run.say(f"{mark} {item}: {escape(st.message or '')}")
     return True

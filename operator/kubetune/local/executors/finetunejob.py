@@ -38,7 +38,7 @@ SAVE_EVERY_SECONDS = 5.0  # while training: how often the status file follows th
 
 def _write(item: Item, run: Run, status: dict[str, Any], outcome: Outcome, digest: str) -> dict[str, Any]:
     """`status` with the fields the outcome sets (phase, conditions, times), saved; the new status."""
-    job: FineTuneJob = item.resource  # type: ignore[assignment]
+    job = item.resource_as(FineTuneJob)
     current = with_status(job, FineTuneJobStatus.model_validate(status))
     status = merge_patch(status, ftj_status.local_status(current, outcome, now_iso()))
     run.save(item, with_status(job, FineTuneJobStatus.model_validate(status)), digest)
@@ -46,13 +46,13 @@ def _write(item: Item, run: Run, status: dict[str, Any], outcome: Outcome, diges
 
 
 def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in order (source, preflight, train, record); to be split by step
-    job: FineTuneJob = item.resource  # type: ignore[assignment]
+    job = item.resource_as(FineTuneJob)
     storage = run.runs.storage(item.base_dir, item.namespace)
     source_uri = None
     src_ref = job.spec.base_model.from_job
     if src_ref:
-        src = run.get((item.namespace, c.FINETUNEJOB, src_ref.name))
-        cp = resolve_checkpoint(src, src_ref.checkpoint) if isinstance(src, FineTuneJob) else None
+        src = run.get_as((item.namespace, c.FINETUNEJOB, src_ref.name), FineTuneJob)
+        cp = resolve_checkpoint(src, src_ref.checkpoint) if src is not None else None
         if cp is None or src is None:
             message = f"spec.baseModel.fromJob: FineTuneJob {src_ref.name!r} has no checkpoint {src_ref.checkpoint!r}"
             return _failed(item, run, {}, Outcome(c.Phase.FAILED, c.Reason.SOURCE_FAILED, message), digest="")
@@ -63,7 +63,8 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
     assert output_dir is not None
     rdir = run.runs.resource_dir(item.key)
     progress_path = rdir / PROGRESS
-    saved, saved_digest = run.runs.load(item.key)
+    loaded, saved_digest = run.runs.load(item.key)
+    saved = loaded if isinstance(loaded, FineTuneJob) else None  # the key's kind: always a FineTuneJob
 
     if saved is not None and saved_digest != digest:
         run.say(f"[yellow]{item}: the spec or the data changed since the last run; starting over[/]")
@@ -127,8 +128,8 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
     if rc == c.EXIT_OK:
         if not status.get("checkpoints"):
             status.update(recovered_status(job, output_dir))
-        _write(item, run, status, _observe(item, status, TrainerProcess(exit_code=rc)), digest)
-        st = run.resources[item.key].status
+        status = _write(item, run, status, _observe(item, status, TrainerProcess(exit_code=rc)), digest)
+        st = FineTuneJobStatus.model_validate(status)  # what _write saved
         facts = [f"{st.progress.step} steps"] if st.progress and st.progress.step is not None else []
         facts += [
             f"{label} {st.metrics[k]:.3f}"
@@ -150,7 +151,7 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
 
 
 def _observe(item: Item, status: dict[str, Any], proc: TrainerProcess) -> Outcome:
-    job: FineTuneJob = item.resource  # type: ignore[assignment]
+    job = item.resource_as(FineTuneJob)
     return ftj_status.observe_process(with_status(job, FineTuneJobStatus.model_validate(status)), proc)
 
 

@@ -45,7 +45,7 @@ def _write(
     revisions: list[dict] | None = None,
 ) -> ModelDeploymentStatus:
     """`status` with what `decision` applied to `workload` gives (as the operator computes it), saved."""
-    md: ModelDeployment = item.resource  # type: ignore[assignment]
+    md = item.resource_as(ModelDeployment)
     revisions = [r.to_k8s() for r in status.revisions] if revisions is None else revisions
     patch = md_status.status_patch(with_status(md, status), decision, workload, revisions, now_iso())
     status = ModelDeploymentStatus.model_validate(merge_patch(status.to_k8s(), patch))
@@ -54,12 +54,14 @@ def _write(
 
 
 def start_deployment(item: Item, run: Run) -> bool:
-    md: ModelDeployment = item.resource  # type: ignore[assignment]
+    md = item.resource_as(ModelDeployment)
     ns = item.namespace
-    job = run.get((ns, c.FINETUNEJOB, md.spec.model.fine_tune_job.name)) if md.spec.model.fine_tune_job else None
+    ftj = md.spec.model.fine_tune_job
+    job = run.get_as((ns, c.FINETUNEJOB, ftj.name), FineTuneJob) if ftj else None
     ev_ref = md.spec.promotion.evaluation
-    evaluation = run.get((ns, c.EVALUATION, ev_ref.name)) if ev_ref else None
+    evaluation = run.get_as((ns, c.EVALUATION, ev_ref.name), Evaluation) if ev_ref else None
     saved, _ = run.runs.load(item.key)
+    saved = saved if isinstance(saved, ModelDeployment) else None  # the key's kind: always a ModelDeployment
     previous = saved.status if saved is not None and saved.status else ModelDeploymentStatus()
     decision = promotion.decide(with_status(md, previous), evaluation, job)
     digest = inputs_hash(md.spec.to_k8s())
@@ -146,13 +148,14 @@ def mark_stopped(run: Run, md: ModelDeployment) -> None:
 def serve_until_interrupted(run: Run) -> int:
     """Keep the servers up, with a curl line for each, until Ctrl-C (EXIT_OK) or one of them stops (EXIT_FAILED)."""
     for md, _ in run.servers:
-        st = run.resources[key_of(md)].status
-        run.say(f"Serving [bold]{md.metadata.name}[/] at {st.endpoint}  (Ctrl-C to stop)")
+        served = run.get_as(key_of(md), ModelDeployment)
+        endpoint = served.status.endpoint if served and served.status else None
+        run.say(f"Serving [bold]{md.metadata.name}[/] at {endpoint}  (Ctrl-C to stop)")
         sample = run.served.get(key_of(md))
         messages = sample.messages if sample else [{"role": "user", "content": "Hello!"}]
         body = json.dumps({"model": md.spec.served_model_name or md.metadata.name, "messages": messages})
         run.say(
-            f"  try: curl -s {st.endpoint}/chat/completions -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+            f"  try: curl -s {endpoint}/chat/completions -H 'Content-Type: application/json' -d {shlex.quote(body)}"
         )
     try:
         while True:
