@@ -235,7 +235,7 @@ class CheckpointCallback(TrainerCallback):
             entry["epoch"] = round(float(cp.meta["epoch"]), 4)
         entry["metrics"] = {k: round(v, 6) for k, v in cp.metrics.items() if status_metric(k)}
         record = cp.meta.get(META_KEY)
-        if format_type(record):
+        if record is not None and format_type(record):
             entry["promptFormat"] = {"type": record["type"]}
             if record.get("prefix"):
                 entry["promptFormat"]["prefix"] = record["prefix"]

@@ -70,7 +70,7 @@ def merge(cfg: ServeRunConfig, out: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kubetune-trainer merge", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="kubetune-trainer merge", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--config", required=True, help="the ServeRunConfig (model_uri: the adapter)")
     parser.add_argument("--out", required=True, help="where the merged model goes (skipped if it holds one)")
     args = parser.parse_args(argv)

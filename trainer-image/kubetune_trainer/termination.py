@@ -81,7 +81,7 @@ def write(reason: str, detail: str) -> str | None:
     return message
 
 
-def _chain(err: BaseException) -> list[BaseException]:
+def _chain(err: BaseException | None) -> list[BaseException]:
     out: list[BaseException] = []
     while err is not None and err not in out and len(out) < 10:
         out.append(err)

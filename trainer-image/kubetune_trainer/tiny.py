@@ -158,7 +158,7 @@ def init_tiny(
 
 
 def build_parser(prog: str = "kubetune model init-tiny") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     p.add_argument("out", help="directory to write the model into")
     p.add_argument("--from-data", nargs="+", required=True, metavar="FILE", help="JSONL or text files")
     p.add_argument("--size", choices=sorted(SIZES), default="tiny", help="model size (default tiny: 128 hidden)")
