@@ -170,3 +170,42 @@ class GracefulStop(TrainerCallback):
                 state.global_step,
             )
         return control
+
+
+class JudgeCounterLog(TrainerCallback):
+    """Adds each judge grader's counters (`judge/<grader>/parse_failures`, `.../timeouts`, `.../rate_limited`,
+    `.../cache_hits` ...) to every log entry, so they reach the trainer's log history, MLflow and the progress
+    reports like the rewards do. Put it first among the callbacks: the others see the same `logs`."""
+
+    COUNTERS = (
+        "requests",
+        "judged",
+        "cache_hits",
+        "parse_failures",
+        "timeouts",
+        "rate_limited",
+        "server_errors",
+        "errors",
+    )
+
+    def __init__(self, reward_funcs: list[Any]) -> None:
+        self.judges = [(f.__name__, f.counters) for f in reward_funcs if hasattr(f, "counters")]
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs is None:
+            return
+        added: dict[str, float] = {}
+        for name, counters in self.judges:
+            now = counters()
+            if now is not None:
+                added.update({f"judge/{name}/{k}": float(getattr(now, k)) for k in self.COUNTERS})
+        logs.update(added)
+        if added and state.log_history:
+            state.log_history[-1].update(added)

@@ -1,8 +1,8 @@
 """Reward functions for reinforcement fine-tuning, built from the graders declared in the spec.
 
-Only these four kinds exist; nothing from the spec is ever executed as code. Each grader scores
-a completion in [0, 1]; GRPO sums them with the declared weights (`reward_weights`). Graders never
-touch the network or the file system, and a regex (also a JSON schema's `pattern`) gets a time bound
+Only these kinds exist; nothing from the spec is ever executed as code. Each grader scores
+a completion in [0, 1]; GRPO sums them with the declared weights (`reward_weights`). Graders other than
+`judge` (which asks a judge model over HTTP, kubetune_trainer.judge) never touch the network or the file system, and a regex (also a JSON schema's `pattern`) gets a time bound
 per completion: one that runs out scores 0 and is counted in the log (matching.py).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from kubetune.api.finetunejob import Grader
 from kubetune_trainer.matching import BoundedPattern, Outcome, SchemaCheck, TimeoutLog, parse_json
 
-RewardFunc = Callable[..., list[float]]
+RewardFunc = Callable[..., list[float | None]]
 
 
 def completion_text(completion: Any) -> str:
@@ -110,6 +110,55 @@ def string_similarity(grader: Grader) -> RewardFunc:
     return reward
 
 
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, list):
+        return "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in prompt if isinstance(m, dict))
+    return completion_text(prompt)
+
+
+def judge(grader: Grader, *, index: int, name: str, output_dir: str | None, endpoints: dict[str, str]) -> RewardFunc:
+    """A judge model scores each completion (0..1, see kubetune.api.judge) by the grader's rubric; the example's
+    `field` is shown as the reference when the dataset has it. Asked per batch, `concurrency` at a time; the
+    answers are cached in the run's output directory. A completion without a verdict scores 0 or, with
+    onFailure skip, None (GRPO leaves it out of the sum)."""
+    from kubetune.api.judge import grader_api_key_env
+    from kubetune_trainer import judge as judging
+
+    spec = grader.judge
+    assert spec is not None  # the spec's rule: a judge grader needs judge
+    field = grader.field
+    made: list[judging.Judge] = []
+    md = spec.endpoint.model_deployment
+    if md is not None and not endpoints.get(md.name):
+        raise ValueError(f"ModelDeployment {md.name!r} has no endpoint in the run config (is it Ready?)")
+
+    def the_judge() -> judging.Judge:
+        if not made:  # made on first use: reward_functions is also called only for the weights
+            made.append(
+                judging.from_spec(
+                    spec,
+                    name=name,
+                    where=f"spec.rft.graders[{index}].judge",
+                    api_key_env=grader_api_key_env(index),
+                    cache_dir=output_dir,
+                    endpoints=endpoints,
+                )
+            )
+        return made[0]
+
+    def reward(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
+        refs = list(kwargs.get(field) or [None] * len(completions))[: len(completions)]
+        ps = list(prompts or [""] * len(completions))
+        items = [
+            judging.JudgeItem(_prompt_text(p), completion_text(c), None if r is None else reference_text(r))
+            for p, c, r in zip(ps, completions, refs, strict=True)
+        ]
+        return judging.spec_scores(the_judge(), spec, items)
+
+    reward.counters = lambda: made[0].counters if made else None  # type: ignore[attr-defined]
+    return reward
+
+
 BUILDERS: dict[str, Callable[[Grader], RewardFunc]] = {
     "exact_match": exact_match,
     "regex": regex,
@@ -118,18 +167,25 @@ BUILDERS: dict[str, Callable[[Grader], RewardFunc]] = {
 }
 
 
-def reward_functions(graders: list[Grader]) -> tuple[list[RewardFunc], list[float]]:
-    """(reward functions, weights) for GRPO; each function is named after its grader for the logs."""
+def reward_functions(
+    graders: list[Grader], *, output_dir: str | None = None, judge_endpoints: dict[str, str] | None = None
+) -> tuple[list[RewardFunc], list[float]]:
+    """(reward functions, weights) for GRPO; each function is named after its grader for the logs. Judge graders
+    cache their answers in `output_dir` and find ModelDeployment judges in `judge_endpoints`."""
     from kubetune_trainer.modeling import TrainerConfigError
 
     funcs, weights = [], []
     for i, g in enumerate(graders):
+        name = g.name or (g.type if sum(x.type == g.type for x in graders) == 1 else f"{g.type}_{i}")
         try:
-            fn = BUILDERS[g.type](g)
+            if g.type == "judge":
+                fn = judge(g, index=i, name=name, output_dir=output_dir, endpoints=judge_endpoints or {})
+            else:
+                fn = BUILDERS[g.type](g)
         except ValueError as err:  # a pattern that does not compile, a schema that is not one or leads outside
-            field = "pattern" if g.type == "regex" else "schema"
+            field = {"regex": "pattern", "judge": "judge.endpoint"}.get(g.type, "schema")
             raise TrainerConfigError(f"spec.rft.graders[{i}].{field}: {err}") from None
-        fn.__name__ = g.name or (g.type if sum(x.type == g.type for x in graders) == 1 else f"{g.type}_{i}")
+        fn.__name__ = name
         funcs.append(fn)
         weights.append(g.weight)
     return funcs, weights

@@ -27,11 +27,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from kubetune_trainer import chatretry
+
+if TYPE_CHECKING:
+    from kubetune.api.judge import JudgeSpec
 
 log = logging.getLogger(__name__)
 
@@ -427,3 +430,70 @@ def normalised(result: JudgeResult, scale: Scale, label_values: dict[str, float]
         return (label_values or {}).get(result.label or "", 0.0)
     assert scale.low is not None and scale.high is not None and result.value is not None
     return (result.value - scale.low) / (scale.high - scale.low)
+
+
+# --- from a spec (the judge grader and the judge metric) ------------------------------------------------
+
+
+def scale_of(spec: JudgeSpec) -> Scale:
+    if spec.mode == "label":
+        return Scale(labels=tuple(lbl.name for lbl in spec.labels))
+    assert spec.range is not None  # the spec's rule: a score judge needs range
+    return Scale(low=spec.range.min, high=spec.range.max)
+
+
+def from_spec(
+    spec: JudgeSpec,
+    *,
+    name: str,
+    where: str,
+    api_key_env: str | None,
+    cache_dir: str | Path | None,
+    endpoints: dict[str, str] | None = None,
+) -> Judge:
+    """The Judge a spec describes; a ModelDeployment endpoint is looked up in `endpoints` (the run config's
+    resolved endpoints). `where` is the spec's path, for the error when it is not resolved."""
+    if spec.endpoint.url:
+        url = spec.endpoint.url
+    else:
+        assert spec.endpoint.model_deployment is not None
+        md = spec.endpoint.model_deployment.name
+        url = (endpoints or {}).get(md, "")
+        if not url:
+            raise ValueError(f"{where}.endpoint.modelDeployment {md!r} has no endpoint (is it Ready?)")
+    model = spec.model or (spec.endpoint.model_deployment.name if spec.endpoint.model_deployment else "")
+    return Judge(
+        url,
+        model,
+        api_key_env=api_key_env if api_key_env and os.environ.get(api_key_env) else None,
+        concurrency=spec.concurrency,
+        timeout=float(spec.timeout_seconds),
+        retries=spec.retries,
+        cache_dir=cache_dir,
+        max_tokens=spec.max_tokens,
+        name=name,
+    )
+
+
+def spec_scores(judge: Judge, spec: JudgeSpec, items: Sequence[JudgeItem]) -> list[float | None]:
+    """Each item's score on 0..1 by `spec`; an item without a verdict scores 0 (onFailure zero) or None (skip)."""
+    scale = scale_of(spec)
+    results = judge.score_many(
+        spec.rubric,
+        items,
+        range=None if scale.is_label else (scale.low, scale.high),  # type: ignore[arg-type]
+        labels=scale.labels or None,
+    )
+    values = spec.label_values()
+    out = [normalised(r, scale, values) for r in results]
+    failed = sum(v is None for v in out)
+    if failed:
+        log.warning(
+            "judge %s: %d of %d answers without a verdict (%s); %s",
+            judge.name,
+            failed,
+            len(out),
+            next(r.error for r in results if r.error),
+            "scored 0" if spec.on_failure == "zero" else "left out",
+        )
+    return [0.0 if v is None and spec.on_failure == "zero" else v for v in out]

@@ -489,15 +489,22 @@ class Rft:
     ) -> Trainer:
         from trl import GRPOTrainer
 
-        return GRPOTrainer(
+        from kubetune_trainer.callbacks import JudgeCounterLog
+
+        funcs, _ = reward_functions(
+            run.spec.rft.graders, output_dir=run.cfg.output_dir, judge_endpoints=run.cfg.judge_endpoints
+        )
+        trainer = GRPOTrainer(
             model=loaded.model,
-            reward_funcs=reward_functions(run.spec.rft.graders)[0],
+            reward_funcs=funcs,
             args=config,
             train_dataset=Dataset.from_list(_rft_rows(data.train)),
             processing_class=loaded.tokenizer,
             peft_config=loaded.peft_config,
             callbacks=callbacks,
         )
+        trainer.callback_handler.callbacks.insert(0, JudgeCounterLog(funcs))  # before the loggers: they see its counts
+        return trainer
 
 
 # --- registry ------------------------------------------------------------------------------------------------

@@ -63,6 +63,10 @@ TARGET_MODULES_MAX = 1024
 PATTERN_MAX = 1024
 # The baseline's system prompt: instructions, not a document.
 PROMPT_MAX = 32768
+# An LLM judge's rubric (instructions, sent with every request), its labels and how many there may be.
+RUBRIC_MAX = 16384
+JUDGE_LABEL_MAX = 128
+JUDGE_LABELS_MAX = 16
 # An environment variable's literal value: a setting, not a file (mount a ConfigMap or Secret for more).
 ENV_VALUE_MAX = 8192
 # An S3-compatible endpoint URL (scheme, host, port, optional path) and an AWS region name ("eu-west-1").

@@ -22,6 +22,7 @@ from kubetune.api.common import (
     rule,
 )
 from kubetune.api.finetunejob import DatasetFormat
+from kubetune.api.judge import JudgeSpec
 from kubetune.api.objectstorage import S3Spec
 
 MetricName = Literal[
@@ -36,6 +37,7 @@ MetricName = Literal[
     "perplexity",
     "prompt_tokens",
     "latency",
+    "judge",
 ]
 METRICS: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
 # Metrics where lower is better; pass criteria and "best" respect the direction.
@@ -209,6 +211,11 @@ class EvaluationSpec(KubeModel):
         description="Schema for the json_schema metric.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    judge: JudgeSpec | None = Field(
+        default=None,
+        description="For the judge metric: a model scores or labels each answer by a rubric, with the reference; "
+        "the metric is the mean on 0..1.",
+    )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
     pass_criteria: list[PassCriterion] = Field(
         default_factory=list, max_length=32, description="All must hold to pass (at most 32)."
@@ -264,6 +271,7 @@ class EvaluationSpec(KubeModel):
                 "the json_schema metric needs jsonSchema",
                 field_path=".jsonSchema",
             ),
+            rule("!('judge' in self.metrics) || has(self.judge)", "the judge metric needs judge", field_path=".judge"),
         )
     }
 

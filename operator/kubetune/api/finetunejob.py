@@ -24,6 +24,7 @@ from kubetune.api.common import (
     cel_rules,
     rule,
 )
+from kubetune.api.judge import JudgeSpec
 from kubetune.api.objectstorage import ExportSpec, ExportStatus, S3Spec
 from kubetune.api.tracking import TrackingSpec, TrackingStatus
 
@@ -33,7 +34,7 @@ AdapterType = Literal["lora", "qlora", "none"]
 LrScheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
 ]
-GraderType = Literal["exact_match", "regex", "json_schema", "string_similarity"]
+GraderType = Literal["exact_match", "regex", "json_schema", "string_similarity", "judge"]
 
 
 class FromJob(KubeModel):
@@ -199,7 +200,7 @@ class DistillationSpec(KubeModel):
 class Grader(KubeModel):
     """A declared reward; no code from the spec is ever run."""
 
-    type: GraderType = Field(description="exact_match, regex, json_schema or string_similarity.")
+    type: GraderType = Field(description="exact_match, regex, json_schema, string_similarity or judge.")
     name: str | None = Field(
         default=None, max_length=bounds.GRADER_NAME_MAX, description="Name in metrics; default: the type."
     )
@@ -214,6 +215,11 @@ class Grader(KubeModel):
         alias="schema",
         description="json_schema: the completion must be JSON valid against this schema.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    judge: JudgeSpec | None = Field(
+        default=None,
+        description="judge: a model scores or labels each completion by a rubric (the example's field, when it "
+        "has one, is shown as the reference).",
     )
     weight: float = Field(default=1.0, ge=0, description="Weight of this grader in the total reward.")
 
@@ -241,6 +247,7 @@ class Grader(KubeModel):
                 "a json_schema grader needs schema",
                 field_path=".schema",
             ),
+            rule("self.type != 'judge' || has(self.judge)", "a judge grader needs judge", field_path=".judge"),
         )
     }
 

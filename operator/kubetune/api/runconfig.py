@@ -81,6 +81,10 @@ class _RunConfigBase(KubeModel):
     progress: ProgressSink = Field(default_factory=ProgressSink)
     output_dir: str = Field(description="Local directory the run writes into.")
     output_uri: str | None = Field(default=None, description="The URI of output_dir, for status (pvc://...).")
+    judge_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Endpoints of the ModelDeployments the spec's judges name (name -> status.endpoint).",
+    )
 
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:

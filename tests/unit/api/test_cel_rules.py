@@ -20,6 +20,13 @@ VALID = {
 }
 GRADER = {"type": "exact_match", "field": "answer"}
 TEACHER = {"teacher": {"uri": "hf://Qwen/Qwen2.5-7B-Instruct"}}
+JUDGE = {
+    "endpoint": {"url": "http://judge.example/v1"},
+    "model": "judge",
+    "rubric": "Correct?",
+    "range": {"min": 0, "max": 10},
+}
+LABELS = [{"name": "correct", "value": 1}, {"name": "wrong", "value": 0}]
 
 
 def manifest(kind: str, spec: dict | None = None, status: dict | None = None) -> dict:
@@ -143,6 +150,35 @@ CASES = [
     (c.EVALUATION, {"metrics": ["f1"], "selectBy": "bleu"}, "spec.selectBy"),
     (c.EVALUATION, {"metrics": ["json_schema"], "jsonSchema": {"type": "object"}}, None),
     (c.EVALUATION, {"metrics": ["json_schema"]}, "spec.jsonSchema"),
+    # The LLM judge (shared by the judge grader and the judge metric)
+    (c.EVALUATION, {"metrics": ["judge"], "judge": JUDGE}, None),
+    (c.EVALUATION, {"metrics": ["judge"]}, "spec.judge"),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "endpoint": {}}}, "spec.judge.endpoint"),
+    (
+        c.EVALUATION,
+        {
+            "metrics": ["judge"],
+            "judge": {**JUDGE, "endpoint": {"url": "http://j/v1", "modelDeployment": {"name": "j"}}},
+        },
+        "spec.judge.endpoint",
+    ),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "range": {"min": 5, "max": 5}}}, "spec.judge.range"),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "range": None}}, "spec.judge.range"),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "model": None}}, "spec.judge.model"),
+    (
+        c.EVALUATION,
+        {"metrics": ["judge"], "judge": {**JUDGE, "model": None, "endpoint": {"modelDeployment": {"name": "j"}}}},
+        None,
+    ),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "mode": "label", "labels": LABELS}}, None),
+    (c.EVALUATION, {"metrics": ["judge"], "judge": {**JUDGE, "mode": "label"}}, "spec.judge.labels"),
+    (
+        c.EVALUATION,
+        {"metrics": ["judge"], "judge": {**JUDGE, "mode": "label", "labels": [{**lbl, "value": 0} for lbl in LABELS]}},
+        "spec.judge.labels",
+    ),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [GRADER, {"type": "judge", "judge": JUDGE}]}}, None),
+    (c.FINETUNEJOB, {"method": "rft", "rft": {"graders": [{"type": "judge"}]}}, "spec.rft.graders[0].judge"),
     (c.EVALUATION, {"safety": {}}, None),  # the default prompt set, reported without thresholds
     (c.EVALUATION, {"safety": {"thresholds": {"harmfulRefusalRate": {"min": 0.9}}}}, None),
     (c.EVALUATION, {"safety": {"thresholds": {"harmfulRefusalRate": {}}}}, "spec.safety.thresholds.harmfulRefusalRate"),

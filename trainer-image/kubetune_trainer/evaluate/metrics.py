@@ -213,6 +213,7 @@ def score(
     nll_sums: Sequence[float] | None = None,
     token_counts: Sequence[int] | None = None,
     schema: dict[str, Any] | None = None,
+    judge_score: float | None = None,
 ) -> dict[str, float]:
     """All requested metrics for one model. A metric that cannot be measured (perplexity through
     an endpoint, prompt_tokens without counts) is left out rather than reported as 0."""
@@ -235,6 +236,9 @@ def score(
         elif name == "latency":
             if latencies:
                 out[name] = mean(latencies)
+        elif name == "judge":  # asked by evaluate/judging.py (it needs the prompts and the judge's endpoint)
+            if judge_score is not None:
+                out[name] = judge_score
         else:
             raise ValueError(f"unknown metric {name!r}")
     return {k: v for k, v in out.items() if math.isfinite(v)}

@@ -27,7 +27,7 @@ from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, 
 from kubetune.data.safety import SafetyPrompt, read_safety_prompts
 from kubetune.objectstore import is_s3
 from kubetune_trainer import tracking
-from kubetune_trainer.evaluate import criteria, metrics, report, safety
+from kubetune_trainer.evaluate import criteria, judging, metrics, report, safety
 from kubetune_trainer.evaluate.examples import DatasetError, Example, draw_few_shot, load_examples, with_few_shot
 from kubetune_trainer.evaluate.generation import EndpointGenerator, Generator, LocalGenerator
 from kubetune_trainer.evaluate.status import publish
@@ -143,10 +143,12 @@ def _evaluate_one(
             ).texts
     finally:
         gen.close()
+    judged = judging.judge_metric(config, prompts, out.texts, references, model=target.name)
     scores = metrics.score(
         spec.metrics,
         out.texts,
         references,
+        judge_score=judged.score if judged else None,
         prompt_tokens=out.prompt_tokens,
         latencies=out.latencies,
         nll_sums=nll[0] if nll else None,
@@ -157,6 +159,7 @@ def _evaluate_one(
     return {
         "metrics": scores,
         "latency": metrics.latency_summary(out.latencies),
+        "judge": judged.counters if judged else None,
         "texts": out.texts,
         "prompt_format": gen.prompt_format,
         "prompts": prompts,
@@ -325,6 +328,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
                 "model": baseline_label,
                 "metrics": base_metrics,
                 "latency": baseline_out["latency"],
+                "judge": baseline_out["judge"],
                 "promptFormat": baseline_out["prompt_format"] or CHAT_TEMPLATE,
                 "safety": status["baseline"].get("safety"),
             }
@@ -337,6 +341,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
                 "metrics": r.metrics,
                 "deltas": r.deltas,
                 "latency": o["latency"],
+                "judge": o["judge"],
                 "promptFormat": o["prompt_format"] or CHAT_TEMPLATE,
             }
             for r, o in zip(results, target_outs, strict=True)
