@@ -231,13 +231,8 @@ def evaluation(gpus: int = 0) -> dict[str, Any]:
 
 # Scenarios that fail on the real server for a reason the emulator hides, until the operator is fixed:
 # test name -> what the real server shows. Strict: once a scenario passes, its entry must go.
-REAL_SERVER_GAPS = {
-    "test_success_and_failure_show_up_in_status_within_seconds": (
-        "Validating -> Running follows the trainer's status.data/status.progress only at the next Job or pod "
-        "event (or the 60 s resync): the operator does not sync on the FineTuneJob's own status changes, and "
-        "the real server sends no event for the test's unchanged Job status patch (KMock does)"
-    ),
-}
+# (None now: Validating -> Running lagged the trainer's status reports until the operator watched them.)
+REAL_SERVER_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(params=BACKENDS)

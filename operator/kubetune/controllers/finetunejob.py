@@ -492,6 +492,36 @@ async def memory_plan_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Me
         await common.event(dict(body), *told)
 
 
+def _lags_trainer(body: kopf.Body, **_: Any) -> bool:
+    return st.lags_trainer(body.get("status"))
+
+
+@kopf.on.event(*FTJ, when=_lags_trainer)
+async def trainer_reported(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    training_jobs: kopf.Index[tuple[str, str], dict[str, Any]],
+    training_pods: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
+    """The trainer reported its data valid or a step on its own status fields (a patch of the status
+    subresource, which no Job or pod event follows): move the phase now (Validating -> Running), not at the
+    next Job or pod event or the resync. Only while the recorded phase lags the reports (`st.lags_trainer`):
+    progress reports that change no phase cost nothing, and the operator's own write ends it."""
+    if event.get("type") == "DELETED":
+        return
+    with metrics.track("finetunejob.trainer_report"):
+        watched = Watched(training_jobs, training_pods)
+        uid = (body.get("metadata") or {}).get("uid")
+        jobs = [j for j in training_jobs.get((namespace, name), []) if _owned_by(j, uid)]
+        # The batch Job as the watch keeps it (no GET); sync_status reads it (or a JobSet) itself otherwise.
+        batch_job = jobs[0] if len(jobs) == 1 else None
+        await sync_status(common.state(memo), watched, namespace, name, batch_job=batch_job)
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
 async def training_job_changed(
     event: kopf.RawEvent,

@@ -12,6 +12,7 @@ trained); jobs add `Succeeded` / `Failed` once they have an outcome.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -221,14 +222,44 @@ def observe(job: FineTuneJob, batch_job: dict[str, Any] | None, pods: list[dict[
 
 
 def _running(status: FineTuneJobStatus | None, note: str = "") -> Outcome:
-    """A trainer that runs: validating the data, loading the model, or at a step (from what it reported)."""
+    """A trainer that runs: validating the data, loading the model, or at a step (from what it reported).
+
+    Its pod runs, so training has started (`status.startTime`, see `trainer_started`). The phase is
+    Validating until the trainer reports a training step (`status.progress.step`) or its data valid
+    (`status.data` with a format and no errors: it has moved on to loading the model); then Running."""
     progress = status.progress if status else None
     if progress and progress.step is not None:
         total = f"/{progress.total_steps}" if progress.total_steps else ""
         return Outcome(Phase.RUNNING, Reason.TRAINING, f"training: step {progress.step}{total}{note}")
-    if status and status.data and status.data.format:
+    if _data_valid(status):
         return Outcome(Phase.RUNNING, Reason.TRAINING, f"data valid; loading the model{note}")
+    if status and status.data and status.data.errors:
+        msg = f"validating the training data: the trainer found problems (status.data.errors){note}"
+        return Outcome(Phase.VALIDATING, Reason.VALIDATING, msg)
     return Outcome(Phase.VALIDATING, Reason.VALIDATING, f"validating the training data{note}")
+
+
+TRAINER_PHASES = frozenset({Phase.VALIDATING, Phase.RUNNING})
+
+
+def lags_trainer(status: Mapping[str, Any] | None) -> bool:
+    """Whether the recorded phase (a FineTuneJob's raw `status`) is behind what its trainer reported since:
+    Validating while the trainer has reported its data valid or a step, or Running while it reports data
+    errors and no step. The trainer patches these fields through the status subresource, and no Job or pod
+    event follows such a patch, so the operator watches the FineTuneJob itself for them.
+
+    Only Validating and Running follow the trainer (the batch Job and pods decide the other phases), and the
+    answer compares phases, so it turns False once the operator has written the phase the reports imply: its
+    own status write does not set off another. Cheap: it reads `phase`, `data` and `progress` only."""
+    status = status or {}
+    recorded = status.get("phase")
+    if recorded not in TRAINER_PHASES:
+        return False
+    try:
+        reported = FineTuneJobStatus.model_validate({"data": status.get("data"), "progress": status.get("progress")})
+    except ValueError:
+        return False  # a report the schema refuses cannot be acted on; the next one may
+    return _running(reported).phase != recorded
 
 
 def _output_uri(job: FineTuneJob) -> str:

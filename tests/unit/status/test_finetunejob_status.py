@@ -3,7 +3,8 @@
 import datetime as dt
 
 from kubetune.api import FineTuneJob
-from kubetune.status.finetunejob import changed, compute_status, observe, transition_event
+from kubetune.api.progress import merge_patch
+from kubetune.status.finetunejob import changed, compute_status, lags_trainer, observe, transition_event
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -59,6 +60,40 @@ def test_running_pod_validates_data_first_then_trains():
     assert "step 40/100" in patch["message"]
     assert types(patch)["DataValidated"] == "True"
     assert "Stalled" not in types(patch)
+
+
+def test_the_trainers_first_report_moves_validating_to_running_and_the_operators_write_settles_it():
+    """The trainer's status patch (no Job or pod event) is what the operator's FineTuneJob watch acts on."""
+    running = batch(active=1, ready=1, startTime="2025-01-01T11:00:00Z")
+    validating = compute_status(ftj(), running, [pod()], NOW)
+    assert validating["phase"] == "Validating" and not lags_trainer(validating)  # nothing reported yet
+    for report in ({"data": {"format": "chat", "trainExamples": 90}}, {"progress": {"step": 1, "totalSteps": 60}}):
+        reported = merge_patch(validating, report)  # the trainer's patch of its own fields
+        assert lags_trainer(reported), report
+        written = compute_status(ftj(status=reported), running, [pod()], NOW)
+        assert (written["phase"], written["startTime"]) == ("Running", "2025-01-01T11:00:00Z")
+        settled = merge_patch(reported, written)
+        assert not lags_trainer(settled)  # the operator's own write does not set off another
+        assert not lags_trainer(merge_patch(settled, {"progress": {"step": 2, "totalSteps": 60}}))
+
+
+def test_only_a_report_of_valid_data_or_a_step_means_running():
+    running = batch(active=1, ready=1)
+    invalid = {"phase": "Validating", "data": {"format": "chat", "errors": ["train.jsonl:3: 'messages' is missing"]}}
+    assert not lags_trainer(invalid)
+    patch = compute_status(ftj(status=invalid), running, [pod()], NOW)
+    assert patch["phase"] == "Validating" and "status.data.errors" in patch["message"]
+    # Errors found after the data was reported valid (maxSeqLength, with the tokenizer), before any step.
+    assert lags_trainer({**invalid, "phase": "Running"})
+    assert not lags_trainer({**invalid, "phase": "Running", "progress": {"step": 5}})
+
+
+def test_phases_the_batch_job_decides_do_not_follow_the_trainers_reports():
+    reported = {"data": {"format": "chat"}, "progress": {"step": 30, "totalSteps": 60}}
+    for phase in ("Pending", "Queued", "Suspended", "Succeeded", "Failed", None):
+        assert not lags_trainer({**reported, "phase": phase}), phase
+    assert not lags_trainer(None)
+    assert not lags_trainer({"phase": "Validating", "progress": {"step": "thirty"}})  # refused by the schema
 
 
 def test_job_status_alone_is_enough_without_pods():
