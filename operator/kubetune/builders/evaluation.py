@@ -18,6 +18,7 @@ from typing import Any
 from kubetune import constants as c
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.judge import EVAL_API_KEY_ENV
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
 from kubetune.builders import names, objectstorage, pods
 from kubetune.builders.meta import child_metadata
@@ -148,6 +149,8 @@ def build_eval_job(
     if job is not None and job.spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
     env += objectstorage.s3_env(spec.s3 or (job.spec.s3 if job is not None else None))
+    if spec.judge and spec.judge.api_key_secret_ref:
+        env.append(pods.secret_env(EVAL_API_KEY_ENV, spec.judge.api_key_secret_ref))
     if job is not None and config.tracking is not None:  # the evaluator logs into the job's run
         env += tracking_env(job.spec.tracking)
     container = {

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
+from kubetune.api.judge import grader_api_key_env
 from kubetune.api.references import referenced_uris
 from kubetune.api.runconfig import ProgressSink, StorageMap, TrainRunConfig
 from kubetune.builders import names, objectstorage, pods
@@ -120,6 +121,9 @@ def _env(job: FineTuneJob) -> list[dict[str, Any]]:
     endpoint = spec.distillation.teacher.endpoint if spec.distillation else None
     if endpoint and endpoint.api_key_secret_ref:
         env.append(pods.secret_env(TEACHER_API_KEY_ENV, endpoint.api_key_secret_ref))
+    for i, grader in enumerate(spec.rft.graders if spec.rft else []):
+        if grader.judge and grader.judge.api_key_secret_ref:
+            env.append(pods.secret_env(grader_api_key_env(i), grader.judge.api_key_secret_ref))
     return env + tracking_env(spec.tracking) + objectstorage.s3_env(spec.s3) + objectstorage.export_env(spec.export)
 
 
