@@ -221,9 +221,6 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             note = needs.chat_note(report.format) if needs and report is not None and report.ok else None
             if note and f"{source}: {fld}: {note}" not in found.notes:
                 found.notes.append(f"{source}: {fld}: {note}")
-            note = needs.chat_note(report.format) if needs and report is not None and report.ok else None
-            if note and f"{source}: {fld}: {note}" not in found.notes:
-                found.notes.append(f"{source}: {fld}: {note}")
     _check_safety_prompts(doc, base, found, source)
     for ref in model_uris(doc):
         try:
