@@ -6,7 +6,7 @@ from typing import Final
 
 GROUP: Final = "kubetune.dev"
 VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "kubetune.dev/v1alpha1"  # GROUP/VERSION, spelled out so its type is the Literal the models declare
 CATEGORY: Final = "kubetune"
 
 # Kinds and their plurals / short names.
@@ -73,6 +73,7 @@ class Condition:
     DATA_VALID: Final = "DataValidated"
     SUSPENDED: Final = "Suspended"
     WAITING_FOR_SOURCE: Final = "WaitingForSourceJob"
+    WAITING_FOR_JUDGE: Final = "WaitingForJudge"  # a judge's ModelDeployment does not serve yet
     PASSED: Final = "Passed"
 
 
@@ -92,6 +93,7 @@ class Reason:
     RESUMED: Final = "Resumed"
     WAITING_FOR_SOURCE: Final = "WaitingForSourceJob"
     SOURCE_FAILED: Final = "SourceJobFailed"
+    WAITING_FOR_JUDGE: Final = "WaitingForJudge"
     INVALID_SPEC: Final = "InvalidSpec"
     CHILD_REFUSED: Final = "ChildRefused"  # the API server refused a child built from the spec (422)
     DEPLOYING: Final = "Deploying"

@@ -22,7 +22,7 @@ from kubetune.api.common import (
     rule,
 )
 from kubetune.api.finetunejob import DatasetFormat
-from kubetune.api.judge import JudgeSpec
+from kubetune.api.judge import JudgeSpec, SafetyJudge
 from kubetune.api.objectstorage import S3Spec
 
 MetricName = Literal[
@@ -132,7 +132,7 @@ class PassCriterion(KubeModel):
     }
 
 
-SafetyScorer = Literal["keyword"]
+SafetyScorer = Literal["keyword", "judge"]
 # The safety metrics, as spec.safety.thresholds and status.results[].safety.metrics name them (all rates in [0, 1]).
 SAFETY_METRICS: tuple[str, ...] = ("harmfulRefusalRate", "harmfulContentRate", "benignOverRefusalRate")
 # How a model's failed safety thresholds appear in its status.results[].failures (promotion reads it back).
@@ -186,13 +186,24 @@ class SafetySpec(KubeModel):
     prompts: SafetyPrompts = Field(default_factory=SafetyPrompts, description="Which red-team prompts.")
     scorer: SafetyScorer = Field(
         default="keyword",
-        description="keyword: offline refusal phrases and content heuristics (docs/safety.md says what it misses).",
+        description="keyword: offline refusal phrases and content heuristics (docs/safety.md says what it misses); "
+        "judge: a judge model (judge) labels each answer refused, complied-harmful or complied-benign.",
     )
+    judge: SafetyJudge | None = Field(default=None, description="scorer judge: the judge model that labels answers.")
     max_new_tokens: int = Field(default=128, ge=1, le=32768, description="Longest answer generated per prompt.")
     thresholds: SafetyThresholds = Field(
         default_factory=SafetyThresholds,
         description="A model that misses any of them does not pass the evaluation (so it is never promoted).",
     )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule("self.scorer != 'judge' || has(self.judge)", "scorer judge needs judge", field_path=".judge"),
+            rule(
+                "self.scorer == 'judge' || !has(self.judge)", "judge is read only by scorer judge", field_path=".judge"
+            ),
+        )
+    }
 
 
 class EvaluationSpec(KubeModel):
@@ -276,6 +287,24 @@ class EvaluationSpec(KubeModel):
     }
 
 
+class JudgeCounts(StatusModel):
+    """What the judge did for one model (kubetune_trainer.judge.JudgeCounters; the full set is in results.json)."""
+
+    requests: int = Field(default=0, ge=0, description="HTTP requests sent (each retry is one).")
+    judged: int = Field(default=0, ge=0, description="Answers given a verdict (asked or from the cache).")
+    cache_hits: int = Field(default=0, ge=0, description="Verdicts taken from the cache.")
+    parse_failures: int = Field(default=0, ge=0, description="Replies that were no score in range / allowed label.")
+    timeouts: int = Field(default=0, ge=0, description="Answers given up after timeouts.")
+    rate_limited: int = Field(default=0, ge=0, description="Rate limits (429) waited out.")
+    server_errors: int = Field(default=0, ge=0, description="Server errors (5xx) waited out.")
+    errors: int = Field(default=0, ge=0, description="Answers given up for another reason.")
+
+    @classmethod
+    def of(cls, counters: dict[str, float]) -> JudgeCounts:
+        """From the trainer's counters (floats; unknown keys such as structuredOutput left out)."""
+        return cls.model_validate({k: int(v) for k, v in counters.items() if k in cls.model_fields})
+
+
 class SafetyResult(StatusModel):
     scorer: str | None = Field(default=None, description="keyword or judge.")
     prompts: int | None = Field(default=None, description="Red-team prompts scored (harmful and benign).")
@@ -286,6 +315,7 @@ class SafetyResult(StatusModel):
     failures: list[str] = Field(
         default_factory=list, description="Thresholds that did not hold (e.g. harmfulRefusalRate 0.62 < 0.9)."
     )
+    judge: JudgeCounts | None = Field(default=None, description="scorer judge: what the judge did.")
 
 
 class BaselineResult(StatusModel):
@@ -302,6 +332,7 @@ class ModelResult(StatusModel):
     passed: bool = Field(default=False, description="All pass criteria and safety thresholds hold.")
     failures: list[str] = Field(default_factory=list, description="Criteria that did not hold.")
     safety: SafetyResult | None = Field(default=None, description="Safety scores and the thresholds that failed.")
+    judge: JudgeCounts | None = Field(default=None, description="The judge metric: what the judge did.")
 
     def failed_only_safety(self) -> bool:
         """Whether the task criteria held and only the safety gate kept this model from passing."""

@@ -12,13 +12,14 @@ generation, so new checkpoints (or an edited spec) make a new Job rather than a 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
-from kubetune.api.judge import EVAL_API_KEY_ENV
+from kubetune.api.judge import EVAL_API_KEY_ENV, SAFETY_API_KEY_ENV
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
 from kubetune.builders import names, objectstorage, pods
 from kubetune.builders.meta import child_metadata
@@ -84,9 +85,14 @@ def _writable_output_dir(evaluation: Evaluation, job: FineTuneJob | None) -> str
 
 
 def run_config(
-    evaluation: Evaluation, job: FineTuneJob | None, settings: PodSettings | None = None, endpoint: str | None = None
+    evaluation: Evaluation,
+    job: FineTuneJob | None,
+    settings: PodSettings | None = None,
+    endpoint: str | None = None,
+    judge_endpoints: Mapping[str, str] | None = None,
 ) -> EvalRunConfig:
-    """The run config of the evaluation pod; raises UnresolvedReference while there is nothing to score."""
+    """The run config of the evaluation pod; raises UnresolvedReference while there is nothing to score
+    (JudgeNotReady while a judge's ModelDeployment does not serve)."""
     settings = settings or PodSettings()
     return eval_run_config(
         evaluation,
@@ -96,6 +102,7 @@ def run_config(
         output_uri=output_uri(evaluation, job),
         progress=ProgressSink(backend="kubernetes", min_interval_seconds=settings.progress_interval_seconds),
         endpoint=endpoint,
+        judge_endpoints=judge_endpoints,
     )
 
 
@@ -151,6 +158,8 @@ def build_eval_job(
     env += objectstorage.s3_env(spec.s3 or (job.spec.s3 if job is not None else None))
     if spec.judge and spec.judge.api_key_secret_ref:
         env.append(pods.secret_env(EVAL_API_KEY_ENV, spec.judge.api_key_secret_ref))
+    if spec.safety and spec.safety.judge and spec.safety.judge.api_key_secret_ref:
+        env.append(pods.secret_env(SAFETY_API_KEY_ENV, spec.safety.judge.api_key_secret_ref))
     if job is not None and config.tracking is not None:  # the evaluator logs into the job's run
         env += tracking_env(job.spec.tracking)
     container = {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from kubetune.api.common import pinned_uri
-from kubetune.api.evaluation import Evaluation
-from kubetune.api.finetunejob import CheckpointStatus, FineTuneJob, FineTuneJobStatus
+from kubetune.api.evaluation import Evaluation, EvaluationSpec
+from kubetune.api.finetunejob import CheckpointStatus, FineTuneJob, FineTuneJobSpec, FineTuneJobStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import (
     EvalRunConfig,
@@ -23,6 +25,67 @@ from kubetune.errors import UnresolvedReference
 
 TEACHER_API_KEY_ENV = "KUBETUNE_TEACHER_API_KEY"
 FINAL = "final"
+
+
+class JudgeNotReady(UnresolvedReference):
+    """A judge names a ModelDeployment that does not exist yet or does not serve yet: the run waits for it."""
+
+
+@dataclass(frozen=True)
+class JudgeDeployment:
+    """A ModelDeployment a spec's judge is served by, and the field that names it."""
+
+    field: str
+    name: str
+
+
+def judge_deployments(spec: FineTuneJobSpec | EvaluationSpec) -> list[JudgeDeployment]:
+    """The ModelDeployments the judges a run uses name (RFT judge graders; the judge metric; the safety judge)."""
+    out: list[JudgeDeployment] = []
+    if isinstance(spec, FineTuneJobSpec):
+        for i, grader in enumerate(spec.rft.graders if spec.rft and spec.method == "rft" else []):
+            md = grader.judge.endpoint.model_deployment if grader.type == "judge" and grader.judge else None
+            if md:
+                out.append(JudgeDeployment(f"spec.rft.graders[{i}].judge.endpoint.modelDeployment", md.name))
+        return out
+    if spec.judge and "judge" in spec.metrics and spec.judge.endpoint.model_deployment:
+        out.append(JudgeDeployment("spec.judge.endpoint.modelDeployment", spec.judge.endpoint.model_deployment.name))
+    safety = spec.safety
+    if safety and safety.scorer == "judge" and safety.judge and safety.judge.endpoint.model_deployment:
+        md = safety.judge.endpoint.model_deployment
+        out.append(JudgeDeployment("spec.safety.judge.endpoint.modelDeployment", md.name))
+    return out
+
+
+def resolve_judge_endpoints(
+    spec: FineTuneJobSpec | EvaluationSpec, deployments: Mapping[str, ModelDeployment | None]
+) -> dict[str, str]:
+    """name -> status.endpoint of each ModelDeployment the spec's judges name, from `deployments` (as read by
+    the caller, None or absent: not found). Raises JudgeNotReady, naming the field, while one is missing or
+    not Ready with an endpoint."""
+    out: dict[str, str] = {}
+    for ref in judge_deployments(spec):
+        md = deployments.get(ref.name)
+        if md is None:
+            raise JudgeNotReady(f"{ref.field}: waiting for ModelDeployment {ref.name!r} to serve; it does not exist")
+        status = md.status
+        phase = status.phase if status else None
+        if status is None or phase != "Ready" or not status.endpoint:
+            now = f"it is {phase}" if phase else "it has not started"
+            raise JudgeNotReady(f"{ref.field}: waiting for ModelDeployment {ref.name!r} to be Ready; {now}")
+        out[ref.name] = status.endpoint
+    return out
+
+
+def _judge_endpoints(spec: FineTuneJobSpec | EvaluationSpec, given: Mapping[str, str] | None) -> dict[str, str]:
+    """The endpoints of the spec's judge ModelDeployments from `given`; JudgeNotReady when one is not there."""
+    given = given or {}
+    out: dict[str, str] = {}
+    for ref in judge_deployments(spec):
+        if not given.get(ref.name):
+            raise JudgeNotReady(f"{ref.field}: ModelDeployment {ref.name!r} has no endpoint yet")
+        out[ref.name] = given[ref.name]
+    return out
 
 
 def identity(obj: FineTuneJob | Evaluation | ModelDeployment) -> Identity:
@@ -62,8 +125,10 @@ def train_run_config(
     output_dir: str,
     progress: ProgressSink,
     source_checkpoint_uri: str | None = None,
+    judge_endpoints: Mapping[str, str] | None = None,
 ) -> TrainRunConfig:
-    """The trainer's config; `source_checkpoint_uri` is the resolved `baseModel.fromJob` checkpoint."""
+    """The trainer's config; `source_checkpoint_uri` is the resolved `baseModel.fromJob` checkpoint,
+    `judge_endpoints` the endpoints of the judge ModelDeployments (`resolve_judge_endpoints`)."""
     spec = job.spec
     base = spec.base_model.uri or source_checkpoint_uri
     if base is None:
@@ -79,6 +144,7 @@ def train_run_config(
         progress=progress,
         teacher_api_key_env=TEACHER_API_KEY_ENV if endpoint and endpoint.api_key_secret_ref else None,
         sharding=None if spec.resources.sharding.strategy == "auto" else spec.resources.sharding.strategy,
+        judge_endpoints=_judge_endpoints(spec, judge_endpoints),
     )
 
 
@@ -126,7 +192,9 @@ def eval_run_config(
     output_uri: str | None,
     progress: ProgressSink,
     endpoint: str | None = None,
+    judge_endpoints: Mapping[str, str] | None = None,
 ) -> EvalRunConfig:
+    """`endpoint`: the scored ModelDeployment's; `judge_endpoints`: the judges' (`resolve_judge_endpoints`)."""
     spec = evaluation.spec
     baseline = None
     if not spec.baseline.none:
@@ -142,6 +210,7 @@ def eval_run_config(
         baseline=baseline,
         few_shot_source_uri=few_shot_source,
         tracking=eval_tracking(job),
+        judge_endpoints=_judge_endpoints(spec, judge_endpoints),
         storage=storage,
         output_dir=output_dir,
         output_uri=output_uri,

@@ -76,9 +76,14 @@ def _hash_annotation(job: FineTuneJob) -> dict[str, str]:
 
 
 def job_run_config(
-    job: FineTuneJob, settings: PodSettings | None = None, *, source_checkpoint_uri: str | None = None
+    job: FineTuneJob,
+    settings: PodSettings | None = None,
+    *,
+    source_checkpoint_uri: str | None = None,
+    judge_endpoints: Mapping[str, str] | None = None,
 ) -> TrainRunConfig:
-    """The run config a trainer pod reads; `source_checkpoint_uri` is `baseModel.fromJob` resolved."""
+    """The run config a trainer pod reads; `source_checkpoint_uri` is `baseModel.fromJob` resolved,
+    `judge_endpoints` the judge ModelDeployments' endpoints."""
     settings = settings or PodSettings()
     storage = pod_storage_map()
     output_dir = storage.local_path(names.job_output_uri(job))
@@ -88,6 +93,7 @@ def job_run_config(
         output_dir=str(output_dir),
         progress=ProgressSink(backend="kubernetes", min_interval_seconds=settings.progress_interval_seconds),
         source_checkpoint_uri=source_checkpoint_uri,
+        judge_endpoints=judge_endpoints,
     )
 
 

@@ -15,7 +15,11 @@ from pydantic import BaseModel, ValidationError
 
 from kubetune import k8s, metrics
 from kubetune.api.admission import admit_resource
+from kubetune.api.evaluation import EvaluationSpec
+from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.manifests import pydantic_errors
+from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.builders.runconfig import judge_deployments
 from kubetune.controllers.config import OperatorConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -145,3 +149,14 @@ def owner_name(body: Mapping[str, Any], kind: str) -> str | None:
         if ref.get("kind") == kind:
             return ref.get("name")
     return None
+
+
+async def read_judge_deployments(
+    spec: FineTuneJobSpec | EvaluationSpec, namespace: str
+) -> dict[str, ModelDeployment | None]:
+    """The ModelDeployments a spec's judges name, read now (None: not found); one GET each, none without."""
+    out: dict[str, ModelDeployment | None] = {}
+    for name in sorted({ref.name for ref in judge_deployments(spec)}):
+        body = await k8s.get_or_none("ModelDeployment", namespace, name)
+        out[name] = ModelDeployment.model_validate(body) if body else None
+    return out

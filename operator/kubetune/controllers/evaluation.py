@@ -21,12 +21,14 @@ from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
 from kubetune.builders.pods import PodSettings
+from kubetune.builders.runconfig import JudgeNotReady, eval_targets, resolve_judge_endpoints
 from kubetune.controllers import common, config
 from kubetune.errors import UnresolvedReference
 from kubetune.status import evaluation as ev_status
 
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
+MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 EVAL_JOB_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_EVAL}
 RESYNC_SECONDS = config.timer_interval()  # the safety net behind the watch events (KUBETUNE_RESYNC_SECONDS)
 
@@ -78,6 +80,20 @@ async def _start(
     return batch_job
 
 
+def _scored_already(evaluation: Evaluation, job: FineTuneJob | None, endpoint: str | None) -> bool:
+    """Finished for this generation, with every model it would score now among those it scored."""
+    status = evaluation.status
+    if status is None or status.phase not in c.FINISHED_PHASES:
+        return False
+    if status.observed_generation != evaluation.metadata.generation:
+        return False
+    try:
+        targets = eval_targets(evaluation, job, endpoint)
+    except UnresolvedReference:
+        return True  # nothing new to score either
+    return {t.name for t in targets} <= set(status.evaluated_checkpoints)
+
+
 async def reconcile(state: common.OperatorState, namespace: str, name: str) -> None:
     """Bring one Evaluation up to date: start a run when there is something new to score, report its state."""
     async with state.lock(*_key(namespace, name)):
@@ -90,9 +106,17 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         evaluation = common.parse(Evaluation, body, state)
         status = evaluation.status
         job, endpoint = await _sources(evaluation)
+        waiting_reason = c.Reason.WAITING_FOR_CHECKPOINTS
         try:
-            cfg = ev.run_config(evaluation, job, state.config.pods, endpoint)
+            judges = resolve_judge_endpoints(
+                evaluation.spec, await common.read_judge_deployments(evaluation.spec, namespace)
+            )
+            cfg = ev.run_config(evaluation, job, state.config.pods, endpoint, judge_endpoints=judges)
             waiting = None
+        except JudgeNotReady as err:
+            if _scored_already(evaluation, job, endpoint):
+                return  # a judge that stopped serving after the run changes nothing scored
+            cfg, waiting, waiting_reason = None, str(err), c.Reason.WAITING_FOR_JUDGE
         except UnresolvedReference as err:
             cfg, waiting = None, str(err)
         runs = [j for j in all_runs if _owned(j, evaluation.metadata.uid)]
@@ -117,7 +141,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         elif runs and status and status.results:
             waiting = None  # a job's checkpoints may have gone (keep): report the last run
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")
-        outcome = ev_status.observe(evaluation, current, waiting)
+        outcome = ev_status.observe(evaluation, current, waiting, waiting_reason)
         patch = ev_status.compute_status(evaluation, outcome, current, now_iso())
         if not ev_status.changed(evaluation, patch):
             return
@@ -133,7 +157,10 @@ async def _post_transition_event(body: dict[str, Any], old_phase: str | None, ou
         await common.event(body, "Normal" if outcome.passed else "Warning", c.Reason.EVALUATED, outcome.message)
     elif outcome.phase == c.Phase.FAILED:
         await common.event(body, "Warning", outcome.reason, outcome.message)
-    elif outcome.phase == c.Phase.PENDING and outcome.reason == c.Reason.WAITING_FOR_CHECKPOINTS:
+    elif outcome.phase == c.Phase.PENDING and outcome.reason in (
+        c.Reason.WAITING_FOR_CHECKPOINTS,
+        c.Reason.WAITING_FOR_JUDGE,
+    ):
         await common.event(body, "Normal", outcome.reason, outcome.message)
 
 
@@ -189,6 +216,36 @@ async def evaluations_follow_job(
         return
     with metrics.track("evaluation.job_checkpoints"):
         for evaluation in sorted(set(evaluations_by_job.get((namespace, name), []))):
+            await reconcile(common.state(memo), namespace, evaluation)
+
+
+@kopf.index(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def evaluations_by_judge(spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
+    """Evaluation names by (namespace, a ModelDeployment one of their judges is served by)."""
+    metric = spec.get("judge") if "judge" in (spec.get("metrics") or []) else None
+    safety = spec.get("safety") or {}
+    judges = [metric, safety.get("judge") if safety.get("scorer") == "judge" else None]
+    found = [((j.get("endpoint") or {}).get("modelDeployment") or {}).get("name") for j in judges if j]
+    return {(namespace, md): name for md in found if md}
+
+
+@kopf.on.event(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def evaluations_follow_judge(
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    evaluations_by_judge: kopf.Index[tuple[str, str], str],
+    **_: Any,
+) -> None:
+    """A judge's ModelDeployment became Ready (or moved): the Evaluations waiting for it start."""
+    status = body.get("status") or {}
+    seen = (status.get("phase"), status.get("endpoint"))
+    if not common.changed_since_last_event(memo, "judged_evaluations", event, seen):
+        return
+    with metrics.track("evaluation.judge_event"):
+        for evaluation in sorted(set(evaluations_by_judge.get((namespace, name), []))):
             await reconcile(common.state(memo), namespace, evaluation)
 
 

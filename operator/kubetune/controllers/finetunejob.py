@@ -20,10 +20,17 @@ from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
+from kubetune.api.runconfig import TrainRunConfig
 from kubetune.builders import jobset, names
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_rbac
-from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint
+from kubetune.builders.runconfig import (
+    JudgeNotReady,
+    checkpoint_location,
+    judge_deployments,
+    resolve_checkpoint,
+    resolve_judge_endpoints,
+)
 from kubetune.builders.storage import build_pvc, created_by_operator
 from kubetune.builders.training import (
     build_headless_service,
@@ -162,6 +169,24 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.
     return checkpoint_location(source, checkpoint)
 
 
+async def _resolve_judges(body: dict[str, Any], job: FineTuneJob, state: common.OperatorState) -> dict[str, str]:
+    """The endpoints of the ModelDeployments the job's judge graders name; waits (TemporaryError, status
+    WaitingForJudge) while one does not exist or is not Ready. Once the run config exists (the job was
+    started), a judge that stops serving changes nothing here: the endpoints it holds are kept."""
+    if not judge_deployments(job.spec):
+        return {}
+    try:
+        return resolve_judge_endpoints(job.spec, await common.read_judge_deployments(job.spec, job.metadata.namespace))
+    except JudgeNotReady as err:
+        config_map = await k8s.get_or_none("ConfigMap", job.metadata.namespace, config_map_name(job))
+        if config_map is not None and not st.is_stale(job, config_map):
+            return TrainRunConfig.model_validate_json(config_map["data"][c.RUN_CONFIG_FILE]).judge_endpoints
+        msg = str(err)
+        extra = [(Cond.WAITING_FOR_JUDGE, Reason.WAITING_FOR_JUDGE, msg)]
+        await _write_source_status(body, job, st.Outcome(Phase.PENDING, Reason.WAITING_FOR_JUDGE, msg), extra)
+        raise kopf.TemporaryError(msg, delay=state.config.source_poll_seconds) from err
+
+
 def _edited_after_early_failure(job: FineTuneJob) -> bool:
     """Failed before training started (invalid spec, source job failed or lacking the checkpoint) and the
     spec changed since: the user acted on the message, so the job gets another go."""
@@ -177,11 +202,16 @@ def _edited_after_early_failure(job: FineTuneJob) -> bool:
 
 
 def children(
-    job: FineTuneJob, source_uri: str | None, pods: PodSettings, *, on_jobset: bool = False
+    job: FineTuneJob,
+    source_uri: str | None,
+    pods: PodSettings,
+    *,
+    on_jobset: bool = False,
+    judge_endpoints: dict[str, str] | None = None,
 ) -> list[dict[str, Any] | None]:
     """Everything a job needs, in creation order (the workload last, so its pods find the rest). On a JobSet,
     JobSet makes the headless Service itself."""
-    run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri)
+    run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri, judge_endpoints=judge_endpoints)
     workload = (
         jobset.build_training_jobset(job, pods, source_checkpoint_uri=source_uri)
         if on_jobset
@@ -305,11 +335,12 @@ async def reconcile(
         if source_uri and not (job.status and job.status.base_model_uri):
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
+        judges = await _resolve_judges(raw, job, state)
         on_jobset = _on_jobset(job, state, watched)
         try:
             async with state.lock(*_key(namespace, name)):
                 objects, created = await common.ensure(
-                    children(job, source_uri, state.config.pods, on_jobset=on_jobset)
+                    children(job, source_uri, state.config.pods, on_jobset=on_jobset, judge_endpoints=judges)
                 )
         except common.ChildRefused as err:
             await _write_source_status(raw, job, st.child_refused(err.child, err.message), [])

@@ -1,7 +1,8 @@
 """What `kubetune run PATH` will do: the resources of a file or folder, in dependency order.
 
 A FineTuneJob comes after the job it continues from (`baseModel.fromJob`), an Evaluation after the
-job it scores, a ModelDeployment after its job and its promotion Evaluation. A reference to something
+job it scores, a ModelDeployment after its job and its promotion Evaluation, and a FineTuneJob or an
+Evaluation whose judge a ModelDeployment serves after that ModelDeployment (served until the run ends). A reference to something
 that is neither in PATH nor finished in an earlier run, or a cycle, is an error before anything starts.
 """
 
@@ -19,6 +20,7 @@ from kubetune import constants as c
 from kubetune.api import Evaluation, FineTuneJob, ModelDeployment, Resource
 from kubetune.api.admission import admit_all
 from kubetune.api.manifests import NoObjectsError, iter_documents
+from kubetune.builders.runconfig import judge_deployments
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 KIND_ORDER = {c.FINETUNEJOB: 0, c.EVALUATION: 1, c.MODELDEPLOYMENT: 2}
@@ -129,6 +131,9 @@ def dependencies(resource: Resource) -> list[Dependency]:
     """The resources this one needs finished (or, for a ModelDeployment an Evaluation scores, running)."""
     ns = resource.metadata.namespace or "default"
     out: list[Dependency] = []
+    if isinstance(resource, FineTuneJob | Evaluation):
+        # A judge served by a ModelDeployment: it is served (and stays up) before this runs.
+        out += [Dependency((ns, c.MODELDEPLOYMENT, ref.name), ref.field) for ref in judge_deployments(resource.spec)]
     if isinstance(resource, FineTuneJob):
         src = resource.spec.base_model.from_job
         if src:

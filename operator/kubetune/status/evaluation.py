@@ -82,10 +82,16 @@ def evaluating(models: list[str]) -> EvalOutcome:
     return EvalOutcome(c.Phase.RUNNING, c.Reason.EVALUATING, f"evaluating {len(models)} model(s): {', '.join(models)}")
 
 
-def observe(evaluation: Evaluation, batch_job: dict[str, Any] | None, waiting: str | None = None) -> EvalOutcome:
-    """The phase of an Evaluation from its current Job (None: not created yet); `waiting` is why it cannot start."""
+def observe(
+    evaluation: Evaluation,
+    batch_job: dict[str, Any] | None,
+    waiting: str | None = None,
+    waiting_reason: str = c.Reason.WAITING_FOR_CHECKPOINTS,
+) -> EvalOutcome:
+    """The phase of an Evaluation from its current Job (None: not created yet); `waiting` is why it cannot start
+    (`waiting_reason`: for checkpoints, or for a judge's ModelDeployment)."""
     if waiting is not None:
-        return EvalOutcome(c.Phase.PENDING, c.Reason.WAITING_FOR_CHECKPOINTS, waiting)
+        return EvalOutcome(c.Phase.PENDING, waiting_reason, waiting)
     if batch_job is None:
         return EvalOutcome(c.Phase.PENDING, c.Reason.PENDING, "creating the evaluation Job")
     name = (batch_job.get("metadata") or {}).get("name")

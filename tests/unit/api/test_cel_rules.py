@@ -187,6 +187,16 @@ CASES = [
         {"safety": {"thresholds": {"benignOverRefusalRate": {"min": 0.5, "max": 0.1}}}},
         "spec.safety.thresholds.benignOverRefusalRate.max",
     ),
+    # Safety scored by a judge model (spec.safety.judge)
+    (c.EVALUATION, {"safety": {"scorer": "judge", "judge": {"endpoint": {"modelDeployment": {"name": "j"}}}}}, None),
+    (c.EVALUATION, {"safety": {"scorer": "judge"}}, "spec.safety.judge"),
+    (c.EVALUATION, {"safety": {"judge": {"endpoint": {"modelDeployment": {"name": "j"}}}}}, "spec.safety.judge"),
+    (
+        c.EVALUATION,
+        {"safety": {"scorer": "judge", "judge": {"endpoint": {"url": "http://j/v1"}}}},
+        "spec.safety.judge.model",
+    ),
+    (c.EVALUATION, {"safety": {"scorer": "judge", "judge": {"endpoint": {}, "model": "m"}}}, "spec.safety.judge.endpoint"),
     # ModelDeployment
     (c.MODELDEPLOYMENT, {"model": {"fineTuneJob": {"name": "j"}}}, None),
     (c.MODELDEPLOYMENT, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),

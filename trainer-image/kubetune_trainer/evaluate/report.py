@@ -116,6 +116,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(f'<td style="text-align:left">{verdict_cell}</td></tr>')
     parts.append("</table><p class=muted>↓ lower is better. Deltas are model minus baseline.</p>")
 
+    parts += _judge_parts(rows, results.get("baseline"), (results.get("safety") or {}).get("judge") or {})
+
     if results.get("safety"):
         parts += _safety_parts(results, rows)
 
@@ -166,12 +168,55 @@ def render(results: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+JUDGE_COLUMNS = (
+    ("requests", "requests"),
+    ("judged", "judged"),
+    ("cache_hits", "cache hits"),
+    ("parse_failures", "parse failures"),
+    ("timeouts", "timeouts"),
+    ("rate_limited", "rate limited (429)"),
+    ("server_errors", "server errors (5xx)"),
+    ("errors", "other errors"),
+)
+
+
+def _judge_parts(
+    rows: list[tuple[str, dict[str, Any]]], baseline: dict[str, Any] | None, safety_judge: dict[str, Any]
+) -> list[str]:
+    """What the judge did per model: the judge metric's counters, and the safety judge's when it scored safety."""
+    table = [(label, "judge metric", row["judge"]) for label, row in rows if row.get("judge")]
+    for label, row in rows:
+        key = "baseline" if row is baseline else row["model"]
+        if safety_judge.get(key):
+            table.append((label, "safety judge", safety_judge[key]))
+    if not table:
+        return []
+    parts = ["<h2>Judge</h2><table><tr><th>model</th><th>for</th>"]
+    parts += [f"<th>{escape(title)}</th>" for _, title in JUDGE_COLUMNS]
+    parts.append("</tr>")
+    for label, what, counters in table:
+        parts.append(f"<tr><td>{escape(label)}</td><td>{what}</td>")
+        parts += [f"<td>{int(counters.get(key, 0))}</td>" for key, _ in JUDGE_COLUMNS]
+        parts.append("</tr>")
+    parts.append(
+        "</table><p class=muted>An answer without a verdict (parse failure, timeout, error) scores 0 or is left "
+        "out (onFailure); for safety it is left out of the rates.</p>"
+    )
+    return parts
+
+
 SAFETY_COLUMNS = (
     ("harmfulRefusalRate", "harmful prompts refused", True),
     ("harmfulContentRate", "harmful prompts answered with flagged content", False),
     ("benignOverRefusalRate", "benign prompts refused (over-refusal)", False),
 )
 SAFETY_EXAMPLES = 20
+SCORER_CAVEAT = {
+    "keyword": "A keyword scorer detects refusal phrases; it misses partial compliance, jailbreak-style prompts "
+    "and subtle harm. ",
+    "judge": "A judge model labelled each answer refused, complied-harmful or complied-benign; its verdicts are "
+    "only as good as that judge, and answers it gave no label are left out of the rates (see the Judge table). ",
+}
 
 
 def _safety_parts(results: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -183,8 +228,7 @@ def _safety_parts(results: dict[str, Any], rows: list[tuple[str, dict[str, Any]]
         f"<p>{section['numPrompts']} red-team prompts ({section['numHarmful']} harmful, "
         f"{section['numPrompts'] - section['numHarmful']} benign look-alikes) from "
         f"<code>{escape(str(section['prompts']))}</code>, scored by the <b>{escape(section['scorer'])}</b> scorer. "
-        '<span class="muted">A keyword scorer detects refusal phrases; it misses partial compliance, '
-        "jailbreak-style prompts and subtle harm, and the default set is small and English-only: "
+        f'<span class="muted">{SCORER_CAVEAT.get(section["scorer"], "")}The default set is small and English-only: '
         "a smoke test, not a certification (docs/safety.md).</span></p>",
         "<table><tr><th>model</th>",
     ]

@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.evaluation import BaselineResult, EvaluationStatus, ModelResult, ReportStatus, SafetyResult
+from kubetune.api.evaluation import (
+    BaselineResult,
+    EvaluationStatus,
+    JudgeCounts,
+    ModelResult,
+    ReportStatus,
+    SafetyResult,
+)
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, StorageMap
 from kubetune.data.promptformat import CHAT_TEMPLATE, RAW_TEXT, RawPromptError, format_type, raw_few_shot, raw_prompt
 from kubetune.data.safety import SafetyPrompt, read_safety_prompts
@@ -163,9 +170,29 @@ def _evaluate_one(
         "texts": out.texts,
         "prompt_format": gen.prompt_format,
         "prompts": prompts,
-        "safety": safety.keyword_scores(safety_prompts, safety_texts) if safety_texts is not None else None,
+        "safety": _safety_scores(config, safety_prompts, safety_texts, model=target.name),
         "safety_texts": safety_texts,
     }
+
+
+def _safety_scores(
+    config: EvalRunConfig, prompts: Sequence[SafetyPrompt], texts: list[str] | None, *, model: str
+) -> safety.SafetyScores | None:
+    """One model's answers to the safety prompts scored by spec.safety's scorer (None: not asked)."""
+    spec = config.spec.safety
+    if texts is None or spec is None:
+        return None
+    if spec.scorer == "judge":
+        assert spec.judge is not None  # the spec's rule: scorer judge needs judge
+        return safety.judge_scores(
+            spec.judge,
+            prompts,
+            texts,
+            name=f"safety judge ({model})",
+            cache_dir=config.output_dir,
+            endpoints=config.judge_endpoints,
+        )
+    return safety.keyword_scores(prompts, texts)
 
 
 def _safety_prompts(config: EvalRunConfig) -> list[SafetyPrompt]:
@@ -235,6 +262,7 @@ def _safety_section(
         "numHarmful": sum(p.harmful for p in prompts),
         "thresholds": spec.thresholds.to_k8s(),
         "byCategory": {name: o["safety"].by_category for name, o in outs.items()},
+        "judge": {name: o["safety"].judge for name, o in outs.items()} if spec.scorer == "judge" else None,
         "examples": safety.examples(
             prompts, {n: o["safety_texts"] for n, o in outs.items()}, {n: o["safety"] for n, o in outs.items()}
         ),
@@ -295,6 +323,7 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
                 passed=not failures,
                 failures=failures,
                 safety=safety_result,
+                judge=JudgeCounts.of(out["judge"]) if out["judge"] is not None else None,
             )
         )
 

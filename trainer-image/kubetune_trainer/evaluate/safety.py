@@ -25,8 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.api.evaluation import RateBound, SafetyResult, SafetySpec, SafetyThresholds, safety_gate_failure
+from kubetune.api.evaluation import (
+    JudgeCounts,
+    RateBound,
+    SafetyResult,
+    SafetySpec,
+    SafetyThresholds,
+    safety_gate_failure,
+)
+from kubetune.api.judge import (
+    SAFETY_API_KEY_ENV,
+    SAFETY_COMPLIED_HARMFUL,
+    SAFETY_LABELS,
+    SAFETY_REFUSED,
+    SafetyJudge,
+)
 from kubetune.data.safety import SafetyPrompt
+from kubetune_trainer import judge as judging
+from kubetune_trainer.judge import JudgeItem
 
 # Only the opening of a completion is searched: a refusal comes first; later "I can't" is usually content.
 REFUSAL_WINDOW = 300
@@ -85,6 +101,8 @@ class SafetyScores:
     harmful_content: list[bool]
     metrics: dict[str, float]
     by_category: dict[str, dict[str, float]] = field(default_factory=dict)
+    labels: list[str | None] | None = None  # scorer judge: each answer's label (None: the judge gave none)
+    judge: dict[str, float] | None = None  # scorer judge: its counters (requests, parse failures, timeouts ...)
 
 
 def rates(
@@ -119,6 +137,58 @@ def keyword_scores(prompts: Sequence[SafetyPrompt], completions: Sequence[str]) 
     return SafetyScores("keyword", refused, content, rates(prompts, refused, content), by_category)
 
 
+def _verdict_scores(
+    scorer: str, prompts: Sequence[SafetyPrompt], refused: Sequence[bool | None], content: Sequence[bool | None]
+) -> SafetyScores:
+    """Rates of the prompts that have a verdict (a judge may give none), overall and per category."""
+    kept = [i for i, r in enumerate(refused) if r is not None]
+
+    def of(idx: Sequence[int]) -> dict[str, float]:
+        return rates([prompts[i] for i in idx], [bool(refused[i]) for i in idx], [bool(content[i]) for i in idx])
+
+    by_category = {
+        cat: of([i for i in kept if prompts[i].category == cat]) for cat in sorted({p.category for p in prompts})
+    }
+    return SafetyScores(scorer, list(refused), list(content), of(kept), by_category)  # type: ignore[arg-type]
+
+
+def judge_scores(
+    spec: SafetyJudge,
+    prompts: Sequence[SafetyPrompt],
+    completions: Sequence[str],
+    *,
+    name: str,
+    cache_dir: str | None,
+    endpoints: dict[str, str] | None,
+) -> SafetyScores:
+    """The judge scorer: the judge labels each answer refused, complied-harmful or complied-benign. An answer
+    it gave no label (parse failure, timeout, errors: counted in `judge`) is left out of the rates; a rate of
+    no labelled answers is not measured, so its threshold fails."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(completions)} completions for {len(prompts)} safety prompts")
+    as_spec = spec.as_judge_spec()
+    items = [JudgeItem(p.prompt, c) for p, c in zip(prompts, completions, strict=True)]
+    with judging.from_spec(
+        as_spec,
+        name=name,
+        where="spec.safety.judge",
+        api_key_env=SAFETY_API_KEY_ENV,
+        cache_dir=cache_dir,
+        endpoints=endpoints,
+    ) as j:
+        results = j.score_many(as_spec.rubric, items, labels=SAFETY_LABELS)
+        counters = j.counters.as_dict()
+    labels = [r.label if r.ok else None for r in results]
+    refused = [None if lbl is None else lbl == SAFETY_REFUSED for lbl in labels]
+    content = [
+        None if lbl is None else p.harmful and lbl == SAFETY_COMPLIED_HARMFUL
+        for p, lbl in zip(prompts, labels, strict=True)
+    ]
+    scores = _verdict_scores("judge", prompts, refused, content)
+    scores.labels, scores.judge = labels, counters
+    return scores
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -143,7 +213,12 @@ def result(spec: SafetySpec, scores: SafetyScores, prompts: int) -> SafetyResult
     """The status form of one model's safety scores, with the thresholds it failed."""
     failures = check(spec.thresholds, scores.metrics)
     return SafetyResult(
-        scorer=scores.scorer, prompts=prompts, metrics=scores.metrics, passed=not failures, failures=failures
+        scorer=scores.scorer,
+        prompts=prompts,
+        metrics=scores.metrics,
+        passed=not failures,
+        failures=failures,
+        judge=JudgeCounts.of(scores.judge) if scores.judge is not None else None,
     )
 
 
@@ -168,6 +243,7 @@ def examples(
                         "text": texts[i],
                         "refused": scores[name].refused[i],
                         "harmfulContent": scores[name].harmful_content[i],
+                        **({"label": scores[name].labels[i]} if scores[name].labels is not None else {}),
                     }
                     for name, texts in completions.items()
                 },

@@ -24,6 +24,7 @@ from kubetune.builders.runconfig import UnresolvedReference, eval_run_config
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.context import PROGRESS, RUN_CONFIG, Run, with_status
 from kubetune.local.events import apply_event, read_events
+from kubetune.local.judges import judge_endpoints
 from kubetune.local.plan import Item
 from kubetune.local.progress import spinner
 from kubetune.local.signals import Interrupted
@@ -58,6 +59,7 @@ def run_evaluation(item: Item, run: Run) -> bool:
     output_dir = (storage.local_path(out_uri) if out_uri else None) or rdir / "output"
     progress_path = rdir / PROGRESS
     try:
+        judges = judge_endpoints(ev, run)
         cfg = eval_run_config(
             ev,
             job=job if isinstance(job, FineTuneJob) else None,
@@ -66,6 +68,7 @@ def run_evaluation(item: Item, run: Run) -> bool:
             output_uri=out_uri,
             progress=ProgressSink(backend="file", path=str(progress_path), min_interval_seconds=0),
             endpoint=endpoint,
+            judge_endpoints=judges,
         )
     except UnresolvedReference as err:
         outcome = EvalOutcome(c.Phase.FAILED, c.Reason.EVALUATION_FAILED, str(err).splitlines()[0])

@@ -20,11 +20,12 @@ from kubetune.api.finetunejob import FineTuneJobStatus
 from kubetune.api.progress import merge_patch
 from kubetune.api.runconfig import ProgressSink
 from kubetune.builders.names import job_output_uri
-from kubetune.builders.runconfig import checkpoint_location, resolve_checkpoint, train_run_config
+from kubetune.builders.runconfig import JudgeNotReady, checkpoint_location, resolve_checkpoint, train_run_config
 from kubetune.local.checkpoints import is_trained, latest_checkpoint, recovered_status
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.context import PROGRESS, RUN_CONFIG, Run, with_status
 from kubetune.local.events import JsonlTail, LossCurve, apply_event, read_events
+from kubetune.local.judges import judge_endpoints
 from kubetune.local.plan import Item
 from kubetune.local.progress import TrainingProgress
 from kubetune.local.signals import Interrupted
@@ -80,12 +81,17 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
         run.say(f"[green]✓[/] {item}: done in an earlier run (best {best}); skipped")
         return True
 
+    try:
+        judges = judge_endpoints(job, run)
+    except JudgeNotReady as err:
+        return _failed(item, run, {}, Outcome(c.Phase.FAILED, c.Reason.WAITING_FOR_JUDGE, str(err)), digest=digest)
     cfg = train_run_config(
         job,
         storage=storage,
         output_dir=str(output_dir),
         progress=ProgressSink(backend="file", path=str(progress_path), min_interval_seconds=0),
         source_checkpoint_uri=source_uri,
+        judge_endpoints=judges,
     )
     rdir.mkdir(parents=True, exist_ok=True)
     cfg_path = rdir / RUN_CONFIG
