@@ -90,13 +90,44 @@ def manifest(files: list[tuple[str, int, str]]) -> str:
     return "".join(f"{sha}  {size}  {path}\n" for path, size, sha in sorted(files))
 
 
+EVALUATIONS = "evaluations"  # beside the job's output on its claim: evaluations/<Evaluation>/results.json
+
+
+def evaluation_of(out: Path, checkpoint: str) -> tuple[dict[str, float], str | None] | None:
+    """An Evaluation's scores of `checkpoint` (metric -> score, and the dataset they were measured on), from the
+    newest results.json under <output>/../evaluations/ holding a result for this job's `checkpoint`; None if none.
+
+    Evaluations of a FineTuneJob write there (kubetune.builders.evaluation.output_uri) and may score checkpoints
+    while the job trains; one that has not finished when the export runs is not in the card."""
+    found: list[tuple[str, dict[str, float], str | None]] = []
+    for path in sorted((out.parent / EVALUATIONS).glob("*/results.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            log.warning("model card: %s is unreadable, its results are left out: %s", path, err)
+            continue
+        for result in doc.get("results") or []:
+            uri = str(result.get("uri") or "").rstrip("/")
+            ours = result.get("model") == checkpoint and uri.endswith(f"/{out.name}/{checkpoint}")
+            if ours and isinstance(result.get("metrics"), dict):
+                found.append((str(doc.get("createdAt") or ""), result["metrics"], doc.get("dataset")))
+    if not found:
+        return None
+    _, metrics, dataset = max(found, key=lambda f: f[0])
+    return metrics, dataset
+
+
 def export(cfg: TrainRunConfig, evaluation: dict[str, float] | None = None) -> dict[str, Any]:
-    """Stage, write the model card, upload; the status.export entry."""
+    """Stage, write the model card, upload; the status.export entry. `evaluation` (metric -> score) defaults to
+    an Evaluation's results of the exported checkpoint, if one has finished (evaluation_of)."""
     spec = cfg.spec.export
     assert spec is not None
     out = Path(cfg.output_dir)
     src = checkpoint_dir(cfg, spec.checkpoint)
     meta = json.loads((src / c.CHECKPOINT_META).read_text())
+    evaluation_dataset = None
+    if evaluation is None and (found := evaluation_of(out, src.name)) is not None:
+        evaluation, evaluation_dataset = found
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
         staged = Path(tmp) / "model"
         kind = stage(src, staged, merge=spec.merge, base_model_uri=meta.get("base_model"), storage=cfg.storage)
@@ -107,6 +138,7 @@ def export(cfg: TrainRunConfig, evaluation: dict[str, float] | None = None) -> d
                 checkpoint=src.name,
                 hyperparameters=meta.get("hyperparameters") or cfg.spec.hyperparameters.to_k8s(),
                 evaluation=evaluation,
+                evaluation_dataset=evaluation_dataset,
             ),
             encoding="utf-8",
         )
@@ -155,11 +187,13 @@ def run_export(cfg: TrainRunConfig, reporter: Any) -> int:
         return c.EXIT_OK
     try:
         entry = export(cfg)
-    except Exception as err:  # the pod fails with a message that names the destination; secrets are never in it
-        log.error("export to %s failed: %s", cfg.spec.export.uri if cfg.spec.export else "?", err)
+    except Exception as err:  # the pod fails with one line that names the destination; secrets are never in it
         from kubetune_trainer import termination
 
-        termination.write(termination.EXPORT_ERROR, f"export failed: {err}")
+        # huggingface_hub's HTTP errors span lines (status, url, a docs link, the server's message): one line here
+        detail = " ".join(termination.redact(str(err) or type(err).__name__).split())
+        log.error("export to %s failed: %s", cfg.spec.export.uri if cfg.spec.export else "?", detail)
+        termination.write(termination.EXPORT_ERROR, f"export failed: {detail}")
         return c.EXIT_FAILED
     done.write_text(json.dumps(entry, indent=2, sort_keys=True), encoding="utf-8")
     reporter.exported(entry)
