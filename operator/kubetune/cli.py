@@ -34,7 +34,7 @@ class Findings:
     resources: int = 0
     datasets: int = 0
     files: int = 0
-    datasets_seen: set[Path] = field(default_factory=set)
+    datasets_seen: set[Path | str] = field(default_factory=set)  # a local path resolved, or an s3:// URI
     grouped: int = 0  # errors said once for several dataset lines, beyond one per entry of `errors`
     reports: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # dataset validations, by file and options
     admitted: list[tuple[str, Any]] = field(default_factory=list)  # (source, resource) for cross-resource checks

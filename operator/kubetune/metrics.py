@@ -173,7 +173,9 @@ class Recorder:
                 PROGRESS.labels(namespace, name).set(1.0)
             checkpoints = status.get("checkpoints") or []
             CHECKPOINTS.labels(namespace, name).set(len(checkpoints))
-            scored = [(cp.get("name", ""), cp.get("metrics") or {}) for cp in checkpoints]
+            scored: list[tuple[str, Mapping[str, Any]]] = [
+                (cp.get("name", ""), cp.get("metrics") or {}) for cp in checkpoints
+            ]
             _set_scores(CHECKPOINT_METRIC, self._checkpoint_series, key, scored)
             seconds = _gpu_seconds_so_far(spec, status, now or dt.datetime.now(dt.UTC))
             if seconds is not None:
@@ -198,7 +200,9 @@ class Recorder:
         """Update the score series of an Evaluation from its status (results and baseline)."""
         meta, status = body.get("metadata") or {}, body.get("status") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
-        scored = [(r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []]
+        scored: list[tuple[str, Mapping[str, Any]]] = [
+            (r.get("model", ""), r.get("metrics") or {}) for r in status.get("results") or []
+        ]
         if status.get("baseline"):
             scored.append(("baseline", status["baseline"].get("metrics") or {}))
         with self._lock:

@@ -26,7 +26,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, S3Config
 
 __all__ = [
     "ObjectNotFoundError",
@@ -123,7 +126,7 @@ def _store(bucket: str, options: S3Options | None = None) -> Any:
         ) from None
     opts = options or _current.get()
     endpoint = opts.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config: dict[str, Any] = {}
+    config: S3Config = {}
     path_style = opts.force_path_style
     if path_style is None:
         env = os.environ.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST")
@@ -137,7 +140,7 @@ def _store(bucket: str, options: S3Options | None = None) -> Any:
     region = opts.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         config["region"] = region
-    client = {"allow_http": True} if endpoint and endpoint.startswith("http://") else None
+    client: ClientConfig | None = {"allow_http": True} if endpoint and endpoint.startswith("http://") else None
     return S3Store(bucket, config=config, client_options=client)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
 
 from kubetune.api import crdgen
 from kubetune.api.manifests import KINDS, Resource
@@ -101,7 +102,7 @@ def to_cel(value: Any, node: dict[str, Any]) -> Any:
     if kind == "object" and isinstance(value, dict):
         props, extra = node.get("properties"), node.get("additionalProperties")
         if props is None and not isinstance(extra, dict):
-            return celpy.json_to_cel(value)  # x-kubernetes-preserve-unknown-fields
+            return json_to_cel(value)  # x-kubernetes-preserve-unknown-fields
         return celtypes.MapType(
             {
                 celtypes.StringType(k): to_cel(v, (props or {}).get(k) or (extra if isinstance(extra, dict) else {}))
@@ -115,7 +116,7 @@ def to_cel(value: Any, node: dict[str, Any]) -> Any:
         return celtypes.IntType(value)
     if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return celtypes.DoubleType(float(value))
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def _join(path: str, field_path: str | None) -> str:

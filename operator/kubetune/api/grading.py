@@ -72,7 +72,11 @@ def pattern_problem(pattern: str) -> str | None:
     try:
         import regex
     except ImportError:
-        compile_, error = re.compile, re.error
+
+        def compile_(p: str) -> Any:
+            return re.compile(p)
+
+        error = re.error
     else:
 
         def compile_(p: str) -> Any:

@@ -348,7 +348,7 @@ def _gib(n: int | float) -> str:
     return f"{n / GiB:,.1f} GiB"
 
 
-def parse_quantity(q: str) -> int:
+def parse_quantity(q: str | int) -> int:
     """A Kubernetes memory quantity (64Gi, 500M, 1e9) in bytes."""
     m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([KMGTPE]i?|[kmgtpe])?\s*", str(q))
     if not m:
@@ -418,7 +418,7 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
     p = s.parameters
     n = ctx.world if lay.sharding == "fsdp" else 1
     act_d = 2 if ctx.gpu else 4  # bf16 autocast on a GPU, fp32 on CPU
-    out = dict.fromkeys(("parameter", "gradient", "optimizer", "adapter", "quantized"), 0)
+    out: dict[str, int] = dict.fromkeys(("parameter", "gradient", "optimizer", "adapter", "quantized"), 0)
     if lay.adapter == "none":
         out["parameter"] = 4 * p // n
         out["gradient"] = 4 * p // n
@@ -479,7 +479,8 @@ def _describe(lay: Layout, base: Layout, ctx: _Context) -> str:
 
 def _find_layout(ctx: _Context, base: Layout) -> Layout | None:
     """The first layout that fits, changing as little as possible: checkpointing, sharding, batch, adapter."""
-    shardings: list[Sharding] = [base.sharding] + (["fsdp"] if ctx.world > 1 and base.sharding != "fsdp" else [])
+    wider: list[Sharding] = ["fsdp"] if ctx.world > 1 and base.sharding != "fsdp" else []
+    shardings = [base.sharding, *wider]
     adapters = [base.adapter] + [a for a in ("lora", "qlora") if a != base.adapter and (a != "qlora" or ctx.gpu)]
     if base.adapter == "qlora":
         adapters = ["qlora"]

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from kubetune import constants as c
 from kubetune.api.common import EnvVar, ResourcesSpec, SecretKeyRef, Toleration
+from kubetune.api.modeldeployment import ServeResources
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def downward_env() -> list[dict[str, Any]]:
     return [{"name": c.ENV_POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
 
 
-def container_resources(res: ResourcesSpec) -> dict[str, Any]:
+def container_resources(res: ResourcesSpec | ServeResources) -> dict[str, Any]:
     """Requests and limits; memory is limited at its request, GPUs are requested as limits."""
     requests: dict[str, Any] = {"cpu": str(res.cpu), "memory": str(res.memory)}
     limits: dict[str, Any] = {"memory": str(res.memory)}
@@ -143,7 +144,7 @@ def container_resources(res: ResourcesSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def scheduling(res: ResourcesSpec) -> dict[str, Any]:
+def scheduling(res: ResourcesSpec | ServeResources) -> dict[str, Any]:
     """nodeSelector, tolerations and priorityClassName of a pod spec (only those set)."""
     out: dict[str, Any] = {}
     if res.node_selector:

@@ -110,8 +110,8 @@ def plan(
     if decision.checkpoint is None or decision.uri is None:
         raise ValueError("nothing to serve: the decision names no checkpoint")
     runtime = runtime_of(deployment)
-    from_job = deployment.spec.model.fine_tune_job is not None and job is not None
-    is_adapter = from_job and job.spec.adapter.type != "none"  # type: ignore[union-attr]
+    from_job = deployment.spec.model.fine_tune_job is not None
+    is_adapter = from_job and job is not None and job.spec.adapter.type != "none"
     base = base_model_of(job) if is_adapter and job is not None else None
     merged = None
     if runtime == "vllm" and is_adapter and settings.merge_adapters:
@@ -280,7 +280,7 @@ def build_deployment(
         imagePullPolicy=pod_settings.image_pull_policy,
         ports=[{"name": "http", "containerPort": c.SERVE_PORT, "protocol": "TCP"}],
         env=env,
-        resources=pods.container_resources(res),  # type: ignore[arg-type]  # ServeResources has the same fields
+        resources=pods.container_resources(res),
         volumeMounts=mounts,
         securityContext=pods.container_security_context(),
     )
@@ -289,7 +289,7 @@ def build_deployment(
         "securityContext": pods.pod_security_context(pod_settings),
         "containers": [server],
         "volumes": [*volumes, *scratch_vols],
-        **pods.scheduling(res),  # type: ignore[arg-type]
+        **pods.scheduling(res),
     }
     if serving.runtime == "transformers" or serving.merged_uri:
         pod_spec["volumes"].append(config_volume)

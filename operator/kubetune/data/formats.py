@@ -270,7 +270,7 @@ def check_preference(obj: dict[str, Any], issues: Issues) -> dict[str, Any] | No
             if isinstance(prompt, list):
                 _check_prompt_end(prompt, "prompt", issues)
         else:
-            if issues.errors:
+            if issues.errors or chosen is None or rejected is None:  # None comes with an error
                 return None
             if isinstance(chosen, list) != isinstance(rejected, list):
                 issues.error("rejected", "chosen and rejected must both be strings or both lists of messages")
@@ -286,7 +286,7 @@ def check_preference(obj: dict[str, Any], issues: Issues) -> dict[str, Any] | No
         for key, value in (("chosen", chosen), ("rejected", rejected)):
             if isinstance(value, list) and value and value[-1]["role"] != "assistant":
                 issues.error(f"{key}[{len(value) - 1}].role", f"{key} must end with the assistant's answer")
-        if issues.errors:
+        if issues.errors or prompt is None or chosen is None or rejected is None:  # None comes with an error
             return None
         if any(isinstance(v, list) for v in (prompt, chosen, rejected)):
             prompt, chosen, rejected = _as_user(prompt), _as_assistant(chosen), _as_assistant(rejected)

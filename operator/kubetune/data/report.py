@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ class ErrorGroup:
     field: str | None
     message: str
     count: int = 0
-    lines: list[int] = field(default_factory=list)  # the first GROUP_LINES of them
+    lines: list[int] = dataclasses.field(default_factory=list)  # the first GROUP_LINES of them (`field` is taken above)
 
     def add(self, line: int, count: int = 1) -> None:
         self.count += count

@@ -63,9 +63,9 @@ def _check(record: Any, line: int) -> SafetyPrompt | list[LineError]:
         errors.append(LineError(line, f"needs a non-empty string ({got})", "category"))
     elif len(category) > CATEGORY_MAX:
         errors.append(LineError(line, f"{len(category)} characters, at most {CATEGORY_MAX}", "category"))
-    if errors:
-        return errors
-    return SafetyPrompt(prompt=prompt, harmful=harmful, category=category.strip(), line=line)  # type: ignore[arg-type]
+    if errors or not isinstance(prompt, str) or not isinstance(harmful, bool) or not isinstance(category, str):
+        return errors  # a field of the wrong type has its error above
+    return SafetyPrompt(prompt=prompt, harmful=harmful, category=category.strip(), line=line)
 
 
 def check_safety_prompts(

@@ -52,7 +52,10 @@ def _dataset(
         findings.errors.append(f"{item.source}: {fld}: {uri} does not exist (looked at {path})")
         return None
     prompts_only = needs is not None and needs.prompts_only
-    max_seq_length = item.resource.spec.hyperparameters.max_seq_length if needs is not None else None
+    res = item.resource  # needs come only with a FineTuneJob, the kind with hyperparameters
+    max_seq_length = (
+        res.spec.hyperparameters.max_seq_length if needs is not None and isinstance(res, FineTuneJob) else None
+    )
     report = validate_file(
         path, format=fmt, max_examples=max_examples, prompts_only=prompts_only, max_seq_length=max_seq_length
     )

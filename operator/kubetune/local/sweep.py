@@ -255,9 +255,9 @@ class LocalSweep:
             "s",
         ):
             table.add_column(col)
-        done = [r for r in self.results if r.state == "COMPLETE" and r.objective is not None]
+        done = [(r.objective, r) for r in self.results if r.state == "COMPLETE" and r.objective is not None]
         pick = min if spec.objective.type == "minimize" else max
-        best = pick(done, key=lambda r: r.objective) if done else None
+        best = pick(done, key=lambda pair: pair[0])[1] if done else None
         for r in self.results:
             objective = (
                 f"{r.objective:.4f}"

@@ -155,6 +155,8 @@ async def upload_file(request: web.Request) -> web.Response:
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
+            if not isinstance(part, aiohttp.BodyPartReader):
+                raise invalid("A part of the form is itself multipart; send the fields purpose and file.", "file")
             if part.name == "purpose":
                 purpose = (await part.text()).strip()
                 if created is not None and purpose != created["purpose"]:
@@ -364,10 +366,8 @@ async def list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
-async def _route(namespace: str, model: Any) -> tuple[str, str]:
+async def _route(namespace: str, model: str) -> tuple[str, str]:
     """(endpoint, the model name the server behind it serves) of the ModelDeployment serving `model`."""
-    if not isinstance(model, str) or not model:
-        raise invalid("model is required", "model")
     deployments, jobs = await _deployments(namespace)
     for d in deployments:
         if model in _model_names(d, jobs):
@@ -459,6 +459,8 @@ async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
     settings, namespace = request.app[SETTINGS], _ns(request)
     body = await _json(request)
     model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model is required", "model")
     endpoint, served = await _route(namespace, model)
     upstream = {k: v for k, v in body.items() if k not in ("store", "metadata")}
     upstream["model"] = served

@@ -12,7 +12,7 @@ trained); jobs add `Succeeded` / `Failed` once they have an outcome.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -273,7 +273,7 @@ def conditions(
     now: str,
     *,
     data_valid: bool | None = None,
-    extra: list[tuple[str, str, str]] = (),
+    extra: Sequence[tuple[str, str, str]] = (),
 ) -> list[dict[str, Any]]:
     """kstatus conditions for an outcome (see status.conditions), plus Suspended and DataValid.
 
@@ -308,7 +308,7 @@ def outcome_status(
     now: str,
     *,
     data_valid: bool | None = None,
-    extra: list[tuple[str, str, str]] = (),
+    extra: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
     """phase, message, observedGeneration and conditions of an outcome (the fields every status write has)."""
     return {
