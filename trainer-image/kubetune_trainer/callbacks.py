@@ -159,7 +159,9 @@ class GracefulStop(TrainerCallback):
                 self.received = signal.SIGTERM  # another rank (pod) was told to stop
         return stopping
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+    def on_step_end(  # pyright: ignore[reportIncompatibleMethodOverride]  # transformers leaves the hook unannotated (inferred None); call_event uses the returned control
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
         if self.stopped_at is None and self._any_rank_stopping(args):
             self.stopped_at = state.global_step
             control.should_save = True

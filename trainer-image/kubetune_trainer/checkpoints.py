@@ -178,7 +178,9 @@ class CheckpointCallback(TrainerCallback):
         self.stop = stop  # GracefulStop: marks the checkpoint a stop signal asked for
         self.sharded = sharded  # FSDP: the Trainer saved shards; the HF/PEFT files are gathered here
 
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+    def on_epoch_end(  # pyright: ignore[reportIncompatibleMethodOverride]  # transformers leaves the hook unannotated (inferred None); call_event uses the returned control
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
         if self.stop is not None and self.stop.stopped_at is not None:
             return control  # stopped mid-epoch by a signal: its checkpoint is written; don't save (or eval) again
         if self.every_epochs and state.epoch is not None and round(state.epoch) % self.every_epochs == 0:
@@ -188,10 +190,11 @@ class CheckpointCallback(TrainerCallback):
         return control
 
     def meta(self, state: TrainerState, name: str) -> dict[str, Any]:
-        interrupted = self.stop is not None and self.stop.stopped_at == state.global_step and name != FINAL
+        stop = self.stop
+        interrupted = stop is not None and stop.stopped_at == state.global_step and name != FINAL
         train, evals = metrics_at(state, evals_of_this_step=interrupted)
         tps = self.throughput.tokens_per_second if self.throughput else None
-        extra = {"interrupted": signal.Signals(self.stop.received).name} if interrupted else {}
+        extra = {"interrupted": signal.Signals(stop.received).name} if stop is not None and interrupted else {}
         return {
             "name": name,
             "step": state.global_step,
@@ -207,7 +210,9 @@ class CheckpointCallback(TrainerCallback):
             **self.run_info,
         }
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any):
+    def on_save(  # pyright: ignore[reportIncompatibleMethodOverride]  # transformers leaves the hook unannotated (inferred None); call_event uses the returned control
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
         _barrier()
         name = f"checkpoint-{state.global_step}"
         path = self.output_dir / name

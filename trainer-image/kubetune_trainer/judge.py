@@ -481,7 +481,7 @@ def spec_scores(judge: Judge, spec: JudgeSpec, items: Sequence[JudgeItem]) -> li
     results = judge.score_many(
         spec.rubric,
         items,
-        range=None if scale.is_label else (scale.low, scale.high),  # type: ignore[arg-type]
+        range=None if scale.low is None or scale.high is None else (scale.low, scale.high),  # both None: a label scale
         labels=scale.labels or None,
     )
     values = spec.label_values()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from datasets import Dataset
 
-from kubetune.api.finetunejob import FineTuneJobSpec
+from kubetune.api.finetunejob import DistillationSpec, FineTuneJobSpec, RftSpec
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune_trainer import tracking
 from kubetune_trainer.graders import reward_functions
@@ -31,7 +31,7 @@ from kubetune_trainer.modeling import LoadedModel, Precision, TrainerConfigError
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
-    from trl import DPOConfig, GRPOConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, SFTConfig  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
     from trl.experimental.gkd import GKDConfig
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class Sft:
         return data
 
     def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> SFTConfig:
-        from trl import SFTConfig
+        from trl import SFTConfig  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
         hp = run.spec.hyperparameters
         loss = sft_loss(data.fmt, run.spec, loaded.tokenizer)
@@ -237,7 +237,7 @@ class Sft:
     def build_trainer(
         self, run: RunSettings, config: SFTConfig, loaded: LoadedModel, data: MethodData, callbacks: list
     ) -> Trainer:
-        from trl import SFTTrainer
+        from trl import SFTTrainer  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
         loss = sft_loss(data.fmt, run.spec, loaded.tokenizer)
         return SFTTrainer(
@@ -268,7 +268,7 @@ class Dpo:
         return data
 
     def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> DPOConfig:
-        from trl import DPOConfig
+        from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
         dpo = run.spec.dpo
         return training_config(
@@ -283,7 +283,7 @@ class Dpo:
     def build_trainer(
         self, run: RunSettings, config: DPOConfig, loaded: LoadedModel, data: MethodData, callbacks: list
     ) -> Trainer:
-        from trl import DPOTrainer
+        from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
         return DPOTrainer(
             model=loaded.model,
@@ -338,6 +338,20 @@ def gkd_trainer_class() -> type:
     return TemperatureGKDTrainer
 
 
+def distillation_of(spec: FineTuneJobSpec) -> DistillationSpec:
+    """spec.distillation, which the API requires with method distillation."""
+    if spec.distillation is None:
+        raise TrainerConfigError("spec.distillation is required with spec.method distillation")
+    return spec.distillation
+
+
+def rft_of(spec: FineTuneJobSpec) -> RftSpec:
+    """spec.rft, which the API requires with method rft."""
+    if spec.rft is None:
+        raise TrainerConfigError("spec.rft is required with spec.method rft")
+    return spec.rft
+
+
 def load_teacher(cfg: TrainRunConfig, precision: Precision) -> Any:
     """spec.distillation.teacher.uri loaded for inference, in the student's precision."""
     import torch
@@ -346,7 +360,9 @@ def load_teacher(cfg: TrainRunConfig, precision: Precision) -> Any:
     from kubetune import constants as c
     from kubetune_trainer.sources import resolve_model
 
-    teacher = cfg.spec.distillation.teacher
+    teacher = distillation_of(cfg.spec).teacher
+    if teacher.uri is None:
+        raise TrainerConfigError("spec.distillation.teacher.uri is required to load the teacher beside the student")
     path = resolve_model(teacher.uri, cfg.storage, token_env=c.ENV_HF_TOKEN)
     dtype = torch.bfloat16 if precision.bf16 else torch.float16 if precision.fp16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -365,7 +381,7 @@ class LocalTeacherDistillation:
         return data
 
     def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> GKDConfig:
-        d = run.spec.distillation
+        d = distillation_of(run.spec)
         return training_config(
             _gkd_module().GKDConfig,
             run,
@@ -401,7 +417,9 @@ class EndpointDistillation(Sft):
         from kubetune.data import has_answer
         from kubetune_trainer import teacher
 
-        d = cfg.spec.distillation
+        d = distillation_of(cfg.spec)
+        if d.teacher.endpoint is None:
+            raise TrainerConfigError("spec.distillation.teacher.endpoint is required to label the prompts")
         train = teacher.label(
             data.train,
             d.teacher.endpoint,
@@ -469,9 +487,9 @@ class Rft:
         return data
 
     def build_config(self, run: RunSettings, data: MethodData, loaded: LoadedModel) -> GRPOConfig:
-        from trl import GRPOConfig
+        from trl import GRPOConfig  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
-        rft = run.spec.rft
+        rft = rft_of(run.spec)
         check_rft_groups(run.spec, run.processes)
         return training_config(
             GRPOConfig,
@@ -487,16 +505,16 @@ class Rft:
     def build_trainer(
         self, run: RunSettings, config: GRPOConfig, loaded: LoadedModel, data: MethodData, callbacks: list
     ) -> Trainer:
-        from trl import GRPOTrainer
+        from trl import GRPOTrainer  # pyright: ignore[reportPrivateImportUsage]  # trl's documented import; its lazy __init__ re-exports without __all__
 
         from kubetune_trainer.callbacks import JudgeCounterLog
 
         funcs, _ = reward_functions(
-            run.spec.rft.graders, output_dir=run.cfg.output_dir, judge_endpoints=run.cfg.judge_endpoints
+            rft_of(run.spec).graders, output_dir=run.cfg.output_dir, judge_endpoints=run.cfg.judge_endpoints
         )
         trainer = GRPOTrainer(
             model=loaded.model,
-            reward_funcs=funcs,
+            reward_funcs=[*funcs],  # a list of TRL's wider RewardFunc (str | model | callable), the same functions
             args=config,
             train_dataset=Dataset.from_list(_rft_rows(data.train)),
             processing_class=loaded.tokenizer,
@@ -516,7 +534,7 @@ METHODS: dict[str, Method] = {
 
 def method_for(spec: FineTuneJobSpec) -> Method:
     """The method that trains `spec`: spec.method, with distillation split by where its teacher is."""
-    if spec.method == "distillation" and spec.distillation.teacher.endpoint:
+    if spec.method == "distillation" and distillation_of(spec).teacher.endpoint:
         return METHODS[EndpointDistillation.name]
     return METHODS[spec.method]
 

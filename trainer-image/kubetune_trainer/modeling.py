@@ -138,13 +138,12 @@ def quantization_config(precision: Precision, *, sharded: bool = False):
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if precision.bf16 else torch.float16
-    storage = {"bnb_4bit_quant_storage": compute} if sharded else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute,
-        **storage,
+        bnb_4bit_quant_storage=compute if sharded else None,  # None: transformers' default, uint8
     )
 
 

@@ -57,7 +57,7 @@ def read_recorded(model_dir: str | Path | None) -> dict[str, Any] | None:
         return None
     meta = read_meta(Path(model_dir))
     record = meta.get(META_KEY) if meta is not None else None
-    return dict(record) if format_type(record) else None
+    return dict(record) if isinstance(record, Mapping) and format_type(record) else None
 
 
 def render(tokenizer: Any, prompt: Prompt, fmt: str | None) -> str:

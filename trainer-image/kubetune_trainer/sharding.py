@@ -39,7 +39,7 @@ def resolve(requested: str, spec: Any, model_path: str | None, world_size: int) 
     model is downloaded by the pod; a pvc:// one is mounted only here) and the GPU's real memory known.
     """
     if requested in ("none", "fsdp"):
-        return requested, f"spec.resources.sharding.strategy {requested}"  # type: ignore[return-value]
+        return requested, f"spec.resources.sharding.strategy {requested}"
     if world_size <= 1:
         return "none", "one process: nothing to shard over"
     try:

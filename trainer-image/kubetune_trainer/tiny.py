@@ -101,6 +101,13 @@ def train_tokenizer(files: Sequence[str | Path], vocab_size: int = 1024):
     return fast
 
 
+def _one_id(value: object) -> int | None:
+    """A special token's id. transformers types these properties for token lists too; ours are single tokens."""
+    if value is not None and not isinstance(value, int):
+        raise TypeError(f"expected one special token id, got {value!r}")
+    return value
+
+
 def init_tiny(
     out: str | Path,
     from_data: Sequence[str | Path],
@@ -121,6 +128,7 @@ def init_tiny(
         raise ValueError(f"--size must be one of {', '.join(SIZES)}")
     tokenizer = train_tokenizer(from_data, vocab_size=vocab_size)
     hidden, layers, heads, inter = SIZES[size]
+    bos, eos, pad = _one_id(tokenizer.bos_token_id), _one_id(tokenizer.eos_token_id), _one_id(tokenizer.pad_token_id)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -129,18 +137,17 @@ def init_tiny(
         num_attention_heads=heads,
         num_key_value_heads=heads,
         max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-        rope_theta=10000.0,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        tie_word_embeddings=True,  # rope_theta: the default 10000 (transformers 5 moved it into rope_parameters)
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         max_new_tokens=64,
         do_sample=False,
     )

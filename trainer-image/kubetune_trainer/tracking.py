@@ -19,10 +19,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune.api.runconfig import EvalRunConfig, TrainRunConfig
 from kubetune.api.tracking import TrackingSpec
+
+if TYPE_CHECKING:
+    from kubetune_trainer.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +195,48 @@ class TrackedReporter:
     """A progress reporter that also logs to the MLflow run what transformers' callback does not: the data
     summary, each checkpoint's metrics (`checkpoint/<metric>` at its step), the best checkpoint and output."""
 
-    def __init__(self, inner: Any, run: MlflowRun) -> None:
+    def __init__(self, inner: ProgressReporter, run: MlflowRun) -> None:
         self.inner, self.run = inner, run
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    # The rest of ProgressReporter, passed on as they are (spelled out so the type checker sees the protocol).
+    def data_failed(self, report: str, status: dict[str, Any] | None = None) -> None:
+        self.inner.data_failed(report, status)
+
+    def report(
+        self,
+        *,
+        step: int,
+        total_steps: int,
+        epoch: float | None,
+        loss: float | None = None,
+        eval_loss: float | None = None,
+        tokens_per_second: float | None = None,
+        eta_seconds: float | None = None,
+    ) -> None:
+        self.inner.report(
+            step=step,
+            total_steps=total_steps,
+            epoch=epoch,
+            loss=loss,
+            eval_loss=eval_loss,
+            tokens_per_second=tokens_per_second,
+            eta_seconds=eta_seconds,
+        )
+
+    def interrupted(self, *, signal: str, step: int, checkpoint: str | None) -> None:
+        self.inner.interrupted(signal=signal, step=step, checkpoint=checkpoint)
+
+    def exported(self, export: dict[str, Any]) -> None:
+        self.inner.exported(export)
+
+    def memory_plan(self, status: dict[str, Any]) -> None:
+        self.inner.memory_plan(status)
+
+    def flush(self) -> None:
+        self.inner.flush()
 
     def tracking(self, status: dict[str, Any]) -> None:
         self.inner.tracking(status)

@@ -190,12 +190,14 @@ def build_trainer(
     trainer = method.build_trainer(run_settings, config, loaded, examples, callbacks)
     if fsdp is not None:
         sharding.enable_on_cpu(trainer)
+    model = trainer.model  # PEFT-wrapped when an adapter trains; None only for a Trainer built with model_init
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else 0
     log.info(
         "method %s, %s parameters (%s trainable), precision %s, gradient checkpointing %s, %s, "
         "%d train / %s eval examples%s",
         spec.method,
         f"{n_params:,}",
-        f"{sum(p.numel() for p in trainer.model.parameters() if p.requires_grad):,}",
+        f"{trainable:,}",
         precision.name,
         "on" if grad_ckpt else "off",
         f"FSDP2 over {trainer.args.world_size} processes" if fsdp else "not sharded",

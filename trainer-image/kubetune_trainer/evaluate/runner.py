@@ -332,7 +332,9 @@ def run(config: EvalRunConfig) -> dict[str, Any]:
     status = EvaluationStatus(
         baseline=(
             BaselineResult(
-                model=baseline_label, metrics=base_metrics, safety=_safety_result(config, baseline_out, safety_prompts)
+                model=baseline_label,
+                metrics=baseline_out["metrics"],
+                safety=_safety_result(config, baseline_out, safety_prompts),
             )
             if baseline_out
             else None

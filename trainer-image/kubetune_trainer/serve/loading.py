@@ -101,7 +101,7 @@ def load_for_inference(
             tokenizer_path = resolve_model(base_model_uri, storage)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     prepare_tokenizer(tokenizer)
-    model.to(device)
+    model.to(device)  # pyright: ignore[reportArgumentType]  # transformers declares PreTrainedModel.to by functools.wraps(Module.to), which loses the bound self
     model.eval()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
