@@ -64,11 +64,11 @@ def stage(src: Path, dest: Path, *, merge: bool, base_model_uri: str | None, sto
     """Copy (or merge) the checkpoint into `dest`; returns its kind: adapter, merged or full."""
     adapter = (src / "adapter_config.json").is_file()
     if adapter and merge:
-        from kubetune.api.runconfig import ServeRunConfig
+        from kubetune.api.runconfig import Identity, ServeRunConfig
         from kubetune_trainer.merge import merge as merge_into
 
         cfg = ServeRunConfig(
-            job={"name": "export"},
+            job=Identity(name="export"),
             output_dir=str(dest.parent),
             model_uri=str(src),
             base_model_uri=base_model_uri,

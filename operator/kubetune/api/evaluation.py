@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -39,7 +39,7 @@ MetricName = Literal[
     "latency",
     "judge",
 ]
-METRICS: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
+METRICS: tuple[str, ...] = get_args(MetricName)
 # Metrics where lower is better; pass criteria and "best" respect the direction.
 LOWER_IS_BETTER = frozenset({"perplexity", "prompt_tokens", "latency"})
 

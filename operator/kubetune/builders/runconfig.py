@@ -109,8 +109,8 @@ def resolve_checkpoint(job: FineTuneJob, which: str) -> CheckpointStatus | None:
     if which == FINAL:
         return final
     if which == "latest":
-        ranked = [cp for cp in status.checkpoints if cp.step is not None]
-        return max(ranked, key=lambda cp: cp.step) if ranked else final
+        ranked = [(cp.step, cp) for cp in status.checkpoints if cp.step is not None]
+        return max(ranked, key=lambda pair: pair[0])[1] if ranked else final
     return by_name.get(which)
 
 
@@ -132,7 +132,8 @@ def train_run_config(
     spec = job.spec
     base = spec.base_model.uri or source_checkpoint_uri
     if base is None:
-        raise UnresolvedReference(f"spec.baseModel.fromJob {spec.base_model.from_job.name!r} is not resolved yet")
+        source = spec.base_model.from_job.name if spec.base_model.from_job else None
+        raise UnresolvedReference(f"spec.baseModel.fromJob {source!r} is not resolved yet")
     endpoint = spec.distillation.teacher.endpoint if spec.distillation else None
     return TrainRunConfig(
         job=identity(job),
