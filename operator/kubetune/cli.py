@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -287,9 +288,13 @@ def memory_plan_of(
     spec = resource.spec
     uri = spec.base_model.uri
     if model_config is not None:
-        import json
+        from kubetune.api.modelconfig import parse_model_config
 
-        config = json.loads(model_config.read_text())
+        try:
+            text = model_config.read_text()
+        except OSError as err:
+            raise ModelConfigUnavailable(f"{model_config}: {err.strerror or err}") from err
+        config = parse_model_config(text, str(model_config))
     elif uri is None:
         raise ModelConfigUnavailable("baseModel.fromJob: the model is another job's checkpoint, not read here")
     elif uri.startswith("pvc://") and runs_dir is None:
@@ -333,6 +338,17 @@ def _check_memory_plan(resource: Any, base: Path, found: Findings, source: str) 
         f"; a layout that fits: {p.suggestion} (details: kubetune plan {source.split(':')[0]})"
     )
     (found.errors if p.device == "gpu" else found.warnings).append(message)
+
+
+def _positive_gib(text: str) -> float:
+    """argparse type of --gpu-memory: a positive, finite number of GiB (not nan, inf, 0 or negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the GPU's memory in GiB must be a positive finite number")
+    return value
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -547,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or folders")
     p.add_argument("--model-config", type=Path, help="plan with this config.json instead of the base model's")
-    p.add_argument("--gpu-memory", type=float, metavar="GIB", help="memory of one GPU (default: from the spec)")
+    p.add_argument(
+        "--gpu-memory", type=_positive_gib, metavar="GIB", help="memory of one GPU (default: from the spec)"
+    )
     p.add_argument(
         "--runs-dir",
         type=Path,

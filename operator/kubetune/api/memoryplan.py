@@ -6,10 +6,11 @@ the trainer import the same numbers. Reading config.json from hf://, pvc:// or a
 `kubetune.api.modelconfig`.
 
 Formulas (P parameters, N shard degree, b micro-batch, s sequence length, h hidden, L layers, I MLP width,
-kv the key/value width = kv_heads x head_dim, V vocabulary, d bytes of an activation element):
+kv the key/value width = kv_heads x head_dim, q the query width = heads x head_dim (head_dim from config.json,
+else h / heads, so q = h for most models; Qwen3-32B: h 5120, q 8192), V vocabulary, d bytes of an activation element):
 
 - Parameters: Llama/Qwen2/Mistral-style decoder counted from the config: embeddings V h (and an untied
-  head V h), per layer q/o 2h^2, k/v 2 h kv (+ biases when `attention_bias`/Qwen2), SwiGLU 3 h I (MoE:
+  head V h), per layer q/o 2 h q, k/v 2 h kv (+ biases when `attention_bias`/Qwen2; Qwen3's q/k norms 2 head_dim), SwiGLU 3 h I (MoE:
   experts x 3 h I_expert + a router h x experts), two RMSNorms.
 - Full fine-tuning with mixed-precision Adam: 16 bytes per parameter (ZeRO, Rajbhandari et al. 2020, sec.
   3.1: 2 fp16 weights + 2 fp16 gradients + 12 fp32 master weights, momentum and variance). kubetune's trainer
@@ -31,9 +32,9 @@ kv the key/value width = kv_heads x head_dim, V vocabulary, d bytes of an activa
   Recomputation in Large Transformer Models", eq. 1: s b h (34 + 5 a s / h) bytes for a GPT layer with fp16
   activations and dropout. For the layers trained here (RMSNorm, rotary embeddings, SwiGLU, grouped-query
   attention, no dropout, fused SDPA/flash attention which keeps no s x s matrix, so the 5 a s / h term
-  drops out) the same counting of the tensors kept for backward gives (8 h + 3 kv + 4 I) elements: the two
-  norms' inputs and outputs (4 h), q and k before the rotary embedding (h + kv), q, k, v after it (h + 2 kv),
-  the attention output and o_proj's input (2 h), SwiGLU's gate, up, activation and product (4 I).
+  drops out) the same counting of the tensors kept for backward gives (4 h + 4 q + 3 kv + 4 I) elements (8 h + 3 kv + 4 I
+  when q = h): the two norms' inputs and outputs (4 h), q and k before the rotary embedding (q + kv), q, k, v
+  after it (q + 2 kv), the attention output and o_proj's input (2 q), SwiGLU's gate, up, activation and product (4 I).
   Times d bytes (2 in bf16, 4 in fp32) and b s tokens, times L.
 - With activation checkpointing (Chen et al. 2016; the HF `gradient_checkpointing`): each layer keeps
   only its input, b s h d bytes, and one layer's full activations exist during its recomputation, in the
@@ -107,13 +108,20 @@ class ModelShape:
     experts: int = 0  # MoE: experts per layer (0: dense)
     expert_intermediate: int = 0
     torch_dtype: str | None = None
+    head_dim: int = 0  # config.json's head_dim (Qwen3: heads x head_dim != hidden); 0: hidden // heads
+    qk_norm: bool = False  # Qwen3: an RMSNorm of head_dim on q and on k in every layer
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ModelShape:
+        if not isinstance(cfg, dict):
+            raise ModelConfigError(f"config.json is a JSON {type(cfg).__name__}, not an object of model settings")
+        if "text_config" in cfg and not isinstance(cfg["text_config"], dict):
+            raise ModelConfigError("config.json: text_config is not an object")
         cfg = {**cfg.get("text_config", {}), **cfg} if "hidden_size" not in cfg else cfg
         missing = [k for k in ("hidden_size", "num_hidden_layers", "vocab_size") if not isinstance(cfg.get(k), int)]
         if missing:
-            raise ModelConfigError(f"config.json has no {', '.join(missing)}: not a decoder language model")
+            raise ModelConfigError(f"config.json: no {', '.join(missing)}: not a decoder language model")
+        _check_positive(cfg)
         hidden = cfg["hidden_size"]
         heads = int(cfg.get("num_attention_heads") or max(1, hidden // 64))
         experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0)
@@ -131,16 +139,28 @@ class ModelShape:
             if experts
             else 0,
             torch_dtype=cfg.get("torch_dtype") or cfg.get("dtype"),
+            head_dim=int(cfg.get("head_dim") or 0),
+            qk_norm=str(cfg.get("model_type", "")).startswith("qwen3"),
         )
 
     @property
+    def head_size(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def q_dim(self) -> int:
+        """q_proj's output and o_proj's input: heads x head_dim (the hidden size unless config.json says otherwise)."""
+        return self.heads * self.head_size
+
+    @property
     def kv_dim(self) -> int:
-        return self.kv_heads * (self.hidden // self.heads)
+        return self.kv_heads * self.head_size
 
     @property
     def attention_params(self) -> int:
-        h, kv = self.hidden, self.kv_dim
-        return 2 * h * h + 2 * h * kv + ((h + 2 * kv) if self.attention_bias else 0)
+        h, q, kv = self.hidden, self.q_dim, self.kv_dim
+        norms = 2 * self.head_size if self.qk_norm else 0
+        return 2 * h * q + 2 * h * kv + ((q + 2 * kv) if self.attention_bias else 0) + norms
 
     @property
     def mlp_params(self) -> int:
@@ -164,17 +184,17 @@ class ModelShape:
     @property
     def linear_params(self) -> int:
         """Weights of the decoder layers' linear projections: what LoRA targets (all-linear) and NF4 stores."""
-        return self.layers * (2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_dim + self.mlp_params)
+        return self.layers * (2 * self.hidden * self.q_dim + 2 * self.hidden * self.kv_dim + self.mlp_params)
 
     def lora_params(self, r: int, target_modules: str) -> int:
         """r x (in + out) for every targeted projection of every layer (all-linear: q,k,v,o,gate,up,down)."""
-        h, kv, inter = self.hidden, self.kv_dim, self.expert_intermediate or self.intermediate
+        h, q, kv, inter = self.hidden, self.q_dim, self.kv_dim, self.expert_intermediate or self.intermediate
         mult = self.experts or 1
         shapes = {
-            "q_proj": (h, h),
+            "q_proj": (h, q),
             "k_proj": (h, kv),
             "v_proj": (h, kv),
-            "o_proj": (h, h),
+            "o_proj": (q, h),
             "gate_proj": (h, inter),
             "up_proj": (h, inter),
             "down_proj": (inter, h),
@@ -190,7 +210,28 @@ class ModelShape:
     def activation_elements_per_token(self) -> int:
         """Elements one layer keeps for backward per token (see the module docstring)."""
         inter = self.expert_intermediate or self.intermediate  # MoE: a token goes through top-k experts
-        return 8 * self.hidden + 3 * self.kv_dim + 4 * inter
+        return 4 * self.hidden + 4 * self.q_dim + 3 * self.kv_dim + 4 * inter
+
+
+_POSITIVE_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "vocab_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
+
+
+def _check_positive(cfg: dict[str, Any]) -> None:
+    """Sizes must be positive integers: a zero or negative one would plan a model of no or negative bytes."""
+    for key in _POSITIVE_KEYS:
+        value = cfg.get(key)
+        if value is None and key not in ("hidden_size", "num_hidden_layers", "vocab_size"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ModelConfigError(f"config.json: {key} is {value!r}, not a positive integer")
 
 
 @dataclass(frozen=True)
@@ -235,6 +276,8 @@ class MemoryPlan:
     throughput_assumption: str
     suggestion: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    host_offload_bytes: int = 0  # CPU offload: the sharded state every GPU of a node keeps in the pod's memory
+    host_memory: int = 0  # resources.memory of one pod (node), what the offloaded state must fit
 
     @property
     def activation_bytes(self) -> int:
@@ -270,6 +313,10 @@ class MemoryPlan:
         unit = "GPU" if self.device == "gpu" else "pod (CPU)"
         hours = f", ~{self.gpu_hours:,.1f} GPU-hours" if self.gpu_hours is not None else ""
         verdict = "fits" if self.fits else "does NOT fit"
+        if self.host_offload_bytes:
+            hours += (
+                f"; CPU offload {_gib(self.host_offload_bytes)} per node of resources.memory {_gib(self.host_memory)}"
+            )
         return (
             f"{_gib(self.peak_bytes)} per {unit} of {_gib(self.device_memory)} ({verdict}; "
             f"{self.layout.adapter if self.layout.adapter != 'none' else 'full'}, sharding {self.layout.sharding}, "
@@ -308,10 +355,19 @@ class MemoryPlan:
             f"  {'(activations with checkpointing ' + ('on' if not self.layout.checkpointing else 'off') + ')':<44}"
             f" {_gib(other):>10}"
         )
+        gpu_fits = self.peak_bytes <= USABLE_FRACTION * self.device_memory
         lines.append(
             f"  {'peak per ' + unit:<44} {_gib(self.peak_bytes):>10}  of {_gib(self.device_memory)} "
-            f"({self.device_memory_source}): {'fits' if self.fits else 'does NOT fit'}"
+            f"({self.device_memory_source}; {USABLE_FRACTION:.0%} usable, {_gib(USABLE_FRACTION * self.device_memory)})"
+            f": {'fits' if gpu_fits else 'does NOT fit'}"
         )
+        if self.host_offload_bytes:
+            host_fits = self.host_offload_bytes <= USABLE_FRACTION * self.host_memory
+            lines.append(
+                f"  {'CPU offload: host memory per node':<44} {_gib(self.host_offload_bytes):>10}  of "
+                f"{_gib(self.host_memory)} (resources.memory; {USABLE_FRACTION:.0%} usable)"
+                f": {'fits' if host_fits else 'does NOT fit'}"
+            )
         if self.gradient_bytes:
             lines.append(
                 "  (peak = weights + optimizer state + the larger of gradients and"
@@ -410,6 +466,8 @@ class _Context:
     device_memory: int
     memory_source: str
     overhead: int
+    gpus_per_node: int = 1
+    host_memory: int = 0  # resources.memory: where CPU offload keeps the sharded state
 
 
 def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
@@ -423,6 +481,7 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
         out["parameter"] = 4 * p // n
         out["gradient"] = 4 * p // n
         out["optimizer"] = 8 * p // n
+        weight_shard = out["parameter"]
         if ctx.gpu:  # bf16 weight copies: autocast's cache of the whole model, or FSDP's 2 unsharded layers
             out["parameter"] += 2 * p if n == 1 else 2 * 2 * s.layer_params * 2
     else:
@@ -433,9 +492,13 @@ def _estimate(ctx: _Context, lay: Layout) -> dict[str, int]:
             out["parameter"] = 4 * (p - s.linear_params) // n  # upcast to fp32 by prepare_model_for_kbit_training
         else:
             out["parameter"] = (2 if ctx.gpu else 4) * p // n
+        weight_shard = out["parameter"]
         if n > 1:  # the unsharded layer being computed and the prefetched one
             out["parameter"] += 2 * s.layer_params * act_d
+    out["offloaded"] = 0
     if lay.offload and lay.sharding == "fsdp":
+        if ctx.gpu:  # the weight shard (fp32, or the frozen base), its gradients and Adam's state: host memory
+            out["offloaded"] = weight_shard + out["gradient"] + out["optimizer"]
         for key in ("gradient", "optimizer"):
             out[key] = 0
         out["parameter"] = 2 * 2 * s.layer_params * act_d
@@ -457,8 +520,14 @@ def _peak(parts: dict[str, int], lay: Layout, overhead: int) -> int:
     return resident + max(act + max(parts["logits"], layer), parts["gradient"])
 
 
+def _host_fits(ctx: _Context, parts: dict[str, int]) -> bool:
+    """CPU offload: every GPU of a node keeps its shard in the pod's memory (resources.memory)."""
+    return parts["offloaded"] * ctx.gpus_per_node <= USABLE_FRACTION * ctx.host_memory
+
+
 def _fits(ctx: _Context, lay: Layout) -> bool:
-    return _peak(_estimate(ctx, lay), lay, ctx.overhead) <= USABLE_FRACTION * ctx.device_memory
+    parts = _estimate(ctx, lay)
+    return _peak(parts, lay, ctx.overhead) <= USABLE_FRACTION * ctx.device_memory and _host_fits(ctx, parts)
 
 
 def _describe(lay: Layout, base: Layout, ctx: _Context) -> str:
@@ -542,6 +611,8 @@ def plan(  # noqa: PLR0915 - a formula sheet: one statement per term of the plan
         device_memory=device_memory,
         memory_source=source,
         overhead=CUDA_OVERHEAD_BYTES if gpu else 0,
+        gpus_per_node=max(1, res.gpus),
+        host_memory=parse_quantity(res.memory),
     )
 
     asked, offload = requested_sharding(spec)
@@ -572,7 +643,14 @@ def plan(  # noqa: PLR0915 - a formula sheet: one statement per term of the plan
         if asked == "fsdp":
             notes.append("resources.sharding fsdp on one device shards nothing")
     parts = _estimate(ctx, layout)
-    fits = _peak(parts, layout, ctx.overhead) <= USABLE_FRACTION * device_memory
+    host_offload = parts["offloaded"] * ctx.gpus_per_node
+    fits = _peak(parts, layout, ctx.overhead) <= USABLE_FRACTION * device_memory and _host_fits(ctx, parts)
+    if host_offload and not _host_fits(ctx, parts):
+        notes.append(
+            f"CPU offload keeps {_gib(host_offload)} of sharded weights, gradients and Adam state per node"
+            f" ({ctx.gpus_per_node} GPU(s) x {_gib(parts['offloaded'])}); resources.memory {res.memory} is"
+            f" {_gib(ctx.host_memory)} ({USABLE_FRACTION:.0%} usable): raise resources.memory or use more nodes"
+        )
     suggestion = None
     if not fits:
         found = _find_layout(ctx, layout)
@@ -623,6 +701,8 @@ def plan(  # noqa: PLR0915 - a formula sheet: one statement per term of the plan
         throughput_assumption=assumption,
         suggestion=suggestion,
         notes=tuple(notes),
+        host_offload_bytes=host_offload,
+        host_memory=ctx.host_memory,
     )
 
 

@@ -14,11 +14,29 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.common import split_hf_uri
+from kubetune.api.memoryplan import ModelConfigError, ModelShape
 from kubetune.api.runconfig import StorageMap
 
 
 class ModelConfigUnavailable(Exception):
     """config.json cannot be read from here; the message says why (the plan is then skipped, not failed)."""
+
+
+def parse_model_config(text: str, where: str) -> dict[str, Any]:
+    """config.json's text as a dict; ModelConfigError naming `where` when it is not JSON or not an object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelConfigError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise ModelConfigError(f"{where}: a JSON {type(value).__name__}, not an object of model settings")
+    if where.endswith("adapter_config.json"):
+        return value
+    try:
+        ModelShape.from_config(value)  # sizes present and positive: say so with the file's name
+    except ModelConfigError as err:
+        raise ModelConfigError(f"{where}: {str(err).removeprefix('config.json: ')}") from err
+    return value
 
 
 def read_model_config(
@@ -46,13 +64,13 @@ def _from_folder(path: Path, storage: StorageMap, depth: int = 0) -> dict[str, A
     config, adapter = path / "config.json", path / "adapter_config.json"
     try:
         if config.is_file():
-            return json.loads(config.read_text())
+            return parse_model_config(config.read_text(), str(config))
         if adapter.is_file() and depth == 0:
-            base = json.loads(adapter.read_text()).get("base_model_name_or_path") or ""
+            base = str(parse_model_config(adapter.read_text(), str(adapter)).get("base_model_name_or_path") or "")
             if base.startswith("hf://") or (base.count("/") == 1 and not Path(base).exists()):
                 return _from_hub(base if base.startswith("hf://") else f"hf://{base}", None, None, True)
             return _from_folder(Path(base), storage, depth + 1)
-    except (OSError, json.JSONDecodeError) as err:
+    except OSError as err:
         raise ModelConfigUnavailable(f"{config}: {err}") from err
     raise ModelConfigUnavailable(f"no config.json in {path}")
 
@@ -71,7 +89,8 @@ def _from_hub(uri: str, revision: str | None, token: str | None, cache_only: boo
             token=token or os.environ.get("HF_TOKEN"),
             local_files_only=cache_only,
         )
-        return json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except Exception as err:  # offline, gated, no such repository: the plan is skipped with the reason
         where = "in the local Hub cache" if cache_only else "from the Hub"
         raise ModelConfigUnavailable(f"{uri}: no config.json {where} ({type(err).__name__})") from err
+    return parse_model_config(text, f"{uri}: config.json")

@@ -12,7 +12,7 @@ import yaml
 
 from kubetune import cli
 from kubetune.api import FineTuneJob, FineTuneJobSpec, StorageMap
-from kubetune.api.memoryplan import GiB, ModelShape, plan
+from kubetune.api.memoryplan import GiB, ModelConfigError, ModelShape, plan
 from kubetune.api.modelconfig import ModelConfigUnavailable, read_model_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -213,3 +213,101 @@ def test_kubetune_plan_reads_a_pvc_model_from_the_runs_folder_as_kubetune_run_do
     path.write_text(path.read_text().replace(f"metadata: {meta}", "metadata: {name: small, namespace: elsewhere}"))
     assert cli.main(["plan", str(path), "--runs-dir", str(runs)]) == 1
     assert "no plan: " in capsys.readouterr().out
+
+
+QWEN3_32B = {  # Qwen/Qwen3-32B config.json: head_dim 128 x 64 heads = 8192, not hidden_size 5120
+    "model_type": "qwen3",
+    "hidden_size": 5120,
+    "head_dim": 128,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "intermediate_size": 25600,
+    "num_hidden_layers": 64,
+    "vocab_size": 151936,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+}
+
+
+def test_head_dim_from_config_json_sizes_the_attention_projections_qwen3_32b():
+    shape = ModelShape.from_config(QWEN3_32B)
+    # transformers' Qwen3ForCausalLM(Qwen3Config(**QWEN3_32B)) counts 32,762,123,264 parameters
+    assert shape.parameters == 32_762_123_264
+    assert shape.q_dim == 8192 and shape.kv_dim == 1024
+    assert shape.lora_params(8, "q_proj,o_proj") == 64 * 2 * 8 * (5120 + 8192)
+    # activations: q, k before/after rotary and o_proj's input are q-wide (8192), not hidden-wide
+    assert shape.activation_elements_per_token() == 4 * 5120 + 4 * 8192 + 3 * 1024 + 4 * 25600
+
+
+@pytest.mark.parametrize("key", ["hidden_size", "num_hidden_layers", "vocab_size", "num_attention_heads"])
+@pytest.mark.parametrize("value", [0, -64])
+def test_a_config_json_with_a_nonsense_size_is_refused_naming_the_key(key, value):
+    with pytest.raises(ModelConfigError, match=f"{key} is {value}"):
+        plan(spec(resources={"gpus": 0, "memory": "1Gi"}), {**SMALL, key: value})
+
+
+def _job_with_config(tmp_path: Path, config_text: str) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(config_text)
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "apiVersion: kubetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: odd}\nspec:\n"
+        "  baseModel: {uri: model}\n  dataset: {train: {uri: train.jsonl}}\n  resources: {gpus: 1}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[1, 2]", "a JSON list, not an object"),
+        (json.dumps({**SMALL, "num_hidden_layers": -2}), "num_hidden_layers is -2"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_plan_and_validate_refuse_a_config_json_that_is_not_a_model(tmp_path, capsys, text, why):
+    path = _job_with_config(tmp_path, text)
+    rc = cli.main(["plan", str(path)])
+    out = capsys.readouterr().out
+    assert rc == 1 and why in out and "model/config.json" in out and "fits" not in out, out
+    rc = cli.main(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert "memory plan:" in out and why in out and "model/config.json" in out, out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5", "lots"])
+def test_kubetune_plan_refuses_a_gpu_memory_that_is_not_a_positive_number(capsys, value):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["plan", str(REPO / "examples" / "multinode.yaml"), "--gpu-memory", value])
+    assert stop.value.code == 2
+    assert "--gpu-memory" in capsys.readouterr().err
+
+
+def test_cpu_offload_checks_the_host_memory_of_each_node():
+    def offloaded(memory: str):
+        s = spec(
+            adapter={"type": "none"},
+            hyperparameters={"batchSize": 1, "maxSeqLength": 1024, "gradientCheckpointing": "on"},
+            resources={"gpus": 8, "memory": memory, "sharding": {"strategy": "fsdp", "cpuOffload": True}},
+        )
+        return plan(s, json.loads(QWEN_32B.read_text()), gpu_memory_gib=80)
+
+    small = offloaded("64Gi")
+    # 16 bytes per parameter (fp32 weights, gradients, Adam) sharded over 8 GPUs, all 8 shards on the one node
+    assert small.layout.offload and small.host_offload_bytes == 8 * (16 * small.parameters // 8)
+    assert small.host_memory == 64 * GiB
+    assert small.peak_bytes < 0.95 * small.device_memory  # the GPUs alone would fit
+    assert not small.fits
+    text = small.render()
+    assert "CPU offload: host memory per node" in text and "of 64.0 GiB" in text and "does NOT fit" in text, text
+    assert any("raise resources.memory" in n for n in small.notes), small.notes
+    assert "CPU offload" in small.summary()
+    big = offloaded("1Ti")
+    assert big.fits, big.render()
+
+
+def test_the_plan_says_which_fraction_of_the_gpu_it_counts_usable():
+    p = plan(spec(resources={"gpus": 1}), SMALL, gpu_memory_gib=80)
+    assert "95% usable, 76.0 GiB" in p.render()
