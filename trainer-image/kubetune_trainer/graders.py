@@ -155,8 +155,7 @@ def judge(grader: Grader, *, index: int, name: str, output_dir: str | None, endp
         ]
         return judging.spec_scores(the_judge(), spec, items)
 
-    # TRL wants a function (its __name__ names the reward); JudgeCounterLog finds the counters on it
-    reward.counters = lambda: made[0].counters if made else None  # type: ignore[attr-defined]
+    reward.counters = lambda: made[0].counters if made else None  # type: ignore[attr-defined]  # TRL wants a function; JudgeCounterLog reads this
     return reward
 
 
