@@ -51,3 +51,24 @@ def recovered_status(job: FineTuneJob, output_dir: Path) -> dict[str, Any]:
         named = {"train_loss": "trainLoss", "eval_loss": "evalLoss"}
         out["metrics"] = {named[k]: v for k, v in last["metrics"].items() if k in named}
     return out
+
+
+def result_status(job: FineTuneJob, status: dict[str, Any], output_dir: Path, *, collecting: bool) -> dict[str, Any]:
+    """The status of a finished run with its checkpoints as they are on disk now.
+
+    What the status recorded may be stale: retention deleted checkpoints since, or an earlier run (one
+    interrupted, whose trainer went on) wrote more. The checkpoints and the best one are always re-read;
+    progress and metrics too when `collecting` (the output was already there: the trainer reported nothing)
+    or when the status had no checkpoints. An entry the status had keeps its other fields.
+    """
+    disk = recovered_status(job, output_dir)
+    if collecting or not status.get("checkpoints"):
+        out = {**status, **disk}
+    else:
+        before = {e.get("name"): e for e in status.get("checkpoints") or []}
+        out = {**status, "checkpoints": [{**before.get(e["name"], {}), **e} for e in disk["checkpoints"]]}
+        if "bestCheckpoint" in disk:
+            out["bestCheckpoint"] = disk["bestCheckpoint"]
+    if out.get("bestCheckpoint") not in {e["name"] for e in disk["checkpoints"]}:
+        out.pop("bestCheckpoint", None)  # deleted since: nothing may evaluate or serve it
+    return out

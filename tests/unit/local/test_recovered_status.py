@@ -49,3 +49,41 @@ def test_best_checkpoint_on_disk_follows_select_by(tmp_path, metric, mode, expec
     assert status["bestCheckpoint"] == expected
     assert [e["name"] for e in status["checkpoints"]] == ["checkpoint-10", "checkpoint-20", "final"]
     assert status["progress"]["step"] == 30 and status["metrics"] == {"evalLoss": 0.6}
+
+
+def _on_disk(folder, steps_losses: dict[str, float]) -> None:
+    for name, loss in steps_losses.items():
+        step = 12 if name == "final" else int(name.split("-")[1])
+        (folder / name).mkdir()
+        (folder / name / "kubetune.json").write_text(json.dumps({"step": step, "metrics": {"eval_loss": loss}}))
+
+
+STALE = {  # what an interrupted run recorded: checkpoint-3 since deleted by retention, its best checkpoint-6
+    "checkpoints": [
+        {"name": "checkpoint-3", "step": 3, "uri": "pvc://x/checkpoint-3"},
+        {"name": "checkpoint-6", "step": 6, "uri": "pvc://x/checkpoint-6"},
+    ],
+    "bestCheckpoint": "checkpoint-3",
+    "progress": {"step": 6, "totalSteps": 12, "percent": 50},
+    "metrics": {"evalLoss": 0.9},
+}
+
+
+def test_collecting_a_finished_output_rereads_checkpoints_best_and_progress_from_disk(tmp_path):
+    from kubetune.local.checkpoints import result_status
+
+    _on_disk(tmp_path, {"checkpoint-6": 0.9, "checkpoint-9": 0.5, "checkpoint-12": 0.7, "final": 0.7})
+    status = result_status(_job("eval_loss", "min"), STALE, tmp_path, collecting=True)
+    assert [e["name"] for e in status["checkpoints"]] == ["checkpoint-6", "checkpoint-9", "checkpoint-12", "final"]
+    assert status["bestCheckpoint"] == "checkpoint-9"
+    assert status["progress"]["step"] == 12 and status["metrics"] == {"evalLoss": 0.7}
+
+
+def test_a_finished_run_never_keeps_a_checkpoint_that_is_no_longer_on_disk(tmp_path):
+    from kubetune.local.checkpoints import result_status
+
+    _on_disk(tmp_path, {"checkpoint-6": 0.9, "final": 0.8})
+    status = result_status(_job("eval_loss", "min"), STALE, tmp_path, collecting=False)
+    assert [e["name"] for e in status["checkpoints"]] == ["checkpoint-6", "final"]
+    assert status["checkpoints"][0]["uri"].endswith("checkpoint-6")
+    assert status["bestCheckpoint"] == "final"

@@ -21,7 +21,7 @@ from kubetune.api.progress import merge_patch
 from kubetune.api.runconfig import ProgressSink
 from kubetune.builders.names import job_output_uri
 from kubetune.builders.runconfig import JudgeNotReady, checkpoint_location, resolve_checkpoint, train_run_config
-from kubetune.local.checkpoints import is_trained, latest_checkpoint, recovered_status
+from kubetune.local.checkpoints import is_trained, latest_checkpoint, result_status
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.context import PROGRESS, RUN_CONFIG, Run, with_status
 from kubetune.local.events import JsonlTail, LossCurve, apply_event, read_events
@@ -100,7 +100,8 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
     status["baseModelUri"] = cfg.base_model_uri
     resume_from = latest_checkpoint(output_dir)
     verb = f"resuming from {resume_from}" if resume_from else "training"
-    if is_trained(output_dir):
+    collecting = is_trained(output_dir)
+    if collecting:
         verb = "already trained (its output is on disk); collecting the result"
     run.say(f"[bold]{item}[/]: {verb} ({job.spec.method}, adapter {job.spec.adapter.type}, base {cfg.base_model_uri})")
     run.say(f"  run config {cfg_path}, log {rdir / 'train.log'}")
@@ -132,8 +133,7 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
         _suspend(item, run, status, output_dir, digest)
         raise Interrupted
     if rc == c.EXIT_OK:
-        if not status.get("checkpoints"):
-            status.update(recovered_status(job, output_dir))
+        status = result_status(job, status, output_dir, collecting=collecting)
         status = _write(item, run, status, _observe(item, status, TrainerProcess(exit_code=rc)), digest)
         st = FineTuneJobStatus.model_validate(status)  # what _write saved
         facts = [f"{st.progress.step} steps"] if st.progress and st.progress.step is not None else []
