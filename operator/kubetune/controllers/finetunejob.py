@@ -79,14 +79,14 @@ def _cached(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
     return out
 
 
-@kopf.index("batch", "v1", "jobs", labels=CHILD_FILTER)
+@kopf.index("batch", "v1", "jobs", labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def training_jobs(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Training Jobs by (namespace, FineTuneJob name)."""
     owner = common.owner_name(body, c.FINETUNEJOB)
     return {(namespace, owner): _cached(body, spec=True)} if owner else {}
 
 
-@kopf.index("", "v1", "pods", labels=CHILD_FILTER)
+@kopf.index("", "v1", "pods", labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def training_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Trainer pods by (namespace, FineTuneJob name)."""
     owner = _job_of_pod(body)
@@ -102,11 +102,11 @@ class Watched:
 
     def jobs_of(self, job: FineTuneJob) -> list[dict[str, Any]]:
         """The training Jobs this FineTuneJob owns (by uid: not those of a deleted namesake)."""
-        found = self.jobs.get((job.metadata.namespace, job.metadata.name), [])
+        found = self.jobs.get((job.metadata.namespace or "", job.metadata.name), [])
         return [j for j in found if _owned_by(j, job.metadata.uid)]
 
     def pods_of(self, job: FineTuneJob) -> list[dict[str, Any]]:
-        return list(self.pods.get((job.metadata.namespace, job.metadata.name), []))
+        return list(self.pods.get((job.metadata.namespace or "", job.metadata.name), []))
 
 
 async def _write_status(body: dict[str, Any], patch: dict[str, Any], outcome: st.Outcome | None) -> None:
@@ -159,7 +159,7 @@ async def _resolve_source(body: dict[str, Any], job: FineTuneJob, state: common.
     assert source is not None
     checkpoint = resolve_checkpoint(source, ref.checkpoint)
     if checkpoint is None:
-        have = ", ".join(cp.name for cp in source.status.checkpoints) or "none"
+        have = ", ".join(cp.name for cp in (source.status.checkpoints if source.status else [])) or "none"
         msg = (
             f"FineTuneJob {ref.name!r} has no checkpoint {ref.checkpoint!r} (it has: {have}); "
             "set spec.baseModel.fromJob.checkpoint to best, final, latest or one of those"
@@ -176,7 +176,9 @@ async def _resolve_judges(body: dict[str, Any], job: FineTuneJob, state: common.
     if not judge_deployments(job.spec):
         return {}
     try:
-        return resolve_judge_endpoints(job.spec, await common.read_judge_deployments(job.spec, job.metadata.namespace))
+        return resolve_judge_endpoints(
+            job.spec, await common.read_judge_deployments(job.spec, job.metadata.namespace or "")
+        )
     except JudgeNotReady as err:
         config_map = await k8s.get_or_none("ConfigMap", job.metadata.namespace, config_map_name(job))
         if config_map is not None and not st.is_stale(job, config_map):
@@ -296,7 +298,7 @@ async def _apply_spec_edit(
 
 
 @kopf.on.resume(*FTJ)
-@kopf.on.create(*FTJ)
+@kopf.on.create(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def reconcile(
     body: kopf.Body,
     namespace: str,
@@ -406,7 +408,7 @@ async def _observe_generation(job: FineTuneJob) -> None:
         await k8s.patch_status(c.FINETUNEJOB, job.metadata.namespace, job.metadata.name, patch)
 
 
-@kopf.on.update(*FTJ)
+@kopf.on.update(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def update(
     body: kopf.Body,
     diff: kopf.Diff,
@@ -429,7 +431,7 @@ async def update(
         not_started = not (job.status and (job.status.start_time or job.status.phase in c.FINISHED_PHASES))
         reconciled = False
         if (batch is None and (not_started or _edited_after_early_failure(job))) or _frozen_field_changed(diff):
-            await reconcile(
+            await reconcile(  # pyright: ignore[reportCallIssue]  # kopf retypes decorated handlers; this is the plain coroutine
                 body=body,
                 namespace=namespace,
                 name=name,
@@ -443,7 +445,8 @@ async def update(
             reconciled = True
             kind, workload = await _workload(job, _on_jobset(job, state, watched))
             batch = _as_batch(kind, workload)
-        finished = batch is not None and st.observe(job, batch, []).phase in c.FINISHED_PHASES
+        observed = st.observe(job, batch, []) if batch is not None else None
+        finished = observed is not None and observed.phase in c.FINISHED_PHASES
         for _op, field, _old, new in diff:
             if batch is None or finished:
                 break
@@ -482,7 +485,7 @@ async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool, ki
         await common.event(body, "Normal", Reason.RESUMED, "resumed: training continues from the latest checkpoint")
 
 
-@kopf.on.delete(*FTJ)
+@kopf.on.delete(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def delete(
     body: kopf.Body, namespace: str, name: str, uid: str, logger: kopf.Logger, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -527,7 +530,7 @@ def _lags_trainer(body: kopf.Body, **_: Any) -> bool:
     return st.lags_trainer(body.get("status"))
 
 
-@kopf.on.event(*FTJ, when=_lags_trainer)
+@kopf.on.event(*FTJ, when=_lags_trainer)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def trainer_reported(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -553,7 +556,7 @@ async def trainer_reported(
         await sync_status(common.state(memo), watched, namespace, name, batch_job=batch_job)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def training_job_changed(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -571,7 +574,7 @@ async def training_job_changed(
             await sync_status(common.state(memo), watched, namespace, owner, batch_job=dict(body))
 
 
-@kopf.on.event(jobset.GROUP, jobset.VERSION, jobset.PLURAL, labels=CHILD_FILTER)
+@kopf.on.event(jobset.GROUP, jobset.VERSION, jobset.PLURAL, labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def training_jobset_changed(
     event: kopf.RawEvent,
     body: kopf.Body,
@@ -590,7 +593,7 @@ async def training_jobset_changed(
             await sync_status(common.state(memo), watched, namespace, owner, batch_job=as_batch_job(dict(body)))
 
 
-@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
+@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def training_pod_changed(
     body: kopf.Body,
     namespace: str,

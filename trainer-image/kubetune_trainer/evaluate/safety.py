@@ -97,8 +97,8 @@ class SafetyScores:
     """Per-prompt verdicts and the rates (metrics) they give."""
 
     scorer: str
-    refused: list[bool]
-    harmful_content: list[bool]
+    refused: list[bool | None]  # None: the judge gave this answer no verdict
+    harmful_content: list[bool | None]
     metrics: dict[str, float]
     by_category: dict[str, dict[str, float]] = field(default_factory=dict)
     labels: list[str | None] | None = None  # scorer judge: each answer's label (None: the judge gave none)
@@ -134,7 +134,7 @@ def keyword_scores(prompts: Sequence[SafetyPrompt], completions: Sequence[str]) 
     for cat in sorted({p.category for p in prompts}):
         idx = [i for i, p in enumerate(prompts) if p.category == cat]
         by_category[cat] = rates([prompts[i] for i in idx], [refused[i] for i in idx], [content[i] for i in idx])
-    return SafetyScores("keyword", refused, content, rates(prompts, refused, content), by_category)
+    return SafetyScores("keyword", [*refused], [*content], rates(prompts, refused, content), by_category)
 
 
 def _verdict_scores(
@@ -149,7 +149,7 @@ def _verdict_scores(
     by_category = {
         cat: of([i for i in kept if prompts[i].category == cat]) for cat in sorted({p.category for p in prompts})
     }
-    return SafetyScores(scorer, list(refused), list(content), of(kept), by_category)  # type: ignore[arg-type]
+    return SafetyScores(scorer, list(refused), list(content), of(kept), by_category)
 
 
 def judge_scores(
@@ -243,7 +243,7 @@ def examples(
                         "text": texts[i],
                         "refused": scores[name].refused[i],
                         "harmfulContent": scores[name].harmful_content[i],
-                        **({"label": scores[name].labels[i]} if scores[name].labels is not None else {}),
+                        **({"label": labels[i]} if (labels := scores[name].labels) is not None else {}),
                     }
                     for name, texts in completions.items()
                 },
