@@ -456,22 +456,33 @@ def run_forwarding_signals(cmd: list[str]) -> int:
     In a pod only PID 1 (this process) gets the SIGTERM; torchrun's agent (under `accelerate launch`)
     sends it on to every worker and waits TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (30 unless set) for
     them before SIGKILL, so that wait is raised to cover a checkpoint save.
+
+    The launcher runs in its own process group, and only this process signals it, once: a signal sent to
+    this process's group (`kubetune run`, a shell) must not reach the agent a second time, because a second
+    SIGTERM/SIGINT raised inside the agent's shutdown aborts it before the workers (each in its own session)
+    are told to stop: they kept training, orphaned. A later signal is not passed on; whoever insists kills
+    the process tree (SIGKILL after the grace period). This process returns only when the launcher has exited.
     """
     import signal
 
     env = {**os.environ}
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_SECONDS))
-    proc = subprocess.Popen(cmd, env=env)
     received: list[int] = []
+    launched: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, frame: Any) -> None:
         received.append(signum)
-        if len(received) == 1 or signum == signal.SIGINT:
+        if len(received) == 1 and launched:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signum)
+                os.killpg(launched[0].pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        proc = subprocess.Popen(cmd, env=env, process_group=0)
+        launched.append(proc)
+        if received:  # a signal came while it was starting
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, received[0])
         rc = proc.wait()
     finally:
         for sig, handler in previous.items():
