@@ -46,7 +46,31 @@ Quantity = Annotated[
 
 # Model and data locations: a scheme the loaders know, or a path relative to the manifest (local runs).
 # http(s) is not one: it names an endpoint (distillation.teacher.endpoint.url), never a model or a dataset.
-URI_PATTERN = r"^((hf|pvc|s3|file)://.+|[^:]+)$"
+# No '@' before the first '/' after the scheme: no USER:PASSWORD@ (see refuse_userinfo).
+URI_PATTERN = r"^((hf|pvc|s3|file)://([^/?#@]*[/?#].*|[^/?#@]+)|[^:]+)$"
+# An http(s) endpoint: HOST[:PORT] (no USER:PASSWORD@), then any path.
+HTTP_URL_PATTERN = r"^https?://[^/?#@\s]+([/?#].*)?$"
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+
+
+def refuse_userinfo(secret_field: str) -> BeforeValidator:
+    """Refuse credentials written into a URL (scheme://USER:PASSWORD@HOST): they would end up in status, logs and
+    the run config. Secrets come only by reference: the message names `secret_field`. The URL is not echoed."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and _USERINFO.match(value):
+            raise PydanticCustomError(
+                "url_credentials",
+                "credentials may not be written into a URL (USER:PASSWORD@ before the host): they would show in "
+                "status and logs; put them in a Secret and name it in {ref}",
+                {"ref": secret_field},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+URI_SECRET_FIELDS = "spec.s3.credentialsSecretRef (s3://) or the Hub token Secret (hf://)"
 URI_FORM = "hf://ORG/NAME, pvc://CLAIM/PATH, s3://BUCKET/KEY, file:///PATH or a relative path"
 
 
@@ -110,6 +134,17 @@ def split_pvc_uri(uri: str) -> tuple[str, str]:
     return claim, "/".join(parts)
 
 
+def split_s3_key(uri: str) -> tuple[str, str]:
+    """s3://BUCKET/KEY -> (bucket, key). Raises UriError without a bucket or a key: a bucket alone is no file or
+    model (reading it returns the bucket's XML listing). A key may end with '/' (a model or export prefix)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise UriError(f"{uri!r} names no bucket: expected s3://BUCKET/KEY")
+    if not key.strip("/"):
+        raise UriError(f"{uri!r} names only a bucket: expected s3://BUCKET/KEY (a file, or a PREFIX/ for a model)")
+    return bucket, key
+
+
 def _check_scheme(uri: Any) -> Any:
     """A human refusal of a scheme the loaders do not read, before the schema's pattern says it as a regex."""
     if isinstance(uri, str) and not re.fullmatch(URI_PATTERN, uri, re.DOTALL):
@@ -131,6 +166,8 @@ def check_uri(uri: str) -> str:
             split_hf_uri(uri)
         elif uri.startswith("pvc://"):
             split_pvc_uri(uri)
+        elif uri.startswith("s3://"):
+            split_s3_key(uri)
     except UriError as err:
         raise PydanticCustomError("uri_form", "{message}", {"message": str(err)}) from None
     return uri
@@ -146,6 +183,7 @@ Uri = Annotated[
         "or a path relative to the manifest (local runs).",
     ),
     BeforeValidator(_check_scheme),
+    refuse_userinfo(URI_SECRET_FIELDS),
     AfterValidator(check_uri),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from kubetune import constants as c
 from kubetune.api import bounds, grading
 from kubetune.api.common import (
+    HTTP_URL_PATTERN,
     CommonStatus,
     EnvVar,
     KubeModel,
@@ -22,6 +23,7 @@ from kubetune.api.common import (
     StatusModel,
     Uri,
     cel_rules,
+    refuse_userinfo,
     rule,
 )
 from kubetune.api.judge import JudgeSpec
@@ -158,8 +160,8 @@ class DpoSpec(KubeModel):
 
 
 class TeacherEndpoint(KubeModel):
-    url: str = Field(
-        max_length=bounds.URI_MAX, pattern=r"^https?://.+", description="Base URL of an OpenAI-compatible API (…/v1)."
+    url: Annotated[str, refuse_userinfo("distillation.teacher.endpoint.apiKeySecretRef")] = Field(
+        max_length=bounds.URI_MAX, pattern=HTTP_URL_PATTERN, description="Base URL of an OpenAI-compatible API (…/v1)."
     )
     model: str = Field(min_length=1, max_length=bounds.MODEL_NAME_MAX, description="Model name to request.")
     api_key_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key with the API key.")

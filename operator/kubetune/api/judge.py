@@ -8,13 +8,21 @@ and text metric: a score is mapped from [range.min, range.max], a label to its v
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from kubetune.api import bounds
-from kubetune.api.common import KubeModel, LocalObjectReference, SecretKeyRef, cel_rules, rule
+from kubetune.api.common import (
+    HTTP_URL_PATTERN,
+    KubeModel,
+    LocalObjectReference,
+    SecretKeyRef,
+    cel_rules,
+    refuse_userinfo,
+    rule,
+)
 
 JudgeMode = Literal["score", "label"]
 OnFailure = Literal["zero", "skip"]
@@ -29,10 +37,10 @@ def grader_api_key_env(index: int) -> str:
 
 
 class JudgeEndpoint(KubeModel):
-    url: str | None = Field(
+    url: Annotated[str | None, refuse_userinfo("the judge's apiKeySecretRef")] = Field(
         default=None,
         max_length=bounds.URL_MAX,
-        pattern=r"^https?://.+",
+        pattern=HTTP_URL_PATTERN,
         description="Base URL of an OpenAI-compatible API (…/v1).",
     )
     model_deployment: LocalObjectReference | None = Field(

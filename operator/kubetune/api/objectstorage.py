@@ -16,12 +16,21 @@ Never a ConfigMap, never status.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from kubetune.api import bounds
-from kubetune.api.common import KubeModel, LocalObjectReference, SecretKeyRef, StatusModel, Uri, cel_rules, rule
+from kubetune.api.common import (
+    KubeModel,
+    LocalObjectReference,
+    SecretKeyRef,
+    StatusModel,
+    Uri,
+    cel_rules,
+    refuse_userinfo,
+    rule,
+)
 
 # The keys read from `credentialsSecretRef` (the standard AWS variable names, as `aws configure` and every SDK
 # reads them); the session token and the region are optional keys.
@@ -32,10 +41,10 @@ OPTIONAL_CREDENTIAL_KEYS = ("AWS_SESSION_TOKEN", "AWS_REGION")
 class S3Spec(KubeModel):
     """Where s3:// URIs of this resource are served and how to sign in (datasets, models, export)."""
 
-    endpoint: str | None = Field(
+    endpoint: Annotated[str | None, refuse_userinfo("spec.s3.credentialsSecretRef")] = Field(
         default=None,
         max_length=bounds.URL_MAX,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
         description="An S3-compatible endpoint (MinIO, Ceph RGW ...), e.g. http://minio.storage.svc:9000; "
         "omit for AWS S3.",
     )

@@ -9,10 +9,21 @@ never appear in the spec, the run config, status or logs.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from kubetune.api import bounds
-from kubetune.api.common import KubeModel, LocalObjectReference, SecretKeyRef, StatusModel, cel_rules, rule
+from kubetune.api.common import (
+    HTTP_URL_PATTERN,
+    KubeModel,
+    LocalObjectReference,
+    SecretKeyRef,
+    StatusModel,
+    cel_rules,
+    refuse_userinfo,
+    rule,
+)
 
 # The Secret keys of `mlflow.credentialsSecretRef`: each becomes the pod variable of the same name when present.
 MLFLOW_CREDENTIAL_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
@@ -20,9 +31,9 @@ WANDB_API_KEY_ENV = "WANDB_API_KEY"
 
 
 class MlflowTracking(KubeModel):
-    uri: str = Field(
+    uri: Annotated[str, refuse_userinfo("tracking.mlflow.credentialsSecretRef")] = Field(
         max_length=bounds.URI_MAX,
-        pattern=r"^(https?://.+|databricks(://.*)?)$",
+        pattern=r"^(https?://[^/?#@\s]+([/?#].*)?|databricks(://[^/?#@]*([/?#].*)?)?)$",
         description="Tracking server: http(s)://HOST[:PORT][/PATH], or databricks.",
     )
     experiment: str | None = Field(
@@ -49,10 +60,10 @@ class WandbTracking(KubeModel):
     entity: str | None = Field(
         default=None, min_length=1, max_length=bounds.TRACKING_NAME_MAX, description="W&B entity (team or user)."
     )
-    host: str | None = Field(
+    host: Annotated[str | None, refuse_userinfo("tracking.wandb.apiKeySecretRef")] = Field(
         default=None,
         max_length=bounds.URI_MAX,
-        pattern=r"^https?://.+",
+        pattern=HTTP_URL_PATTERN,
         description="A self-hosted W&B server (WANDB_BASE_URL); default: wandb.ai.",
     )
     api_key_secret_ref: SecretKeyRef = Field(description="Secret key holding the W&B API key (WANDB_API_KEY).")
