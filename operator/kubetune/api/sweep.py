@@ -81,6 +81,14 @@ class SweepParameter(KubeModel):
                 raise ValueError("feasibleSpace: logUniform needs min > 0")
             if fs.values is not None:
                 raise ValueError(f"feasibleSpace: {self.parameter_type} takes min/max, not list")
+            if self.parameter_type == "int":
+                odd = [
+                    f"{k} ({v})"
+                    for k, v in (("min", fs.min), ("max", fs.max), ("step", fs.step))
+                    if v is not None and v != int(v)
+                ]
+                if odd:
+                    raise ValueError(f"feasibleSpace: an int parameter takes whole numbers: {', '.join(odd)}")
         else:
             if not fs.values or fs.min is not None or fs.max is not None:
                 raise ValueError(f"feasibleSpace: {self.parameter_type} takes list, not min/max")
@@ -92,12 +100,16 @@ class SweepParameter(KubeModel):
 
     def sample_value(self) -> Any:
         """A value of the space (its lowest), to check that the template accepts it."""
+        return self.edge_values()[0]
+
+    def edge_values(self) -> list[Any]:
+        """The values the template must accept: every value of a list, min and max of a range."""
         fs = self.feasible_space
         if self.parameter_type == "int":
-            return int(fs.min or 0)
+            return [int(fs.min or 0), int(fs.max or 0)]
         if self.parameter_type == "double":
-            return fs.min
-        return (fs.values or [None])[0]
+            return [fs.min, fs.max]
+        return list(fs.values or [])
 
 
 class Objective(KubeModel):
@@ -139,6 +151,14 @@ class FineTuneSweepSpec(KubeModel):
             dup = next((v for v in seen if seen.count(v) > 1), None)
             if dup:
                 raise ValueError(f"parameters: {what} {dup!r} appears twice")
+        if self.algorithm.algorithm_name == "grid":
+            # Katib's grid needs a step for doubles; the local grid uses the same points (kubetune.local.sweep).
+            for i, p in enumerate(self.parameters):
+                if p.parameter_type == "double" and p.feasible_space.step is None:
+                    raise ValueError(
+                        f"parameters[{i}].feasibleSpace.step: algorithm grid needs a step for double parameter "
+                        f"{p.name} (the grid is min, min+step, ... up to max)"
+                    )
         kind = self.template.get("kind")
         if kind != "FineTuneJob":
             raise ValueError(f"template: kind must be FineTuneJob (got {kind!r})")
@@ -195,8 +215,9 @@ def trial_document(sweep: FineTuneSweep, values: dict[str, Any], name: str | Non
 
 
 def load_sweep(path: Path) -> FineTuneSweep:
-    """The one FineTuneSweep of a file, its template admitted as a FineTuneJob with every parameter at the
-    lowest value of its space (as the API server would admit a trial); raises SweepError."""
+    """The one FineTuneSweep of a file, its template admitted as a FineTuneJob (as the API server would admit a
+    trial) with every parameter at its lowest value, then with each categorical/discrete value and each max
+    in turn, so a value the FineTuneJob refuses is named before any trial runs; raises SweepError."""
     from kubetune.api.admission import admit  # admission imports every kind; only loading needs it
 
     try:
@@ -210,10 +231,21 @@ def load_sweep(path: Path) -> FineTuneSweep:
         sweep = FineTuneSweep.model_validate(sweeps[0])
     except ValidationError as err:
         raise SweepError([str(e) for e in pydantic_errors(err, str(path))]) from None
-    sample = trial_document(sweep, {p.name: p.sample_value() for p in sweep.spec.parameters})
-    _, errors = admit(sample, f"{path}: spec.template")
+    lowest = {p.name: p.sample_value() for p in sweep.spec.parameters}
+    _, errors = admit(trial_document(sweep, lowest), f"{path}: spec.template")
     if errors:
         raise SweepError([str(e) for e in errors] + _path_hints(sweep, errors, path))
+    refused = []
+    for i, p in enumerate(sweep.spec.parameters):
+        for value in p.edge_values()[1:] if p.parameter_type in ("double", "int") else p.edge_values():
+            _, errors = admit(trial_document(sweep, {**lowest, p.name: value}), f"{path}: spec.template")
+            if errors:
+                refused.append(
+                    f"{path}: spec.parameters[{i}] ({p.name}) value {value!r} at {p.path} is refused by the "
+                    f"FineTuneJob: {errors[0].message}"
+                )
+    if refused:
+        raise SweepError(refused)
     return sweep
 
 

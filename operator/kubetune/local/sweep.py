@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE", help="a FineTuneSweep manifest")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the trials run (./runs)")
     p.add_argument("--katib", action="store_true", help="write the Katib ConfigMap + Experiment, run nothing")
-    p.add_argument("-o", "--output", type=Path, help="with --katib: write the YAML here instead of stdout")
+    p.add_argument("-o", "--output", type=Path, help="with --katib: write the YAML here (- or none: stdout)")
     p.add_argument(
         "--trainer-container", default=c.TRAINER_CONTAINER, help="with --katib: the primary container's name"
     )
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         text = to_yaml(katib_objects(sweep, args.trainer_container))
-        if args.output:
+        if args.output and str(args.output) != "-":
             args.output.write_text(text)
             console.print(f"wrote {args.output}: ConfigMap and Katib Experiment {sweep.metadata.name}")
         else:
@@ -121,7 +122,7 @@ class LocalSweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         seed = spec.algorithm.random_state
         if spec.algorithm.algorithm_name == "grid":
-            sampler = optuna.samplers.GridSampler(_grid(spec.parameters), seed=seed)
+            sampler = _grid_sampler(optuna)(_grid(spec.parameters), seed=seed)
         elif spec.algorithm.algorithm_name == "random":
             sampler = optuna.samplers.RandomSampler(seed=seed)
         else:
@@ -136,6 +137,13 @@ class LocalSweep:
         study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
         default = {p.name: get_path(spec.template, p.path) for p in spec.parameters}
         if all(v is not None for v in default.values()) and spec.algorithm.algorithm_name != "grid":
+            for p in spec.parameters:
+                if not _in_space(p, default[p.name]):
+                    self.console.print(
+                        f"note: the template's {p.name} ({_fmt(default[p.name])}, at {p.path}) is outside its search "
+                        "space; trial 0 runs it anyway as the baseline",
+                        highlight=False,
+                    )
             study.enqueue_trial(default)  # trial 0: the template as written, the baseline the search must beat
         return study
 
@@ -148,10 +156,16 @@ class LocalSweep:
                 f"note: parallelTrialCount {spec.parallel_trial_count} is for Katib; locally trials run one at a time"
             )
         failed = 0
+        trials = spec.max_trial_count
+        if spec.algorithm.algorithm_name == "grid":
+            trials = min(trials, math.prod(len(v) for v in _grid(spec.parameters).values()))
         try:
-            for number in range(spec.max_trial_count):
+            for number in range(trials):
                 trial = study.ask()
-                values = {p.name: _suggest(trial, p) for p in spec.parameters}
+                with warnings.catch_warnings():
+                    # The baseline outside the space: said once by study() in our words.
+                    warnings.filterwarnings("ignore", message="Fixed parameter", category=UserWarning)
+                    values = {p.name: _suggest(trial, p) for p in spec.parameters}
                 result = self.run_trial(number, values, trial)
                 self.results.append(result)
                 if result.state == "COMPLETE" and result.objective is not None:
@@ -320,6 +334,8 @@ def _suggest(trial: Any, p: SweepParameter) -> Any:
 
 
 def _grid(parameters: list[SweepParameter]) -> dict[str, list[Any]]:
+    """The grid's points, Katib's rule: min, min+step, ... up to max (linear whatever the distribution); an
+    int's step is 1 unless given; a double must have a step (FineTuneSweepSpec refuses a grid without)."""
     out: dict[str, list[Any]] = {}
     for p in parameters:
         fs = p.feasible_space
@@ -327,11 +343,29 @@ def _grid(parameters: list[SweepParameter]) -> dict[str, list[Any]]:
             out[p.name] = list(fs.values or [])
             continue
         lo, hi = float(fs.min or 0), float(fs.max or 0)
-        step = fs.step or (hi - lo) / 4
-        n = round((hi - lo) / step) + 1
-        vals = [lo + i * step for i in range(n) if lo + i * step <= hi + 1e-12]
+        step = fs.step or 1.0
+        n = math.floor((hi - lo) / step + 1e-9) + 1
+        vals = [round(lo + i * step, 12) for i in range(n)]
         out[p.name] = [int(v) for v in vals] if p.parameter_type == "int" else vals
     return out
+
+
+def _grid_sampler(optuna: Any) -> Any:
+    """Optuna's GridSampler without its study.stop() on exhaustion, which only works inside study.optimize;
+    this ask/tell loop runs at most the grid's size and stops when it is exhausted."""
+
+    class GridSampler(optuna.samplers.GridSampler):  # type: ignore[misc, name-defined]
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSampler
+
+
+def _in_space(p: SweepParameter, value: Any) -> bool:
+    fs = p.feasible_space
+    if p.parameter_type in ("categorical", "discrete"):
+        return value in (fs.values or [])
+    return isinstance(value, int | float) and float(fs.min or 0) <= value <= float(fs.max or 0)
 
 
 def _grid_done(study: Any) -> bool:
