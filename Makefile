@@ -33,6 +33,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/basedpyright
 	@hack/envtest/build.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no real API server built (see above); its tests will skip" >&2; }
 	@hack/s3server/setup.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no S3 test server installed (see above); its tests will skip" >&2; }
 	$(BIN)/pytest -q tests/unit tests/integration
@@ -52,6 +53,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/basedpyright
 	$(BIN)/hadolint Dockerfile trainer-image/Dockerfile
 
 # The CUDA trainer image's pinned packages (trainer-image/requirements-cuda.lock): pip resolves them from PyPI.
