@@ -200,6 +200,11 @@ def _check_local_files(doc: dict[str, Any], resource: Any, base: Path, found: Fi
             continue
         if local is None and not uri.startswith("s3://"):
             continue
+        if local is None and resource is None:
+            # spec.s3 (endpoint, region) is known only once the manifest validates: reading now would go to
+            # AWS's defaults with this shell's keys, not to the endpoint the manifest names
+            found.warnings.append(f"{source}: {fld}: {uri} not read: fix the errors above first")
+            continue
         if local is not None and not local.exists():
             found.errors.append(f"{source}: {fld}: {uri} does not exist (looked at {local})")
         elif local is None or local.is_file():
@@ -563,9 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or folders")
     p.add_argument("--model-config", type=Path, help="plan with this config.json instead of the base model's")
-    p.add_argument(
-        "--gpu-memory", type=_positive_gib, metavar="GIB", help="memory of one GPU (default: from the spec)"
-    )
+    p.add_argument("--gpu-memory", type=_positive_gib, metavar="GIB", help="memory of one GPU (default: from the spec)")
     p.add_argument(
         "--runs-dir",
         type=Path,

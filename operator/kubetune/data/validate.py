@@ -160,6 +160,7 @@ def validate_file(
     run = _Run(report, checker, max_errors, lambda: Collector(checker.format or CHAT, count_tokens, long_example_chars))
     run.max_seq_length = max_seq_length
     stopped_at = None
+    unreadable = False
     size = None if isinstance(file, str) else file.stat().st_size
 
     try:
@@ -191,11 +192,13 @@ def validate_file(
                 break
     except OSError as err:
         run.add(LineError(0, f"cannot read the file: {err}"))
+        unreadable = True
 
     report.format = checker.format or "unknown"
     report.decided_by = checker.decided_by
     report.tokens_counted = count_tokens is not None
-    _sum_up(report, run.collector, run.tallies, min_examples, max_examples)
+    if not unreadable:  # a file that could not be read is one error, not also "empty" or "too few examples"
+        _sum_up(report, run.collector, run.tallies, min_examples, max_examples)
     if stopped_at is not None:
         report.warnings.append(
             f"only the first {max_examples:,} examples are used (maxExamples); "

@@ -75,3 +75,28 @@ def test_the_spec_endpoint_wins_over_the_environment(s3_env, monkeypatch):
         assert objectstore.read_bytes("s3://spec/x") == b"from the spec's endpoint\n"
     with pytest.raises(objectstore.ObjectStoreError, match=r"127\.0\.0\.1:9\b"):
         objectstore.read_bytes("s3://spec/x")
+
+
+def test_an_unreadable_object_is_one_error_not_also_an_empty_file(s3_env):
+    s3_env.create_bucket("gone")
+    report = validate_file("s3://gone/train.jsonl")
+    assert len(report.errors) == 1, report.render()
+    assert "no such object" in report.render() and "empty" not in report.render()
+
+
+def test_validate_reads_no_s3_dataset_of_a_manifest_that_does_not_validate(s3_env, tmp_path):
+    """Its spec.s3 (endpoint) is not known then: the read would go to the environment's or AWS's endpoint."""
+    from kubetune.cli import validate_paths
+
+    s3_env.create_bucket("mlteam")
+    s3_env.put("mlteam", "train.jsonl", b'{"messages": [{"role": "user", "content": "hi"}]}\n' * 20)
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(
+        "apiVersion: kubetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: x}\n"
+        "spec:\n  baseModel: {uri: hf://a/b}\n  dataset: {train: {uri: s3://mlteam/train.jsonl}}\n"
+        "  s3: {endpoint: 'http://127.0.0.1:9'}\n  noSuchField: 1\n"
+    )
+    found = validate_paths([manifest])
+    assert any("noSuchField" in e for e in found.errors), found.errors
+    assert found.datasets == 0
+    assert any("s3://mlteam/train.jsonl not read: fix the errors above first" in w for w in found.warnings)
