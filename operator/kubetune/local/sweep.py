@@ -354,7 +354,7 @@ def _grid_sampler(optuna: Any) -> Any:
     """Optuna's GridSampler without its study.stop() on exhaustion, which only works inside study.optimize;
     this ask/tell loop runs at most the grid's size and stops when it is exhausted."""
 
-    class GridSampler(optuna.samplers.GridSampler):  # type: ignore[misc, name-defined]
+    class GridSampler(optuna.samplers.GridSampler):
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
 
