@@ -8,21 +8,27 @@ into the active run: TrainingArguments and model config as params, every logged 
 `TrackedReporter` adds what the callback lacks: the data summary, each checkpoint's metrics, the best
 checkpoint and the output. The evaluator logs its results and report into the same run (`log_evaluation`).
 
-Tracking never stops training: a tracker that cannot be reached is logged as a warning and left out.
+Tracking never stops training: a tracker that cannot be reached is logged as a warning and left out. Before
+any MLflow call the server gets a short connect check (CONNECT_TIMEOUT_S); when it fails MLflow is switched off
+for the whole run (no MLflowCallback, whose client would otherwise retry for minutes and ignore SIGTERM).
 Credentials come from the environment only (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN, WANDB_API_KEY).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kubetune.api.runconfig import EvalRunConfig, TrainRunConfig
-from kubetune.api.tracking import TrackingSpec
+from kubetune.api.tracking import MlflowTracking, TrackingSpec
 
 if TYPE_CHECKING:
     from kubetune_trainer.progress import ProgressReporter
@@ -30,13 +36,59 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUN_FILE = "tracking.json"  # in the output dir: the run id a resumed trainer continues
+CONNECT_TIMEOUT_S = 5.0  # the connect check of the MLflow server at start
+# While the run is opened: one attempt per request with a short timeout (MLflow's defaults retry for minutes)
+_START_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+_switched_off: set[str] = set()  # integrations turned off at start because their server did not answer
 
 
 def report_to(tracking: TrackingSpec | None) -> list[str]:
     """The `TrainingArguments.report_to` integrations the spec asks for; [] for none."""
     if tracking is None:
         return []
-    return [name for name, on in (("mlflow", tracking.mlflow), ("wandb", tracking.wandb)) if on is not None]
+    return [
+        name
+        for name, on in (("mlflow", tracking.mlflow), ("wandb", tracking.wandb))
+        if on is not None and name not in _switched_off
+    ]
+
+
+def _unreachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why an http(s) tracking server does not take a TCP connection within `timeout`; None when it does (or
+    for databricks, whose client finds its own host)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as err:
+        return str(err)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{parts.hostname}:{port} did not answer within {timeout:g} s ({err.strerror or err})"
+
+
+def _switch_off_mlflow() -> None:
+    """No MLflow for the rest of this process: report_to leaves it out and transformers' integration is off."""
+    _switched_off.add("mlflow")
+    os.environ["DISABLE_MLFLOW_INTEGRATION"] = "TRUE"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@contextlib.contextmanager
+def _bounded_requests() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in _START_ENV}
+    os.environ.update(_START_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def configure_environment(cfg: TrainRunConfig) -> None:
@@ -155,6 +207,17 @@ def _saved_run_id(output_dir: Path) -> str | None:
         return None
 
 
+def _open_run(mlflow: Any, run_id: str | None, mlflow_spec: MlflowTracking, cfg: TrainRunConfig) -> Any:
+    if run_id:
+        return mlflow.start_run(run_id=run_id)
+    experiment = mlflow.set_experiment(mlflow_spec.experiment or cfg.job.name)
+    return mlflow.start_run(
+        experiment_id=experiment.experiment_id,
+        run_name=mlflow_spec.run_name or cfg.job.name,
+        tags=identity_tags(cfg, "FineTuneJob"),
+    )
+
+
 def start(cfg: TrainRunConfig) -> MlflowRun | None:
     """Open (or reopen) the job's MLflow run as the active run; None without mlflow tracking or when the
     server cannot be reached (a warning says why; training goes on)."""
@@ -164,21 +227,20 @@ def start(cfg: TrainRunConfig) -> MlflowRun | None:
     out = Path(cfg.output_dir)
     # MLFLOW_RUN_ID is read here and removed: with it set, the callback would start the run a second time.
     run_id = os.environ.pop("MLFLOW_RUN_ID", None) or _saved_run_id(out)
+    why = _unreachable(mlflow_spec.uri)
+    if why:
+        log.warning("MLflow tracking is off for this run: the tracking server %s", why)
+        _switch_off_mlflow()
+        return None
     try:
         import mlflow
 
         mlflow.set_tracking_uri(mlflow_spec.uri)
-        if run_id:
-            active = mlflow.start_run(run_id=run_id)
-        else:
-            experiment = mlflow.set_experiment(mlflow_spec.experiment or cfg.job.name)
-            active = mlflow.start_run(
-                experiment_id=experiment.experiment_id,
-                run_name=mlflow_spec.run_name or cfg.job.name,
-                tags=identity_tags(cfg, "FineTuneJob"),
-            )
+        with _bounded_requests():
+            active = _open_run(mlflow, run_id, mlflow_spec, cfg)
     except Exception as err:
-        log.warning("MLflow tracking at %s is left out: %s", mlflow_spec.uri, err)
+        log.warning("MLflow tracking is off for this run: %s", err)
+        _switch_off_mlflow()
         return None
     run = MlflowRun(mlflow_spec.uri, active.info.run_id, active.info.experiment_id)
     out.mkdir(parents=True, exist_ok=True)
