@@ -196,7 +196,11 @@ CASES = [
         {"safety": {"scorer": "judge", "judge": {"endpoint": {"url": "http://j/v1"}}}},
         "spec.safety.judge.model",
     ),
-    (c.EVALUATION, {"safety": {"scorer": "judge", "judge": {"endpoint": {}, "model": "m"}}}, "spec.safety.judge.endpoint"),
+    (
+        c.EVALUATION,
+        {"safety": {"scorer": "judge", "judge": {"endpoint": {}, "model": "m"}}},
+        "spec.safety.judge.endpoint",
+    ),
     # ModelDeployment
     (c.MODELDEPLOYMENT, {"model": {"fineTuneJob": {"name": "j"}}}, None),
     (c.MODELDEPLOYMENT, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),
