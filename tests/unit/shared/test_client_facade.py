@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kubetune.api import ModelDeployment
 from kubetune.client import Client
 from kubetune.client.backend import AdmissionError
 
@@ -27,8 +28,17 @@ class Recorder:
         self.calls.append(("apply", items))
         return []
 
-    def patch_spec(self, kind: str, namespace: str, name: str, patch: dict) -> None:
+    def patch_spec(self, kind: str, namespace: str, name: str, patch: dict) -> ModelDeployment:
+        """Records the patch and answers, as the real back ends do, with the typed patched object."""
         self.calls.append(("patch_spec", (kind, namespace, name, patch)))
+        return ModelDeployment.model_validate(
+            {
+                "apiVersion": "kubetune.dev/v1alpha1",
+                "kind": "ModelDeployment",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"model": {"uri": "hf://org/model"}, **patch},
+            }
+        )
 
     def close(self) -> None:
         self.closed += 1
