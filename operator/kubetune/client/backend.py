@@ -157,7 +157,9 @@ def admitted(sources: Iterable[Source], namespace: str, *, bound: bool = False) 
                         )
                     )
             docs.append((label, doc))
-            base_dirs[label] = Path(source).resolve().parent if is_file and isinstance(source, str) else Path.cwd()
+            base_dirs[label] = (
+                Path(source).resolve().parent if is_file and isinstance(source, str | Path) else Path.cwd()
+            )
     if mismatched:
         raise AdmissionError(mismatched)
     resources, errors = admit_all(docs)
