@@ -467,6 +467,7 @@ async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
     store = route == "chat/completions" and body.get("store") is True and settings.store.enabled
     session = request.app[HTTP]
     out: web.StreamResponse | None = None
+    stored = False
     try:
         async with session.post(f"{endpoint}/{route}", json=upstream) as resp:
             if resp.status >= 400:
@@ -486,8 +487,13 @@ async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
             await out.prepare(request)
             seen: list[bytes] = []
             async for line in resp.content:  # line by line: a chunk split across reads is whole here
-                if store:
-                    seen.append(line)
+                if store and not stored:
+                    if line.strip() == b"data: [DONE]":
+                        # stored before the client hears the end, so a list right after the stream finds it
+                        await asyncio.to_thread(settings.store.store, namespace, body, _sse_completion(seen, model))
+                        stored = True
+                    else:
+                        seen.append(line)
                 await out.write(_renamed(line, model))
     except (aiohttp.ClientError, TimeoutError) as err:
         log.warning("model server of %r at %s failed: %r", model, endpoint, err)
@@ -498,9 +504,9 @@ async def _proxy(request: web.Request, route: str) -> web.StreamResponse:
         await out.write(b"data: " + json.dumps(failure.body()).encode() + b"\n\n")
         await out.write_eof()
         return out
-    await out.write_eof()
-    if store:
+    if store and not stored:
         await asyncio.to_thread(settings.store.store, namespace, body, _sse_completion(seen, model))
+    await out.write_eof()
     return out
 
 
