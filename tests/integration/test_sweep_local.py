@@ -45,7 +45,7 @@ def _sweep(tmp_path: Path) -> Path:
             },
             "adapter": {"type": "none"},
             "hyperparameters": {
-                "maxSteps": 4,
+                "maxSteps": 8,  # four evaluations: a trial pruned after one or two is visibly shorter
                 "batchSize": 8,
                 "learningRate": BAD_DEFAULT,
                 "lrScheduler": "constant",
