@@ -10,22 +10,8 @@
 #
 # Needs python3 (3.10+) and PyPI.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/tool-venv.sh"
 
 version="3.17.2"
 out="${KUBETUNE_MLFLOWSERVER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetune/mlflowserver}/mlflow-$version"
-server="$out/bin/mlflow"
-
-if [[ -x "$server" && -f "$out/.installed" ]]; then
-  echo "$server"
-  exit 0
-fi
-[[ "${1:-}" == "--path" ]] && exit 1
-
-python="${PYTHON:-python3}"
-# Installed in place; `.installed` is written last, so an interrupted install is redone from scratch.
-rm -rf "$out"
-mkdir -p "$(dirname "$out")"
-"$python" -m venv "$out" >&2
-"$out/bin/pip" install --quiet --disable-pip-version-check "mlflow==$version" >&2
-touch "$out/.installed"
-echo "$server"
+tool_venv "$out" "mlflow==$version" mlflow "${1:-}"

@@ -9,22 +9,8 @@
 #
 # Needs python3 (3.9+) and PyPI. The first install took about 40 s here (moto, flask, botocore...).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/tool-venv.sh"
 
 version="5.2.5"
 out="${KUBETUNE_S3SERVER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetune/s3server}/moto-$version"
-server="$out/bin/moto_server"
-
-if [[ -x "$server" && -f "$out/.installed" ]]; then
-  echo "$server"
-  exit 0
-fi
-[[ "${1:-}" == "--path" ]] && exit 1
-
-python="${PYTHON:-python3}"
-# Installed in place; `.installed` is written last, so an interrupted install is redone from scratch.
-rm -rf "$out"
-mkdir -p "$(dirname "$out")"
-"$python" -m venv "$out" >&2
-"$out/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$version" >&2
-touch "$out/.installed"
-echo "$server"
+tool_venv "$out" "moto[server]==$version" moto_server "${1:-}"
