@@ -74,24 +74,23 @@ def test_local_apply_wait_checkpoints_events_logs_results_pin_delete(tmp_path) -
 
 @pytest.mark.slow
 def test_local_suspend_keeps_a_checkpoint_and_resume_trains_to_the_end(tmp_path) -> None:
-    folder = mini_quickstart(tmp_path, max_steps=100, every=1000)  # the checkpoint it keeps is the interruption's
+    # 300 nano steps take seconds: the suspend is sent on the trainer's first progress event, read live from
+    # its event stream (the saved status follows it only every second), so it lands well before the end.
+    folder = mini_quickstart(tmp_path, max_steps=300, every=1000)  # the checkpoint it keeps is the interruption's
     job_doc = next(yaml.safe_load_all((folder / "quickstart.yaml").read_text()))
     (folder / "job.yaml").write_text(yaml.safe_dump(job_doc))
 
     with Client.local(tmp_path / "runs", namespace="team-travel") as kt:
         (job,) = kt.apply(folder / "job.yaml")
-
-        def training(r) -> bool:
-            return r.status is not None and r.status.progress is not None and (r.status.progress.step or 0) >= 1
-
-        kt.wait(job, until=training, timeout=300, interval=0.1)
+        first = next(e for e in kt.events(job, follow=True, timeout=300) if e.reason == "progress")
+        assert '"step": ' in first.message
 
         suspended = kt.suspend(job)
         assert suspended.status.phase == "Suspended"
-        assert suspended.status.progress.step < 100
+        assert suspended.status.progress.step < 300
         assert any(e.reason == "interrupted" and e.type == "Warning" for e in kt.events(job))
 
         kt.resume(job)
         done = kt.wait(job, timeout=300, interval=0.2)
-        assert done.status.phase == "Succeeded" and done.status.progress.step == 100
+        assert done.status.phase == "Succeeded" and done.status.progress.step == 300
         assert any("resuming from" in line for line in kt.logs(job))

@@ -34,7 +34,7 @@ from kubetune.status import finetunejob as ftj_status
 from kubetune.status.finetunejob import Outcome, TrainerProcess
 
 POLL_SECONDS = 0.5
-SAVE_EVERY_SECONDS = 5.0  # while training: how often the status file follows the progress
+SAVE_EVERY_SECONDS = 1.0  # while training: how often the status file follows the progress (a small file)
 
 
 def _write(item: Item, run: Run, status: dict[str, Any], outcome: Outcome, digest: str) -> dict[str, Any]:
