@@ -6,6 +6,13 @@ trainer writes), GPU time per namespace, and the duration and errors of every ha
 The metric objects are the process's (prometheus-client registers them once); what the operator has
 set so far (phases, GPU seconds counted, the series of each object) belongs to one run of the operator:
 a `Recorder`, kept in Kopf's memo (`controllers.common.OperatorState`).
+
+Label names survive a standard scrape: Prometheus gives every scraped series the target labels `job`,
+`instance` and (Kubernetes service discovery, the Prometheus Operator) `namespace`, `pod`, `service`,
+`container` and `endpoint`; a series label of the same name is renamed `exported_<name>` unless the scrape
+honours labels (the chart's ServiceMonitor does not, the usual default). So the namespace of a kubetune
+resource is `resource_namespace` (the target's `namespace` stays the operator's own), and a resource's name is
+labelled by its kind, as kube-state-metrics does (`job_name`, `deployment`): `finetunejob`, `evaluation`.
 """
 
 from __future__ import annotations
@@ -22,17 +29,27 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from kubetune import constants as c
 from kubetune.api.clock import parse_time
 
-FINETUNEJOBS = Gauge("kubetune_finetunejobs", "FineTuneJobs by namespace and phase.", ["namespace", "phase"])
-TRAINING_LOSS = Gauge("kubetune_training_loss", "Latest training loss of a FineTuneJob.", ["namespace", "job"])
-EVAL_LOSS = Gauge("kubetune_eval_loss", "Latest evaluation loss of a FineTuneJob.", ["namespace", "job"])
-PROGRESS = Gauge("kubetune_training_progress_ratio", "Optimizer steps done / planned (0..1).", ["namespace", "job"])
+NAMESPACE_LABEL = "resource_namespace"  # the resource's namespace; `namespace` is the scrape target's
+JOB_LABEL = "finetunejob"  # a FineTuneJob's name; `job` is the scrape job's
+EVALUATION_LABEL = "evaluation"
+_JOB = [NAMESPACE_LABEL, JOB_LABEL]
+
+FINETUNEJOBS = Gauge("kubetune_finetunejobs", "FineTuneJobs by namespace and phase.", [NAMESPACE_LABEL, "phase"])
+JOB_PHASE = Gauge(
+    "kubetune_finetunejob_status_phase",
+    "1 for the current phase of each FineTuneJob (one series per job; it moves when the phase changes).",
+    [*_JOB, "phase"],
+)
+TRAINING_LOSS = Gauge("kubetune_training_loss", "Latest training loss of a FineTuneJob.", _JOB)
+EVAL_LOSS = Gauge("kubetune_eval_loss", "Latest evaluation loss of a FineTuneJob.", _JOB)
+PROGRESS = Gauge("kubetune_training_progress_ratio", "Optimizer steps done / planned (0..1).", _JOB)
 CHECKPOINT_METRIC = Gauge(
     "kubetune_checkpoint_metric",
     "Metrics of the kept checkpoints of a FineTuneJob.",
-    ["namespace", "job", "checkpoint", "metric"],
+    [*_JOB, "checkpoint", "metric"],
 )
-CHECKPOINTS = Gauge("kubetune_checkpoints", "Checkpoints kept by a FineTuneJob.", ["namespace", "job"])
-GPU_SECONDS = Counter("kubetune_gpu_seconds", "GPU time consumed by training (GPUs x seconds).", ["namespace"])
+CHECKPOINTS = Gauge("kubetune_checkpoints", "Checkpoints kept by a FineTuneJob.", _JOB)
+GPU_SECONDS = Counter("kubetune_gpu_seconds", "GPU time consumed by training (GPUs x seconds).", [NAMESPACE_LABEL])
 HANDLER_DURATION = Histogram(
     "kubetune_handler_duration_seconds",
     "Time spent in operator handlers.",
@@ -93,7 +110,7 @@ def _set_scores(
     key: tuple[str, str],
     scored: list[tuple[str, Mapping[str, Any]]],
 ) -> None:
-    """gauge{namespace, name, model, metric} for each numeric value of each (model, values) in `scored`;
+    """gauge{resource_namespace, name, model, metric} for each numeric value of each (model, values) in `scored`;
     the series of `key` that are no longer there are removed. Call with the recorder's lock held."""
     series = set()
     for model, values in scored:
@@ -119,7 +136,12 @@ def _forget_scores(gauge: Gauge, known: dict[tuple[str, str], set[tuple[str, str
 EVALUATION_SCORE = Gauge(
     c.EVALUATION_SCORE_METRIC,
     "Score of a model (a checkpoint, or the baseline) in an Evaluation.",
-    ["namespace", "evaluation", "model", "metric"],
+    [NAMESPACE_LABEL, EVALUATION_LABEL, "model", "metric"],
+)
+EVALUATION_PASSED = Gauge(
+    "kubetune_evaluation_passed",
+    "1 when an Evaluation's models passed its criteria, 0 when none did; absent until it has decided.",
+    [NAMESPACE_LABEL, EVALUATION_LABEL],
 )
 
 
@@ -148,6 +170,11 @@ class Recorder:
             self._phases[key] = phase
         if old == phase:
             return
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                JOB_PHASE.remove(*key, old)
+        if phase is not None:
+            JOB_PHASE.labels(*key, phase).set(1)
         for moved, delta in ((old, -1), (phase, 1)):
             if moved is not None:
                 count = self._phase_counts.get((namespace, moved), 0) + delta
@@ -207,10 +234,17 @@ class Recorder:
             scored.append(("baseline", status["baseline"].get("metrics") or {}))
         with self._lock:
             _set_scores(EVALUATION_SCORE, self._evaluation_series, key, scored)
+            if status.get("passed") is None:
+                with contextlib.suppress(KeyError):
+                    EVALUATION_PASSED.remove(*key)
+            else:
+                EVALUATION_PASSED.labels(*key).set(1 if status["passed"] else 0)
 
     def forget_evaluation(self, namespace: str, name: str) -> None:
         with self._lock:
             _forget_scores(EVALUATION_SCORE, self._evaluation_series, (namespace, name))
+            with contextlib.suppress(KeyError):
+                EVALUATION_PASSED.remove(namespace, name)
 
 
 def _restarted(status: Mapping[str, Any]) -> bool:

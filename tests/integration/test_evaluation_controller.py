@@ -64,6 +64,6 @@ def test_evaluation_waits_runs_reports_and_reruns_on_new_checkpoints(cluster: Cl
     new_config = json.loads(cluster.objects("configmaps")[new_name]["data"]["run-config.json"])
     assert [t["name"] for t in new_config["targets"]] == ["checkpoint-100", "checkpoint-200", "checkpoint-300"]
     wait_for(lambda: status(cluster).get("phase") == "Running", what="Running again")
-    labels = {"namespace": NAMESPACE, "evaluation": "travel-eval", "metric": "exact_match"}
+    labels = {"resource_namespace": NAMESPACE, "evaluation": "travel-eval", "metric": "exact_match"}
     assert REGISTRY.get_sample_value("kubetune_evaluation_score", {**labels, "model": "checkpoint-200"}) == 0.88
     assert REGISTRY.get_sample_value("kubetune_evaluation_score", {**labels, "model": "baseline"}) == 0.31

@@ -144,11 +144,11 @@ def test_success_and_failure_show_up_in_status_within_seconds(cluster: Cluster, 
     warning = next(e for e in cluster.events("bad") if e["reason"] == "BackoffLimitExceeded")
     assert warning["type"] == "Warning" and "backoffLimit" in warning["message"]
 
-    assert metric("kubetune_finetunejobs", namespace=NAMESPACE, phase="Succeeded") == 1
-    assert metric("kubetune_finetunejobs", namespace=NAMESPACE, phase="Failed") == 1
-    assert metric("kubetune_training_loss", namespace=NAMESPACE, job="good") == 1.25
-    assert metric("kubetune_training_progress_ratio", namespace=NAMESPACE, job="good") == 0.5
-    labels = {"namespace": NAMESPACE, "job": "good", "checkpoint": "checkpoint-30", "metric": "eval_loss"}
+    assert metric("kubetune_finetunejobs", resource_namespace=NAMESPACE, phase="Succeeded") == 1
+    assert metric("kubetune_finetunejobs", resource_namespace=NAMESPACE, phase="Failed") == 1
+    assert metric("kubetune_training_loss", resource_namespace=NAMESPACE, finetunejob="good") == 1.25
+    assert metric("kubetune_training_progress_ratio", resource_namespace=NAMESPACE, finetunejob="good") == 0.5
+    labels = {"resource_namespace": NAMESPACE, "finetunejob": "good", "checkpoint": "checkpoint-30", "metric": "eval_loss"}
     assert metric("kubetune_checkpoint_metric", **labels) == 1.5
     assert metric("kubetune_handler_duration_seconds_count", handler="finetunejob.reconcile") >= 2
 

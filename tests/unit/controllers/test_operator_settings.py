@@ -92,18 +92,18 @@ def test_gpu_seconds_count_once_per_namespace():
     }
     recorder.observe_job(body, start + dt.timedelta(seconds=100))
     recorder.observe_job(body, start + dt.timedelta(seconds=150))
-    assert REGISTRY.get_sample_value("kubetune_gpu_seconds_total", {"namespace": "gpu-team"}) == 300
-    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "gpu-team", "phase": "Running"}) == 1
+    assert REGISTRY.get_sample_value("kubetune_gpu_seconds_total", {"resource_namespace": "gpu-team"}) == 300
+    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 1
     recorder.forget_job("gpu-team", "m1")
-    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "gpu-team", "phase": "Running"}) == 0
-    assert REGISTRY.get_sample_value("kubetune_training_loss", {"namespace": "gpu-team", "job": "m1"}) is None
+    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 0
+    assert REGISTRY.get_sample_value("kubetune_training_loss", {"resource_namespace": "gpu-team", "finetunejob": "m1"}) is None
 
 
 def test_score_series_follow_the_status_and_go_with_the_object():
     recorder = metrics.Recorder()
 
     def score(model):
-        labels = {"namespace": "ns", "evaluation": "e", "model": model, "metric": "exact_match"}
+        labels = {"resource_namespace": "ns", "evaluation": "e", "model": model, "metric": "exact_match"}
         return REGISTRY.get_sample_value("kubetune_evaluation_score", labels)
 
     body = {
@@ -125,7 +125,7 @@ def test_score_series_follow_the_status_and_go_with_the_object():
         "metadata": {"namespace": "ns", "name": "j"},
         "status": {"phase": "Running", "checkpoints": [{"name": "checkpoint-1", "metrics": {"eval_loss": 0.4}}]},
     }
-    labels = {"namespace": "ns", "job": "j", "checkpoint": "checkpoint-1", "metric": "eval_loss"}
+    labels = {"resource_namespace": "ns", "finetunejob": "j", "checkpoint": "checkpoint-1", "metric": "eval_loss"}
     recorder.observe_job(job)
     assert REGISTRY.get_sample_value("kubetune_checkpoint_metric", labels) == 0.4
     job["status"]["checkpoints"] = []
