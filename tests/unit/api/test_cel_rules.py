@@ -348,3 +348,21 @@ def test_transition_rules_are_skipped_on_create():
     assert {r.field_path for r in frozen} == {
         f".spec.{f.alias}" for f in FineTuneJobSpec.model_fields.values() if f.alias not in MUTABLE_AFTER_START
     }
+
+
+def test_remembered_rule_results_follow_what_each_rule_reads() -> None:
+    """Results are remembered per (rule, the fields of self it reads): a job that differs only elsewhere gets the
+    remembered answer, one that differs in a field the rule reads is evaluated again, with its own answer."""
+    assert cel.fields_read("self.method == 'dpo' || !has(self.dpo)") == {"method", "dpo"}
+    assert cel.fields_read("size(self) > 0") is None  # self used whole
+    dpo = {"method": "dpo", "dpo": {"beta": 0.1}}
+    for lr in (1e-4, 2e-4, 3e-4):  # the first evaluates, the others are remembered: all pass
+        assert errors(c.FINETUNEJOB, {**dpo, "hyperparameters": {"learningRate": lr}}) == []
+    wrong = errors(c.FINETUNEJOB, {"method": "sft", "dpo": {"beta": 0.1}, "hyperparameters": {"learningRate": 1e-4}})
+    assert [e.path for e in wrong] == ["spec.dpo"] and all(e.evaluated for e in wrong)
+    # Same rule text and values under two schema nodes typed apart: each node's own message.
+    low, high = {"min": 0.5, "max": 0.1}, {"min": 0.1, "max": 0.5}
+    for _ in range(2):
+        assert errors(c.EVALUATION, {"safety": {"thresholds": {"benignOverRefusalRate": high}}}) == []
+        bad = errors(c.EVALUATION, {"safety": {"thresholds": {"benignOverRefusalRate": low}}})
+        assert [e.evaluated for e in bad] == [True]
