@@ -27,9 +27,18 @@ LABEL_EVALUATION: Final = f"{GROUP}/evaluation"
 LABEL_DEPLOYMENT: Final = f"{GROUP}/modeldeployment"
 LABEL_ROLE: Final = f"{GROUP}/role"
 LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+LABEL_KUEUE_PRIORITY_CLASS: Final = "kueue.x-k8s.io/priority-class"
+# On a PVC the operator kept after its FineTuneJob was deleted: the job's retentionPolicy.whenDeleted
+# (Delete: the operator deletes it once nothing references it; Retain: kept until a person deletes it).
+LABEL_RETENTION: Final = f"{GROUP}/retention"
 
 # Annotations.
 ANNOTATION_CREATED_PVC: Final = f"{GROUP}/created-pvc"
+ANNOTATION_OWNER_UID: Final = f"{GROUP}/owner-uid"  # on a created PVC: the uid of the FineTuneJob it is for
+ANNOTATION_RETAINED_FOR: Final = f"{GROUP}/retained-for"  # on a kept PVC: who still uses it ("ModelDeployment/x")
+ANNOTATION_RETAINED_FROM: Final = f"{GROUP}/retained-from"  # on a kept PVC: the deleted FineTuneJob it was for
+# Annotations of a resource under this prefix are copied to its children (see builders.meta.Propagation).
+ANNOTATION_PROPAGATE_PREFIX: Final = f"propagate.{GROUP}/"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 ANNOTATION_CHECKPOINT: Final = f"{GROUP}/checkpoint"
 KOPF_ANNOTATION_PREFIX: Final = GROUP  # Kopf progress/diff-base storage lives under this prefix.
@@ -120,6 +129,9 @@ class Reason:
 
 # Environment variables the trainer pod reads.
 ENV_RUN_CONFIG: Final = "KUBETUNE_RUN_CONFIG"
+    # Data retention (a FineTuneJob's PVC on its deletion).
+    PVC_RETAINED: Final = "PersistentVolumeClaimRetained"
+    PVC_DELETED: Final = "PersistentVolumeClaimDeleted"
 ENV_HF_TOKEN: Final = "HF_TOKEN"
 ENV_HF_EXPORT_TOKEN: Final = "HF_EXPORT_TOKEN"  # spec.export.tokenSecretRef: a Hub token with write access
 ENV_POD_NAMESPACE: Final = "KUBETUNE_NAMESPACE"

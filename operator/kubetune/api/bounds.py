@@ -105,3 +105,11 @@ NodeSelector = Annotated[
     Field(max_length=NODE_SELECTOR_MAX),
     AfterValidator(_check_qualified_names),
 ]
+ANNOTATIONS_MAX = 32
+ANNOTATION_VALUE_MAX = 4096
+# Annotations a spec asks the operator to put on an object it makes (qualified-name keys, bounded values).
+Annotations = Annotated[
+    dict[str, Annotated[str, Field(max_length=ANNOTATION_VALUE_MAX)]],
+    Field(max_length=ANNOTATIONS_MAX),
+    AfterValidator(_check_qualified_names),
+]

@@ -21,7 +21,7 @@ from kubetune.api.common import (
     cel_rules,
     rule,
 )
-from kubetune.api.finetunejob import DatasetFormat
+from kubetune.api.finetunejob import DatasetFormat, ServiceAccountSpec
 from kubetune.api.judge import JudgeSpec, SafetyJudge
 from kubetune.api.objectstorage import S3Spec
 
@@ -239,6 +239,16 @@ class EvaluationSpec(KubeModel):
         description="Red-team prompts scored for refusals and harmful content; its thresholds gate passing.",
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute of the evaluation pod.")
+    queue_name: str | None = Field(
+        default=None,
+        max_length=bounds.DNS_LABEL_MAX,
+        pattern=bounds.DNS_LABEL_PATTERN,
+        description="Kueue LocalQueue of the evaluation Jobs (created suspended with kueue.x-k8s.io/queue-name; "
+        "Kueue admits them). Default: the queueName of the FineTuneJob scored (model.fineTuneJob).",
+    )
+    service_account: ServiceAccountSpec = Field(
+        default_factory=ServiceAccountSpec, description="The evaluation pods' ServiceAccount (its annotations)."
+    )
     s3: S3Spec | None = Field(
         default=None, description="Endpoint, region and credentials for the s3:// URIs of this evaluation."
     )
@@ -349,8 +359,8 @@ class ReportStatus(StatusModel):
 
 
 class EvaluationStatus(CommonStatus):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
-        default=None, description="Pending, Running, Succeeded or Failed."
+    phase: Literal["Pending", "Queued", "Running", "Succeeded", "Failed"] | None = Field(
+        default=None, description="Pending, Queued (its Job waits for Kueue), Running, Succeeded or Failed."
     )
     start_time: str | None = Field(default=None, description="When the evaluation started.")
     completion_time: str | None = Field(default=None, description="When it finished.")

@@ -279,6 +279,21 @@ class CheckpointSpec(KubeModel):
     select_by: SelectBy = Field(default_factory=SelectBy, description="How the best checkpoint is chosen.")
 
 
+class RetentionPolicy(KubeModel):
+    """What happens to the PVC the operator created when its FineTuneJob is deleted (after StatefulSet's
+    persistentVolumeClaimRetentionPolicy)."""
+
+    when_deleted: Literal["Delete", "Retain"] = Field(
+        default="Delete",
+        description="Delete (default): the PVC is deleted with the job, but only once nothing else uses it: while "
+        "a ModelDeployment serves from it, an Evaluation scores it or a FineTuneJob continues from it (fromJob or "
+        "a pvc:// URI), it is kept, labelled kubetune.dev/retention=Delete with the users in the annotation "
+        "kubetune.dev/retained-for, and deleted by the operator when the last of them goes. Retain: the PVC is "
+        "always kept (labelled kubetune.dev/retention=Retain); delete it yourself. Never applies to "
+        "storage.claimName, which the operator never deletes.",
+    )
+
+
 class StorageSpec(KubeModel):
     size: Quantity = Field(default="50Gi", description="Size of the PVC the operator creates.")
     storage_class_name: bounds.OptionalObjectName | None = Field(default=None, description="StorageClass of that PVC.")
@@ -287,6 +302,20 @@ class StorageSpec(KubeModel):
     )
     access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]] = Field(
         default_factory=lambda: ["ReadWriteOnce"], max_length=3, description="Access modes of the created PVC."
+    )
+    retention_policy: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="Whether the created PVC outlives the job: Delete once unused (default) or Retain.",
+    )
+
+
+class ServiceAccountSpec(KubeModel):
+    """The per-run ServiceAccount the operator creates for the pods."""
+
+    annotations: bounds.Annotations = Field(
+        default_factory=dict,
+        description="Annotations of that ServiceAccount, e.g. cloud workload identity for s3:// or gs:// data: "
+        "eks.amazonaws.com/role-arn or iam.gke.io/gcp-service-account (at most 32).",
     )
 
 
@@ -343,6 +372,9 @@ class FineTuneJobSpec(KubeModel):
         "suspended for Kueue.",
     )
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where checkpoints are kept.")
+    service_account: ServiceAccountSpec = Field(
+        default_factory=ServiceAccountSpec, description="The trainer pods' ServiceAccount (its annotations)."
+    )
     tracking: TrackingSpec | None = Field(
         default=None, description="Experiment tracking: MLflow (and/or Weights & Biases); the run id goes to status."
     )

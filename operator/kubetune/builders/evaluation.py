@@ -22,7 +22,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.judge import EVAL_API_KEY_ENV, SAFETY_API_KEY_ENV
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
 from kubetune.builders import names, objectstorage, pods
-from kubetune.builders.meta import child_metadata
+from kubetune.builders.meta import Propagation, child_metadata, propagate
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_status_rbac, runner_name
 from kubetune.builders.runconfig import eval_run_config
@@ -190,7 +190,12 @@ def build_eval_job(
         pod_spec["imagePullSecrets"] = [{"name": s.name} for s in job.spec.image_pull_secrets]
     meta = child_metadata(evaluation, c.ROLE_EVAL, name=name)
     meta["annotations"] = {c.ANNOTATION_EVALUATED_MODELS: ",".join(t.name for t in config.targets)}
+    queue = queue_name(evaluation, job)
+    if queue:
+        meta["labels"][c.LABEL_KUEUE_QUEUE] = queue
     job_spec: dict[str, Any] = {
+        # Created suspended for Kueue, which resumes it on admission; the operator never does.
+        "suspend": bool(queue),
         "backoffLimit": spec.backoff_limit,
         "completions": 1,
         "parallelism": 1,
@@ -201,6 +206,28 @@ def build_eval_job(
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def queue_name(evaluation: Evaluation, job: FineTuneJob | None) -> str | None:
+    """The Kueue LocalQueue of the evaluation Jobs: `spec.queueName`, else that of the FineTuneJob scored."""
+    return evaluation.spec.queue_name or (job.spec.queue_name if job is not None else None)
+
+
+def build_children(
+    evaluation: Evaluation,
+    job: FineTuneJob | None,
+    config: EvalRunConfig,
+    settings: PodSettings | None = None,
+    propagation: Propagation | None = None,
+) -> list[dict[str, Any]]:
+    """[ServiceAccount, Role, RoleBinding, ConfigMap, Job] of one run, in creation order (the Job last), with
+    the labels and annotations the Evaluation passes on."""
+    built = [
+        *build_rbac(evaluation),
+        build_config_map(evaluation, config),
+        build_eval_job(evaluation, job, config, settings),
+    ]
+    return [m for m in propagate(built, evaluation, propagation) if m is not None]
 
 
 def evaluated_models(batch_job: dict[str, Any]) -> list[str]:

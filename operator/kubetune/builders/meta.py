@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune import constants as c
@@ -55,3 +57,100 @@ def child_metadata(obj: Parent, role: str, *, name: str | None = None, **extra: 
         if value:
             meta[key] = value
     return meta
+
+
+# --- Governance: labels and annotations a resource passes on to its children ---
+
+# Label keys (by prefix) a resource does not pass on: the bookkeeping of the tools that applied it (kubectl,
+# Argo CD, whose tracking label is app.kubernetes.io/instance, Flux, Helm), kubetune's own labels (the
+# children carry their own), and what Kubernetes sets on Jobs and pods.
+EXCLUDED_LABEL_PREFIXES = (
+    "kubectl.kubernetes.io/",
+    "argocd.argoproj.io/",
+    "app.kubernetes.io/",
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+    "helm.sh/",
+    f"{c.GROUP}/",
+    "batch.kubernetes.io/",
+)
+# Single keys not passed on: Kueue's queue label (spec.queueName is the one way to queue a workload: the
+# operator then also creates it suspended) and the labels the Job controller sets on its pods.
+EXCLUDED_LABELS = frozenset({c.LABEL_KUEUE_QUEUE, "controller-uid", "job-name"})
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """Which labels and annotations every child object (Job, JobSet, pod template, PVC, ConfigMap, RBAC,
+    Service, Deployment) carries besides kubetune's own.
+
+    From the resource: every label except EXCLUDED_LABEL_PREFIXES / EXCLUDED_LABELS (so a team's `team`,
+    `cost-center` or Kueue's `kueue.x-k8s.io/priority-class` reach the Job and its pods), and the annotations
+    whose key starts with one of `annotation_prefixes`. From the chart (operator settings): `default_labels`
+    and `default_annotations`, which the resource's own override. kubetune's labels override both.
+    """
+
+    default_labels: Mapping[str, str] = field(default_factory=dict)
+    default_annotations: Mapping[str, str] = field(default_factory=dict)
+    annotation_prefixes: tuple[str, ...] = (c.ANNOTATION_PROPAGATE_PREFIX,)
+
+
+def _parent_meta(obj: Parent) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    if isinstance(obj, Mapping):
+        meta = obj.get("metadata") or {}
+        return meta.get("labels") or {}, meta.get("annotations") or {}
+    return obj.metadata.labels, obj.metadata.annotations
+
+
+def label_passes(key: str) -> bool:
+    """Whether a resource's label `key` is passed on to its children."""
+    return key not in EXCLUDED_LABELS and not key.startswith(EXCLUDED_LABEL_PREFIXES)
+
+
+def propagated(obj: Parent, propagation: Propagation) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) the children of `obj` carry, before kubetune's own."""
+    labels, annotations = _parent_meta(obj)
+    out_labels = {**propagation.default_labels, **{k: v for k, v in labels.items() if label_passes(k)}}
+    prefixes = propagation.annotation_prefixes
+    chosen = {k: v for k, v in annotations.items() if prefixes and k.startswith(prefixes)}
+    return out_labels, {**propagation.default_annotations, **chosen}
+
+
+def _merge_into(meta: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
+    """Add labels/annotations to `meta`; keys it has already (kubetune's) stay as they are."""
+    if labels:
+        meta["labels"] = {**labels, **(meta.get("labels") or {})}
+    if annotations:
+        meta["annotations"] = {**annotations, **(meta.get("annotations") or {})}
+
+
+def _into_templates(spec: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
+    """Pod and Job templates below `spec`: a Job's or Deployment's `template`, a JobSet's replicatedJobs."""
+    template = spec.get("template")
+    if isinstance(template, dict):
+        _merge_into(template.setdefault("metadata", {}), labels, annotations)
+        inner = template.get("spec")
+        if isinstance(inner, dict):
+            _into_templates(inner, labels, annotations)
+    for replicated in spec.get("replicatedJobs") or []:
+        _into_templates(replicated, labels, annotations)
+
+
+def with_propagated(
+    manifest: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    """A copy of `manifest` whose metadata and pod templates also carry `labels` and `annotations`."""
+    out = copy.deepcopy(dict(manifest))
+    _merge_into(out.setdefault("metadata", {}), labels, annotations)
+    spec = out.get("spec")
+    if isinstance(spec, dict):
+        _into_templates(spec, labels, annotations)
+    return out
+
+
+def propagate(
+    manifests: Iterable[Mapping[str, Any] | None], obj: Parent, propagation: Propagation | None
+) -> list[dict[str, Any] | None]:
+    """`manifests` (children of `obj`; None stays None) with the labels and annotations `obj` passes on."""
+    labels, annotations = propagated(obj, propagation or Propagation())
+    return [None if m is None else with_propagated(m, labels, annotations) for m in manifests]

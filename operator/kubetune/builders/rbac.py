@@ -24,16 +24,19 @@ def runner_name(owner: StatusOwner, suffix: str = c.ROLE_RUNNER) -> str:
 
 
 def build_status_rbac(owner: StatusOwner, suffix: str = c.ROLE_RUNNER) -> list[dict[str, Any]]:
-    """[ServiceAccount, Role, RoleBinding], all named `<owner>-<suffix>` and owned by `owner`.
+    """[ServiceAccount, Role, RoleBinding], all named `<owner>-<suffix>` and owned by `owner`; the
+    ServiceAccount carries `spec.serviceAccount.annotations`.
 
     The Role allows get and patch of `<plural>/status` of `owner` alone (`resourceNames`), so the
     operator, which holds that permission itself, may create it without `escalate` or `bind`.
     """
     name = runner_name(owner, suffix)
+    # spec.serviceAccount.annotations: e.g. the cloud identity (IRSA, GKE Workload Identity) its pods act as.
+    sa_annotations = dict(owner.spec.service_account.annotations)
     sa = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": child_metadata(owner, c.ROLE_RUNNER, name=name),
+        "metadata": child_metadata(owner, c.ROLE_RUNNER, name=name, annotations=sa_annotations),
         "automountServiceAccountToken": True,
     }
     role = {

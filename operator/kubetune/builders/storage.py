@@ -12,7 +12,7 @@ from kubetune.builders.pods import PodSettings
 
 
 def build_pvc(job: FineTuneJob, settings: PodSettings | None = None) -> dict[str, Any] | None:
-    """The job's PVC, owned by the job; None when `spec.storage.claimName` names the user's own claim."""
+    """The job's PVC; None when `spec.storage.claimName` names the user's own claim."""
     storage = job.spec.storage
     if storage.claim_name:
         return None
@@ -25,12 +25,20 @@ def build_pvc(job: FineTuneJob, settings: PodSettings | None = None) -> dict[str
     if storage_class:
         spec["storageClassName"] = storage_class
     meta = child_metadata(job, c.ROLE_DATA, name=names.job_claim_name(job))
-    meta["annotations"] = {c.ANNOTATION_CREATED_PVC: "true"}
+    # No owner reference: the garbage collector would delete the PVC with the job (before the finalizer can
+    # look, under foreground deletion), even while a ModelDeployment serves from it. The job's finalizer
+    # decides instead (storage.retentionPolicy, controllers.retention); these annotations say whose it is.
+    del meta["ownerReferences"]
+    meta["annotations"] = {c.ANNOTATION_CREATED_PVC: "true", c.ANNOTATION_OWNER_UID: job.metadata.uid or ""}
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
 
 def created_by_operator(pvc: dict[str, Any], job_uid: str | None) -> bool:
-    """Whether `pvc` is the one the operator created for the job with `job_uid` (so it may delete it)."""
+    """Whether `pvc` is the one the operator created for the job with `job_uid` (so it may delete it): its
+    annotations say so, or (a PVC created before retention policies) its owner reference does."""
     meta = pvc.get("metadata") or {}
-    owned = any(ref.get("uid") == job_uid for ref in meta.get("ownerReferences") or [])
-    return bool(job_uid) and owned and (meta.get("annotations") or {}).get(c.ANNOTATION_CREATED_PVC) == "true"
+    annotations = meta.get("annotations") or {}
+    owned = annotations.get(c.ANNOTATION_OWNER_UID) == job_uid or any(
+        ref.get("uid") == job_uid for ref in meta.get("ownerReferences") or []
+    )
+    return bool(job_uid) and owned and annotations.get(c.ANNOTATION_CREATED_PVC) == "true"

@@ -5,11 +5,14 @@ fixes when the handler modules are imported."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kubetune import constants as c
+from kubetune.builders.autoscaling import ScalingSettings
+from kubetune.builders.meta import Propagation
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.serving import ServingSettings
 
@@ -28,6 +31,11 @@ ENV_RESYNC_SECONDS = f"{P}RESYNC_SECONDS"
 # Multi-node training on JobSet: "auto" (default) uses it when the cluster serves JobSets (discovered at start),
 # "false" never does (the Helm chart sets it when jobset.enabled is off, so no JobSet RBAC is granted).
 ENV_JOBSET = f"{P}JOBSET"
+# Governance (builders.meta.Propagation): labels and annotations every child object carries (JSON objects),
+# and the prefixes of the resource annotations passed on to children (comma-separated).
+ENV_DEFAULT_LABELS = f"{P}DEFAULT_LABELS"
+ENV_DEFAULT_ANNOTATIONS = f"{P}DEFAULT_ANNOTATIONS"
+ENV_PROPAGATE_ANNOTATION_PREFIXES = f"{P}PROPAGATE_ANNOTATION_PREFIXES"
 
 DEFAULT_RESYNC_SECONDS = 60.0
 DEFAULT_SOURCE_POLL_SECONDS = 15.0
@@ -36,6 +44,32 @@ DEFAULT_SOURCE_POLL_SECONDS = 15.0
 def _flag(value: str | None, default: bool) -> bool:
     """true unless 0/false/no (any case); unset or empty: `default`."""
     return value.lower() not in ("0", "false", "no") if value else default
+
+
+def _string_map(name: str, value: str | None) -> dict[str, str]:
+    """A JSON object of strings (`{"team": "travel"}`); unset or empty: {}. Raises ValueError naming `name`."""
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{name}: not JSON ({err.msg}); give an object such as {{"team": "travel"}}') from err
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        raise ValueError(f'{name}: must be a JSON object of string values, such as {{"team": "travel"}}')
+    return {str(k): v for k, v in parsed.items()}
+
+
+def _propagation(env: Mapping[str, str]) -> Propagation:
+    prefixes = env.get(ENV_PROPAGATE_ANNOTATION_PREFIXES)
+    return Propagation(
+        default_labels=_string_map(ENV_DEFAULT_LABELS, env.get(ENV_DEFAULT_LABELS)),
+        default_annotations=_string_map(ENV_DEFAULT_ANNOTATIONS, env.get(ENV_DEFAULT_ANNOTATIONS)),
+        annotation_prefixes=(
+            tuple(p.strip() for p in prefixes.split(",") if p.strip())
+            if prefixes is not None
+            else Propagation().annotation_prefixes
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +81,8 @@ class OperatorConfig:
     # Safety net behind the watch events: how often every Evaluation and ModelDeployment is reconciled anyway.
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     jobset_allowed: bool = True  # KUBETUNE_JOBSET is not false: use JobSet where the cluster serves it
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)  # KEDA, PodMonitor, NetworkPolicy defaults
+    propagation: Propagation = field(default_factory=Propagation)  # labels/annotations every child carries
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -73,6 +109,8 @@ class OperatorConfig:
             source_poll_seconds=float(env.get(ENV_SOURCE_POLL_SECONDS) or DEFAULT_SOURCE_POLL_SECONDS),
             resync_seconds=float(env.get(ENV_RESYNC_SECONDS) or DEFAULT_RESYNC_SECONDS),
             jobset_allowed=_flag(env.get(ENV_JOBSET), True),
+            scaling=ScalingSettings.from_env(env),
+            propagation=_propagation(env),
         )
 
 

@@ -20,7 +20,6 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
-from kubetune.builders.pods import PodSettings
 from kubetune.builders.runconfig import JudgeNotReady, eval_targets, resolve_judge_endpoints
 from kubetune.controllers import common, config
 from kubetune.errors import UnresolvedReference
@@ -60,12 +59,17 @@ async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | No
 
 
 async def _start(
-    body: dict[str, Any], evaluation: Evaluation, job: FineTuneJob | None, cfg: EvalRunConfig, pods: PodSettings
+    body: dict[str, Any],
+    evaluation: Evaluation,
+    job: FineTuneJob | None,
+    cfg: EvalRunConfig,
+    settings: config.OperatorConfig,
 ) -> dict[str, Any]:
     """Create RBAC, run config and the Job for this run; delete the finished runs it supersedes."""
     name = ev.eval_job_name(evaluation, cfg.targets)
-    await common.ensure([*ev.build_rbac(evaluation), ev.build_config_map(evaluation, cfg)])
-    batch_job, created = await k8s.create_if_absent(ev.build_eval_job(evaluation, job, cfg, pods))
+    *prerequisites, workload = ev.build_children(evaluation, job, cfg, settings.pods, settings.propagation)
+    await common.ensure(list(prerequisites))
+    batch_job, created = await k8s.create_if_absent(workload)
     namespace = evaluation.metadata.namespace
     for old in await k8s.list_objects("Job", namespace, labels=ev.job_labels(evaluation)):
         old_name = old["metadata"]["name"]
@@ -137,7 +141,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
                 if busy is not None:
                     current = busy  # new checkpoints wait until the running evaluation finishes
                 else:
-                    current = await _start(body, evaluation, job, cfg, state.config.pods)
+                    current = await _start(body, evaluation, job, cfg, state.config)
         elif runs and status and status.results:
             waiting = None  # a job's checkpoints may have gone (keep): report the last run
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")

@@ -21,7 +21,8 @@ from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
 from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.api.runconfig import TrainRunConfig
-from kubetune.builders import jobset, names
+from kubetune.builders import jobset
+from kubetune.builders.meta import Propagation, propagate
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import (
@@ -31,7 +32,7 @@ from kubetune.builders.runconfig import (
     resolve_checkpoint,
     resolve_judge_endpoints,
 )
-from kubetune.builders.storage import build_pvc, created_by_operator
+from kubetune.builders.storage import build_pvc
 from kubetune.builders.training import (
     build_headless_service,
     build_run_config_map,
@@ -40,7 +41,7 @@ from kubetune.builders.training import (
     job_run_config,
     training_job_name,
 )
-from kubetune.controllers import common
+from kubetune.controllers import common, retention
 from kubetune.status import finetunejob as st
 from kubetune.status.jobset import as_batch_job
 from kubetune.status.memoryplan import plan_event, plan_signature
@@ -210,22 +211,25 @@ def children(
     *,
     on_jobset: bool = False,
     judge_endpoints: dict[str, str] | None = None,
+    propagation: Propagation | None = None,
 ) -> list[dict[str, Any] | None]:
-    """Everything a job needs, in creation order (the workload last, so its pods find the rest). On a JobSet,
-    JobSet makes the headless Service itself."""
+    """Everything a job needs, in creation order (the workload last, so its pods find the rest), each with the
+    labels and annotations the job passes on (`propagation`). On a JobSet, JobSet makes the headless Service
+    itself."""
     run_config = job_run_config(job, pods, source_checkpoint_uri=source_uri, judge_endpoints=judge_endpoints)
     workload = (
         jobset.build_training_jobset(job, pods, source_checkpoint_uri=source_uri)
         if on_jobset
         else build_training_job(job, pods, source_checkpoint_uri=source_uri)
     )
-    return [
+    built = [
         build_pvc(job, pods),
         build_run_config_map(job, run_config),
         *build_rbac(job),
         None if on_jobset else build_headless_service(job),
         workload,
     ]
+    return propagate(built, job, propagation)
 
 
 def _on_jobset(job: FineTuneJob, state: common.OperatorState, watched: Watched) -> bool:
@@ -342,7 +346,14 @@ async def reconcile(
         try:
             async with state.lock(*_key(namespace, name)):
                 objects, created = await common.ensure(
-                    children(job, source_uri, state.config.pods, on_jobset=on_jobset, judge_endpoints=judges)
+                    children(
+                        job,
+                        source_uri,
+                        state.config.pods,
+                        on_jobset=on_jobset,
+                        judge_endpoints=judges,
+                        propagation=state.config.propagation,
+                    )
                 )
         except common.ChildRefused as err:
             await _write_source_status(raw, job, st.child_refused(err.child, err.message), [])
@@ -487,17 +498,12 @@ async def _set_suspend(body: dict[str, Any], job: FineTuneJob, suspend: bool, ki
 
 @kopf.on.delete(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def delete(
-    body: kopf.Body, namespace: str, name: str, uid: str, logger: kopf.Logger, memo: kopf.Memo, **_: Any
+    body: kopf.Body, namespace: str, name: str, logger: kopf.Logger, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """Children go by owner references; the PVC goes here, and only if the operator created it."""
+    """Children go by owner references; the PVC the operator created goes here, unless something still uses it
+    or its retention policy is Retain (controllers.retention: kept, labelled, and an Event says why)."""
     with metrics.track("finetunejob.delete"):
-        storage = (body.get("spec") or {}).get("storage") or {}
-        if not storage.get("claimName"):
-            claim = names.child_name(name, c.ROLE_DATA)
-            pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
-            if pvc is not None and created_by_operator(pvc, uid):
-                await k8s.delete("PersistentVolumeClaim", namespace, claim)
-                logger.info(f"deleted PersistentVolumeClaim/{claim}")
+        await retention.release_job_claim(dict(body), kwargs, logger)
         state = common.state(memo)
         state.metrics.forget_job(namespace, name)
         state.forget(*_key(namespace, name))

@@ -104,6 +104,9 @@ def observe(
         )
         why = cond.get("message") or cond.get("reason") or "the evaluation Job failed"
         return EvalOutcome(c.Phase.FAILED, c.Reason.EVALUATION_FAILED, f"{why}; see `kubectl logs job/{name}`")
+    if (batch_job.get("spec") or {}).get("suspend"):  # created suspended for Kueue, which alone resumes it
+        queue = ((batch_job.get("metadata") or {}).get("labels") or {}).get(c.LABEL_KUEUE_QUEUE, "")
+        return EvalOutcome(c.Phase.QUEUED, c.Reason.QUEUED, f"waiting for Kueue to admit job/{name} (queue {queue!r})")
     return evaluating(evaluated_models(batch_job))
 
 
@@ -132,7 +135,7 @@ def status_patch(evaluation: Evaluation, outcome: EvalOutcome, run: EvalRun | No
         outcome.reason,
         outcome.message,
         ready=phase == c.Phase.SUCCEEDED,
-        reconciling=phase in (c.Phase.PENDING, c.Phase.RUNNING),
+        reconciling=phase in (c.Phase.PENDING, c.Phase.QUEUED, c.Phase.RUNNING),
         stalled=phase == c.Phase.FAILED,
         failed=phase == c.Phase.FAILED,
     )

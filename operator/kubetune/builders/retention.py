@@ -1,0 +1,149 @@
+"""What becomes of a FineTuneJob's PVC when the job is deleted: pure decisions, no API calls.
+
+The operator creates the PVC without an owner reference (builders.storage), so the garbage collector never
+deletes it; the job's finalizer decides by `spec.storage.retentionPolicy.whenDeleted` and by who else still
+uses the claim:
+
+- Delete, nothing else uses it: the PVC is deleted with the job.
+- Delete, still used (a ModelDeployment serves from it, an Evaluation scores it, a FineTuneJob continues from
+  it): kept, labelled `kubetune.dev/retention=Delete`, its users in `kubetune.dev/retained-for`; the operator
+  deletes it once the last user is gone (`sweep`).
+- Retain: kept, labelled `kubetune.dev/retention=Retain`; the operator never deletes it.
+
+A resource uses a claim when it names it: any `pvc://CLAIM/...` in its spec or status, a `claimName`, or a
+FineTuneJob by name (`fineTuneJob: {name}`, `fromJob: {name}`: that job's created claim, `<job>-data`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubetune import constants as c
+from kubetune.builders import names
+
+PVC = "PersistentVolumeClaim"
+_JOB_REFERENCES = ("fineTuneJob", "fromJob")  # keys whose {name} names a FineTuneJob
+
+
+def _claim_of_uri(value: str) -> str | None:
+    if not value.startswith("pvc://"):
+        return None
+    claim = value.removeprefix("pvc://").split("/", 1)[0]
+    return claim or None
+
+
+def _walk(node: Any, found: set[str]) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in _JOB_REFERENCES and isinstance(value, Mapping) and isinstance(value.get("name"), str):
+                found.add(names.child_name(value["name"], c.ROLE_DATA))
+            elif key == "claimName" and isinstance(value, str) and value:
+                found.add(value)
+            _walk(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _walk(item, found)
+    elif isinstance(node, str):
+        claim = _claim_of_uri(node)
+        if claim:
+            found.add(claim)
+
+
+def claims_used(body: Mapping[str, Any]) -> set[str]:
+    """The claims a FineTuneJob, Evaluation or ModelDeployment (raw body) reads or serves from."""
+    found: set[str] = set()
+    _walk(body.get("spec") or {}, found)
+    _walk(body.get("status") or {}, found)
+    return found
+
+
+def user_name(kind: str, name: str) -> str:
+    return f"{kind}/{name}"
+
+
+def users_of(found: Iterable[str], *, exclude: str | None = None) -> list[str]:
+    """Sorted, distinct users (`Kind/name`) of a claim, without `exclude` (the job being deleted)."""
+    return sorted({u for u in found if u != exclude})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a PVC: `delete` it, or `patch` it (a merge patch; None: leave it), and what to say."""
+
+    action: Literal["delete", "keep"]
+    patch: dict[str, Any] | None
+    message: str
+    reason: str
+
+
+def _kept_patch(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: str, users: list[str]) -> dict[str, Any]:
+    meta = pvc.get("metadata") or {}
+    owners = [ref for ref in meta.get("ownerReferences") or [] if ref.get("uid") != job_uid]
+    patch: dict[str, Any] = {
+        "metadata": {
+            "labels": {c.LABEL_RETENTION: policy},
+            "annotations": {
+                c.ANNOTATION_RETAINED_FROM: user_name(c.FINETUNEJOB, job_name),
+                c.ANNOTATION_RETAINED_FOR: ", ".join(users) if users else None,
+            },
+        }
+    }
+    if len(owners) != len(meta.get("ownerReferences") or []):
+        # A PVC made before retention policies is owned by the job: drop that reference, or the garbage
+        # collector deletes the PVC as soon as the job is gone.
+        patch["metadata"]["ownerReferences"] = owners
+    return patch
+
+
+def on_job_deleted(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: str, users: list[str]) -> Verdict:
+    """The fate of the PVC the operator created for FineTuneJob `job_name`, now deleted; `users`: who else uses
+    the claim (`Kind/name`), `policy`: its storage.retentionPolicy.whenDeleted."""
+    claim = (pvc.get("metadata") or {}).get("name", "")
+    if policy == "Retain":
+        return Verdict(
+            "keep",
+            _kept_patch(pvc, job_name, job_uid, policy, users),
+            f"kept {PVC}/{claim} of deleted FineTuneJob {job_name} (storage.retentionPolicy.whenDeleted Retain); "
+            f"the operator never deletes it: `kubectl delete pvc {claim}` when it is no longer needed",
+            c.Reason.PVC_RETAINED,
+        )
+    if users:
+        return Verdict(
+            "keep",
+            _kept_patch(pvc, job_name, job_uid, policy, users),
+            f"kept {PVC}/{claim} of deleted FineTuneJob {job_name}: still used by {', '.join(users)}; it is "
+            "deleted when nothing uses it any more (storage.retentionPolicy.whenDeleted Delete)",
+            c.Reason.PVC_RETAINED,
+        )
+    return Verdict(
+        "delete",
+        None,
+        f"deleted {PVC}/{claim} with FineTuneJob {job_name}: nothing else uses it "
+        "(storage.retentionPolicy.whenDeleted Delete)",
+        c.Reason.PVC_DELETED,
+    )
+
+
+def sweep(pvc: Mapping[str, Any], users: list[str]) -> Verdict | None:
+    """A kept PVC looked at again: deleted once its policy is Delete and nothing uses it; its users annotation
+    brought up to date while something does. None: nothing to do (Retain, or nothing changed)."""
+    meta = pvc.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if labels.get(c.LABEL_RETENTION) != "Delete" or annotations.get(c.ANNOTATION_CREATED_PVC) != "true":
+        return None
+    claim, origin = meta.get("name", ""), annotations.get(c.ANNOTATION_RETAINED_FROM, "its FineTuneJob")
+    if not users:
+        return Verdict(
+            "delete",
+            None,
+            f"deleted {PVC}/{claim} kept from {origin}: nothing uses it any more "
+            "(storage.retentionPolicy.whenDeleted Delete)",
+            c.Reason.PVC_DELETED,
+        )
+    joined = ", ".join(users)
+    if annotations.get(c.ANNOTATION_RETAINED_FOR) == joined:
+        return None
+    patch = {"metadata": {"annotations": {c.ANNOTATION_RETAINED_FOR: joined}}}
+    return Verdict("keep", patch, f"{PVC}/{claim} is still used by {joined}", c.Reason.PVC_RETAINED)

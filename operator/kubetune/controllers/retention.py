@@ -1,0 +1,150 @@
+"""Data is never deleted under a user: the PVC of a deleted FineTuneJob stays while anything uses it.
+
+Who uses which claim comes from Kopf indexes over FineTuneJobs, Evaluations and ModelDeployments
+(builders.retention.claims_used), kept by the watches, so a deletion needs no LIST. The FineTuneJob's
+finalizer calls `release_job_claim`; a kept PVC whose policy is Delete is looked at again when a user of
+its namespace is deleted, and by a timer (the safety net: the operator may have been down at that moment).
+Every step reads the PVC fresh and is idempotent, so a restart half-way repeats it safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from kubetune import constants as c
+from kubetune import k8s, metrics
+from kubetune.builders import names, retention
+from kubetune.builders.storage import created_by_operator
+from kubetune.controllers import config
+
+FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
+EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
+MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
+PVCS = ("", "v1", "persistentvolumeclaims")
+KEPT_FOR_DELETION = {c.LABEL_RETENTION: "Delete"}
+RESYNC_SECONDS = config.timer_interval()
+
+ClaimIndex = kopf.Index[tuple[str, str], str]
+# The kwargs under which Kopf hands the three indexes below to every handler.
+USER_INDEXES = ("claim_users_of_jobs", "claim_users_of_evaluations", "claim_users_of_deployments")
+
+
+def _uses(kind: str, body: kopf.Body, namespace: str, name: str) -> dict[tuple[str, str], str]:
+    user = retention.user_name(kind, name)
+    return {(namespace, claim): user for claim in retention.claims_used(body)}
+
+
+@kopf.index(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def claim_users_of_jobs(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
+    """`FineTuneJob/<name>` by (namespace, claim) of every claim a FineTuneJob reads or writes."""
+    return _uses(c.FINETUNEJOB, body, namespace, name)
+
+
+@kopf.index(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def claim_users_of_evaluations(
+    body: kopf.Body, namespace: str, name: str, **_: Any
+) -> dict[tuple[str, str], str]:
+    return _uses(c.EVALUATION, body, namespace, name)
+
+
+@kopf.index(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def claim_users_of_deployments(
+    body: kopf.Body, namespace: str, name: str, **_: Any
+) -> dict[tuple[str, str], str]:
+    return _uses(c.MODELDEPLOYMENT, body, namespace, name)
+
+
+@kopf.index(*PVCS, labels=KEPT_FOR_DELETION)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claims(namespace: str, name: str, **_: Any) -> dict[str, str]:
+    """Kept PVCs whose policy is Delete, by namespace: what a user's deletion may free."""
+    return {namespace: name}
+
+
+def users(indexes: Mapping[str, Any], namespace: str, claim: str, *, exclude: str | None = None) -> list[str]:
+    """Who uses `claim` (`Kind/name`), from the indexes a handler was given as kwargs."""
+    found: list[str] = []
+    for index_name in USER_INDEXES:
+        index: ClaimIndex | None = indexes.get(index_name)
+        found += list(index.get((namespace, claim), [])) if index is not None else []
+    return retention.users_of(found, exclude=exclude)
+
+
+async def release_job_claim(job_body: Mapping[str, Any], indexes: Mapping[str, Any], logger: kopf.Logger | Any) -> None:
+    """The FineTuneJob `job_body` is being deleted: delete its created PVC, or keep it (and say why)."""
+    meta, spec = job_body.get("metadata") or {}, job_body.get("spec") or {}
+    storage = spec.get("storage") or {}
+    if storage.get("claimName"):
+        return  # the user's own claim: never the operator's to delete
+    namespace, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
+    claim = names.child_name(name, c.ROLE_DATA)
+    pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
+    if pvc is None or not created_by_operator(pvc, uid):
+        return
+    policy = (storage.get("retentionPolicy") or {}).get("whenDeleted") or "Delete"
+    who = users(indexes, namespace, claim, exclude=retention.user_name(c.FINETUNEJOB, name))
+    verdict = retention.on_job_deleted(pvc, name, uid, policy, who)
+    await _carry_out(pvc, verdict, logger, also_tell=job_body)
+
+
+async def _carry_out(
+    pvc: Mapping[str, Any], verdict: retention.Verdict, logger: kopf.Logger | Any, also_tell: Mapping[str, Any] | None
+) -> None:
+    namespace, claim = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+    if verdict.action == "delete":
+        await k8s.delete("PersistentVolumeClaim", namespace, claim)
+    elif verdict.patch is not None:
+        await k8s.patch_merge("PersistentVolumeClaim", namespace, claim, verdict.patch)
+    logger.info(verdict.message)
+    subject = {**pvc, "apiVersion": "v1", "kind": "PersistentVolumeClaim"}
+    await k8s.post_event(subject, "Normal", verdict.reason, verdict.message)
+    if also_tell is not None:
+        await k8s.post_event(also_tell, "Normal", verdict.reason, verdict.message)
+
+
+async def sweep_claim(namespace: str, claim: str, indexes: Mapping[str, Any], logger: kopf.Logger | Any) -> None:
+    """Look at a kept PVC again: delete it once nothing uses it (policy Delete), else note its users."""
+    pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
+    if pvc is None or pvc["metadata"].get("deletionTimestamp"):
+        return
+    verdict = retention.sweep(pvc, users(indexes, namespace, claim))
+    if verdict is not None:
+        await _carry_out(pvc, verdict, logger, also_tell=None)
+
+
+@kopf.timer(*PVCS, labels=KEPT_FOR_DELETION, interval=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claim_resync(namespace: str, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
+    with metrics.track("retention.resync"):
+        await sweep_claim(namespace, name, kwargs, logger)
+
+
+async def _user_gone(event: kopf.RawEvent, namespace: str, logger: kopf.Logger, kwargs: Mapping[str, Any]) -> None:
+    """A FineTuneJob, Evaluation or ModelDeployment is gone (Kopf dropped it from the indexes first): the
+    kept PVCs of its namespace may have lost their last user."""
+    if event.get("type") != "DELETED":
+        return
+    index: kopf.Index[str, str] | None = kwargs.get("kept_claims")
+    for claim in sorted(set(index.get(namespace, []))) if index is not None else []:
+        with metrics.track("retention.user_deleted"):
+            await sweep_claim(namespace, claim, kwargs, logger)
+
+
+@kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claims_after_job(event: kopf.RawEvent, namespace: str, logger: kopf.Logger, **kwargs: Any) -> None:
+    await _user_gone(event, namespace, logger, kwargs)
+
+
+@kopf.on.event(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claims_after_evaluation(
+    event: kopf.RawEvent, namespace: str, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    await _user_gone(event, namespace, logger, kwargs)
+
+
+@kopf.on.event(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claims_after_deployment(
+    event: kopf.RawEvent, namespace: str, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    await _user_gone(event, namespace, logger, kwargs)
