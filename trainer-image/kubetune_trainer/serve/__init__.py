@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from kubetune import constants as c
+from kubetune_trainer.serve import options as options_module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: `kubetune-trainer serve --config FILE [--host H] [--port P]`.
+    """Entry point: `kubetune-trainer serve --config FILE [--host H] [--port P] [limits, LoRA flags]`.
 
     Serves until stopped; exits 1 when the model cannot be loaded (the pod restarts and its
     logs say why), 2 when the config cannot be read.
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", help="address to listen on (default: the config's host)")
     parser.add_argument("--port", type=int, help="port (default: the config's port)")
     parser.add_argument("--log-level", default="info")
+    options_module.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -41,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValidationError, ValueError) as e:
         print(f"serve: {args.config}: {e}", file=sys.stderr)
         return 2
+    try:
+        options = options_module.from_args(args)
+    except (OSError, ValueError) as e:
+        print(f"serve: {e}", file=sys.stderr)
+        return 2
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
 
@@ -49,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(config, on_load_error=on_load_error)
+    app = create_app(config, options=options, on_load_error=on_load_error)
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host or config.host, port=args.port or config.port, log_level=args.log_level)
     )

@@ -1,9 +1,14 @@
-"""An OpenAI-compatible server for one model: a merged model or a base model plus a LoRA adapter.
+"""An OpenAI-compatible server for one model (merged, or base plus a LoRA adapter) and its LoRA adapters.
 
 Endpoints: POST /v1/chat/completions (streaming with server-sent events), POST /v1/completions,
-GET /v1/models, GET /healthz (200 once the model is loaded, 503 before), GET /metrics (Prometheus).
-The model loads in a background thread so the server answers /healthz while it loads. Generation
-runs off the event loop, one request at a time (see engine.py); errors use OpenAI's error shape.
+GET /v1/models, POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's, with --enable-lora),
+GET /healthz (200 once the model is loaded, 503 before), GET /metrics (Prometheus). Requests choose
+an adapter by its name in `model`. The model loads in a background thread so the server answers
+/healthz while it loads. Tokenisation runs in a worker thread and generation in the batching thread
+(batching.py), so the event loop only moves bytes. Limits (options.py): body size (413), prompt
+tokens and max_tokens (400 naming the field), waiting requests (429 with Retry-After); with an API
+key, /v1/* wants `Authorization: Bearer` (401). A client that disconnects cancels its generation.
+Errors use OpenAI's error shape.
 
 A model trained on raw text prompts (kubetune.json `prompt_format: raw-text`) is prompted as in
 training: /v1/completions takes the raw prompt; /v1/chat/completions takes exactly one user message
@@ -19,21 +24,26 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubetune.api.runconfig import ServeRunConfig
 from kubetune.data.promptformat import CHAT_TEMPLATE, RawPromptError
+from kubetune_trainer.serve.adapters import AdapterError, load_adapter, unload_adapter
+from kubetune_trainer.serve.batching import GenerationFailed, QueueFull, Scheduler, Ticket
 from kubetune_trainer.serve.engine import Completion, Engine, PromptTooLong, SamplingParams
+from kubetune_trainer.serve.guards import ApiKeyMiddleware, BodyLimitMiddleware, error_body
 from kubetune_trainer.serve.loading import InferenceModel, load_for_inference
 from kubetune_trainer.serve.metrics import MetricsMiddleware, ServeMetrics
+from kubetune_trainer.serve.options import ServeOptions
+from kubetune_trainer.sources import ModelSourceError, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +52,22 @@ DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
-        self.status, self.message, self.type, self.code = status, message, type_, code
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+        return error_body(self.message, type_=self.type, code=self.code, param=self.param)
 
 
 # --- request models (unknown OpenAI fields are accepted and ignored) ---
@@ -84,6 +104,17 @@ class CompletionRequest(_Request):
     echo: bool = False
 
 
+class LoadLoraRequest(BaseModel):
+    lora_name: str = Field(min_length=1)
+    lora_path: str = Field(min_length=1, description="a local directory or a model URI (pvc://, hf://, s3://)")
+
+
+class UnloadLoraRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    lora_name: str = Field(min_length=1)
+
+
 def _content_text(content: str | list[dict[str, Any]] | None) -> str:
     if content is None or isinstance(content, str):
         return content or ""
@@ -96,26 +127,35 @@ def _content_text(content: str | list[dict[str, Any]] | None) -> str:
 
 
 class _State:
-    """The engine once loaded (or the error that prevented it)."""
+    """The engine and its scheduler once loaded (or the error that prevented it)."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.scheduler: Scheduler | None = None
         self.error: str | None = None
 
-    def require(self) -> Engine:
-        if self.engine is None:
+    def require(self) -> tuple[Engine, Scheduler]:
+        if self.engine is None or self.scheduler is None:
             reason = f"the model failed to load: {self.error}" if self.error else "the model is still loading"
             raise OpenAIError(503, reason, type_="service_unavailable", code="model_not_ready")
-        return self.engine
+        return self.engine, self.scheduler
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has disconnected (the body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closures over the loaded model and settings
     config: ServeRunConfig,
     *,
+    options: ServeOptions | None = None,
     loaded: InferenceModel | None = None,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
     """The server for `config`; pass `loaded` to serve an already loaded model (tests, notebooks)."""
+    opts = options or ServeOptions()
     name = config.served_model_name
     state = _State()
     metrics = ServeMetrics(name)
@@ -126,12 +166,22 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             model = loaded or load_for_inference(
                 config.model_uri, base_model_uri=config.base_model_uri, storage=config.storage, name=name
             )
-            state.engine = Engine(model, max_model_len=config.max_model_len)
+            engine = Engine(model, max_model_len=config.max_model_len)
+            for lora_name, uri in opts.lora_modules.items():
+                load_adapter(engine, lora_name, resolve_model(uri, config.storage), uri=uri)
+            state.scheduler = Scheduler(
+                engine,
+                metrics,
+                max_batch_size=opts.max_batch_size,
+                max_waiting=opts.max_waiting,
+                batch_wait_s=opts.batch_wait_ms / 1000,
+            )
+            state.engine = engine
             metrics.ready.labels(name).set(1)
             log.info("model %s ready on %s", name, model.device)
         except BaseException as e:
             state.error = str(e)
-            log.exception("loading %s failed", config.model_uri)
+            log.exception("loading %s failed", name)
             if on_load_error:
                 on_load_error(e)
 
@@ -142,50 +192,102 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         else:
             threading.Thread(target=load, name="kubetune-load-model", daemon=True).start()
         yield
+        if state.scheduler is not None:
+            state.scheduler.stop()
 
     app = FastAPI(title="kubetune model server", lifespan=lifespan)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes, metrics=metrics)
+    if opts.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=opts.api_key, metrics=metrics)  # outermost: before the body
     app.state.serve = state
     app.state.metrics = metrics
 
     @app.exception_handler(OpenAIError)
     async def _openai_error(_: Request, exc: OpenAIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        return JSONResponse(OpenAIError(400, errors or "invalid request").body(), status_code=400)
+        errors = exc.errors()
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
+        param = ".".join(str(p) for p in errors[0]["loc"][1:]) if errors else None
+        return JSONResponse(OpenAIError(400, message or "invalid request", param=param).body(), status_code=400)
 
-    def check(req: _Request) -> Engine:
-        engine = state.require()
-        if req.model and req.model != name:
+    def check(req: _Request) -> tuple[Engine, Scheduler, str | None]:
+        """The engine, its scheduler and the adapter the request's `model` names (None: the base model)."""
+        engine, scheduler = state.require()
+        if req.model and req.model != name and req.model not in engine.adapters:
+            served = ", ".join(repr(m) for m in [name, *engine.adapters])
             raise OpenAIError(
-                404, f"model {req.model!r} does not exist; this server serves {name!r}", code="model_not_found"
+                404, f"model {req.model!r} does not exist; this server serves {served}", code="model_not_found"
             )
         if req.n != 1:
-            raise OpenAIError(400, "n must be 1: this server returns one choice per request")
-        return engine
+            raise OpenAIError(400, "n must be 1: this server returns one choice per request", param="n")
+        return engine, scheduler, req.model if req.model in engine.adapters else None
 
-    def params(engine: Engine, ids: list[int], req: _Request, max_tokens: int | None, default: int) -> SamplingParams:
+    def params(engine: Engine, req: _Request, max_tokens: int | None, field_name: str, default: int) -> SamplingParams:
+        if max_tokens is not None and opts.max_tokens_limit and max_tokens > opts.max_tokens_limit:
+            raise OpenAIError(
+                400,
+                f"{field_name} is {max_tokens}: more than this server's limit of {opts.max_tokens_limit}",
+                param=field_name,
+                code="max_tokens_too_large",
+            )
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        p = SamplingParams(
-            max_tokens=max_tokens or default, temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed
+        return SamplingParams(
+            max_tokens=max_tokens or min(default, opts.max_tokens_limit or default),
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop=stop,
+            seed=req.seed,
         )
+
+    def check_prompt(engine: Engine, ids: list[int], p: SamplingParams, field_name: str, tokens_field: str) -> None:
+        if opts.max_prompt_tokens and len(ids) > opts.max_prompt_tokens:
+            raise OpenAIError(
+                400,
+                f"the prompt ({field_name}) has {len(ids)} tokens: more than this server's limit of "
+                f"{opts.max_prompt_tokens}; shorten it",
+                param=field_name,
+                code="context_length_exceeded",
+            )
         try:
             engine.check_length(ids, p)
         except PromptTooLong as e:
-            raise OpenAIError(400, str(e), code="context_length_exceeded") from None
-        return p
+            raise OpenAIError(400, str(e), param=tokens_field, code="context_length_exceeded") from None
 
-    async def complete(engine: Engine, ids: list[int], p: SamplingParams) -> Completion:
-        metrics.in_flight.inc()
+    def submit(scheduler: Scheduler, ids: list[int], p: SamplingParams, adapter: str | None) -> Ticket:
         try:
-            result = await asyncio.to_thread(engine.generate, ids, p)
+            return scheduler.submit(ids, p, adapter)
+        except QueueFull as e:
+            metrics.rejected.labels("queue_full").inc()
+            raise OpenAIError(
+                429,
+                f"the server is busy: {e}",
+                type_="rate_limit_exceeded",
+                code="queue_full",
+                headers={"Retry-After": str(opts.retry_after_s)},
+            ) from None
+
+    async def complete(request: Request, scheduler: Scheduler, ticket: Ticket) -> Completion:
+        """The ticket's completion; a client that disconnects first cancels it."""
+        result = asyncio.ensure_future(ticket.result())
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not result.done():
+                raise asyncio.CancelledError  # nobody is left to answer
+            try:
+                completion = result.result()
+            except GenerationFailed as e:
+                raise OpenAIError(500, str(e), type_="server_error") from None
         finally:
-            metrics.in_flight.dec()
-        metrics.tokens(result.prompt_tokens, result.completion_tokens)
-        return result
+            gone.cancel()
+            result.cancel()
+            scheduler.cancel(ticket)  # a no-op once it has finished
+        metrics.tokens(completion.prompt_tokens, completion.completion_tokens)
+        return completion
 
     def usage(c: Completion) -> dict[str, int]:
         return {
@@ -194,23 +296,23 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             "total_tokens": c.prompt_tokens + c.completion_tokens,
         }
 
-    def sse(
-        engine: Engine,
-        ids: list[int],
-        p: SamplingParams,
+    async def sse(
+        scheduler: Scheduler,
+        ticket: Ticket,
         chunk: Callable[[str | None, str | None], dict[str, Any]],
         first: dict[str, Any] | None,
         include_usage: bool,
         base: dict[str, Any],
-    ) -> Iterator[str]:
-        """Server-sent events in OpenAI's streaming format, ending with `data: [DONE]`."""
-        metrics.in_flight.inc()
+    ) -> AsyncIterator[str]:
+        """Server-sent events in OpenAI's streaming format, ending with `data: [DONE]`.
+
+        A client that disconnects cancels this generator (Starlette), which cancels the generation."""
         started = time.perf_counter()
         first_text = True
         try:
             if first is not None:
                 yield f"data: {json.dumps(first)}\n\n"
-            for piece in engine.stream(ids, p):
+            async for piece in ticket:
                 if isinstance(piece, Completion):
                     metrics.tokens(piece.prompt_tokens, piece.completion_tokens)
                     yield f"data: {json.dumps(chunk(None, piece.finish_reason))}\n\n"
@@ -221,26 +323,28 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
                     metrics.time_to_first_token.labels(name).observe(time.perf_counter() - started)
                     first_text = False
                 yield f"data: {json.dumps(chunk(piece, None))}\n\n"
-        except Exception as e:
-            log.exception("streaming generation failed")
+        except GenerationFailed as e:
             yield f"data: {json.dumps(OpenAIError(500, str(e), type_='server_error').body())}\n\n"
         finally:
-            metrics.in_flight.dec()
+            scheduler.cancel(ticket)
         yield "data: [DONE]\n\n"
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest) -> Any:
-        engine = check(req)
+    async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
+        engine, scheduler, adapter = check(req)
+        field_name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+        p = params(engine, req, req.max_completion_tokens or req.max_tokens, field_name, DEFAULT_CHAT_MAX_TOKENS)
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": _content_text(m.content)}
             for m in req.messages
         ]
         try:
-            ids = engine.chat_prompt_ids(messages)
+            ids = await asyncio.to_thread(engine.chat_prompt_ids, messages)  # a huge prompt must not stall the loop
         except RawPromptError as e:
-            raise OpenAIError(400, str(e), code="raw_text_model") from None
-        p = params(engine, ids, req, req.max_completion_tokens or req.max_tokens, DEFAULT_CHAT_MAX_TOKENS)
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
+            raise OpenAIError(400, str(e), param="messages", code="raw_text_model") from None
+        check_prompt(engine, ids, p, "messages", field_name)
+        ticket = submit(scheduler, ids, p, adapter)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model or name}
         if req.stream:
             base = {**base, "object": "chat.completion.chunk"}
 
@@ -256,9 +360,9 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             }
             include_usage = bool((req.stream_options or {}).get("include_usage"))
             return StreamingResponse(
-                sse(engine, ids, p, chunk, first, include_usage, base), media_type="text/event-stream"
+                sse(scheduler, ticket, chunk, first, include_usage, base), media_type="text/event-stream"
             )
-        result = await complete(engine, ids, p)
+        result = await complete(request, scheduler, ticket)
         return {
             **base,
             "object": "chat.completion",
@@ -274,20 +378,24 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         }
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest) -> Any:
-        engine = check(req)
+    async def completions(req: CompletionRequest, request: Request) -> Any:
+        engine, scheduler, adapter = check(req)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if len(prompts) != 1:
-            raise OpenAIError(400, "prompt must be one string: this server completes one prompt per request")
+            raise OpenAIError(
+                400, "prompt must be one string: this server completes one prompt per request", param="prompt"
+            )
         if req.echo:
-            raise OpenAIError(400, "echo is not supported")
-        ids = engine.text_prompt_ids(prompts[0])
-        p = params(engine, ids, req, req.max_tokens, DEFAULT_COMPLETION_MAX_TOKENS)
+            raise OpenAIError(400, "echo is not supported", param="echo")
+        p = params(engine, req, req.max_tokens, "max_tokens", DEFAULT_COMPLETION_MAX_TOKENS)
+        ids = await asyncio.to_thread(engine.text_prompt_ids, prompts[0])
+        check_prompt(engine, ids, p, "prompt", "max_tokens")
+        ticket = submit(scheduler, ids, p, adapter)
         base = {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
             "created": int(time.time()),
-            "model": name,
+            "model": req.model or name,
         }
         if req.stream:
 
@@ -299,32 +407,78 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
 
             include_usage = bool((req.stream_options or {}).get("include_usage"))
             return StreamingResponse(
-                sse(engine, ids, p, chunk, None, include_usage, base), media_type="text/event-stream"
+                sse(scheduler, ticket, chunk, None, include_usage, base), media_type="text/event-stream"
             )
-        result = await complete(engine, ids, p)
+        result = await complete(request, scheduler, ticket)
         return {
             **base,
             "choices": [{"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}],
             "usage": usage(result),
         }
 
-    def model_card() -> dict[str, Any]:
-        card = {"id": name, "object": "model", "created": created, "owned_by": "kubetune", "root": config.model_uri}
-        if state.engine is not None:
-            card["prompt_format"] = state.engine.loaded.prompt_format or CHAT_TEMPLATE
-        return card
+    # --- models and LoRA adapters (vLLM's runtime adapter endpoints) ---
+
+    def model_cards() -> list[dict[str, Any]]:
+        """The base model and its adapters, named as requests name them; no local paths (vLLM shows them)."""
+        card: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "kubetune",
+            "root": name,
+            "parent": None,
+        }
+        if state.engine is None:
+            return [card]
+        card["prompt_format"] = state.engine.loaded.prompt_format or CHAT_TEMPLATE
+        adapters = [
+            {**card, "id": adapter, "root": adapter, "parent": name} for adapter in sorted(state.engine.adapters)
+        ]
+        return [card, *adapters]
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": model_cards()}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != name:
+        for card in model_cards():
+            if card["id"] == model_id:
+                return card
+        raise OpenAIError(
+            404, f"model {model_id!r} does not exist; this server serves {name!r}", code="model_not_found"
+        )
+
+    def lora_engine() -> Engine:
+        engine, _ = state.require()
+        if not opts.lora:
             raise OpenAIError(
-                404, f"model {model_id!r} does not exist; this server serves {name!r}", code="model_not_found"
+                400, "runtime LoRA loading is off: start the server with --enable-lora", code="lora_disabled"
             )
-        return model_card()
+        return engine
+
+    @app.post("/v1/load_lora_adapter")
+    async def load_lora(req: LoadLoraRequest) -> PlainTextResponse:
+        engine = lora_engine()
+        if req.lora_name == name:
+            raise OpenAIError(400, f"lora_name {req.lora_name!r} is the base model's name", param="lora_name")
+        try:
+            path = await asyncio.to_thread(resolve_model, req.lora_path, config.storage)
+            await asyncio.to_thread(load_adapter, engine, req.lora_name, path, uri=req.lora_path)
+        except ModelSourceError as e:
+            raise OpenAIError(400, f"lora_path: {e}", param="lora_path") from None
+        except AdapterError as e:
+            raise OpenAIError(e.status, str(e), param="lora_name" if e.status != 400 else None) from None
+        return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_lora(req: UnloadLoraRequest) -> PlainTextResponse:
+        engine = lora_engine()
+        try:
+            await asyncio.to_thread(unload_adapter, engine, req.lora_name)
+        except AdapterError as e:
+            raise OpenAIError(e.status, str(e), param="lora_name") from None
+        return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' removed successfully.")
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

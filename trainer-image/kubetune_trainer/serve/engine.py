@@ -1,15 +1,21 @@
-"""Text generation for the server: one request at a time on one loaded model (CPU or one GPU).
+"""Text generation for the server: batches of requests on one loaded model (CPU or one GPU).
 
-`generate` blocks until the answer is complete; `stream` yields text pieces as tokens arrive
-(transformers' TextIteratorStreamer, generation in a worker thread). Both hold `lock`, so requests
-queue rather than compete for the device. Stop strings end generation as soon as they appear, and
-are never part of the answer (a streamed answer holds back text that may be the start of one).
+`run_batch` generates for several requests in one `generate` call: prompts left-padded to one width,
+each row with its own max_tokens and stop strings. A stopping criterion follows every row token by
+token: it decodes the row's text, ends the row at its end-of-turn token, its first stop string (never
+part of the answer), its max_tokens, or when its request was cancelled (a client that went away), and
+reports the row's progress through the request's `on_text`/`on_done` callbacks at once, so a short
+answer is not held back by a longer one in the same batch. Generation ends when every row has.
+
+Rows of one batch share the sampling settings (temperature, top_p) and the LoRA adapter: the
+scheduler (batching.py) only groups requests that agree on them. `lock` is held while the model
+generates or its adapters change (adapters.py).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +41,19 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (end of turn or a stop string) or "length" (max_tokens)
+    finish_reason: str  # "stop" (end of turn or a stop string), "length" (max_tokens), "cancelled"
+
+
+@dataclass
+class GenerationRequest:
+    """One request's part of a batch; the callbacks run on the generating thread."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None = None  # a LoRA adapter's name; None: the base model
+    on_text: Callable[[str], None] = lambda _: None  # text that is final (cannot turn into a stop string)
+    on_done: Callable[[Completion], None] = lambda _: None
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -44,21 +62,57 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-class _StopOnStrings:
-    """A transformers StoppingCriteria: stop once a stop string appears in the generated text (or on request)."""
+class _Row:
+    """The progress of one request in a batch."""
 
-    def __init__(self, tokenizer: Any, prompt_len: int, stop: Sequence[str]) -> None:
-        self.tokenizer, self.prompt_len, self.stop = tokenizer, prompt_len, [s for s in stop if s]
-        self.cancelled = threading.Event()
+    def __init__(self, req: GenerationRequest, tokenizer: Any, eos_ids: set[int]) -> None:
+        self.req, self.tokenizer, self.eos_ids = req, tokenizer, eos_ids
+        self.ids: list[int] = []
+        self.sent = 0
+        self.done = False
+        self.holdback = max((len(s) for s in req.params.stop if s), default=1) - 1
+
+    def finish(self, text: str, reason: str) -> None:
+        self.done = True
+        if reason != "cancelled" and len(text) > self.sent:
+            self.req.on_text(text[self.sent :])
+        self.req.on_done(Completion(text, len(self.req.prompt_ids), len(self.ids), reason))
+
+    def add(self, token: int) -> None:
+        if self.done:
+            return
+        if self.req.cancelled.is_set():
+            self.finish("", "cancelled")
+            return
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut, stopped = _cut_at_stop(text, self.req.params.stop)
+        if stopped or token in self.eos_ids:
+            self.finish(cut, "stop")
+        elif len(self.ids) >= self.req.params.max_tokens:
+            self.finish(cut, "length")
+        else:
+            safe = len(text) - self.holdback
+            while safe > self.sent and text[safe - 1] == "\ufffd":  # half a character so far
+                safe -= 1
+            if safe > self.sent:
+                self.req.on_text(text[self.sent : safe])
+                self.sent = safe
+
+
+class _FollowRows:
+    """A transformers StoppingCriteria over the batch: feeds each row its newest token, says which rows are done."""
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self.rows = rows
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        done = self.cancelled.is_set()
-        if not done and self.stop:
-            text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
-            done = any(s in text for s in self.stop)
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1].tolist()
+        for row, token in zip(self.rows, last, strict=True):
+            row.add(int(token))
+        return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
 class Engine:
@@ -67,8 +121,13 @@ class Engine:
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
         self.lock = threading.Lock()
+        self.adapters: dict[str, str] = {}  # loaded LoRA adapters: name -> the URI they came from
         config_len = getattr(self.model.config, "max_position_embeddings", None)
         self.max_model_len = max_model_len or config_len
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {int(t) for t in (eos if isinstance(eos, list) else [eos]) if t is not None}
+        if self.tokenizer.eos_token_id is not None:
+            self.eos_ids.add(int(self.tokenizer.eos_token_id))
 
     # --- prompts ---
     def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
@@ -88,98 +147,43 @@ class Engine:
             )
 
     # --- generation ---
-    def _kwargs(self, prompt_ids: list[int], params: SamplingParams, criteria: _StopOnStrings) -> dict[str, Any]:
+    def run_batch(self, requests: Sequence[GenerationRequest]) -> None:
+        """Generate for `requests` (same adapter and sampling settings) in one `generate` call."""
         import torch
         from transformers import StoppingCriteriaList
 
+        from kubetune_trainer.serve.adapters import active_adapter
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = [[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in requests]
+        mask = [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in requests]
+        rows = [_Row(r, self.tokenizer, self.eos_ids) for r in requests]
+        first = requests[0].params
         device = self.loaded.device
-        ids = torch.tensor([prompt_ids], device=device)
         kwargs: dict[str, Any] = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "max_new_tokens": params.max_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "stopping_criteria": StoppingCriteriaList([criteria]),
+            "input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+            "max_new_tokens": max(r.params.max_tokens for r in requests),
+            "pad_token_id": pad,
+            "stopping_criteria": StoppingCriteriaList([_FollowRows(rows)]),
         }
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        return kwargs
+        with self.lock, active_adapter(self.model, requests[0].adapter), torch.inference_mode():
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+            self.model.generate(**kwargs)
+        for row in rows:  # rows the model's own limits ended (its maximum length)
+            if not row.done:
+                text = _cut_at_stop(self.tokenizer.decode(row.ids, skip_special_tokens=True), first.stop)[0]
+                row.finish(text, "cancelled" if row.req.cancelled.is_set() else "length")
 
-    def _finish(self, prompt_ids: list[int], new_ids: list[int], params: SamplingParams) -> Completion:
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        text, stopped = _cut_at_stop(text, params.stop)
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
-        ended = stopped or (bool(new_ids) and new_ids[-1] in eos_ids) or len(new_ids) < params.max_tokens
-        return Completion(text, len(prompt_ids), len(new_ids), "stop" if ended else "length")
-
-    def _run(self, prompt_ids: list[int], params: SamplingParams, criteria: _StopOnStrings, **extra: Any) -> list[int]:
-        import torch
-
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        with torch.inference_mode():
-            out = self.model.generate(**self._kwargs(prompt_ids, params, criteria), **extra)
-        return [int(t) for t in out[0, len(prompt_ids) :]]
-
-    def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
+    def generate(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None) -> Completion:
+        """One request on its own, blocking until its answer is complete."""
         self.check_length(prompt_ids, params)
-        criteria = _StopOnStrings(self.tokenizer, len(prompt_ids), params.stop)
-        with self.lock:
-            new_ids = self._run(prompt_ids, params, criteria)
-        return self._finish(prompt_ids, new_ids, params)
-
-    def stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str | Completion]:
-        """Text pieces as they are generated, then the Completion (its text is the whole answer).
-
-        Closing the iterator early (a client that went away) stops the generation.
-        """
-        from transformers import TextIteratorStreamer
-
-        self.check_length(prompt_ids, params)
-        criteria = _StopOnStrings(self.tokenizer, len(prompt_ids), params.stop)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        result: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                with self.lock:
-                    result["ids"] = self._run(prompt_ids, params, criteria, streamer=streamer)
-            except BaseException as e:  # surfaced in the consumer below
-                result["error"] = e
-                streamer.end()
-
-        thread = threading.Thread(target=work, name="kubetune-generate", daemon=True)
-        thread.start()
-        holdback = max((len(s) for s in params.stop if s), default=1) - 1
-        text, sent, exhausted = "", 0, False
-        try:
-            for piece in streamer:
-                text += piece
-                cut, stopped = _cut_at_stop(text, params.stop)
-                if stopped:
-                    criteria.cancelled.set()
-                    if len(cut) > sent:
-                        yield cut[sent:]
-                    sent = len(cut)
-                    break
-                safe = len(text) - holdback
-                if safe > sent:
-                    yield text[sent:safe]
-                    sent = safe
-            else:
-                exhausted = True
-                cut, _ = _cut_at_stop(text, params.stop)
-                if len(cut) > sent:
-                    yield cut[sent:]
-        finally:
-            criteria.cancelled.set()  # also when the consumer stops early: generation ends at the next token
-            if not exhausted:
-                for _ in streamer:  # until generation has ended (the streamer's end marker)
-                    pass
-            thread.join()
-        if "error" in result:
-            raise result["error"]
-        yield self._finish(prompt_ids, result["ids"], params)
+        done: list[Completion] = []
+        self.run_batch([GenerationRequest(prompt_ids, params, adapter, on_done=done.append)])
+        return done[0]
