@@ -161,10 +161,15 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 # A job's checkpoint PVC, run-config ConfigMap, headless Service (multi-node) or serving Service,
 # and the per-run ServiceAccount of the trainer and evaluation pods: created if absent (get), a
 # ModelDeployment's ConfigMap patched, an operator-made PVC and a superseded run's ConfigMap deleted.
-# Never listed or watched.
+# Never listed or watched, except PVCs (below).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims", "configmaps", "services", "serviceaccounts"]
   verbs: ["get", "create", "patch", "delete"]
+# PVCs kept after their FineTuneJob was deleted (still in use, storage.retentionPolicy): watched, by
+# the label kubetune.dev/retention, so the operator deletes one once nothing uses it any more.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["list", "watch"]
 # The per-run Role and RoleBinding that let a trainer or evaluation pod patch its own resource's status.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]

@@ -169,6 +169,29 @@ def test_operator_settings_reach_the_operator_through_its_env(render: Render):
     assert cfg == OperatorConfig()  # every chart default is the operator's own default
 
 
+def test_governance_values_reach_the_operator(render: Render):
+    """governance.* in values become the labels, annotations and prefixes every child object gets."""
+    pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
+    from kubetune.controllers.config import OperatorConfig
+
+    values = {
+        "governance": {
+            "defaultLabels": {"cost-center": "ml-42", "kueue.x-k8s.io/priority-class": "batch-low"},
+            "defaultAnnotations": {"example.com/owner": "platform"},
+            "propagateAnnotationPrefixes": ["finops.example.com/", "propagate.kubetune.dev/"],
+        }
+    }
+    (container,) = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"]
+    cfg = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    assert cfg.propagation.default_labels == values["governance"]["defaultLabels"]
+    assert cfg.propagation.default_annotations == {"example.com/owner": "platform"}
+    assert cfg.propagation.annotation_prefixes == ("finops.example.com/", "propagate.kubetune.dev/")
+    (none,) = one(render({"governance": {"propagateAnnotationPrefixes": []}}), "Deployment")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert OperatorConfig.from_env({e["name"]: e["value"] for e in none["env"]}).propagation.annotation_prefixes == ()
+
+
 def test_the_chart_sets_exactly_the_variables_the_operator_reads(render: Render):
     """No variable the operator ignores (a misspelt name), none it reads that the chart cannot set."""
     pytest.importorskip("kopf", reason="the operator extra (kopf) is not installed")
@@ -245,7 +268,8 @@ OPERATOR_CALLS = [
     *[("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
     *[("jobset.x-k8s.io", "jobsets", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
     *[("", "pods", verb) for verb in ("list", "watch")],
-    *[("", "persistentvolumeclaims", verb) for verb in ("get", "create", "delete")],
+    # PVCs: list and watch of those kept after their FineTuneJob (controllers.retention), patch to keep one.
+    *[("", "persistentvolumeclaims", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")],
     *[("", "configmaps", verb) for verb in ("get", "create", "patch", "delete")],
     *[("", "services", verb) for verb in ("get", "create")],
     *[("", "serviceaccounts", verb) for verb in ("get", "create")],
