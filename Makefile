@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-e2e lint lock-cuda crds benchmarks clean envtest s3server
+.PHONY: install demo test test-e2e lint lock-cuda crds benchmarks clean envtest s3server prometheus
 
 install: $(STAMP)
 
@@ -36,6 +36,7 @@ test: install
 	$(BIN)/basedpyright
 	@hack/envtest/build.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no real API server built (see above); its tests will skip" >&2; }
 	@hack/s3server/setup.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no S3 test server installed (see above); its tests will skip" >&2; }
+	@hack/prometheus/setup.sh >/dev/null || { test "$${CI:-}" != true && echo "make test: no prometheus/promtool unpacked (see above); their tests will skip" >&2; }
 	$(BIN)/pytest -q tests/unit tests/integration
 
 # kube-apiserver, kube-controller-manager and etcd at the versions pinned in hack/envtest/go.mod, into
@@ -48,6 +49,12 @@ envtest:
 # out of .venv), in ~/.cache/kubetune/s3server/ (about a minute from PyPI the first time, then a no-op).
 s3server:
 	hack/s3server/setup.sh
+
+# Prometheus and promtool of the alert-rule and scrape tests: Debian's prometheus package unpacked (apt-get download +
+# dpkg -x, no service started, nothing installed system-wide) into ~/.cache/kubetune/prometheus/ (a few seconds
+# the first time, then a no-op).
+prometheus:
+	hack/prometheus/setup.sh
 
 lint: install
 	$(BIN)/ruff check .
