@@ -84,6 +84,10 @@ ENDPOINTS: dict[str, Kind] = {
     "Deployment": Kind("apps", "v1", "deployments"),
     "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
     "JobSet": Kind("jobset.x-k8s.io", "v1alpha2", "jobsets"),  # multi-node training, where the cluster has it
+    "NetworkPolicy": Kind("networking.k8s.io", "v1", "networkpolicies"),
+    "ScaledObject": Kind("keda.sh", "v1alpha1", "scaledobjects"),  # autoscaling on LLM load, where KEDA is installed
+    "PodMonitor": Kind("monitoring.coreos.com", "v1", "podmonitors"),  # scraping, where the Prometheus Operator is
+    "HTTPRoute": Kind("gateway.networking.k8s.io", "v1", "httproutes"),  # canary weights, where the cluster has it
     c.FINETUNEJOB: Kind(c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB]),
     c.EVALUATION: Kind(c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION]),
     c.MODELDEPLOYMENT: Kind(c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT]),

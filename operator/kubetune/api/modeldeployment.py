@@ -22,6 +22,7 @@ from kubetune.api.common import (
     cel_rules,
     rule,
 )
+from kubetune.api.serving_access import AuthSpec, ExtraArgs, NetworkPolicySpec
 
 
 class DeployJobRef(KubeModel):
@@ -88,9 +89,36 @@ class ServeResources(KubeModel):
 
 
 class AutoscalingSpec(KubeModel):
-    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    engine: Literal["auto", "keda", "hpa"] = Field(
+        default="auto",
+        description=(
+            "keda: a KEDA ScaledObject on the pods' Prometheus metrics; hpa: an autoscaling/v2 HPA on the pods "
+            "metric kubetune_serve_requests_in_flight (needs a custom-metrics adapter); auto: keda where the "
+            "cluster serves ScaledObjects (seen at operator start), hpa otherwise."
+        ),
+    )
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000, description="Fewest replicas; 0 scales to zero when idle (KEDA only, with wakeQuery)."
+    )
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas.")
-    target_concurrency: int = Field(default=8, ge=1, description="In-flight requests per replica to aim for.")
+    target_concurrency: int = Field(
+        default=8, ge=1, le=100000, description="In-flight requests (running + waiting) per replica to aim for."
+    )
+    scale_down_delay_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="How long the load must stay low before replicas are removed (model servers start slowly).",
+    )
+    wake_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL whose value above 0 wakes a deployment scaled to zero, e.g. the gateway's request rate for "
+            "its route (at zero replicas no serving pod exports metrics); needed with minReplicas 0."
+        ),
+    )
 
     model_config = {
         "json_schema_extra": cel_rules(
@@ -98,7 +126,13 @@ class AutoscalingSpec(KubeModel):
                 "self.minReplicas <= self.maxReplicas",
                 "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
                 field_path=".minReplicas",
-            )
+            ),
+            rule(
+                "self.minReplicas > 0 || (self.engine != 'hpa' && has(self.wakeQuery))",
+                "autoscaling.minReplicas 0 (scale to zero) needs engine keda (or auto) and a wakeQuery: "
+                "at zero replicas no serving pod exports the metrics to scale up on",
+                field_path=".minReplicas",
+            ),
         )
     }
 
@@ -111,7 +145,24 @@ class ModelDeploymentSpec(KubeModel):
     )
     replicas: int = Field(default=1, ge=0, le=1000, description="Replicas when autoscaling is off.")
     resources: ServeResources = Field(default_factory=ServeResources, description="Compute per replica.")
-    autoscaling: AutoscalingSpec | None = Field(default=None, description="HorizontalPodAutoscaler settings.")
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Replicas follow the load (KEDA ScaledObject or HPA); unset: spec.replicas."
+    )
+    auth: AuthSpec | None = Field(default=None, description="Require an API key; unset: no key asked.")
+    network_policy: NetworkPolicySpec | None = Field(
+        default=None,
+        description=(
+            "A NetworkPolicy admitting only these callers to the serving port; unset: no NetworkPolicy, every pod "
+            "in the cluster may connect."
+        ),
+    )
+    extra_args: ExtraArgs = Field(
+        default_factory=list,
+        description=(
+            "Extra vLLM arguments (e.g. --tool-call-parser=hermes, --quantization=awq, --max-model-len=8192); "
+            "flags the operator sets itself are refused. vLLM only."
+        ),
+    )
     served_model_name: str | None = Field(
         default=None,
         max_length=bounds.OBJECT_NAME_MAX,

@@ -1,4 +1,5 @@
-"""The serving workload of a ModelDeployment: apps/v1 Deployment + Service (+ HPA). Its status: kubetune.status.
+"""The serving workload of a ModelDeployment: apps/v1 Deployment + Service. Its status: kubetune.status.
+Autoscaling (KEDA or HPA): builders.autoscaling; NetworkPolicy: builders.network_policy; PodMonitor: builders.monitoring.
 
 Two runtimes:
 - vLLM's OpenAI server (`runtime: vllm`, or `auto` with GPUs). A LoRA checkpoint is served merged:
@@ -30,7 +31,7 @@ from kubetune.api.common import UriError
 from kubetune.api.finetunejob import FineTuneJob, PromptFormatStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
-from kubetune.builders import names, pods
+from kubetune.builders import access, names, pods
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import Decision
@@ -206,7 +207,7 @@ def _vllm_args(deployment: ModelDeployment, serving: ServingPlan) -> list[str]:
         args += ["--tensor-parallel-size", str(spec.resources.gpus)]
     if spec.max_model_len:
         args += ["--max-model-len", str(spec.max_model_len)]
-    return args
+    return args + access.extra_vllm_args(deployment, "vllm", args)  # SpecError: a flag the operator sets
 
 
 def _probes(path: str, settings: ServingSettings) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def _env(deployment: ModelDeployment, job: FineTuneJob | None, runtime: Runtime)
         env += [{"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH}, *pods.downward_env()]
     if job is not None and job.spec.base_model.token_secret_ref:
         env.append(pods.secret_env(c.ENV_HF_TOKEN, job.spec.base_model.token_secret_ref))
-    return env + pods.user_env(deployment.spec.env)
+    return env + access.api_key_env(deployment, runtime) + pods.user_env(deployment.spec.env)
 
 
 def _config_hash(*parts: Any) -> str:
@@ -269,6 +270,7 @@ def build_deployment(
         }
         mounts = [*ro_mounts, *scratch_mounts]
     else:
+        access.extra_vllm_args(deployment, serving.runtime, [])  # SpecError: extraArgs are vLLM's
         server = {
             "name": SERVER_CONTAINER,
             "image": spec.image or trainer_image,
@@ -350,37 +352,3 @@ def build_service(deployment: ModelDeployment) -> dict[str, Any]:
         },
     }
 
-
-def build_hpa(deployment: ModelDeployment) -> dict[str, Any] | None:
-    """autoscaling/v2 HPA on in-flight requests per pod; None without `spec.autoscaling`.
-
-    `kubetune_serve_requests_in_flight` is a custom pods metric: it needs a metrics adapter (e.g.
-    prometheus-adapter) that serves it from the pods' Prometheus metrics: the image's server exports
-    it under that name, vLLM as `vllm:num_requests_running` (an adapter rule renames it). Without an
-    adapter the HPA reports FailedGetPodsMetric and keeps the replica count.
-    """
-    scaling = deployment.spec.autoscaling
-    if scaling is None:
-        return None
-    name = serving_name(deployment)
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": child_metadata(deployment, c.ROLE_SERVE, name=name),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": scaling.min_replicas,
-            "maxReplicas": scaling.max_replicas,
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": c.SERVE_CONCURRENCY_METRIC},
-                        "target": {"type": "AverageValue", "averageValue": str(scaling.target_concurrency)},
-                    },
-                }
-            ],
-            # Model servers take minutes to start: scale up at once, scale down slowly.
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
-        },
-    }

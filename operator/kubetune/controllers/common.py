@@ -19,6 +19,7 @@ from kubetune.api.evaluation import EvaluationSpec
 from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.manifests import pydantic_errors
 from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.builders.autoscaling import ClusterEngines
 from kubetune.builders.runconfig import judge_deployments
 from kubetune.controllers.config import OperatorConfig
 
@@ -38,6 +39,7 @@ class OperatorState:
     # most events (status writes, Kopf's annotations) change nothing they read.
     admitted: dict[tuple[str, str, str], str] = field(default_factory=dict)
     jobset: bool = False  # multi-node jobs train on a JobSet: allowed, and the cluster serves JobSets (at start)
+    serving_engines: ClusterEngines | None = None  # KEDA and PodMonitor served (asked once, at the first serving)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         """One lock per object, so status writes from different watch events never interleave."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kubetune import constants as c
+from kubetune.builders.autoscaling import ScalingSettings
 from kubetune.builders.meta import Propagation
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.serving import ServingSettings
@@ -80,6 +81,7 @@ class OperatorConfig:
     # Safety net behind the watch events: how often every Evaluation and ModelDeployment is reconciled anyway.
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     jobset_allowed: bool = True  # KUBETUNE_JOBSET is not false: use JobSet where the cluster serves it
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)  # KEDA, PodMonitor, NetworkPolicy defaults
     propagation: Propagation = field(default_factory=Propagation)  # labels/annotations every child carries
 
     @classmethod
@@ -107,6 +109,7 @@ class OperatorConfig:
             source_poll_seconds=float(env.get(ENV_SOURCE_POLL_SECONDS) or DEFAULT_SOURCE_POLL_SECONDS),
             resync_seconds=float(env.get(ENV_RESYNC_SECONDS) or DEFAULT_RESYNC_SECONDS),
             jobset_allowed=_flag(env.get(ENV_JOBSET), True),
+            scaling=ScalingSettings.from_env(env),
             propagation=_propagation(env),
         )
 

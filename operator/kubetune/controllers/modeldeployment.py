@@ -20,7 +20,7 @@ from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.builders import promotion, serving
-from kubetune.controllers import common, config
+from kubetune.controllers import common, config, serving_extras
 from kubetune.errors import OwnershipConflict, SpecError
 from kubetune.status import modeldeployment as md_status
 
@@ -74,18 +74,13 @@ async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
 async def _apply_workload(
     md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None, cfg: config.OperatorConfig
 ) -> dict[str, Any]:
-    """ConfigMap, Deployment, Service, HPA (deleted when autoscaling is turned off); the Deployment as it is now.
+    """ConfigMap, Deployment, Service (the autoscaler and the rest: controllers.serving_extras); the Deployment.
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
     deployment = serving.build_deployment(md, plan, job, cfg.pods, cfg.serving)  # SpecError: what vLLM can't read
     await _apply(serving.build_config_map(md, plan))
     apps = await _apply(deployment)
     await _apply(serving.build_service(md))
-    hpa = serving.build_hpa(md)
-    if hpa is not None:
-        await _apply(hpa)
-    else:
-        await k8s.delete("HorizontalPodAutoscaler", md.metadata.namespace, serving.serving_name(md))
     return apps
 
 
@@ -103,7 +98,9 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         if decision.checkpoint is not None:
             plan = serving.plan(md, decision, job, state.config.serving)
             try:
+                extras = await serving_extras.desired(md, state)  # SpecError: autoscaling the cluster can't do
                 apps = await _apply_workload(md, plan, job, state.config)
+                await serving_extras.reconcile(md, extras, _apply)  # ScaledObject/HPA, NetworkPolicy, PodMonitor
             except (SpecError, OwnershipConflict) as err:
                 await _fail(body, md, str(err), now)
                 return

@@ -210,6 +210,13 @@ CASES = [
     (c.MODELDEPLOYMENT, {"promotion": {"policy": "manual"}}, "spec.promotion"),
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}, None),
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
+    (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 0, "wakeQuery": "sum(up)"}}, None),
+    (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 0}}, "spec.autoscaling.minReplicas"),
+    (
+        c.MODELDEPLOYMENT,
+        {"autoscaling": {"minReplicas": 0, "engine": "hpa", "wakeQuery": "q"}},
+        "spec.autoscaling.minReplicas",
+    ),
 ]
 
 

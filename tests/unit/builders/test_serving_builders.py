@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kubetune.api import FineTuneJob, ModelDeployment
-from kubetune.builders import serving
+from kubetune.builders import autoscaling, serving
 from kubetune.builders.promotion import Decision
 from kubetune.errors import SpecError
 
@@ -190,14 +190,14 @@ def test_service_and_endpoint():
 
 def test_hpa_scales_on_in_flight_requests_and_owns_the_replica_count():
     deployment = md(autoscaling={"minReplicas": 1, "maxReplicas": 4, "targetConcurrency": 8})
-    hpa = serving.build_hpa(deployment)
+    hpa = autoscaling.build_hpa(deployment)
     assert hpa["spec"]["scaleTargetRef"]["name"] == "travel-assistant"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["pods"]["metric"]["name"] == "kubetune_serve_requests_in_flight"
     assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "8"}
     _, dep = build(deployment)
     assert "replicas" not in dep["spec"]
-    assert serving.build_hpa(md()) is None
+    assert autoscaling.build_hpa(md()) is None
     assert build(md(replicas=3))[1]["spec"]["replicas"] == 3
 
 
