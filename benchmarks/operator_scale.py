@@ -33,13 +33,15 @@ FTJS = f"/apis/kubetune.dev/v1alpha1/namespaces/{NAMESPACE}/finetunejobs"
 
 
 def manifest(i: int) -> dict:
+    """Job i: its own data and learning rate, as a team's jobs differ (so no admission result is reused whole)."""
     return {
         "apiVersion": "kubetune.dev/v1alpha1",
         "kind": "FineTuneJob",
         "metadata": {"name": f"job-{i:04d}", "namespace": NAMESPACE},
         "spec": {
             "baseModel": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
-            "dataset": {"train": {"uri": "pvc://datasets/train.jsonl"}},
+            "dataset": {"train": {"uri": f"pvc://datasets/train-{i:04d}.jsonl"}},
+            "hyperparameters": {"learningRate": 1e-4 * (1 + i % 50)},
         },
     }
 

@@ -386,7 +386,7 @@ async def sync_status(
             job = FineTuneJob.model_validate(body)
         except ValueError:
             return  # reconcile reports invalid specs
-        if batch_job is None or "status" not in batch_job:
+        if batch_job is None:  # one the caller has (just created, or from a watch event) is read as it is
             kind, workload = await _workload(job, _on_jobset(job, state, watched))
             batch_job = _as_batch(kind, workload)
         if batch_job is None:
