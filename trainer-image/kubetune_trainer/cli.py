@@ -78,6 +78,10 @@ DELEGATES = {
     "evaluate": ("kubetune_trainer.evaluate", "score models against the baseline, as the run config says"),
     "serve": ("kubetune_trainer.serve", "serve a model behind an OpenAI-compatible API"),
     "merge": ("kubetune_trainer.merge", "merge a LoRA checkpoint into its base, once (serving init container)"),
+    "serve-adapters-sync": (
+        "kubetune_trainer.adapters_sync",
+        "keep the server's LoRA adapters equal to the mounted adapter set (serving sidecar)",
+    ),
 }
 
 
