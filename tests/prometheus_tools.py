@@ -44,7 +44,7 @@ def binary(name: str) -> str:
 def _labels_by_sample_name(registry: CollectorRegistry) -> dict[str, frozenset[str]]:
     """{sample name: its label names} of every metric in `registry` (_total, _bucket ... included)."""
     known: dict[str, frozenset[str]] = {}
-    for name, collector in registry._names_to_collectors.items():  # noqa: SLF001  (no public listing)
+    for name, collector in registry._names_to_collectors.items():
         labels = frozenset(getattr(collector, "_labelnames", ()))
         known[name] = labels | {"le"} if name.endswith("_bucket") else labels
     return known

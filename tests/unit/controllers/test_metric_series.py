@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from kubetune import metrics
@@ -41,7 +43,7 @@ def test_evaluation_verdict_is_absent_until_decided_then_one_or_zero():
     def passed() -> float | None:
         return REGISTRY.get_sample_value("kubetune_evaluation_passed", labels)
 
-    body = {"metadata": {"namespace": "verdict-team", "name": "e"}, "status": {"phase": "Running"}}
+    body: dict[str, Any] = {"metadata": {"namespace": "verdict-team", "name": "e"}, "status": {"phase": "Running"}}
     recorder.observe_evaluation(body)
     assert passed() is None
     body["status"] = {"phase": "Succeeded", "passed": False}

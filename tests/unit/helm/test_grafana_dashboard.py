@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from chart_render import Render, by_kind
+
 from prometheus_tools import binary, unknown_selections
 
 # Grafana's variables, replaced by values of their kind so that promtool can parse the queries.

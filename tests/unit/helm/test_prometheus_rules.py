@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_render import Render, by_kind
+
 from prometheus_tools import binary, unknown_selections
 
 BUDGETS = {"default": 100, "namespaces": {"team-a": 10}}
