@@ -181,6 +181,21 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# ModelDeployments' NetworkPolicy (spec.networkPolicy), KEDA ScaledObject (autoscaling where KEDA is installed)
+# and PodMonitor (scraping where the Prometheus Operator is): applied, and deleted when the spec drops them.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- if .Values.serving.autoscaling.keda }}
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+{{- if .Values.serving.podMonitor.enabled }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
 # Events about the three kinds (Kopf posts core/v1 Events; newer clients use events.k8s.io).
 - apiGroups: [""]
   resources: ["events"]

@@ -258,6 +258,11 @@ def test_operator_clusterrole_is_least_privilege(render: Render):
 # What the operator calls: kubetune.k8s from the controllers (get/create/patch/delete/list, status patches,
 # Events) and Kopf itself (lists and watches the kinds with handlers, patches annotations and finalizers of
 # the three kinds, reads CRDs, posts Events). (group, resource, verb).
+SERVING_EXTRAS = [
+    ("networking.k8s.io", "networkpolicies"),
+    ("keda.sh", "scaledobjects"),
+    ("monitoring.coreos.com", "podmonitors"),
+]
 OPERATOR_CALLS = [
     *[
         (c.GROUP, plural, verb)
@@ -276,6 +281,8 @@ OPERATOR_CALLS = [
     *[("rbac.authorization.k8s.io", kind, verb) for kind in ("roles", "rolebindings") for verb in ("get", "create")],
     *[("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch")],
     *[("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch", "delete")],
+    # A ModelDeployment's NetworkPolicy, KEDA ScaledObject and PodMonitor (controllers.serving_extras).
+    *[(group, plural, verb) for group, plural in SERVING_EXTRAS for verb in ("get", "create", "patch", "delete")],
     ("", "events", "create"),
 ]
 
