@@ -22,11 +22,11 @@ def model_deployment() -> dict[str, Any]:
     }
 
 
-def created_pvc(cluster: Cluster) -> dict[str, Any]:
+def created_pvc(cluster: Cluster) -> Any:
     return wait_for(lambda: cluster.objects("persistentvolumeclaims").get("travel-data"), what="the job's PVC")
 
 
-def pvc_event(cluster: Cluster, reason: str) -> dict[str, Any]:
+def pvc_event(cluster: Cluster, reason: str) -> Any:
     return wait_for(
         lambda: next((e for e in cluster.events("travel-data") if e["reason"] == reason), None),
         what=f"a {reason} Event on the PVC",

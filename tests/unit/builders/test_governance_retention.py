@@ -3,6 +3,7 @@ annotations. Retention (item 7): the created PVC is not owned by its job, and wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -97,7 +98,7 @@ def metadatas(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def assert_governed(manifests: list[dict[str, Any] | None], parent_label: str, parent: str) -> None:
+def assert_governed(manifests: Sequence[dict[str, Any] | None], parent_label: str, parent: str) -> None:
     for manifest in manifests:
         if manifest is None:
             continue
