@@ -85,6 +85,7 @@ class _Request(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension
 
 
 class ChatMessage(BaseModel):
@@ -241,21 +242,62 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             top_p=req.top_p,
             stop=stop,
             seed=req.seed,
+            ignore_eos=req.ignore_eos,
         )
 
-    def check_prompt(engine: Engine, ids: list[int], p: SamplingParams, field_name: str, tokens_field: str) -> None:
-        if opts.max_prompt_tokens and len(ids) > opts.max_prompt_tokens:
+    def prompt_limit(engine: Engine, p: SamplingParams) -> int | None:
+        context = engine.max_model_len - p.max_tokens if engine.max_model_len else None
+        limits = [n for n in (opts.max_prompt_tokens, context) if n is not None]
+        return min(limits) if limits else None
+
+    def too_long(engine: Engine, count: int, field_name: str, at_least: bool = False) -> OpenAIError:
+        bound = "at least " if at_least else ""
+        if opts.max_prompt_tokens and count > opts.max_prompt_tokens:
+            reason = f"more than this server's limit of {opts.max_prompt_tokens}; shorten it"
+        else:
+            reason = (
+                f"with max_tokens, more than the model's context of {engine.max_model_len} tokens; "
+                "shorten the prompt or lower max_tokens"
+            )
+        return OpenAIError(
+            400,
+            f"the prompt ({field_name}) has {bound}{count} tokens: {reason}",
+            param=field_name,
+            code="context_length_exceeded",
+        )
+
+    async def encode(
+        engine: Engine, prompt: str | list[dict[str, str]], p: SamplingParams, field_name: str
+    ) -> list[int]:
+        """The prompt's token ids, tokenised off the event loop; a prompt over the limits is refused (400)."""
+        limit = prompt_limit(engine, p)
+        if limit is not None and limit < 1:
             raise OpenAIError(
                 400,
-                f"the prompt ({field_name}) has {len(ids)} tokens: more than this server's limit of "
-                f"{opts.max_prompt_tokens}; shorten it",
-                param=field_name,
+                f"max_tokens is {p.max_tokens}: it leaves no room for a prompt in the model's context of "
+                f"{engine.max_model_len} tokens; lower it",
+                param="max_tokens",
                 code="context_length_exceeded",
             )
+        texts = [prompt] if isinstance(prompt, str) else [m["content"] for m in prompt]
+        if limit is not None and sum(map(len, texts)) > 16 * limit:  # long enough to be worth a cheap look first
+            bound = await asyncio.to_thread(engine.surely_longer_than, texts, limit)
+            if bound is not None:
+                raise too_long(engine, bound, field_name, at_least=True)
+        try:
+            if isinstance(prompt, str):
+                ids = await asyncio.to_thread(engine.text_prompt_ids, prompt)
+            else:
+                ids = await asyncio.to_thread(engine.chat_prompt_ids, prompt)
+        except RawPromptError as e:
+            raise OpenAIError(400, str(e), param=field_name, code="raw_text_model") from None
+        if limit is not None and len(ids) > limit:
+            raise too_long(engine, len(ids), field_name)
         try:
             engine.check_length(ids, p)
         except PromptTooLong as e:
-            raise OpenAIError(400, str(e), param=tokens_field, code="context_length_exceeded") from None
+            raise OpenAIError(400, str(e), param=field_name, code="context_length_exceeded") from None
+        return ids
 
     def submit(scheduler: Scheduler, ids: list[int], p: SamplingParams, adapter: str | None) -> Ticket:
         try:
@@ -338,11 +380,7 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             {"role": "system" if m.role == "developer" else m.role, "content": _content_text(m.content)}
             for m in req.messages
         ]
-        try:
-            ids = await asyncio.to_thread(engine.chat_prompt_ids, messages)  # a huge prompt must not stall the loop
-        except RawPromptError as e:
-            raise OpenAIError(400, str(e), param="messages", code="raw_text_model") from None
-        check_prompt(engine, ids, p, "messages", field_name)
+        ids = await encode(engine, messages, p, "messages")
         ticket = submit(scheduler, ids, p, adapter)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model or name}
         if req.stream:
@@ -388,8 +426,7 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         if req.echo:
             raise OpenAIError(400, "echo is not supported", param="echo")
         p = params(engine, req, req.max_tokens, "max_tokens", DEFAULT_COMPLETION_MAX_TOKENS)
-        ids = await asyncio.to_thread(engine.text_prompt_ids, prompts[0])
-        check_prompt(engine, ids, p, "prompt", "max_tokens")
+        ids = await encode(engine, prompts[0], p, "prompt")
         ticket = submit(scheduler, ids, p, adapter)
         base = {
             "id": f"cmpl-{uuid.uuid4().hex}",

@@ -62,7 +62,7 @@ class Ticket:
 
 def _batch_key(params: SamplingParams, adapter: str | None, ticket_id: int) -> Hashable:
     sampling = (params.temperature, params.top_p) if params.temperature > 0 else (0.0,)
-    return (adapter, sampling, ticket_id if params.seed is not None else None)
+    return (adapter, sampling, params.ignore_eos, ticket_id if params.seed is not None else None)
 
 
 class Scheduler:

@@ -14,6 +14,7 @@ generates or its adapters change (adapters.py).
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False  # vLLM's extension: generate max_tokens whatever the model says (benchmarks, tests)
 
 
 @dataclass
@@ -87,7 +89,7 @@ class _Row:
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         cut, stopped = _cut_at_stop(text, self.req.params.stop)
-        if stopped or token in self.eos_ids:
+        if stopped or (token in self.eos_ids and not self.req.params.ignore_eos):
             self.finish(cut, "stop")
         elif len(self.ids) >= self.req.params.max_tokens:
             self.finish(cut, "length")
@@ -139,6 +141,20 @@ class Engine:
         """A raw prompt with the tokenizer's special tokens: how raw-text models were trained (TRL)."""
         return prompting.encode(self.tokenizer, prompt, self.loaded.prompt_format)
 
+    def surely_longer_than(self, texts: Sequence[str], limit: int) -> int | None:
+        """A lower bound on the tokens of `texts` when it already exceeds `limit`, else None.
+
+        Tokenises only a prefix of each long text (16 characters per allowed token), so a prompt of megabytes
+        is refused in milliseconds rather than tokenised in full. A text's tokens are at least its prefix's
+        tokens less one (the token the cut may split), so a bound over the limit is never a false refusal.
+        """
+        total = 0
+        for text in texts:
+            prefix = text[: 16 * (limit + 2)]
+            count = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+            total += count - 1 if len(prefix) < len(text) else count
+        return total if total > limit else None
+
     def check_length(self, prompt_ids: list[int], params: SamplingParams) -> None:
         if self.max_model_len and len(prompt_ids) + params.max_tokens > self.max_model_len:
             raise PromptTooLong(
@@ -168,6 +184,10 @@ class Engine:
             "pad_token_id": pad,
             "stopping_criteria": StoppingCriteriaList([_FollowRows(rows)]),
         }
+        if first.ignore_eos:
+            config = copy.deepcopy(self.model.generation_config)
+            config.eos_token_id = None
+            kwargs["generation_config"] = config
         if first.temperature > 0:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
