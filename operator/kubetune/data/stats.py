@@ -8,7 +8,7 @@ from itertools import compress, repeat
 from operator import add, eq, floordiv, gt, sub
 from typing import Any
 
-from kubetune.data.digests import DigestSet, bytes_digest, bytes_digests, text_digest
+from kubetune.data.digests import DigestSet, RepeatLog, text_digest
 from kubetune.data.fastpath import PlainChats
 from kubetune.data.formats import (
     CHAT,
@@ -24,7 +24,6 @@ from kubetune.data.messages import messages_text
 CHARS_PER_TOKEN = 4  # the token estimate without a tokenizer: ~4 characters a token (English text, BPE vocabularies)
 MAX_DISTINCT_SYSTEM_PROMPTS = 10_000
 MAX_REFERENCE_FIELD_NAMES = 50
-RESERVED_LINES = 1_000_000  # Collector.expect: 2^21 slots, 25 MB at most
 KNOWN_SYSTEM_PROMPTS = 64  # system prompts remembered as text (the usual file has a handful), to skip their digest
 LINES_SHOWN = 5
 
@@ -75,6 +74,13 @@ class Tally:
         if len(self.lines) < LINES_SHOWN:
             self.lines.append(where)
 
+    @classmethod
+    def of(cls, count: int, lines: list[Any]) -> Tally:
+        """A tally already counted: `count` in all, `lines` the first of them."""
+        tally = cls()
+        tally.count, tally.lines = count, lines[:LINES_SHOWN]
+        return tally
+
 
 class Collector:
     """Accumulates the statistics of the valid examples of one file."""
@@ -87,8 +93,7 @@ class Collector:
         self.chars = Summary()
         self.tokens = Summary()
         self.long = Tally()
-        self.duplicates = Tally()  # lines: (line, first line)
-        self._seen = DigestSet()
+        self._seen = RepeatLog()  # every example's line, for `duplicates`
         self.conversational = 0
         # messages-based formats
         self.messages = Summary()
@@ -125,9 +130,7 @@ class Collector:
                 self.prompt_fills += count >= self.max_seq_length
         if len(text) > self.long_example_chars:
             self.long.add(line)
-        first = self._seen.add(bytes_digest(raw), line)
-        if first is not None:
-            self.duplicates.add((line, first))
+        self._seen.add(line, raw)
         if is_conversational(record):
             self.conversational += 1
         if "tools" in record:
@@ -142,10 +145,10 @@ class Collector:
                 if name in self.reference_fields or len(self.reference_fields) < MAX_REFERENCE_FIELD_NAMES:
                     self.reference_fields[name] = self.reference_fields.get(name, 0) + 1
 
-    def expect(self, lines: int) -> None:
-        """Make room for the duplicate digests of about `lines` lines now rather than growing step by step (at most
-        RESERVED_LINES: an estimate from the first lines can be far off, and the table grows as needed anyway)."""
-        self._seen.reserve(min(lines, RESERVED_LINES))
+    @property
+    def duplicates(self) -> Tally:
+        """The examples whose line (as read) repeats an earlier example's: lines are (line, first line)."""
+        return Tally.of(*self._seen.repeats(LINES_SHOWN))
 
     def add_plain_chats(self, first_line: int, raws: list[bytes], chats: PlainChats) -> None:
         """Count consecutive plain chat lines (kubetune.data.fastpath), the first on `first_line`, `raws` their
@@ -176,8 +179,7 @@ class Collector:
             for i, count in enumerate(chars):
                 if count > self.long_example_chars:
                     self.long.add(first_line + i)
-        for line, first in self._seen.add_run(bytes_digests(raws), first_line):
-            self.duplicates.add((line, first))
+        self._seen.add_run(first_line, raws)
         assistants = chats.per_line_sums(list(map(eq, chats.roles, repeat("assistant"))))
         self.assistant_turns += sum(assistants)
         self.multi_turn += sum(map(gt, assistants, repeat(1)))
@@ -270,10 +272,11 @@ class Collector:
     def warnings(self) -> list[str]:
         """Findings about the file as a whole that do not stop training."""
         out = []
-        if self.duplicates.count:
-            shown = ", ".join(f"line {a} repeats line {b}" for a, b in self.duplicates.lines)
-            more = ", ..." if self.duplicates.count > len(self.duplicates.lines) else ""
-            out.append(f"{self.duplicates.count} duplicate example(s) ({shown}{more})")
+        duplicates = self.duplicates
+        if duplicates.count:
+            shown = ", ".join(f"line {a} repeats line {b}" for a, b in duplicates.lines)
+            more = ", ..." if duplicates.count > len(duplicates.lines) else ""
+            out.append(f"{duplicates.count} duplicate example(s) ({shown}{more})")
         if self.long.count:
             out.append(
                 f"{self.long.count} example(s) longer than {self.long_example_chars:,} characters "

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -101,3 +104,69 @@ def test_a_large_plain_file_is_counted_as_the_detailed_checks_count_it(tmp_path:
     fast = _report(path, True, monkeypatch, max_seq_length=40)
     assert fast == _report(path, False, monkeypatch, max_seq_length=40)
     assert fast["stats"]["duplicates"] == 50 and fast["stats"]["distinct_system_prompts"] == 3
+
+
+def _detailed(i: int) -> str:
+    """A valid chat line the fast path leaves to the detailed checks (a per-message `weight`)."""
+    return json.dumps(
+        {"messages": [{"role": "user", "content": f"d{i}"}, {"role": "assistant", "content": "a", "weight": 1}]}
+    )
+
+
+def test_duplicates_across_chunks_and_both_paths_are_counted_and_shown_in_line_order(
+    tmp_path: Path, monkeypatch
+) -> None:
+    plain = [_chat(("user", f"question {i}"), ("assistant", f"answer {i}")) for i in range(400)]
+    detailed = [_detailed(i) for i in range(40)]
+    lines = plain[:300]  # runs taken whole by the fast path
+    for i in range(40):  # a region read line by line: detailed lines between plain ones, repeats of both kinds
+        lines += [detailed[i], plain[300 + i], plain[(i * 37) % 300], ""]
+    lines += detailed[::-1] + plain[300:] + plain[:300:7]  # repeats in whole runs, of lines from both paths
+    path = _file(tmp_path, lines)
+    first: dict[str, int] = {}
+    expected = []  # (line, first line) of every repeat, in line order, from the file itself
+    for number, line in enumerate(lines, 1):
+        if line:
+            if line in first:
+                expected.append((number, first[line]))
+            else:
+                first[line] = number
+    assert len(expected) > 100
+
+    fast = _report(path, True, monkeypatch)
+    assert fast == _report(path, False, monkeypatch)
+    assert not fast["errors"] and fast["stats"]["duplicates"] == len(expected)
+    shown = ", ".join(f"line {a} repeats line {b}" for a, b in expected[:5])
+    assert f"{len(expected)} duplicate example(s) ({shown}, ...)" in fast["warnings"]
+
+
+def test_plain_chat_lines_take_no_interpreted_work_per_line(tmp_path: Path) -> None:
+    """What makes `kubetune validate` as fast as a bare json.loads loop (benchmarks/validate_speed.py): on a
+    file of plain chat lines the interpreter works per read chunk, and every per-line step (decoding, counts,
+    duplicate digests) is a C loop. Counted in trace events, a stand-in for timing that a loaded machine cannot
+    upset: 5,000 more lines (about 10 chunks) may cost a few hundred events, not several per line."""
+    small, large = (
+        _file(tmp_path, [_chat(("user", f"q{i}"), ("assistant", f"a{i}")) for i in range(rows)], name)
+        for rows, name in ((5_000, "small.jsonl"), (10_000, "large.jsonl"))
+    )
+    validate_file(small)  # imports and first-use work out of the count
+
+    def events(path: Path) -> int:
+        count = 0
+
+        def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+            nonlocal count
+            count += 1
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            report = validate_file(path)
+        finally:
+            sys.settrace(previous)
+        assert report.ok and report.stats["duplicates"] == 0
+        return count
+
+    per_line = (events(large) - events(small)) / 5_000
+    assert per_line < 1, per_line
