@@ -120,18 +120,22 @@ class Reason:
     UP_TO_DATE: Final = "UpToDate"
     WAITING_FOR_EVALUATION: Final = "WaitingForEvaluation"
     SAFETY_GATE_FAILED: Final = "SafetyGateFailed"  # a better checkpoint was held back by the safety gate
+    CANARY: Final = "Canary"  # a new checkpoint serves a share of requests beside the stable one
+    CANARY_STARTED: Final = "CanaryStarted"
+    CANARY_ROLLED_BACK: Final = "CanaryRolledBack"
+    ADAPTER_INCOMPATIBLE: Final = "AdapterIncompatible"  # spec.adapters[] names a job that cannot be served on the base
     EVALUATED: Final = "Evaluated"
     EVALUATION_FAILED: Final = "EvaluationFailed"
     # FineTuneJob spec edits: applied by re-creating the Job before training starts, refused after.
     RECREATED: Final = "Recreated"
     SPEC_CHANGE_REFUSED: Final = "SpecChangeRefused"
+    # Data retention (a FineTuneJob's PVC on its deletion).
+    PVC_RETAINED: Final = "PersistentVolumeClaimRetained"
+    PVC_DELETED: Final = "PersistentVolumeClaimDeleted"
 
 
 # Environment variables the trainer pod reads.
 ENV_RUN_CONFIG: Final = "KUBETUNE_RUN_CONFIG"
-    # Data retention (a FineTuneJob's PVC on its deletion).
-    PVC_RETAINED: Final = "PersistentVolumeClaimRetained"
-    PVC_DELETED: Final = "PersistentVolumeClaimDeleted"
 ENV_HF_TOKEN: Final = "HF_TOKEN"
 ENV_HF_EXPORT_TOKEN: Final = "HF_EXPORT_TOKEN"  # spec.export.tokenSecretRef: a Hub token with write access
 ENV_POD_NAMESPACE: Final = "KUBETUNE_NAMESPACE"

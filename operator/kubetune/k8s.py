@@ -94,6 +94,17 @@ ENDPOINTS: dict[str, Kind] = {
 }
 
 
+async def _body(resp: aiohttp.ClientResponse) -> Any:
+    """The response's JSON; a body that is not JSON (the API server's plain `404 page not found` for a group
+    version it does not serve) becomes {"message": its text}."""
+    if resp.content_length == 0:
+        return {}
+    try:
+        return await resp.json(content_type=None)
+    except ValueError:
+        return {"message": (await resp.text()).strip()[:500]}
+
+
 class ApiError(Exception):
     """A failed API call, with the server's status code, reason and message."""
 
@@ -265,7 +276,7 @@ class Client:
             async with self._session().request(
                 method, self.server + path, json=json, params=params, headers=headers
             ) as resp:
-                body: Any = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                body: Any = await _body(resp)
                 if resp.status < 400:
                     return body if isinstance(body, dict) else {}
                 if resp.status == 401 and not reauthenticated and self._token.path is not None:

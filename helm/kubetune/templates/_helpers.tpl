@@ -196,6 +196,10 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
   resources: ["podmonitors"]
   verbs: ["get", "create", "patch", "delete"]
 {{- end }}
+# ModelDeployments' traffic split as a Gateway API HTTPRoute (spec.gateway, where the cluster serves HTTPRoute).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "create", "patch", "delete"]
 # Events about the three kinds (Kopf posts core/v1 Events; newer clients use events.k8s.io).
 - apiGroups: [""]
   resources: ["events"]

@@ -46,6 +46,21 @@ class DeployModelRef(KubeModel):
     }
 
 
+class CanarySpec(KubeModel):
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="Percent of requests the canary checkpoint serves (0: no canary runs; 100: it becomes stable). "
+        "Split by the HTTPRoute's backend weights with spec.gateway, else by replica proportion.",
+    )
+
+
+class GatewayRef(KubeModel):
+    name: ObjectName = Field(description="A Gateway API Gateway: the HTTPRoute's parent.")
+    namespace: bounds.OptionalObjectName = Field(default="", description="Its namespace; default: this one.")
+    section_name: bounds.OptionalObjectName = Field(default="", description="One listener of the Gateway.")
+
+
 class PromotionSpec(KubeModel):
     evaluation: LocalObjectReference | None = Field(
         default=None, description="Only checkpoints that passed this Evaluation; the best of them."
@@ -58,6 +73,11 @@ class PromotionSpec(KubeModel):
         max_length=bounds.CHECKPOINT_NAME_MAX,
         description="Serve this checkpoint; setting it is also how to roll back.",
     )
+    canary: CanarySpec | None = Field(
+        default=None,
+        description="Roll forward through a canary: a new checkpoint serves this share of requests beside the "
+        "stable one until the weight is 100 (it becomes stable) or 0 (it is removed), or it fails the evaluation.",
+    )
 
     model_config = {
         "json_schema_extra": cel_rules(
@@ -65,6 +85,42 @@ class PromotionSpec(KubeModel):
                 "self.policy != 'manual' || self.pin != '' || has(self.evaluation)",
                 "policy manual needs a pin or an evaluation to take the first checkpoint from",
             )
+        )
+    }
+
+
+# LoRA adapters on one base (vLLM's --max-loras and --max-cpu-loras are this count).
+ADAPTERS_MAX = 32
+ADAPTER_NAME_MAX = 63
+
+
+class AdapterSpec(KubeModel):
+    name: str = Field(
+        min_length=1,
+        max_length=ADAPTER_NAME_MAX,
+        pattern=bounds.DNS_LABEL_PATTERN,
+        description="Model name of the adapter in the API (requests choose it with `model: <name>`).",
+    )
+    fine_tune_job: DeployJobRef | None = Field(
+        default=None, description="A LoRA FineTuneJob trained on spec.model; serve one of its checkpoints."
+    )
+    uri: Uri | None = Field(default=None, description="A LoRA adapter at this URI.")
+    promotion: PromotionSpec = Field(
+        default_factory=PromotionSpec,
+        description="Which checkpoint of this adapter, and when to move (evaluation, policy, pin); per adapter.",
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "has(self.fineTuneJob) != has(self.uri)",
+                "set exactly one of adapters[].fineTuneJob or adapters[].uri",
+            ),
+            rule(
+                "!has(self.promotion) || !has(self.promotion.canary)",
+                "an adapter has no canary (its promotion changes one adapter without restarting the pods)",
+                field_path=".promotion.canary",
+            ),
         )
     }
 
@@ -179,6 +235,31 @@ class ModelDeploymentSpec(KubeModel):
         max_length=bounds.ENV_ITEMS_MAX,
         description=f"Extra environment of the server (at most {bounds.ENV_ITEMS_MAX} variables).",
     )
+    adapters: list[AdapterSpec] = Field(
+        default_factory=list,
+        max_length=ADAPTERS_MAX,
+        description="LoRA adapters served on spec.model (the base), each a model name of its own, promoted on "
+        f"its own; changing one does not restart the pods (at most {ADAPTERS_MAX}).",
+    )
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description="Route through this Gateway API Gateway (an HTTPRoute; a canary's weight is a backend weight).",
+    )
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            rule(
+                "self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+                "spec.adapters[].name must be unique",
+                field_path=".adapters",
+            ),
+            rule(
+                "!has(self.servedModelName) || self.adapters.all(a, a.name != self.servedModelName)",
+                "an adapter may not be named like the base model (spec.servedModelName)",
+                field_path=".adapters",
+            ),
+        )
+    }
 
 
 class Revision(StatusModel):
@@ -187,6 +268,22 @@ class Revision(StatusModel):
     uri: str | None = Field(default=None, description="Where it is.")
     promoted_at: str | None = Field(default=None, description="When it was promoted.")
     reason: str = Field(default="", description="Why: the passing score, a pin, a rollback.")
+
+
+class AdapterStatus(StatusModel):
+    name: str = Field(description="The adapter (spec.adapters[].name).")
+    served_checkpoint: str | None = Field(default=None, description="Checkpoint the adapter set names for it.")
+    served_uri: str | None = Field(default=None, description="Where it is.")
+    message: str = Field(default="", description="What is served, or why nothing is.")
+    revisions: list[Revision] = Field(default_factory=list, description="Promotion history, newest last.")
+
+
+class TrafficTarget(StatusModel):
+    track: Literal["stable", "canary"] = Field(description="stable or canary.")
+    checkpoint: str = Field(description="Checkpoint this track serves.")
+    uri: str | None = Field(default=None, description="Where it is.")
+    weight: int = Field(description="Percent of requests it gets.")
+    revision: int | None = Field(default=None, description="Its revision (stable); a canary has none yet.")
 
 
 class ModelDeploymentStatus(CommonStatus):
@@ -198,6 +295,10 @@ class ModelDeploymentStatus(CommonStatus):
     endpoint: str | None = Field(default=None, description="OpenAI-compatible base URL.")
     ready_replicas: int = Field(default=0, description="Replicas passing readiness.")
     revisions: list[Revision] = Field(default_factory=list, description="Promotion history, newest last.")
+    traffic: list[TrafficTarget] = Field(
+        default_factory=list, description="Stable and canary checkpoints with their weights (with a canary)."
+    )
+    adapters: list[AdapterStatus] = Field(default_factory=list, description="Each adapter's checkpoint and history.")
 
 
 class ModelDeployment(KubeModel):

@@ -16,6 +16,9 @@ Two runtimes:
 
 The checkpoint is in a pod-template annotation, so a promotion rolls the pods; `maxUnavailable: 0`
 keeps the old checkpoint serving until the new one is ready (that needs room for one extra replica).
+LoRA adapters listed in `spec.adapters` are not in the template (kubetune.builders.adapters): their promotions
+change a ConfigMap only. A canary (kubetune.builders.canary) is a second Deployment of the same builder,
+`track="canary"`, with its own labels, run config and Service.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from kubetune.api.common import UriError
 from kubetune.api.finetunejob import FineTuneJob, PromptFormatStatus
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import ServeRunConfig, StorageMap
-from kubetune.builders import access, names, pods
+from kubetune.builders import access, adapters, names, pods
+from kubetune.builders.canary import ROLE_CANARY
 from kubetune.builders.meta import child_metadata
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.promotion import Decision
@@ -41,6 +45,7 @@ from kubetune.data.promptformat import RAW_TEXT, vllm_chat_template
 from kubetune.errors import SpecError
 
 Runtime = Literal["vllm", "transformers"]
+Track = Literal["stable", "canary"]
 
 SERVER_CONTAINER = "server"
 MERGE_CONTAINER = "merge"
@@ -83,9 +88,17 @@ def serving_name(deployment: ModelDeployment) -> str:
     return names.dns_label_name(name, c.ROLE_SERVE)  # a Service name: no dots, starts with a letter
 
 
-def config_map_name(deployment: ModelDeployment) -> str:
+def workload_name(deployment: ModelDeployment, track: Track = "stable") -> str:
+    """The Deployment (and Service) of a track: the stable one is serving_name, the canary `<name>-serve-canary`."""
+    if track == "canary":
+        return names.dns_label_name(deployment.metadata.name, ROLE_CANARY)
+    return serving_name(deployment)
+
+
+def config_map_name(deployment: ModelDeployment, track: Track = "stable") -> str:
     """`<name>-serve-config`: distinct from the `<name>-config` of a FineTuneJob of the same name."""
-    return names.child_name(deployment.metadata.name, f"{c.ROLE_SERVE}-{c.ROLE_CONFIG}")
+    role = ROLE_CANARY if track == "canary" else c.ROLE_SERVE
+    return names.child_name(deployment.metadata.name, f"{role}-{c.ROLE_CONFIG}")
 
 
 def endpoint(deployment: ModelDeployment) -> str:
@@ -113,6 +126,12 @@ def plan(
     runtime = runtime_of(deployment)
     from_job = deployment.spec.model.fine_tune_job is not None
     is_adapter = from_job and job is not None and job.spec.adapter.type != "none"
+    if is_adapter and deployment.spec.adapters and job is not None:
+        raise SpecError(
+            f"spec.model: FineTuneJob {job.metadata.name!r} trains a LoRA adapter, but with spec.adapters spec.model "
+            "is the base model they share: set spec.model.uri to the base (or a full fine-tune), and list "
+            f"{job.metadata.name!r} under spec.adapters"
+        )
     base = base_model_of(job) if is_adapter and job is not None else None
     merged = None
     if runtime == "vllm" and is_adapter and settings.merge_adapters:
@@ -130,8 +149,9 @@ def _prompt_format(job: FineTuneJob | None, decision: Decision) -> PromptFormatS
 
 
 def run_config(deployment: ModelDeployment, serving: ServingPlan) -> ServeRunConfig:
-    """The trainer image's config: what `serve` serves, or what `merge` merges."""
-    return serve_run_config(
+    """The trainer image's config: what `serve` serves, or what `merge` merges. Without the ModelDeployment's
+    generation: the pods depend on what is served, not on every spec edit (an adapter's pin, a canary weight)."""
+    cfg = serve_run_config(
         deployment,
         model_uri=serving.model_uri,
         base_model_uri=serving.base_model_uri,
@@ -139,23 +159,28 @@ def run_config(deployment: ModelDeployment, serving: ServingPlan) -> ServeRunCon
         output_dir="/tmp/kubetune-serve",
         port=c.SERVE_PORT,
     )
+    return cfg.model_copy(update={"job": cfg.job.model_copy(update={"generation": None})})
 
 
-def pod_labels(deployment: ModelDeployment) -> dict[str, str]:
-    return names.labels(c.LABEL_DEPLOYMENT, deployment.metadata.name, c.ROLE_SERVE)
+def _role(track: Track) -> str:
+    return ROLE_CANARY if track == "canary" else c.ROLE_SERVE
 
 
-def selector(deployment: ModelDeployment) -> dict[str, str]:
-    """The Deployment's selector (immutable): a stable subset of the pod labels."""
-    labels = pod_labels(deployment)
-    return {c.LABEL_DEPLOYMENT: labels[c.LABEL_DEPLOYMENT], c.LABEL_ROLE: c.ROLE_SERVE}
+def pod_labels(deployment: ModelDeployment, track: Track = "stable") -> dict[str, str]:
+    return names.labels(c.LABEL_DEPLOYMENT, deployment.metadata.name, _role(track))
 
 
-def build_config_map(deployment: ModelDeployment, serving: ServingPlan) -> dict[str, Any]:
+def selector(deployment: ModelDeployment, track: Track = "stable") -> dict[str, str]:
+    """The Deployment's selector (immutable): a stable subset of the pod labels; the tracks never overlap."""
+    labels = pod_labels(deployment, track)
+    return {c.LABEL_DEPLOYMENT: labels[c.LABEL_DEPLOYMENT], c.LABEL_ROLE: _role(track)}
+
+
+def build_config_map(deployment: ModelDeployment, serving: ServingPlan, track: Track = "stable") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": child_metadata(deployment, c.ROLE_CONFIG, name=config_map_name(deployment)),
+        "metadata": child_metadata(deployment, c.ROLE_CONFIG, name=config_map_name(deployment, track)),
         "data": {c.RUN_CONFIG_FILE: run_config(deployment, serving).dump()},
     }
 
@@ -182,10 +207,14 @@ def _vllm_model_args(uri: str, storage: StorageMap) -> list[str]:
     return ["--model", _local(uri, storage)]
 
 
-def _vllm_args(deployment: ModelDeployment, serving: ServingPlan) -> list[str]:
+def _vllm_args(
+    deployment: ModelDeployment, serving: ServingPlan, pool: adapters.AdapterPool | None = None
+) -> list[str]:
     storage = pod_storage_map()
     spec, name = deployment.spec, served_model_name(deployment)
-    if serving.base_model_uri and not serving.merged_uri:
+    if pool is not None:  # the base, and adapters loaded at runtime by the sync sidecar
+        args = [*_vllm_model_args(serving.served_uri, storage), "--served-model-name", name, *adapters.vllm_args(pool)]
+    elif serving.base_model_uri and not serving.merged_uri:
         rank = next((r for r in VLLM_LORA_RANKS if r >= (serving.lora_rank or 16)), VLLM_LORA_RANKS[-1])
         args = [
             *_vllm_model_args(serving.base_model_uri, storage),
@@ -224,10 +253,14 @@ def _probes(path: str, settings: ServingSettings) -> dict[str, Any]:
     }
 
 
-def _env(deployment: ModelDeployment, job: FineTuneJob | None, runtime: Runtime) -> list[dict[str, Any]]:
+def _env(
+    deployment: ModelDeployment, job: FineTuneJob | None, runtime: Runtime, with_adapters: bool = False
+) -> list[dict[str, Any]]:
     env = pods.process_env()
     if runtime == "vllm":
         env += [{"name": "VLLM_NO_USAGE_STATS", "value": "1"}, {"name": "DO_NOT_TRACK", "value": "1"}]
+        if with_adapters:
+            env.append(adapters.VLLM_RUNTIME_UPDATES_ENV)
     else:
         env += [{"name": c.ENV_RUN_CONFIG, "value": RUN_CONFIG_PATH}, *pods.downward_env()]
     if job is not None and job.spec.base_model.token_secret_ref:
@@ -245,27 +278,37 @@ def build_deployment(
     job: FineTuneJob | None,
     pod_settings: PodSettings | None = None,
     settings: ServingSettings | None = None,
+    *,
+    track: Track = "stable",
+    replicas: int | None = None,
+    pool: adapters.AdapterPool | None = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment serving `serving.checkpoint`; owned by the ModelDeployment."""
+    """The apps/v1 Deployment serving `serving.checkpoint`; owned by the ModelDeployment.
+
+    `track`: the stable Deployment or the canary; `replicas`: instead of spec.replicas (a canary's share);
+    `pool`: spec.adapters' pool (the template depends on it, never on the adapters' checkpoints)."""
     pod_settings, settings = pod_settings or PodSettings(), settings or ServingSettings()
     spec, res = deployment.spec, deployment.spec.resources
     trainer_image = (job.spec.image if job is not None else "") or pod_settings.trainer_image
     claims = pods.pvc_claims([serving.model_uri, serving.merged_uri, serving.base_model_uri])
+    for claim in pool.claims if pool is not None else ():
+        if claim not in claims:
+            claims.append(claim)
     merge_claims = pods.pvc_claims([serving.merged_uri]) if serving.merged_uri else []
     # Pod volumes writable only where the merge is written; every server mount is read-only.
     volumes, merge_mounts = pods.claim_volumes(claims, writable=merge_claims)
     _, ro_mounts = pods.claim_volumes(claims)
     scratch_vols, scratch_mounts = pods.scratch_volumes()
-    config_volume = {"name": "run-config", "configMap": {"name": config_map_name(deployment)}}
+    config_volume = {"name": "run-config", "configMap": {"name": config_map_name(deployment, track)}}
     config_mount = {"name": "run-config", "mountPath": c.RUN_CONFIG_MOUNT, "readOnly": True}
-    env = _env(deployment, job, serving.runtime)
+    env = _env(deployment, job, serving.runtime, with_adapters=pool is not None)
 
     if serving.runtime == "vllm":
         server: dict[str, Any] = {
             "name": SERVER_CONTAINER,
             "image": spec.image or settings.vllm_image,
             "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
-            "args": _vllm_args(deployment, serving),
+            "args": _vllm_args(deployment, serving, pool),
             **_probes("/health", settings),
         }
         mounts = [*ro_mounts, *scratch_mounts]
@@ -274,7 +317,13 @@ def build_deployment(
         server = {
             "name": SERVER_CONTAINER,
             "image": spec.image or trainer_image,
-            "command": ["kubetune-trainer", "serve", "--config", RUN_CONFIG_PATH],
+            "command": [
+                "kubetune-trainer",
+                "serve",
+                "--config",
+                RUN_CONFIG_PATH,
+                *(["--enable-lora"] if pool is not None else []),
+            ],
             **_probes("/healthz", settings),
         }
         mounts = [config_mount, *ro_mounts, *scratch_mounts]
@@ -295,6 +344,13 @@ def build_deployment(
     }
     if serving.runtime == "transformers" or serving.merged_uri:
         pod_spec["volumes"].append(config_volume)
+    if pool is not None:
+        # The sidecar calls the server with its API key, whichever variable the runtime reads it from.
+        sync_env = [e for e in env if e["name"] in ("HOME", "PYTHONUNBUFFERED")] + [
+            {**e, "name": "KUBETUNE_API_KEY"} for e in env if e["name"] in ("KUBETUNE_API_KEY", "VLLM_API_KEY")
+        ]
+        pod_spec["containers"].append(adapters.sync_container(trainer_image, pod_settings.image_pull_policy, sync_env))
+        pod_spec["volumes"].append(adapters.volume(deployment))
     if serving.merged_uri:
         storage = pod_storage_map()
         merge_env = [e for e in env if e["name"] in ("HF_HOME", "HOME", c.ENV_HF_TOKEN, "PYTHONUNBUFFERED")]
@@ -327,28 +383,36 @@ def build_deployment(
         c.ANNOTATION_SPEC_HASH: _config_hash(pod_spec, run_config(deployment, serving).to_k8s()),
     }
     dep_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector(deployment)},
+        "selector": {"matchLabels": selector(deployment, track)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "revisionHistoryLimit": 5,
-        "template": {"metadata": {"labels": pod_labels(deployment), "annotations": annotations}, "spec": pod_spec},
+        "template": {
+            "metadata": {"labels": pod_labels(deployment, track), "annotations": annotations},
+            "spec": pod_spec,
+        },
     }
-    if spec.autoscaling is None:
+    if replicas is not None:
+        dep_spec["replicas"] = replicas
+    elif spec.autoscaling is None:
         dep_spec["replicas"] = spec.replicas  # with an HPA the replica count is the HPA's, never set here
-    meta = child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment))
+    meta = child_metadata(deployment, _role(track), name=workload_name(deployment, track))
     meta["annotations"] = {c.ANNOTATION_CHECKPOINT: serving.checkpoint}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
 
 
-def build_service(deployment: ModelDeployment) -> dict[str, Any]:
-    """ClusterIP Service on port 8000 (`http`): the OpenAI-compatible endpoint."""
+def build_service(deployment: ModelDeployment, track: Track = "stable", *, both_tracks: bool = False) -> dict[str, Any]:
+    """ClusterIP Service on port 8000 (`http`): the OpenAI-compatible endpoint of a track. `both_tracks`: the
+    one Service selects stable and canary pods (a canary split by replica proportion)."""
+    chosen = (
+        {c.LABEL_DEPLOYMENT: selector(deployment)[c.LABEL_DEPLOYMENT]} if both_tracks else selector(deployment, track)
+    )
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment)),
+        "metadata": child_metadata(deployment, _role(track), name=workload_name(deployment, track)),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(deployment),
+            "selector": chosen,
             "ports": [{"name": "http", "port": c.SERVE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-

@@ -40,6 +40,7 @@ class OperatorState:
     admitted: dict[tuple[str, str, str], str] = field(default_factory=dict)
     jobset: bool = False  # multi-node jobs train on a JobSet: allowed, and the cluster serves JobSets (at start)
     serving_engines: ClusterEngines | None = None  # KEDA and PodMonitor served (asked once, at the first serving)
+    httproute: bool | None = None  # the cluster serves Gateway API HTTPRoutes (asked once, when a spec names a gateway)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         """One lock per object, so status writes from different watch events never interleave."""

@@ -1,5 +1,9 @@
 """ModelDeployment handlers: decide which checkpoint to serve, apply Deployment + Service (+ HPA), report.
 
+With `spec.promotion.canary` a roll-forward goes to a canary Deployment first (kubetune.builders.canary), split
+by an HTTPRoute (spec.gateway, where the cluster serves HTTPRoute) or by replicas; with `spec.adapters` each
+adapter is promoted on its own into the adapter-set ConfigMap (kubetune.builders.adapters).
+
 A reconcile reads the ModelDeployment, its FineTuneJob and Evaluation fresh under the object's lock,
 asks `builders.promotion.decide`, applies the manifests (create, or merge-patch when they differ),
 appends a revision when the served checkpoint changes, and tells each change as an Event
@@ -18,8 +22,8 @@ from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
-from kubetune.api.modeldeployment import ModelDeployment
-from kubetune.builders import promotion, serving
+from kubetune.api.modeldeployment import DeployModelRef, ModelDeployment, PromotionSpec
+from kubetune.builders import adapters, canary, promotion, serving
 from kubetune.controllers import common, config, serving_extras
 from kubetune.errors import OwnershipConflict, SpecError
 from kubetune.status import modeldeployment as md_status
@@ -27,7 +31,7 @@ from kubetune.status import modeldeployment as md_status
 MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
-SERVE_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ROLE: c.ROLE_SERVE}
+SERVE_FILTER = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_DEPLOYMENT: kopf.PRESENT}  # stable and canary
 RESYNC_SECONDS = config.timer_interval()  # the safety net behind the watch events (KUBETUNE_RESYNC_SECONDS)
 
 
@@ -36,12 +40,26 @@ def _key(namespace: str, name: str) -> tuple[str, str, str]:
 
 
 async def _sources(md: ModelDeployment) -> tuple[Evaluation | None, FineTuneJob | None]:
-    namespace = md.metadata.namespace
+    return await _sources_of(md.metadata.namespace, md.spec.model, md.spec.promotion)
+
+
+async def _adapter_sources(md: ModelDeployment) -> list[adapters.AdapterSource]:
+    out = []
+    for index, adapter in enumerate(md.spec.adapters):
+        model = DeployModelRef(fine_tune_job=adapter.fine_tune_job, uri=adapter.uri)
+        evaluation, job = await _sources_of(md.metadata.namespace, model, adapter.promotion)
+        out.append(adapters.AdapterSource(index, adapter, job, evaluation))
+    return out
+
+
+async def _sources_of(
+    namespace: str, model: DeployModelRef, promotion_spec: PromotionSpec
+) -> tuple[Evaluation | None, FineTuneJob | None]:
     evaluation, job = None, None
-    if md.spec.promotion.evaluation is not None:
-        body = await k8s.get_or_none(c.EVALUATION, namespace, md.spec.promotion.evaluation.name)
+    if promotion_spec.evaluation is not None:
+        body = await k8s.get_or_none(c.EVALUATION, namespace, promotion_spec.evaluation.name)
         evaluation = Evaluation.model_validate(body) if body else None
-    job_name = md.spec.model.fine_tune_job.name if md.spec.model.fine_tune_job else None
+    job_name = model.fine_tune_job.name if model.fine_tune_job else None
     if job_name is None and evaluation is not None and evaluation.spec.model.fine_tune_job is not None:
         job_name = evaluation.spec.model.fine_tune_job.name
     if job_name:
@@ -71,17 +89,74 @@ async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
     return await k8s.apply(desired, force=True)
 
 
+async def _routed(state: common.OperatorState, md: ModelDeployment) -> bool:
+    """Whether traffic goes through an HTTPRoute: spec.gateway is set and the cluster serves HTTPRoute (asked once)."""
+    if md.spec.gateway is None:
+        return False
+    if state.httproute is None:
+        state.httproute = await k8s.served("HTTPRoute")
+    return state.httproute
+
+
 async def _apply_workload(
-    md: ModelDeployment, plan: serving.ServingPlan, job: FineTuneJob | None, cfg: config.OperatorConfig
-) -> dict[str, Any]:
-    """ConfigMap, Deployment, Service (the autoscaler and the rest: controllers.serving_extras); the Deployment.
+    state: common.OperatorState,
+    md: ModelDeployment,
+    plan: serving.ServingPlan,
+    job: FineTuneJob | None,
+    split: canary.Split,
+    pool: adapters.AdapterPool | None,
+    adapter_set: dict[str, str],
+) -> tuple[dict[str, Any], bool]:
+    """ConfigMaps, Deployments (stable, canary), Services, HTTPRoute, HPA (deleted when autoscaling is turned off);
+    the stable Deployment as it is now, and whether traffic is split by an HTTPRoute.
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
-    deployment = serving.build_deployment(md, plan, job, cfg.pods, cfg.serving)  # SpecError: what vLLM can't read
+    cfg, routed = state.config, await _routed(state, md)
+    stable_replicas = None
+    if split.canary is not None and not routed and md.spec.autoscaling is None:
+        stable_replicas, _ = canary.replica_split(md.spec.replicas, split.canary.weight)
+    deployment = serving.build_deployment(  # SpecError: what vLLM can't read
+        md, plan, job, cfg.pods, cfg.serving, replicas=stable_replicas, pool=pool
+    )
+    canary_objects = None
+    if split.canary is not None:
+        canary_plan = serving.plan(md, split.canary.decision(), job, cfg.serving)
+        _, canary_replicas = canary.replica_split(canary.total_replicas(md), split.canary.weight)
+        canary_objects = (
+            serving.build_config_map(md, canary_plan, "canary"),
+            serving.build_deployment(
+                md, canary_plan, job, cfg.pods, cfg.serving, track="canary", replicas=canary_replicas, pool=pool
+            ),
+        )
+    if pool is not None:
+        await _apply(adapters.build_config_map(md, adapter_set))
     await _apply(serving.build_config_map(md, plan))
     apps = await _apply(deployment)
-    await _apply(serving.build_service(md))
-    return apps
+    await _apply(serving.build_service(md, both_tracks=split.canary is not None and not routed))
+    if canary_objects is not None:
+        for obj in canary_objects:
+            await _apply(obj)
+        if routed:
+            await _apply(serving.build_service(md, "canary"))
+    if canary_objects is None or not routed:
+        await _delete_canary(md, keep_workload=canary_objects is not None)
+    if routed:
+        route = canary.build_httproute(
+            md, serving.serving_name(md), serving.serving_name(md), serving.workload_name(md, "canary"), split.canary
+        )
+        await _apply(route)
+    elif state.httproute:
+        await k8s.delete("HTTPRoute", md.metadata.namespace, serving.serving_name(md))
+    return apps, routed
+
+
+async def _delete_canary(md: ModelDeployment, *, keep_workload: bool) -> None:
+    """The canary's Service (split by replicas, or no canary), and without a canary its Deployment and config."""
+    namespace, name = md.metadata.namespace, serving.workload_name(md, "canary")
+    await k8s.delete("Service", namespace, name)
+    if not keep_workload:
+        await k8s.delete("Deployment", namespace, name)
+        await k8s.delete("ConfigMap", namespace, serving.config_map_name(md, "canary"))
 
 
 async def reconcile(state: common.OperatorState, namespace: str, name: str) -> None:
@@ -92,23 +167,32 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
             return
         md = common.parse(ModelDeployment, body, state)
         evaluation, job = await _sources(md)
-        decision = promotion.decide(md, evaluation, job)
+        split = canary.split(md, promotion.decide(md, evaluation, job), evaluation)
+        decision = split.stable
         now = now_iso()
-        apps = None
+        outcomes: list[adapters.AdapterOutcome] = []
+        apps, routed = None, False
         if decision.checkpoint is not None:
-            plan = serving.plan(md, decision, job, state.config.serving)
             try:
+                plan = serving.plan(md, decision, job, state.config.serving)
+                pool = None
+                if md.spec.adapters:
+                    sources = await _adapter_sources(md)
+                    outcomes = adapters.decide_adapters(md, sources, plan.served_uri, now)
+                    pool = adapters.adapter_pool(md, sources, outcomes)
                 extras = await serving_extras.desired(md, state)  # SpecError: autoscaling the cluster can't do
-                apps = await _apply_workload(md, plan, job, state.config)
+                apps, routed = await _apply_workload(state, md, plan, job, split, pool, adapters.adapter_set(outcomes))
                 await serving_extras.reconcile(md, extras, _apply)  # ScaledObject/HPA, NetworkPolicy, PodMonitor
             except (SpecError, OwnershipConflict) as err:
                 await _fail(body, md, str(err), now)
                 return
         revisions = promotion.next_revisions(md.status, decision, now)
         patch = md_status.compute_status(md, decision, apps, revisions, now)
+        patch = md_status.with_serving_extras(md, patch, split, outcomes, revisions, routed)
         if md_status.changed(md, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _post_events(body, md, decision, patch)
+        await _post_serving_events(body, md, split, outcomes)
 
 
 async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
@@ -137,6 +221,24 @@ async def _post_events(
         await common.event(body, kind, decision.reason, decision.message)
     if patch["phase"] == c.Phase.READY and (not old or old.phase != c.Phase.READY):
         await common.event(body, "Normal", c.Reason.READY, patch["message"])
+
+
+async def _post_serving_events(
+    body: dict[str, Any], md: ModelDeployment, split: canary.Split, outcomes: list[adapters.AdapterOutcome]
+) -> None:
+    """A canary started or rolled back; each adapter's promotion; an incompatible adapter once (a Warning)."""
+    if split.event is not None:
+        await common.event(body, *split.event)
+    before = {a.name: a for a in (md.status.adapters if md.status else [])}
+    for outcome in outcomes:
+        old = before.get(outcome.name)
+        if outcome.error is not None:
+            if old is None or old.message != outcome.error:
+                await common.event(body, "Warning", c.Reason.ADAPTER_INCOMPATIBLE, outcome.error)
+        elif outcome.decision.changes:
+            reason = promotion.EVENT_REASONS[outcome.decision.kind]
+            message = f"adapter {outcome.name} serves {outcome.decision.checkpoint}: {outcome.decision.message}"
+            await common.event(body, "Normal", reason, message)
 
 
 # --- Handlers ---
@@ -174,12 +276,13 @@ async def deployments_by_source(
     """ModelDeployment names by (namespace, kind, name) of the Evaluation that promotes to them and of the
     FineTuneJob they serve, so that events of those find them without a LIST."""
     out = {}
-    evaluation = ((spec.get("promotion") or {}).get("evaluation") or {}).get("name")
-    if evaluation:
-        out[(namespace, c.EVALUATION, evaluation)] = name
-    job = ((spec.get("model") or {}).get("fineTuneJob") or {}).get("name")
-    if job:
-        out[(namespace, c.FINETUNEJOB, job)] = name
+    for source in [spec, *(spec.get("adapters") or [])]:  # the model, and each adapter (its own job, evaluation)
+        evaluation = ((source.get("promotion") or {}).get("evaluation") or {}).get("name")
+        if evaluation:
+            out[(namespace, c.EVALUATION, evaluation)] = name
+        job = ((source.get("model") or source).get("fineTuneJob") or {}).get("name")
+        if job:
+            out[(namespace, c.FINETUNEJOB, job)] = name
     return out
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from kubetune import constants as c
 from kubetune.api.modeldeployment import ModelDeployment
+from kubetune.builders.adapters import AdapterOutcome
+from kubetune.builders.canary import Split, traffic
 from kubetune.builders.promotion import Decision
 from kubetune.builders.serving import endpoint
 from kubetune.status import conditions as kstatus
@@ -94,6 +96,27 @@ def status_patch(
         patch.update(servedCheckpoint=serving, servedUri=decision.uri, endpoint=workload.endpoint)
     elif workload.endpoint is None:
         patch["endpoint"] = None
+    return patch
+
+
+def with_serving_extras(
+    deployment: ModelDeployment,
+    patch: dict[str, Any],
+    split: Split,
+    outcomes: list[AdapterOutcome],
+    revisions: list[dict[str, Any]],
+    routed: bool,
+) -> dict[str, Any]:
+    """`patch` with `traffic` (stable and canary, their weights) and `adapters` (each one's checkpoint and history);
+    an adapter that cannot be served is named in the message, by its field path."""
+    revision = revisions[-1]["revision"] if revisions else None
+    patch["traffic"] = traffic(deployment, split.stable, split.canary, revision, routed)
+    had_adapters = bool(deployment.status and deployment.status.adapters)
+    if outcomes or (had_adapters and not deployment.spec.adapters):
+        patch["adapters"] = [o.status.to_k8s() for o in outcomes]
+    errors = [o.error for o in outcomes if o.error]
+    if errors:
+        patch["message"] = f"{patch['message']}; not served: {'; '.join(errors)}"
     return patch
 
 

@@ -211,6 +211,24 @@ CASES = [
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}, None),
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas"),
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 0, "wakeQuery": "sum(up)"}}, None),
+    # Adapters (multi-LoRA): unique names, none named like the base, no canary per adapter.
+    (c.MODELDEPLOYMENT, {"adapters": [{"name": "fr", "fineTuneJob": {"name": "j"}}, {"name": "de", "uri": HF}]}, None),
+    (
+        c.MODELDEPLOYMENT,
+        {"adapters": [{"name": "fr", "fineTuneJob": {"name": "j"}}, {"name": "fr", "fineTuneJob": {"name": "j"}}]},
+        "spec.adapters",
+    ),
+    (
+        c.MODELDEPLOYMENT,
+        {"servedModelName": "fr", "adapters": [{"name": "fr", "fineTuneJob": {"name": "j"}}]},
+        "spec.adapters",
+    ),
+    (c.MODELDEPLOYMENT, {"adapters": [{"name": "fr", "fineTuneJob": {"name": "j"}, "uri": HF}]}, "spec.adapters[0]"),
+    (
+        c.MODELDEPLOYMENT,
+        {"adapters": [{"name": "fr", "fineTuneJob": {"name": "j"}, "promotion": {"canary": {"weight": 5}}}]},
+        "spec.adapters[0].promotion.canary",
+    ),
     (c.MODELDEPLOYMENT, {"autoscaling": {"minReplicas": 0}}, "spec.autoscaling.minReplicas"),
     (
         c.MODELDEPLOYMENT,

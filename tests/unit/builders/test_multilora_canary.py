@@ -38,9 +38,9 @@ def job(name: str, steps=(200, 400), adapter="lora", r=16, base=BASE) -> FineTun
     )
 
 
-def md(status=None, **spec) -> ModelDeployment:
+def md(status=None, generation=1, **spec) -> ModelDeployment:
     body = {
-        "metadata": {"name": "travel", "namespace": "ns", "uid": "m-1", "generation": 1},
+        "metadata": {"name": "travel", "namespace": "ns", "uid": "m-1", "generation": generation},
         "spec": {"model": {"uri": BASE}, **spec},
     }
     if status is not None:
@@ -80,7 +80,8 @@ def test_promoting_one_adapter_changes_only_the_adapter_configmap_never_the_pod_
     }
     status = {"adapters": [o.status.to_k8s() for o in outcomes]}
     # Unpin one adapter: it rolls forward to its best; the other stays; the Deployment is byte-for-byte the same.
-    second = md(status=status, adapters=[adapter("travel-fr", "fr"), adapter("travel-de", "de")])
+    # (A spec edit moves metadata.generation: the template must not depend on it either.)
+    second = md(status=status, generation=2, adapters=[adapter("travel-fr", "fr"), adapter("travel-de", "de")])
     cm2, dep2, outcomes2 = workload(second, jobs)
     assert served_set(cm2)["travel-fr"] == "/mnt/pvc/fr-data/output/checkpoint-400"
     assert served_set(cm2)["travel-de"] == served_set(cm1)["travel-de"]
@@ -93,7 +94,11 @@ def test_promoting_one_adapter_changes_only_the_adapter_configmap_never_the_pod_
 
     # Rolling one adapter back by its pin: a rollback of that adapter alone.
     status2 = {"adapters": [o.status.to_k8s() for o in outcomes2]}
-    third = md(status=status2, adapters=[adapter("travel-fr", "fr", pin="checkpoint-200"), adapter("travel-de", "de")])
+    third = md(
+        status=status2,
+        generation=3,
+        adapters=[adapter("travel-fr", "fr", pin="checkpoint-200"), adapter("travel-de", "de")],
+    )
     _, dep3, outcomes3 = workload(third, jobs)
     fr3 = next(o for o in outcomes3 if o.name == "travel-fr")
     assert fr3.decision.kind == "rollback"

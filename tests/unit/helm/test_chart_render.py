@@ -283,6 +283,10 @@ OPERATOR_CALLS = [
     *[("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch", "delete")],
     # A ModelDeployment's NetworkPolicy, KEDA ScaledObject and PodMonitor (controllers.serving_extras).
     *[(group, plural, verb) for group, plural in SERVING_EXTRAS for verb in ("get", "create", "patch", "delete")],
+    # A canary: its Deployment and Service go when it ends; traffic split by an HTTPRoute (spec.gateway).
+    ("apps", "deployments", "delete"),
+    ("", "services", "delete"),
+    *[("gateway.networking.k8s.io", "httproutes", verb) for verb in ("get", "create", "patch", "delete")],
     ("", "events", "create"),
 ]
 
