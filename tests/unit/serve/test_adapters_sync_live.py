@@ -1,0 +1,75 @@
+"""The adapter sync loop (`kubetune-trainer serve-adapters-sync`) against the real built-in server on a port, with
+tiny PEFT adapters: the adapter set the operator writes decides what `/v1/models` lists and what a request with
+`model: <adapter>` answers, and promoting one adapter (a new path) swaps only that one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from conftest import running_server
+from kubetune_trainer.adapters_sync import Server, Syncer, desired
+from kubetune_trainer.serve.options import ServeOptions
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _adapter(base: Path, out: Path, seed: int) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
+    )
+    model.save_pretrained(str(out))
+    return out
+
+
+def _text(base_url: str, model: str) -> str:
+    body = {"model": model, "prompt": "the pool was", "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    r = httpx.post(f"{base_url}/v1/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["text"]
+
+
+def _write(path: Path, adapters: dict[str, Path]) -> None:
+    path.write_text(json.dumps({"adapters": [{"name": n, "path": str(p)} for n, p in adapters.items()]}))
+
+
+def test_the_built_in_server_follows_the_adapter_set(tiny_model, tmp_path):
+    fr200 = _adapter(tiny_model, tmp_path / "fr" / "checkpoint-200", 1)
+    fr400 = _adapter(tiny_model, tmp_path / "fr" / "checkpoint-400", 2)
+    de300 = _adapter(tiny_model, tmp_path / "de" / "checkpoint-300", 3)
+    file = tmp_path / "adapters.json"
+    with running_server(tiny_model, tmp_path, ServeOptions(enable_lora=True)) as s:
+        syncer = Syncer(Server(s.base_url))
+        _write(file, {"travel-fr": fr200, "travel-de": de300})
+        syncer.sync_once(desired(file))
+        models = httpx.get(f"{s.base_url}/v1/models").json()["data"]
+        assert sorted((m["id"], m["parent"]) for m in models) == [
+            ("tiny-chat", None),
+            ("travel-de", "tiny-chat"),
+            ("travel-fr", "tiny-chat"),
+        ]
+        before = {m: _text(s.base_url, m) for m in ("tiny-chat", "travel-fr", "travel-de")}
+        assert len(set(before.values())) == 3, before  # three models behind one base, chosen by name
+
+        # travel-fr promoted to checkpoint-400: it answers as that checkpoint; travel-de and the base are untouched.
+        _write(file, {"travel-fr": fr400, "travel-de": de300})
+        assert syncer.sync_once(desired(file)) == ["unloaded travel-fr", f"loaded travel-fr from {fr400}"]
+        assert _text(s.base_url, "travel-fr") != before["travel-fr"]
+        assert _text(s.base_url, "travel-de") == before["travel-de"]
+        assert _text(s.base_url, "tiny-chat") == before["tiny-chat"]
+
+        # travel-de removed from the set: unloaded, and a request for it is refused.
+        _write(file, {"travel-fr": fr400})
+        syncer.sync_once(desired(file))
+        assert [m["id"] for m in httpx.get(f"{s.base_url}/v1/models").json()["data"]] == ["tiny-chat", "travel-fr"]
+        body = {"model": "travel-de", "prompt": "x", "max_tokens": 1}
+        assert httpx.post(f"{s.base_url}/v1/completions", json=body, timeout=60).status_code == 404
