@@ -8,20 +8,24 @@ blake2b's 8 bytes. The digests never leave the process (the key differs between 
 their values.
 
 A file's duplicates (RepeatLog) are only reported once the file is read, so its digests are appended as they
-come, a run of lines at a time by C loops (`array.extend`), 12 bytes a line with the line number, and the
-repeats are found at the end by numpy (a sort, then a look-up of the repeated digests: about 20 bytes a line
-more for a moment). A hash table filled line by line in the interpreter cost ~1 us a line, a fifth of
+come, a run of lines at a time by C loops (`array.extend`): 8 bytes an example, plus 16 bytes for each run of
+consecutive lines (one per blank or invalid line between examples). The repeats are found at the end by numpy:
+the digests sorted a sixteenth at a time (~2.5 bytes an example more, for a moment), then the first few repeats
+looked up in file order. A hash table filled line by line in the interpreter cost ~1 us a line, a fifth of
 `kubetune validate`'s time (benchmarks/README.md); a Python `set` of int digests would cost 60-90 bytes a line.
 """
 
 from __future__ import annotations
 
 from array import array
-from itertools import compress, repeat
+from bisect import bisect_right
+from itertools import compress
+from typing import Any
 
 _MASK64 = (1 << 64) - 1
-_MAX_LINE = 0xFFFFFFFF  # line numbers are kept in 32 bits (later lines are recorded as this)
-_BLOCK = 1 << 16  # RepeatLog.repeats looks digests up this many at a time: its temporaries stay small
+_MAX_LINE = 0xFFFFFFFF  # DigestSet keeps line numbers in 32 bits (later lines are recorded as this)
+_BLOCK = 1 << 16  # RepeatLog.repeats goes through the digests this many at a time: its temporaries stay small
+_BUCKETS = 16  # ... and sorts them a sixteenth at a time
 
 
 def text_digest(text: str) -> int:
@@ -30,12 +34,14 @@ def text_digest(text: str) -> int:
 
 
 class RepeatLog:
-    """The digests of a file's examples with their line numbers, in file order; `repeats` finds the lines that
-    repeat an earlier one."""
+    """The digests of a file's examples in file order, with where each run of consecutive lines starts; `repeats`
+    finds the examples that repeat an earlier one."""
 
     def __init__(self) -> None:
-        self._digests = array("q")  # hash() of each example's line: signed 64-bit
-        self._lines = array("I")
+        self._digests = array("q")  # hash() of each example's line (signed 64-bit)
+        self._run_starts = array("q")  # the index in _digests where a run of consecutive lines starts ...
+        self._run_lines = array("q")  # ... and that example's line
+        self._next_line = 0  # the line that would continue the last run
         self._found: tuple[int, int, list[tuple[int, int]]] | None = None  # (examples, count, shown) of the last look
 
     def __len__(self) -> int:
@@ -43,50 +49,70 @@ class RepeatLog:
 
     def add(self, line: int, data: bytes) -> None:
         """An example read from `line` whose text (as read) is `data`."""
+        self._new_lines(line, 1)
         self._digests.append(hash(data))
-        self._lines.append(min(line, _MAX_LINE))
 
     def add_run(self, first_line: int, items: list[bytes]) -> None:
         """`add` for the examples of consecutive lines, the first on `first_line`."""
+        self._new_lines(first_line, len(items))
         self._digests.extend(map(hash, items))
-        end = first_line + len(items)
-        self._lines.extend(
-            range(first_line, end) if end <= _MAX_LINE else map(min, range(first_line, end), repeat(_MAX_LINE))
-        )
 
     def repeats(self, shown: int) -> tuple[int, list[tuple[int, int]]]:
         """How many examples repeat an earlier one, and the first `shown` of them in line order as
         (line, line first seen on)."""
         if self._found is None or self._found[0] != len(self._digests):
-            count, first = _find_repeats(self._digests, self._lines, shown) if self._digests else (0, [])
+            count, first = self._find(shown) if self._digests else (0, [])
             self._found = (len(self._digests), count, first)
         return self._found[1], self._found[2][:shown]
 
+    def _new_lines(self, first_line: int, count: int) -> None:
+        if first_line != self._next_line:
+            self._run_starts.append(len(self._digests))
+            self._run_lines.append(first_line)
+        self._next_line = first_line + count
 
-def _find_repeats(digests: array[int], lines: array[int], shown: int) -> tuple[int, list[tuple[int, int]]]:
-    import numpy as np  # here, not at the top: `kubetune --help` and files without examples do not load it
+    def _line(self, index: int) -> int:
+        run = bisect_right(self._run_starts, index) - 1
+        return self._run_lines[run] + index - self._run_starts[run]
 
-    keys = np.frombuffer(digests, dtype=np.int64)
-    ordered = np.sort(keys)
-    same = ordered[1:] == ordered[:-1]
-    count = int(np.count_nonzero(same))
-    if not count:
-        return 0, []
-    repeated = np.unique(ordered[1:][same])  # the digests seen more than once
-    del ordered, same
-    # where those digests are, in file order, a block at a time (each a few hundred KiB of temporaries)
-    places = []
+    def _find(self, shown: int) -> tuple[int, list[tuple[int, int]]]:
+        import numpy as np  # here, not at the top: `kubetune --help` and files without examples do not load it
+
+        keys = np.frombuffer(self._digests, dtype=np.int64)
+        repeated, count = _repeated_digests(np, keys)
+        if not count:
+            return 0, []
+        # the first repeats in file order, a block at a time, until `shown` are found
+        first_at = np.full(len(repeated), len(keys), dtype=np.int64)  # where each repeated digest is first seen
+        found: list[tuple[int, int]] = []
+        for start in range(0, len(keys), _BLOCK):
+            block = keys[start : start + _BLOCK]
+            which = np.minimum(np.searchsorted(repeated, block), len(repeated) - 1)
+            at = np.flatnonzero(repeated[which] == block)
+            which, at = which[at], at + start
+            firsts, first_index = np.unique(which, return_index=True)  # the index of each one's first occurrence
+            first_at[firsts] = np.minimum(first_at[firsts], at[first_index])
+            later = np.flatnonzero(first_at[which] < at)[: shown - len(found)]
+            found += [(self._line(int(at[i])), self._line(int(first_at[which[i]]))) for i in later]
+            if len(found) >= shown:
+                break
+        return count, found
+
+
+def _repeated_digests(np: Any, keys: Any) -> tuple[Any, int]:
+    """The digests in `keys` seen more than once (sorted) and how many keys repeat an earlier one; sorted a
+    sixteenth at a time (by their low bits), so that the temporaries take ~2.5 bytes a key, not 9."""
+    low = np.empty(len(keys), dtype=np.uint8)
     for start in range(0, len(keys), _BLOCK):
-        block = keys[start : start + _BLOCK]
-        found = repeated[np.minimum(np.searchsorted(repeated, block), len(repeated) - 1)] == block
-        places.append(np.flatnonzero(found) + start)
-    where = np.concatenate(places)
-    # first[i]: where the digest at where[i] is first seen (np.unique's indices are those of first occurrences)
-    _, first_index, inverse = np.unique(keys[where], return_index=True, return_inverse=True)
-    first = where[first_index[inverse]]
-    later = np.flatnonzero(first != where)[:shown]
-    line = np.frombuffer(lines, dtype=np.uint32)
-    return count, list(zip(line[where[later]].tolist(), line[first[later]].tolist(), strict=True))
+        np.bitwise_and(keys[start : start + _BLOCK], _BUCKETS - 1, out=low[start : start + _BLOCK], casting="unsafe")
+    repeated, count = [], 0
+    for bucket in range(_BUCKETS):
+        part = keys[low == bucket]
+        part.sort()
+        same = part[1:] == part[:-1]
+        count += int(np.count_nonzero(same))
+        repeated.append(np.unique(part[1:][same]))
+    return np.sort(np.concatenate(repeated)), count
 
 
 class DigestSet:
