@@ -86,3 +86,33 @@ def test_digest_set_finds_repeats_across_growth() -> None:
     assert seen.add(text_digest("row 0"), 60_000) == 1
     assert seen.add(text_digest("row 49999"), 60_001) == 50_000
     assert len(seen) == 50_000
+
+
+def test_repeat_log_counts_every_repeat_and_shows_the_first_in_line_order() -> None:
+    from kubetune.data.digests import RepeatLog
+
+    # 200,000 examples (the look-up goes a block of 65,536 at a time), in runs of consecutive lines broken by
+    # blank or invalid lines (the line numbers must survive the gaps); the first repeats come late, of lines
+    # from several earlier blocks, one of them twice
+    rows = [b"row %d" % i for i in range(150_000)]
+    rows += [rows[140_000], rows[5], rows[70_000], rows[140_000], rows[149_999], rows[3], *rows[1000:51_000]]
+    log, line = RepeatLog(), 1
+    expected: list[tuple[int, int]] = []  # (line, first line) of every repeat, in line order
+    first: dict[bytes, int] = {}
+    for start in range(0, len(rows), 997):
+        run = rows[start : start + 997]
+        if start % 3:
+            log.add_run(line, run)
+        else:  # one at a time, as the detailed checks add them
+            for offset, row in enumerate(run):
+                log.add(line + offset, row)
+        for offset, row in enumerate(run):
+            if row in first:
+                expected.append((line + offset, first[row]))
+            else:
+                first[row] = line + offset
+        line += len(run) + start % 2  # a line that is not an example after every other run
+    assert len(log) == len(rows) == 200_006
+    assert len(expected) == 50_006 and expected[0][1] > 140_000  # the first repeat is of a line in a late block
+    assert log.repeats(5) == (len(expected), expected[:5])
+    assert log.repeats(3) == (len(expected), expected[:3])
