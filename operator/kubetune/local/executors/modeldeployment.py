@@ -3,6 +3,9 @@
 Promotion decides what to serve exactly as on a cluster (`kubetune.builders.promotion`); the status is
 written as the operator writes it (`kubetune.status.modeldeployment`, from the server process instead of
 an apps/v1 Deployment). Once it answers, the server gets one request from the held-out data.
+With `spec.adapters` the server starts with runtime adapter loading, and each adapter (promoted on its own, as
+on a cluster) is loaded by one round of `kubetune-trainer serve-adapters-sync`, the pod's sidecar, from the
+adapter set written beside the run config.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from rich.markup import escape
 
@@ -19,9 +25,10 @@ from kubetune.api import Evaluation, FineTuneJob, ModelDeployment
 from kubetune.api.clock import now_iso
 from kubetune.api.modeldeployment import ModelDeploymentStatus
 from kubetune.api.progress import merge_patch
-from kubetune.builders import promotion, serving
+from kubetune.builders import adapters, promotion, serving
 from kubetune.builders.promotion import Decision
 from kubetune.builders.runconfig import serve_run_config
+from kubetune.errors import SpecError
 from kubetune.local import report as run_report
 from kubetune.local.children import Child, trainer_command
 from kubetune.local.context import RUN_CONFIG, Run, key_of, with_status
@@ -34,6 +41,8 @@ from kubetune.local.state import inputs_hash
 from kubetune.status import modeldeployment as md_status
 from kubetune.status.modeldeployment import Workload
 
+ADAPTERS_FILE = "adapters.json"
+
 
 def _write(
     item: Item,
@@ -43,11 +52,17 @@ def _write(
     workload: Workload,
     digest: str,
     revisions: list[dict] | None = None,
+    outcomes: list[adapters.AdapterOutcome] | None = None,
 ) -> ModelDeploymentStatus:
     """`status` with what `decision` applied to `workload` gives (as the operator computes it), saved."""
     md = item.resource_as(ModelDeployment)
     revisions = [r.to_k8s() for r in status.revisions] if revisions is None else revisions
     patch = md_status.status_patch(with_status(md, status), decision, workload, revisions, now_iso())
+    if outcomes is not None:
+        patch["adapters"] = [o.status.to_k8s() for o in outcomes]
+        errors = [o.error for o in outcomes if o.error]
+        if errors:
+            patch["message"] = f"{patch['message']}; not served: {'; '.join(errors)}"
     status = ModelDeploymentStatus.model_validate(merge_patch(status.to_k8s(), patch))
     run.save(item, with_status(md, status), digest)
     return status
@@ -81,9 +96,10 @@ def start_deployment(item: Item, run: Run) -> bool:
         run.say(f"[green]✓[/] {item}: would serve {decision.checkpoint}; --no-serve, not started")
         return True
 
-    plan = serving.plan(
-        md, decision, job if isinstance(job, FineTuneJob) else None, serving.ServingSettings(merge_adapters=False)
-    )
+    plan = _plan(item, run, decision, job if isinstance(job, FineTuneJob) else None, previous, digest)
+    if plan is None:
+        return False
+    outcomes = _adapter_outcomes(run, item, md, previous, plan.served_uri) if md.spec.adapters else None
     port = free_port(run.port + len(run.servers))
     storage = run.runs.storage(item.base_dir, item.namespace)
     rdir = run.runs.resource_dir(item.key)
@@ -102,7 +118,7 @@ def start_deployment(item: Item, run: Run) -> bool:
     endpoint = f"http://127.0.0.1:{port}/v1"
     run.say(f"[bold]{item}[/]: serving {decision.checkpoint} ({decision.message}) at {endpoint}")
     run.say(f"  run config {cfg_path}, log {rdir / 'serve.log'}")
-    child = Child(trainer_command("serve", cfg_path), rdir / "serve.log")
+    child = Child(trainer_command("serve", cfg_path) + (["--enable-lora"] if outcomes else []), rdir / "serve.log")
     run.servers.append((md, child))
     status = _write(item, run, previous, decision, Workload(), digest)
     try:
@@ -118,8 +134,12 @@ def start_deployment(item: Item, run: Run) -> bool:
         )
         run.failed.add(item.key)
         return False
+    if outcomes and not _load_adapters(run, item, rdir, port, outcomes):
+        failure = (c.Reason.FAILED, f"the adapters could not be loaded; see {rdir / 'adapters-sync.log'}")
+        _write(item, run, status, decision, Workload(failure=failure), digest, outcomes=outcomes)
+        return False
     revisions = promotion.next_revisions(previous, decision, now_iso())
-    _write(item, run, status, decision, Workload(True, 1, endpoint), digest, revisions)
+    _write(item, run, status, decision, Workload(True, 1, endpoint), digest, revisions, outcomes)
     messages, expected = sample_request(
         run,
         evaluation if isinstance(evaluation, Evaluation) else None,
@@ -130,6 +150,66 @@ def start_deployment(item: Item, run: Run) -> bool:
     run.served[item.key] = run_report.Served(question, answer, expected, messages)
     run.say(f"  request: {escape(question)}")
     run.say(f"  answer:  [bold]{escape(answer)}[/]")
+    return True
+
+
+def _plan(
+    item: Item, run: Run, decision: Decision, job: FineTuneJob | None, previous: ModelDeploymentStatus, digest: str
+) -> serving.ServingPlan | None:
+    """How to serve `decision` (adapters unmerged: the local server loads base + adapter); None: failed, said."""
+    try:
+        return serving.plan(
+            item.resource_as(ModelDeployment), decision, job, serving.ServingSettings(merge_adapters=False)
+        )
+    except SpecError as err:
+        _write(item, run, previous, dataclasses.replace(decision, checkpoint=None), Workload(), digest)
+        run.say(f"[red]✗ {item}: {escape(str(err))}[/]")
+        run.failed.add(item.key)
+        return None
+
+
+def _adapter_outcomes(
+    run: Run, item: Item, md: ModelDeployment, previous: ModelDeploymentStatus, base_uri: str
+) -> list[adapters.AdapterOutcome]:
+    """Each adapter's promotion, from its own FineTuneJob and Evaluation in this run."""
+    sources = []
+    for index, spec in enumerate(md.spec.adapters):
+        ev_ref = spec.promotion.evaluation
+        evaluation = run.get_as((item.namespace, c.EVALUATION, ev_ref.name), Evaluation) if ev_ref else None
+        job_name = spec.fine_tune_job.name if spec.fine_tune_job else None
+        if job_name is None and isinstance(evaluation, Evaluation) and evaluation.spec.model.fine_tune_job:
+            job_name = evaluation.spec.model.fine_tune_job.name
+        job = run.get_as((item.namespace, c.FINETUNEJOB, job_name), FineTuneJob) if job_name else None
+        sources.append(
+            adapters.AdapterSource(
+                index,
+                spec,
+                job if isinstance(job, FineTuneJob) else None,
+                evaluation if isinstance(evaluation, Evaluation) else None,
+            )
+        )
+    return adapters.decide_adapters(with_status(md, previous), sources, base_uri, now_iso())
+
+
+def _load_adapters(run: Run, item: Item, rdir: Path, port: int, outcomes: list[adapters.AdapterOutcome]) -> bool:
+    """One round of the pod's sidecar: the server resolves each adapter's URI with its own storage map."""
+    wanted = {o.name: o.served_uri for o in outcomes if o.served_uri}
+    for o in outcomes:
+        if o.error:
+            run.say(f"[yellow]! {item}: {escape(o.error)}[/]")
+    file = rdir / ADAPTERS_FILE
+    file.write_text(json.dumps({"adapters": [{"name": n, "path": p} for n, p in sorted(wanted.items())]}, indent=2))
+    log = rdir / "adapters-sync.log"
+    argv = [sys.executable, "-m", "kubetune_trainer", "serve-adapters-sync", "--adapters", str(file)]
+    argv += ["--server", f"http://127.0.0.1:{port}", "--once"]
+    with log.open("ab") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+    if done.returncode != 0:
+        run.say(f"[red]✗ {item}: the adapters could not be loaded; see {log}[/]")
+        run.failed.add(item.key)
+        return False
+    for name, uri in sorted(wanted.items()):
+        run.say(f"  adapter [bold]{escape(name)}[/]: {escape(uri)} (model: {escape(name)})")
     return True
 
 
