@@ -233,6 +233,12 @@ class KubeModel(BaseModel):
         """The camelCase form a Kubernetes client sends (unset optional fields left out)."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    def identity(self) -> dict[str, Any]:
+        """The fields set to something other than their default (camelCase): what a spec digest is taken of.
+        A field added in a later version with a default (which the API server fills in on every read once the
+        CRD has it) leaves the digest as it was, so an upgrade re-creates no child and restarts no local run."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
+
 
 class StatusModel(KubeModel):
     """Base of status models: tolerant of fields it does not know."""

@@ -60,7 +60,7 @@ def spec_hash(job: FineTuneJob) -> str:
     """Digest of the spec the training Job and its run config are built from: every field except those the
     operator changes in place on the running Job (MUTABLE_AFTER_START). Both children carry it
     (`kubetune.dev/spec-hash`), so a child built from an earlier spec is recognised, even after a restart."""
-    spec = {k: v for k, v in job.spec.to_k8s().items() if k not in MUTABLE_AFTER_START}
+    spec = {k: v for k, v in job.spec.identity().items() if k not in MUTABLE_AFTER_START}
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

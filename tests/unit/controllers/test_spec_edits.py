@@ -76,6 +76,20 @@ def test_the_children_carry_the_spec_they_were_built_from_and_in_place_fields_do
     assert spec_hash(FineTuneJob.model_validate(suspended)) == spec_hash(job)  # patched into the Job in place
 
 
+def test_defaults_written_out_leave_the_spec_hash_as_it_was():
+    """The API server fills a CRD's defaults in on every read: after an upgrade that adds a field with a default,
+    each job reads back with it. The children built before carry a hash of the spec without it, so the hash
+    must not change, or every queued job would be re-created and every running one refuse a 'spec change'."""
+    job = ftj(gpus=8)
+    spelled_out = FineTuneJob.model_validate({**manifest(), "spec": job.spec.to_k8s()})  # every default written
+    assert "storage" in spelled_out.spec.to_k8s() and spelled_out.spec.to_k8s() != manifest()["spec"]
+    assert spec_hash(spelled_out) == spec_hash(job)
+    assert job.spec.identity() == manifest()["spec"]  # only what the user set
+    # What this version writes on the children of this job: a version that changes it re-creates every queued
+    # job in every cluster it is upgraded on. Adding a field with a default must leave it as it is.
+    assert spec_hash(job) == "70d914cf6642288e"
+
+
 def test_an_edit_before_training_started_recreates_job_and_config_map():
     old = ftj(gpus=8, generation=1)
     edited = ftj(gpus=1, generation=2, status={"phase": "Pending", "observedGeneration": 1})

@@ -75,7 +75,7 @@ def run_evaluation(item: Item, run: Run) -> bool:
         return _failed(item, run, outcome, str(err), digest="")
     upstream = run.digests.get((item.namespace, c.FINETUNEJOB, ref.fine_tune_job.name)) if ref.fine_tune_job else None
     digest = inputs_hash(
-        ev.spec.to_k8s(),
+        ev.spec.identity(),
         [t.to_k8s() for t in cfg.targets],
         cfg.baseline.to_k8s() if cfg.baseline else None,
         upstream,

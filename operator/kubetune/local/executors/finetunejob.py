@@ -59,7 +59,7 @@ def run_job(item: Item, run: Run) -> bool:  # noqa: PLR0915 - a local run in ord
             return _failed(item, run, {}, Outcome(c.Phase.FAILED, c.Reason.SOURCE_FAILED, message), digest="")
         source_uri = checkpoint_location(src, cp)
     data = [job.spec.dataset.train.uri] + ([job.spec.dataset.validation.uri] if job.spec.dataset.validation else [])
-    digest = inputs_hash(job.spec.to_k8s(), source_uri, [file_digest(storage.local_path(u)) for u in data])
+    digest = inputs_hash(job.spec.identity(), source_uri, [file_digest(storage.local_path(u)) for u in data])
     output_dir = storage.local_path(job_output_uri(job))
     assert output_dir is not None
     rdir = run.runs.resource_dir(item.key)

@@ -79,7 +79,7 @@ def start_deployment(item: Item, run: Run) -> bool:
     saved = saved if isinstance(saved, ModelDeployment) else None  # the key's kind: always a ModelDeployment
     previous = saved.status if saved is not None and saved.status else ModelDeploymentStatus()
     decision = promotion.decide(with_status(md, previous), evaluation, job)
-    digest = inputs_hash(md.spec.to_k8s())
+    digest = inputs_hash(md.spec.identity())
     if decision.stalled:  # e.g. promotion.pin names no checkpoint: fail, as the operator does
         _write(item, run, previous, decision, Workload(), digest)
         run.say(f"[red]✗ {item}: {escape(decision.message)}[/]")
