@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from serve_live import running_server
 
-from conftest import running_server
 from kubetune_trainer.adapters_sync import Server, Syncer, desired
 from kubetune_trainer.serve.options import ServeOptions
 

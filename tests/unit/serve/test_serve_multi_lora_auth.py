@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from serve_live import running_server
 
-from conftest import running_server
 from kubetune_trainer.serve.options import ServeOptions, from_args
 
 pytestmark = pytest.mark.timeout(180)
@@ -26,7 +26,7 @@ def _adapter(base: Path, out: Path, seed: int) -> Path:
         AutoModelForCausalLM.from_pretrained(base),
         LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
     )
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     return out
 
 

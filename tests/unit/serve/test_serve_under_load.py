@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from serve_live import metric, running_server, wait_for
 
-from conftest import metric, running_server, wait_for
 from kubetune_trainer.serve.options import ServeOptions
 
 pytestmark = pytest.mark.timeout(180)

@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
+    # The generating thread holds the GIL between torch ops; with the default 5 ms switch interval every
+    # hand-over to the event loop costs up to 5 ms, and a request needs dozens of them (a convoy).
+    sys.setswitchinterval(0.0005)
     app = create_app(config, options=options, on_load_error=on_load_error)
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host or config.host, port=args.port or config.port, log_level=args.log_level)

@@ -299,9 +299,9 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             raise OpenAIError(400, str(e), param=field_name, code="context_length_exceeded") from None
         return ids
 
-    def submit(scheduler: Scheduler, ids: list[int], p: SamplingParams, adapter: str | None) -> Ticket:
+    def submit(scheduler: Scheduler, ids: list[int], p: SamplingParams, adapter: str | None, stream: bool) -> Ticket:
         try:
-            return scheduler.submit(ids, p, adapter)
+            return scheduler.submit(ids, p, adapter, stream=stream)
         except QueueFull as e:
             metrics.rejected.labels("queue_full").inc()
             raise OpenAIError(
@@ -381,7 +381,7 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             for m in req.messages
         ]
         ids = await encode(engine, messages, p, "messages")
-        ticket = submit(scheduler, ids, p, adapter)
+        ticket = submit(scheduler, ids, p, adapter, req.stream)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model or name}
         if req.stream:
             base = {**base, "object": "chat.completion.chunk"}
@@ -427,7 +427,7 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             raise OpenAIError(400, "echo is not supported", param="echo")
         p = params(engine, req, req.max_tokens, "max_tokens", DEFAULT_COMPLETION_MAX_TOKENS)
         ids = await encode(engine, prompts[0], p, "prompt")
-        ticket = submit(scheduler, ids, p, adapter)
+        ticket = submit(scheduler, ids, p, adapter, req.stream)
         base = {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",

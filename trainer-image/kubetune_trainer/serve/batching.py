@@ -78,15 +78,16 @@ class Scheduler:
         self._thread.start()
 
     # --- event loop side ---
-    def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None) -> Ticket:
-        """Queue a request (call on the event loop); raises QueueFull."""
+    def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, *, stream: bool) -> Ticket:
+        """Queue a request (call on the event loop); raises QueueFull. Only a `stream` hears its text pieces:
+        waking the event loop for every token of every row would cost the generating thread the GIL each time."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[str | Completion | BaseException] = asyncio.Queue()
 
         def put(event: str | Completion | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        request = GenerationRequest(prompt_ids, params, adapter, on_text=put)
+        request = GenerationRequest(prompt_ids, params, adapter, on_text=put if stream else lambda _: None)
         ticket = Ticket(request, events, _batch_key(params, adapter, id(events)), put)
 
         def done(completion: Completion) -> None:
