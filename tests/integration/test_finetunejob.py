@@ -148,7 +148,12 @@ def test_success_and_failure_show_up_in_status_within_seconds(cluster: Cluster, 
     assert metric("kubetune_finetunejobs", resource_namespace=NAMESPACE, phase="Failed") == 1
     assert metric("kubetune_training_loss", resource_namespace=NAMESPACE, finetunejob="good") == 1.25
     assert metric("kubetune_training_progress_ratio", resource_namespace=NAMESPACE, finetunejob="good") == 0.5
-    labels = {"resource_namespace": NAMESPACE, "finetunejob": "good", "checkpoint": "checkpoint-30", "metric": "eval_loss"}
+    labels = {
+        "resource_namespace": NAMESPACE,
+        "finetunejob": "good",
+        "checkpoint": "checkpoint-30",
+        "metric": "eval_loss",
+    }
     assert metric("kubetune_checkpoint_metric", **labels) == 1.5
     assert metric("kubetune_handler_duration_seconds_count", handler="finetunejob.reconcile") >= 2
 

@@ -93,10 +93,17 @@ def test_gpu_seconds_count_once_per_namespace():
     recorder.observe_job(body, start + dt.timedelta(seconds=100))
     recorder.observe_job(body, start + dt.timedelta(seconds=150))
     assert REGISTRY.get_sample_value("kubetune_gpu_seconds_total", {"resource_namespace": "gpu-team"}) == 300
-    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 1
+    assert (
+        REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 1
+    )
     recorder.forget_job("gpu-team", "m1")
-    assert REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 0
-    assert REGISTRY.get_sample_value("kubetune_training_loss", {"resource_namespace": "gpu-team", "finetunejob": "m1"}) is None
+    assert (
+        REGISTRY.get_sample_value("kubetune_finetunejobs", {"resource_namespace": "gpu-team", "phase": "Running"}) == 0
+    )
+    assert (
+        REGISTRY.get_sample_value("kubetune_training_loss", {"resource_namespace": "gpu-team", "finetunejob": "m1"})
+        is None
+    )
 
 
 def test_score_series_follow_the_status_and_go_with_the_object():
