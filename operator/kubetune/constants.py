@@ -132,6 +132,8 @@ class Reason:
     # Data retention (a FineTuneJob's PVC on its deletion).
     PVC_RETAINED: Final = "PersistentVolumeClaimRetained"
     PVC_DELETED: Final = "PersistentVolumeClaimDeleted"
+    # A new FineTuneJob's `<job>-data` exists and is not its own (a deleted namesake's kept checkpoints): it waits.
+    PVC_CONFLICT: Final = "PersistentVolumeClaimConflict"
 
 
 # Environment variables the trainer pod reads.

@@ -147,3 +147,68 @@ def sweep(pvc: Mapping[str, Any], users: list[str]) -> Verdict | None:
         return None
     patch = {"metadata": {"annotations": {c.ANNOTATION_RETAINED_FOR: joined}}}
     return Verdict("keep", patch, f"{PVC}/{claim} is still used by {joined}", c.Reason.PVC_RETAINED)
+
+
+@dataclass(frozen=True)
+class ClaimHeld:
+    """Why a FineTuneJob may not use the claim `<job>-data` that already exists: `message` says what to do;
+    `stalled`: only a person can free it (False while it is being deleted and goes by itself)."""
+
+    claim: str
+    message: str
+    stalled: bool
+
+
+def _whose(annotations: Mapping[str, str], job_name: str) -> str:
+    """The earlier job a kept PVC was made for, as a message names it."""
+    origin = annotations.get(c.ANNOTATION_RETAINED_FROM) or user_name(c.FINETUNEJOB, job_name)
+    uid = annotations.get(c.ANNOTATION_OWNER_UID)
+    return f"an earlier {origin}" + (f" (uid {uid})" if uid else "")
+
+
+def _why_kept(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+    policy, users = labels.get(c.LABEL_RETENTION), annotations.get(c.ANNOTATION_RETAINED_FOR)
+    if policy == "Retain":
+        return "kept by its storage.retentionPolicy.whenDeleted Retain"
+    if users:
+        return f"kept while {users} uses it (the operator deletes it after)"
+    return "kept after that job was deleted"
+
+
+def on_job_created(pvc: Mapping[str, Any] | None, job_name: str, job_uid: str) -> ClaimHeld | None:
+    """Whether FineTuneJob `job_name` (uid `job_uid`) may train into the existing claim `pvc` (its `<job>-data`).
+
+    None: there is none (the operator creates it) or the operator made it for this very job (adopted, e.g.
+    after an operator restart). Otherwise the claim holds someone else's data: a deleted namesake's kept
+    checkpoints (the trainer would resume from them, or overwrite what a ModelDeployment serves) or a claim
+    kubetune did not create. The job must not touch it until it is gone or named on purpose (claimName)."""
+    if pvc is None:
+        return None
+    meta = pvc.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if job_uid and (
+        annotations.get(c.ANNOTATION_OWNER_UID) == job_uid
+        or any(ref.get("uid") == job_uid for ref in meta.get("ownerReferences") or [])
+    ):
+        return None
+    claim = meta.get("name", "")
+    if annotations.get(c.ANNOTATION_CREATED_PVC) == "true":
+        holder = f"{PVC}/{claim} holds the checkpoints of {_whose(annotations, job_name)}"
+        why = _why_kept(labels, annotations)
+    else:
+        holder, why = f"{PVC}/{claim} exists", "kubetune did not create it for this job"
+    if meta.get("deletionTimestamp"):
+        return ClaimHeld(
+            claim,
+            f"{holder} and is being deleted: this job waits for it to go, then creates its own "
+            "(a pod that still mounts the claim keeps it)",
+            stalled=False,
+        )
+    return ClaimHeld(
+        claim,
+        f"{holder}, {why}: this job does not train into it (it would resume from or overwrite that data). "
+        f"Delete the claim once nothing uses it (kubectl delete pvc {claim}), rename this job, or set "
+        f"spec.storage.claimName: {claim} to train into it on purpose; the job starts by itself once the claim "
+        "is gone",
+        stalled=True,
+    )

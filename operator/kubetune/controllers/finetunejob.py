@@ -190,6 +190,22 @@ async def _resolve_judges(body: dict[str, Any], job: FineTuneJob, state: common.
         raise kopf.TemporaryError(msg, delay=state.config.source_poll_seconds) from err
 
 
+async def _wait_for_own_claim(body: dict[str, Any], job: FineTuneJob, state: common.OperatorState) -> None:
+    """Before anything is created: `<job>-data` must be absent or this job's own. A deleted namesake's kept
+    PVC (or one kubetune did not make) is never trained into: status says why (Stalled), a Warning Event
+    names the claim, its users and what to do, and the job polls (TemporaryError) until the claim is gone."""
+    held = await retention.claim_held(body)
+    if held is None:
+        return
+    outcome, extra = st.claim_held(held.message, held.stalled)
+    old = (body.get("status") or {}).get("conditions") or []
+    patch = st.outcome_status(outcome, old, job.metadata.generation, now_iso(), extra=extra)
+    if st.changed(job, patch):  # said once per state of the claim, not at every poll
+        await _write_status(body, patch, outcome)
+        await common.event(body, "Warning" if held.stalled else "Normal", Reason.PVC_CONFLICT, held.message)
+    raise kopf.TemporaryError(held.message, delay=state.config.source_poll_seconds)
+
+
 def _edited_after_early_failure(job: FineTuneJob) -> bool:
     """Failed before training started (invalid spec, source job failed or lacking the checkpoint) and the
     spec changed since: the user acted on the message, so the job gets another go."""
@@ -342,6 +358,7 @@ async def reconcile(
             # Recorded before the Job exists, so a restart continues from the same checkpoint.
             await k8s.patch_status(c.FINETUNEJOB, namespace, name, {"baseModelUri": source_uri})
         judges = await _resolve_judges(raw, job, state)
+        await _wait_for_own_claim(raw, job, state)
         on_jobset = _on_jobset(job, state, watched)
         try:
             async with state.lock(*_key(namespace, name)):

@@ -89,6 +89,17 @@ async def release_job_claim(job_body: Mapping[str, Any], indexes: Mapping[str, A
     await _carry_out(pvc, verdict, logger, also_tell=job_body)
 
 
+async def claim_held(job_body: Mapping[str, Any]) -> retention.ClaimHeld | None:
+    """Why the FineTuneJob `job_body` may not use its `<job>-data` claim yet (a deleted namesake's kept PVC,
+    one kubetune did not make for it); None when it may (absent, or its own). Reads the PVC fresh."""
+    meta, spec = job_body.get("metadata") or {}, job_body.get("spec") or {}
+    if (spec.get("storage") or {}).get("claimName"):
+        return None  # named on purpose: the user's choice
+    name = meta.get("name", "")
+    pvc = await k8s.get_or_none("PersistentVolumeClaim", meta.get("namespace", ""), names.child_name(name, c.ROLE_DATA))
+    return retention.on_job_created(pvc, name, meta.get("uid", ""))
+
+
 async def _carry_out(
     pvc: Mapping[str, Any], verdict: retention.Verdict, logger: kopf.Logger | Any, also_tell: Mapping[str, Any] | None
 ) -> None:

@@ -407,6 +407,14 @@ def child_refused(child: str, message: str) -> Outcome:
     )
 
 
+def claim_held(message: str, stalled: bool) -> tuple[Outcome, list[tuple[str, str, str]]]:
+    """A job that waits for its `<job>-data` claim to be freed (builders.retention.on_job_created): Pending
+    (it starts by itself once the claim is gone), and Stalled True while only a person can free it, so that
+    Argo CD shows it Degraded and `kubectl describe` says what to do."""
+    outcome = Outcome(Phase.PENDING, Reason.PVC_CONFLICT, message)
+    return outcome, [(Cond.STALLED, Reason.PVC_CONFLICT, message)] if stalled else []
+
+
 def transition_event(old_phase: str | None, new: Outcome | None) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Kubernetes Event for a phase change; None when the phase holds."""
     if new is None or new.phase == old_phase:
