@@ -137,7 +137,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
 
-    def q(values: list[float], p: float) -> float:
+    def q(values: list[float], p: int) -> float:
         return statistics.quantiles(values, n=100)[p - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
     calls = _metric(after, "kubetune_serve_batch_size_count") - _metric(before, "kubetune_serve_batch_size_count")
