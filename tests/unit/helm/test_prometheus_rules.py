@@ -152,10 +152,10 @@ TESTS: list[dict[str, Any]] = [
     {  # 20 of 120 requests a minute fail (17%) for 20 minutes: alerts after 5 minutes; 1 of 101 (1%): no
         "interval": "1m",
         "input_series": [
-            series(REQUESTS, "0+100x30", namespace="t", job="bad", endpoint="/v1/chat/completions", status="200"),
-            series(REQUESTS, "0+20x30", namespace="t", job="bad", endpoint="/v1/chat/completions", status="500"),
-            series(REQUESTS, "0+100x30", namespace="t", job="good", endpoint="/v1/chat/completions", status="200"),
-            series(REQUESTS, "0+1x30", namespace="t", job="good", endpoint="/v1/chat/completions", status="503"),
+            series(REQUESTS, "0+100x30", namespace="t", job="bad", route="/v1/chat/completions", status="200"),
+            series(REQUESTS, "0+20x30", namespace="t", job="bad", route="/v1/chat/completions", status="500"),
+            series(REQUESTS, "0+100x30", namespace="t", job="good", route="/v1/chat/completions", status="200"),
+            series(REQUESTS, "0+1x30", namespace="t", job="good", route="/v1/chat/completions", status="503"),
         ],
         "alert_rule_test": [
             fired("KubetuneServingErrorRate", "4m"),  # pending: not yet 5 minutes over

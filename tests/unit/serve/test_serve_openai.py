@@ -124,8 +124,8 @@ def test_metrics_count_requests_and_tokens(client, live_server):
     def delta(name: str, **labels: str) -> float:
         return _sample(after, name, **labels) - _sample(before, name, **labels)
 
-    assert delta("kubetune_serve_requests_total", endpoint="/v1/chat/completions", status="200") == 2
-    assert delta("kubetune_serve_request_duration_seconds_count", endpoint="/v1/chat/completions") == 2
+    assert delta("kubetune_serve_requests_total", route="/v1/chat/completions", status="200") == 2
+    assert delta("kubetune_serve_request_duration_seconds_count", route="/v1/chat/completions") == 2
     assert delta("kubetune_serve_prompt_tokens_total") == 2 * resp.usage.prompt_tokens
     assert delta("kubetune_serve_completion_tokens_total") == 6
     assert _sample(after, "kubetune_serve_model_ready", model="tiny-chat") == 1

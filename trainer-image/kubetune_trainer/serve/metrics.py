@@ -12,7 +12,7 @@ serve both runtimes. How vLLM's series map to ours:
 | `vllm:time_to_first_token_seconds`         | `kubetune_serve_time_to_first_token_seconds`      | streamed request to its first text      |
 | `vllm:prompt_tokens_total`                 | `kubetune_serve_prompt_tokens_total`              | prompt tokens processed                 |
 | `vllm:generation_tokens_total`             | `kubetune_serve_completion_tokens_total`          | tokens generated                        |
-| `vllm:request_success_total` (+ HTTP codes)| `kubetune_serve_requests_total{endpoint,status}`  | requests answered, by HTTP status       |
+| `vllm:request_success_total` (+ HTTP codes)| `kubetune_serve_requests_total{route,status}`  | requests answered, by HTTP status       |
 | `vllm:iteration_tokens_total` (roughly)    | `kubetune_serve_batch_size`                       | requests per generate call              |
 | (up / readiness probe)                     | `kubetune_serve_model_ready{model}`               | 1 once the model is loaded              |
 """
@@ -38,7 +38,7 @@ class ServeMetrics:
         self.request_duration = Histogram(
             "kubetune_serve_request_duration_seconds",
             "Time from request to the last byte of the response (streams included).",
-            ["endpoint"],
+            ["route"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -51,8 +51,8 @@ class ServeMetrics:
         )
         self.requests = Counter(
             "kubetune_serve_requests",
-            "Requests answered, by endpoint and HTTP status.",
-            ["endpoint", "status"],
+            "Requests answered, by route (the API path) and HTTP status.",
+            ["route", "status"],
             registry=r,
         )
         self.prompt_tokens = Counter("kubetune_serve_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
