@@ -9,7 +9,8 @@ What the API server would refuse, and what is certain to fail later, refused bef
    DNS-1123 label, label keys and values, annotation keys and their total size;
 3. the CRDs' CEL rules, evaluated here as the API server would (kubetune.api.cel);
 4. spec checks a schema cannot say: `queueName` is a Kueue LocalQueue name and a label value, a declared
-   `dataset.format` must be one the method trains on (kubetune.data's table);
+   `dataset.format` must be one the method trains on (kubetune.data's table), a ModelDeployment's `extraArgs`
+   set no flag the operator sets (kubetune.api.serving_access);
 5. across the resources of one set of manifests (`admit_all`): duplicates, a job continuing from itself,
    a ModelDeployment promoted by an Evaluation that scores another job.
 
@@ -28,6 +29,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.manifests import KINDS, ManifestError, Resource, is_ours, parse_resource
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.nulls import prune_document
+from kubetune.api.serving_access import extra_args_problems, served_runtime
 
 # The API server's name rules (k8s.io/apimachinery/pkg/util/validation).
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -179,7 +181,21 @@ def spec_errors(resource: Resource, source: str) -> list[ManifestError]:
         mismatch = needs_of(spec).mismatch(spec.dataset.format)
         if mismatch:
             out.append(ManifestError(source, "spec.dataset.format", mismatch))
+    if isinstance(resource, ModelDeployment):
+        out += [ManifestError(source, path, message) for path, message in serving_spec_problems(resource)]
     return out
+
+
+def serving_spec_problems(deployment: ModelDeployment) -> list[tuple[str, str]]:
+    """spec.extraArgs that set a flag the operator sets (or any, on the built-in server)."""
+    spec = deployment.spec
+    return extra_args_problems(
+        spec.extra_args,
+        runtime=served_runtime(spec.runtime, spec.resources.gpus),
+        gpus=spec.resources.gpus,
+        max_model_len=spec.max_model_len,
+        adapters=bool(spec.adapters),
+    )
 
 
 def as_created(doc: Any) -> Any:

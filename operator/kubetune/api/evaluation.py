@@ -16,6 +16,7 @@ from kubetune.api.common import (
     ObjectMeta,
     ObjectName,
     ResourcesSpec,
+    SecretKeyRef,
     StatusModel,
     Uri,
     cel_rules,
@@ -40,6 +41,8 @@ MetricName = Literal[
     "judge",
 ]
 METRICS: tuple[str, ...] = get_args(MetricName)
+# The evaluation pod's environment variable holding the API key of a scored ModelDeployment's endpoint.
+ENDPOINT_API_KEY_ENV = "KUBETUNE_ENDPOINT_API_KEY"
 # Metrics where lower is better; pass criteria and "best" respect the direction.
 LOWER_IS_BETTER = frozenset({"perplexity", "prompt_tokens", "latency"})
 
@@ -60,13 +63,26 @@ class EvalModelRef(KubeModel):
     model_deployment: LocalObjectReference | None = Field(
         default=None, description="A live ModelDeployment, queried through its endpoint."
     )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the API key of model.modelDeployment's endpoint, sent as `Authorization: Bearer` "
+            "(the pod reads it as KUBETUNE_ENDPOINT_API_KEY); default: the ModelDeployment's "
+            "spec.auth.apiKeySecretRef."
+        ),
+    )
 
     model_config = {
         "json_schema_extra": cel_rules(
             rule(
                 "(has(self.fineTuneJob) ? 1 : 0) + (has(self.uri) ? 1 : 0) + (has(self.modelDeployment) ? 1 : 0) == 1",
                 "set exactly one of model.fineTuneJob, model.uri or model.modelDeployment",
-            )
+            ),
+            rule(
+                "!has(self.apiKeySecretRef) || has(self.modelDeployment)",
+                "model.apiKeySecretRef is the key of model.modelDeployment's endpoint: set model.modelDeployment",
+                field_path=".apiKeySecretRef",
+            ),
         )
     }
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -57,6 +58,80 @@ class NetworkPolicySpec(KubeModel):
 
 ExtraArg = Annotated[str, Field(min_length=1, max_length=EXTRA_ARG_MAX)]
 ExtraArgs = Annotated[list[ExtraArg], Field(max_length=EXTRA_ARGS_MAX)]
+
+
+# Where an operator flag comes from, so a refused extra argument says what to change instead.
+FLAG_SOURCES = {
+    "--max-model-len": "spec.maxModelLen",
+    "--tensor-parallel-size": "spec.resources.gpus",
+    "--served-model-name": "spec.servedModelName",
+    "--api-key": "spec.auth.apiKeySecretRef",
+    "--model": "spec.model",
+    "--enable-lora": "spec.adapters",
+    "--max-loras": "spec.adapters",
+    "--max-cpu-loras": "spec.adapters",
+    "--max-lora-rank": "spec.adapters",
+}
+# Never taken from extraArgs, whatever the plan: the operator's port and address, and the key (only by Secret).
+ALWAYS_RESERVED = ("--host", "--port", "--api-key", "--model", "--served-model-name")
+ADAPTER_FLAGS = ("--enable-lora", "--max-loras", "--max-cpu-loras", "--max-lora-rank")
+
+
+def served_runtime(runtime: str, gpus: int) -> Literal["vllm", "transformers"]:
+    """The server a spec runs: `auto` is vLLM with GPUs, the built-in server without."""
+    if runtime == "auto":
+        return "vllm" if gpus > 0 else "transformers"
+    return "vllm" if runtime == "vllm" else "transformers"
+
+
+def normal_flag(flag: str) -> str:
+    """vLLM's parser takes `--max_model_len` for `--max-model-len`."""
+    return "--" + flag.lstrip("-").replace("_", "-")
+
+
+def reserved_flag_problem(arg: str, taken: set[str]) -> str | None:
+    """What is wrong with the extra argument `arg` when it sets one of the flags in `taken` (normalised)."""
+    name = flag_name(arg)
+    if name is None or normal_flag(name) not in taken:
+        return None
+    flag = normal_flag(name)
+    source = FLAG_SOURCES.get(flag)
+    hint = f"; set {source} instead" if source else "; remove it"
+    return f"{flag} is set by the operator{hint}"
+
+
+def extra_args_problems(
+    extra_args: Sequence[str],
+    *,
+    runtime: Literal["vllm", "transformers"],
+    gpus: int,
+    max_model_len: int | None,
+    adapters: bool,
+) -> list[tuple[str, str]]:
+    """(field path, message) for every `spec.extraArgs` item the spec alone shows the operator would refuse: any
+    on the built-in server, and flags it sets itself whatever it serves (ALWAYS_RESERVED, `--max-model-len` with
+    spec.maxModelLen, `--tensor-parallel-size` with several GPUs, the multi-LoRA flags with spec.adapters). What
+    depends on the served checkpoint (an unmerged adapter's LoRA flags, a raw-text chat template) is the
+    builder's to refuse (kubetune.builders.access)."""
+    if not extra_args:
+        return []
+    if runtime != "vllm":
+        return [
+            (
+                "spec.extraArgs",
+                "extra arguments go to vLLM, and this deployment runs the built-in server (runtime transformers, "
+                "or auto without GPUs); remove them or set spec.runtime: vllm",
+            )
+        ]
+    taken: set[str] = set(ALWAYS_RESERVED)
+    if max_model_len is not None:
+        taken.add("--max-model-len")
+    if gpus > 1:
+        taken.add("--tensor-parallel-size")
+    if adapters:
+        taken.update(ADAPTER_FLAGS)
+    found = ((i, reserved_flag_problem(arg, taken)) for i, arg in enumerate(extra_args))
+    return [(f"spec.extraArgs[{i}]", problem) for i, problem in found if problem is not None]
 
 
 def flag_name(arg: str) -> str | None:

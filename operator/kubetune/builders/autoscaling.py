@@ -22,7 +22,7 @@ from typing import Any, Literal
 from kubetune import constants as c
 from kubetune.api.modeldeployment import AutoscalingSpec, ModelDeployment
 from kubetune.builders.meta import child_metadata
-from kubetune.builders.serving import Runtime, runtime_of, serving_name
+from kubetune.builders.serving import Runtime, runtime_of, serving_name, workload_name
 from kubetune.errors import SpecError
 
 Engine = Literal["keda", "hpa"]
@@ -99,10 +99,12 @@ def engine_of(deployment: ModelDeployment, engines: ClusterEngines) -> Engine | 
 
 
 def pod_selector(deployment: ModelDeployment) -> str:
-    """PromQL label matchers of the serving Deployment's pods (`<deployment>-<template hash>-<suffix>`), by the
-    `namespace` and `pod` target labels every Kubernetes scrape adds."""
+    """PromQL label matchers of the serving pods (`<deployment>-<template hash>-<suffix>`) of both Deployments,
+    stable and canary (`<name>-serve-canary`: its load is the ModelDeployment's too), by the `namespace` and
+    `pod` target labels every Kubernetes scrape adds."""
     namespace = deployment.metadata.namespace or "default"
-    return f'namespace="{namespace}",pod=~"{serving_name(deployment)}-[a-z0-9]+-[a-z0-9]+"'
+    workloads = "|".join(workload_name(deployment, track) for track in ("stable", "canary"))
+    return f'namespace="{namespace}",pod=~"({workloads})-[a-z0-9]+-[a-z0-9]+"'
 
 
 def load_query(deployment: ModelDeployment, runtime: Runtime) -> str:

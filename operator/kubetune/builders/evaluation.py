@@ -17,9 +17,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kubetune import constants as c
-from kubetune.api.evaluation import Evaluation
+from kubetune.api.common import SecretKeyRef
+from kubetune.api.evaluation import ENDPOINT_API_KEY_ENV, Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.judge import EVAL_API_KEY_ENV, SAFETY_API_KEY_ENV
+from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig, EvalTarget, ProgressSink
 from kubetune.builders import names, objectstorage, pods
 from kubetune.builders.meta import Propagation, child_metadata, propagate
@@ -106,6 +108,19 @@ def run_config(
     )
 
 
+def endpoint_api_key_ref(evaluation: Evaluation, deployment: ModelDeployment | None) -> SecretKeyRef | None:
+    """The Secret key of the scored endpoint's API key: `spec.model.apiKeySecretRef`, else the scored
+    ModelDeployment's own `spec.auth.apiKeySecretRef`; None when neither asks for a key."""
+    model = evaluation.spec.model
+    if model.model_deployment is None:
+        return None
+    if model.api_key_secret_ref is not None:
+        return model.api_key_secret_ref
+    if deployment is not None and deployment.spec.auth is not None:
+        return deployment.spec.auth.api_key_secret_ref
+    return None
+
+
 def build_rbac(evaluation: Evaluation) -> list[dict[str, Any]]:
     """The evaluation pod's identity `<evaluation>-eval-runner`: get/patch of this Evaluation's status only."""
     return build_status_rbac(evaluation, EVAL_RUNNER_SUFFIX)
@@ -134,9 +149,14 @@ def _uris(config: EvalRunConfig) -> list[str | None]:
 
 
 def build_eval_job(
-    evaluation: Evaluation, job: FineTuneJob | None, config: EvalRunConfig, settings: PodSettings | None = None
+    evaluation: Evaluation,
+    job: FineTuneJob | None,
+    config: EvalRunConfig,
+    settings: PodSettings | None = None,
+    endpoint_key: SecretKeyRef | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that scores `config.targets`; owned by the Evaluation."""
+    """The batch/v1 Job that scores `config.targets`; owned by the Evaluation. `endpoint_key`: the scored
+    endpoint's API key (endpoint_api_key_ref), given to the pod by secretKeyRef only."""
     settings = settings or PodSettings()
     spec, res = evaluation.spec, evaluation.spec.resources
     name = eval_job_name(evaluation, config.targets)
@@ -160,6 +180,8 @@ def build_eval_job(
         env.append(pods.secret_env(EVAL_API_KEY_ENV, spec.judge.api_key_secret_ref))
     if spec.safety and spec.safety.judge and spec.safety.judge.api_key_secret_ref:
         env.append(pods.secret_env(SAFETY_API_KEY_ENV, spec.safety.judge.api_key_secret_ref))
+    if endpoint_key is not None:
+        env.append(pods.secret_env(ENDPOINT_API_KEY_ENV, endpoint_key))
     if job is not None and config.tracking is not None:  # the evaluator logs into the job's run
         env += tracking_env(job.spec.tracking)
     container = {
@@ -219,13 +241,14 @@ def build_children(
     config: EvalRunConfig,
     settings: PodSettings | None = None,
     propagation: Propagation | None = None,
+    endpoint_key: SecretKeyRef | None = None,
 ) -> list[dict[str, Any]]:
     """[ServiceAccount, Role, RoleBinding, ConfigMap, Job] of one run, in creation order (the Job last), with
     the labels and annotations the Evaluation passes on."""
     built = [
         *build_rbac(evaluation),
         build_config_map(evaluation, config),
-        build_eval_job(evaluation, job, config, settings),
+        build_eval_job(evaluation, job, config, settings, endpoint_key),
     ]
     return [m for m in propagate(built, evaluation, propagation) if m is not None]
 

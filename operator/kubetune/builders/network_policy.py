@@ -8,7 +8,7 @@ from typing import Any
 from kubetune import constants as c
 from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.builders.meta import child_metadata
-from kubetune.builders.serving import selector, serving_name
+from kubetune.builders.serving import all_tracks_selector, serving_name
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 
@@ -45,7 +45,7 @@ def build_network_policy(
         "kind": "NetworkPolicy",
         "metadata": child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment)),
         "spec": {
-            "podSelector": {"matchLabels": selector(deployment)},
+            "podSelector": all_tracks_selector(deployment),  # a canary is guarded as stable is
             "policyTypes": ["Ingress"],
             "ingress": ingress,
         },

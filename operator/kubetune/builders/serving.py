@@ -176,6 +176,14 @@ def selector(deployment: ModelDeployment, track: Track = "stable") -> dict[str, 
     return {c.LABEL_DEPLOYMENT: labels[c.LABEL_DEPLOYMENT], c.LABEL_ROLE: _role(track)}
 
 
+def all_tracks_selector(deployment: ModelDeployment) -> dict[str, Any]:
+    """A label selector of the serving pods of both tracks (stable and canary): what is scraped and guarded."""
+    return {
+        "matchLabels": {c.LABEL_DEPLOYMENT: selector(deployment)[c.LABEL_DEPLOYMENT]},
+        "matchExpressions": [{"key": c.LABEL_ROLE, "operator": "In", "values": [_role("stable"), _role("canary")]}],
+    }
+
+
 def build_config_map(deployment: ModelDeployment, serving: ServingPlan, track: Track = "stable") -> dict[str, Any]:
     return {
         "apiVersion": "v1",

@@ -15,6 +15,7 @@ import kopf
 from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.api.clock import now_iso
+from kubetune.api.common import SecretKeyRef
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import ModelDeployment
@@ -44,18 +45,18 @@ def _active(batch_job: dict[str, Any]) -> bool:
     return ev_status.job_state(batch_job) == "Active"
 
 
-async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | None]:
-    """The FineTuneJob (or ModelDeployment endpoint) an Evaluation scores."""
+async def _sources(evaluation: Evaluation) -> tuple[FineTuneJob | None, str | None, SecretKeyRef | None]:
+    """The FineTuneJob (or ModelDeployment endpoint, and the Secret key of its API key) an Evaluation scores."""
     ref, namespace = evaluation.spec.model, evaluation.metadata.namespace
-    job, endpoint = None, None
+    job, endpoint, deployment = None, None, None
     if ref.fine_tune_job is not None:
         body = await k8s.get_or_none(c.FINETUNEJOB, namespace, ref.fine_tune_job.name)
         job = FineTuneJob.model_validate(body) if body else None
     if ref.model_deployment is not None:
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, ref.model_deployment.name)
-        status = ModelDeployment.model_validate(body).status if body else None
-        endpoint = status.endpoint if status else None
-    return job, endpoint
+        deployment = ModelDeployment.model_validate(body) if body else None
+        endpoint = deployment.status.endpoint if deployment and deployment.status else None
+    return job, endpoint, ev.endpoint_api_key_ref(evaluation, deployment)
 
 
 async def _start(
@@ -64,10 +65,13 @@ async def _start(
     job: FineTuneJob | None,
     cfg: EvalRunConfig,
     settings: config.OperatorConfig,
+    endpoint_key: SecretKeyRef | None = None,
 ) -> dict[str, Any]:
     """Create RBAC, run config and the Job for this run; delete the finished runs it supersedes."""
     name = ev.eval_job_name(evaluation, cfg.targets)
-    *prerequisites, workload = ev.build_children(evaluation, job, cfg, settings.pods, settings.propagation)
+    *prerequisites, workload = ev.build_children(
+        evaluation, job, cfg, settings.pods, settings.propagation, endpoint_key=endpoint_key
+    )
     await common.ensure(list(prerequisites))
     batch_job, created = await k8s.create_if_absent(workload)
     namespace = evaluation.metadata.namespace
@@ -109,7 +113,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
             return
         evaluation = common.parse(Evaluation, body, state)
         status = evaluation.status
-        job, endpoint = await _sources(evaluation)
+        job, endpoint, endpoint_key = await _sources(evaluation)
         waiting_reason = c.Reason.WAITING_FOR_CHECKPOINTS
         try:
             judges = resolve_judge_endpoints(
@@ -141,7 +145,7 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
                 if busy is not None:
                     current = busy  # new checkpoints wait until the running evaluation finishes
                 else:
-                    current = await _start(body, evaluation, job, cfg, state.config)
+                    current = await _start(body, evaluation, job, cfg, state.config, endpoint_key)
         elif runs and status and status.results:
             waiting = None  # a job's checkpoints may have gone (keep): report the last run
             current = max(runs, key=lambda j: j["metadata"].get("creationTimestamp") or "")

@@ -24,6 +24,7 @@ from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import DeployModelRef, ModelDeployment, PromotionSpec
 from kubetune.builders import adapters, canary, promotion, serving
+from kubetune.builders.meta import propagate
 from kubetune.controllers import common, config, serving_extras
 from kubetune.errors import OwnershipConflict, SpecError
 from kubetune.status import modeldeployment as md_status
@@ -40,14 +41,14 @@ def _key(namespace: str, name: str) -> tuple[str, str, str]:
 
 
 async def _sources(md: ModelDeployment) -> tuple[Evaluation | None, FineTuneJob | None]:
-    return await _sources_of(md.metadata.namespace, md.spec.model, md.spec.promotion)
+    return await _sources_of(md.metadata.namespace or "default", md.spec.model, md.spec.promotion)
 
 
 async def _adapter_sources(md: ModelDeployment) -> list[adapters.AdapterSource]:
     out = []
     for index, adapter in enumerate(md.spec.adapters):
         model = DeployModelRef(fine_tune_job=adapter.fine_tune_job, uri=adapter.uri)
-        evaluation, job = await _sources_of(md.metadata.namespace, model, adapter.promotion)
+        evaluation, job = await _sources_of(md.metadata.namespace or "default", model, adapter.promotion)
         out.append(adapters.AdapterSource(index, adapter, job, evaluation))
     return out
 
@@ -89,6 +90,18 @@ async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
     return await k8s.apply(desired, force=True)
 
 
+def _applier(state: common.OperatorState, md: ModelDeployment) -> serving_extras.Apply:
+    """`_apply` of the ModelDeployment's children with the labels and annotations it passes on (team, cost
+    allocation, Kueue's priority class; builders.meta.Propagation), on the objects and their pod templates."""
+
+    async def apply(desired: dict[str, Any]) -> dict[str, Any]:
+        (governed,) = propagate([desired], md, state.config.propagation)
+        assert governed is not None
+        return await _apply(governed)
+
+    return apply
+
+
 async def _routed(state: common.OperatorState, md: ModelDeployment) -> bool:
     """Whether traffic goes through an HTTPRoute: spec.gateway is set and the cluster serves HTTPRoute (asked once)."""
     if md.spec.gateway is None:
@@ -107,11 +120,12 @@ async def _apply_workload(
     pool: adapters.AdapterPool | None,
     adapter_set: dict[str, str],
 ) -> tuple[dict[str, Any], bool]:
-    """ConfigMaps, Deployments (stable, canary), Services, HTTPRoute, HPA (deleted when autoscaling is turned off);
-    the stable Deployment as it is now, and whether traffic is split by an HTTPRoute.
+    """ConfigMaps, Deployments (stable, canary), Services, HTTPRoute, each with the labels the ModelDeployment passes
+    on; the stable Deployment as it is now, and whether traffic is split by an HTTPRoute.
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
     cfg, routed = state.config, await _routed(state, md)
+    apply = _applier(state, md)
     stable_replicas = None
     if split.canary is not None and not routed and md.spec.autoscaling is None:
         stable_replicas, _ = canary.replica_split(md.spec.replicas, split.canary.weight)
@@ -129,22 +143,22 @@ async def _apply_workload(
             ),
         )
     if pool is not None:
-        await _apply(adapters.build_config_map(md, adapter_set))
-    await _apply(serving.build_config_map(md, plan))
-    apps = await _apply(deployment)
-    await _apply(serving.build_service(md, both_tracks=split.canary is not None and not routed))
+        await apply(adapters.build_config_map(md, adapter_set))
+    await apply(serving.build_config_map(md, plan))
+    apps = await apply(deployment)
+    await apply(serving.build_service(md, both_tracks=split.canary is not None and not routed))
     if canary_objects is not None:
         for obj in canary_objects:
-            await _apply(obj)
+            await apply(obj)
         if routed:
-            await _apply(serving.build_service(md, "canary"))
+            await apply(serving.build_service(md, "canary"))
     if canary_objects is None or not routed:
         await _delete_canary(md, keep_workload=canary_objects is not None)
     if routed:
         route = canary.build_httproute(
             md, serving.serving_name(md), serving.serving_name(md), serving.workload_name(md, "canary"), split.canary
         )
-        await _apply(route)
+        await apply(route)
     elif state.httproute:
         await k8s.delete("HTTPRoute", md.metadata.namespace, serving.serving_name(md))
     return apps, routed
@@ -182,7 +196,9 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
                     pool = adapters.adapter_pool(md, sources, outcomes)
                 extras = await serving_extras.desired(md, state)  # SpecError: autoscaling the cluster can't do
                 apps, routed = await _apply_workload(state, md, plan, job, split, pool, adapters.adapter_set(outcomes))
-                await serving_extras.reconcile(md, extras, _apply)  # ScaledObject/HPA, NetworkPolicy, PodMonitor
+                await serving_extras.reconcile(
+                    md, extras, _applier(state, md)
+                )  # ScaledObject/HPA, NetworkPolicy, PodMonitor
             except (SpecError, OwnershipConflict) as err:
                 await _fail(body, md, str(err), now)
                 return

@@ -50,7 +50,7 @@ def test_keda_chosen_where_served_and_scales_vllm_on_running_plus_waiting():
     assert trigger["metadata"]["threshold"] == "4"
     query = trigger["metadata"]["query"]
     assert "vllm:num_requests_running|vllm:num_requests_waiting" in query
-    assert 'namespace="team-a"' in query and 'pod=~"travel-[a-z0-9]+-[a-z0-9]+"' in query
+    assert 'namespace="team-a"' in query and 'pod=~"(travel|travel-serve-canary)-[a-z0-9]+-[a-z0-9]+"' in query
     assert "cooldownPeriod" not in spec  # only when it may go to zero
 
 
@@ -110,7 +110,7 @@ def test_pod_monitor_selects_the_serving_pods_metrics_port():
     pm = monitoring.build_pod_monitor(deployment, {"release": "prom"})
     assert pm["apiVersion"] == "monitoring.coreos.com/v1" and pm["kind"] == "PodMonitor"
     assert pm["metadata"]["labels"]["release"] == "prom"
-    assert pm["spec"]["selector"]["matchLabels"] == serving.selector(deployment)
+    assert pm["spec"]["selector"] == serving.all_tracks_selector(deployment)  # stable and canary pods
     (endpoint,) = pm["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
 
@@ -132,7 +132,7 @@ def test_network_policy_admits_only_what_the_spec_names():
     np = network_policy.build_network_policy(deployment, ("monitoring",))
     assert np is not None
     spec = np["spec"]
-    assert spec["podSelector"]["matchLabels"] == serving.selector(deployment)
+    assert spec["podSelector"] == serving.all_tracks_selector(deployment)  # stable and canary pods
     assert spec["policyTypes"] == ["Ingress"]
     callers, scrapers = spec["ingress"]
     assert callers["ports"] == [{"protocol": "TCP", "port": 8000}]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.evaluation import (
+    ENDPOINT_API_KEY_ENV,
     BaselineResult,
     EvaluationStatus,
     JudgeCounts,
@@ -47,7 +48,7 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
 REPORT_EXAMPLES = 10
 # Bearer token for endpoint targets (a ModelDeployment behind an authenticating gateway).
-ENV_ENDPOINT_API_KEY = "KUBETUNE_ENDPOINT_API_KEY"
+ENV_ENDPOINT_API_KEY = ENDPOINT_API_KEY_ENV  # set by the operator from spec.model.apiKeySecretRef
 
 
 class StatusNotPublished(RuntimeError):
