@@ -42,7 +42,9 @@ class RepeatLog:
         self._run_starts = array("q")  # the index in _digests where a run of consecutive lines starts ...
         self._run_lines = array("q")  # ... and that example's line
         self._next_line = 0  # the line that would continue the last run
-        self._found: tuple[int, int, list[tuple[int, int]]] | None = None  # (examples, count, shown) of the last look
+        self._found: tuple[tuple[int, int], int, list[tuple[int, int]]] | None = (
+            None  # the last look, by (examples, shown)
+        )
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -60,10 +62,10 @@ class RepeatLog:
     def repeats(self, shown: int) -> tuple[int, list[tuple[int, int]]]:
         """How many examples repeat an earlier one, and the first `shown` of them in line order as
         (line, line first seen on)."""
-        if self._found is None or self._found[0] != len(self._digests):
+        if self._found is None or self._found[0] != (len(self._digests), shown):
             count, first = self._find(shown) if self._digests else (0, [])
-            self._found = (len(self._digests), count, first)
-        return self._found[1], self._found[2][:shown]
+            self._found = ((len(self._digests), shown), count, first)
+        return self._found[1], self._found[2]
 
     def _new_lines(self, first_line: int, count: int) -> None:
         if first_line != self._next_line:
