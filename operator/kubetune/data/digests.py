@@ -42,9 +42,8 @@ class RepeatLog:
         self._run_starts = array("q")  # the index in _digests where a run of consecutive lines starts ...
         self._run_lines = array("q")  # ... and that example's line
         self._next_line = 0  # the line that would continue the last run
-        self._found: tuple[tuple[int, int], int, list[tuple[int, int]]] | None = (
-            None  # the last look, by (examples, shown)
-        )
+        # the last look: ((examples, shown), count, the first `shown` repeats)
+        self._found: tuple[tuple[int, int], int, list[tuple[int, int]]] | None = None
 
     def __len__(self) -> int:
         return len(self._digests)
