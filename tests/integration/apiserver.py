@@ -59,6 +59,7 @@ BUILTINS: dict[str, tuple[str, bool, Iterable[str], Iterable[str]]] = {
     "batch/v1/jobs": ("Job", True, [], ["status"]),
     "apps/v1/deployments": ("Deployment", True, ["deploy"], ["status", "scale"]),
     "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, ["hpa"], ["status"]),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True, ["netpol"], []),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, ["crd"], ["status"]),
     "coordination.k8s.io/v1/leases": ("Lease", True, [], []),
 }

@@ -284,6 +284,7 @@ TEST_PLURALS = (
     "rolebindings",
     "deployments",
     "horizontalpodautoscalers",
+    "networkpolicies",
     "events",
 )
 
