@@ -10,6 +10,12 @@ uses the claim:
   deletes it once the last user is gone (`sweep`).
 - Retain: kept, labelled `kubetune.dev/retention=Retain`; the operator never deletes it.
 
+A kept PVC is never reused by a new FineTuneJob of the same name (`on_job_created`): the claim's
+`kubetune.dev/owner-uid` names the deleted job, so the new one waits (Stalled, reason
+PersistentVolumeClaimConflict) instead of resuming from, or overwriting, checkpoints a ModelDeployment may
+serve; it starts by itself once the claim is gone, and `storage.claimName` reuses it on purpose. Names stay
+`<job>-data` (no uid in them), so pvc:// URIs and the claims a ModelDeployment names keep working.
+
 A resource uses a claim when it names it: any `pvc://CLAIM/...` in its spec or status, a `claimName`, or a
 FineTuneJob by name (`fineTuneJob: {name}`, `fromJob: {name}`: that job's created claim, `<job>-data`).
 """
