@@ -289,8 +289,10 @@ class RetentionPolicy(KubeModel):
         "a ModelDeployment serves from it, an Evaluation scores it or a FineTuneJob continues from it (fromJob or "
         "a pvc:// URI), it is kept, labelled kubetune.dev/retention=Delete with the users in the annotation "
         "kubetune.dev/retained-for, and deleted by the operator when the last of them goes. Retain: the PVC is "
-        "always kept (labelled kubetune.dev/retention=Retain); delete it yourself. Never applies to "
-        "storage.claimName, which the operator never deletes.",
+        "always kept (labelled kubetune.dev/retention=Retain); delete it yourself. A new FineTuneJob of the same "
+        "name never trains into a kept PVC: it waits (Stalled, PersistentVolumeClaimConflict) until the PVC is "
+        "gone, or reuses it on purpose through storage.claimName. Never applies to storage.claimName, which the "
+        "operator never deletes.",
     )
 
 
