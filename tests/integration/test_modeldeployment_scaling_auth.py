@@ -38,6 +38,10 @@ def deployment(**spec: Any) -> dict[str, Any]:
     }
 
 
+def status(cluster: Cluster) -> dict[str, Any]:
+    return (cluster.get(MDEP_PATH) or {}).get("status") or {}
+
+
 @pytest.fixture
 def keda_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
     """The ScaledObject CRD installed, then the operator started (it asks once, at its first serving)."""
@@ -74,7 +78,7 @@ def test_keda_scaledobject_networkpolicy_and_an_api_key_that_is_never_shown(
         )
     )
 
-    scaled = wait_for(lambda: cluster.get(f"{SCALED_OBJECTS}/travel"), what="the ScaledObject")
+    scaled = wait_for(lambda: cluster.get(f"{SCALED_OBJECTS}/travel") or {}, what="the ScaledObject")
     spec = scaled["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "travel"}
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 3)
@@ -85,34 +89,33 @@ def test_keda_scaledobject_networkpolicy_and_an_api_key_that_is_never_shown(
     assert scaled["metadata"]["labels"]["team"] == "travel"  # governance labels reach the autoscaler too
     assert "travel" not in cluster.objects("horizontalpodautoscalers")  # KEDA makes its own HPA, not us
 
-    policy = wait_for(lambda: cluster.objects("networkpolicies").get("travel"), what="the NetworkPolicy")
+    policy = wait_for(lambda: cluster.objects("networkpolicies").get("travel") or {}, what="the NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"kubetune.dev/modeldeployment": "travel"}
     callers = policy["spec"]["ingress"][0]
     assert callers["ports"] == [{"protocol": "TCP", "port": 8000}]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-b"}}} in callers["from"]
 
-    dep = wait_for(lambda: cluster.objects("deployments").get("travel"), what="the serving Deployment")
+    dep = wait_for(lambda: cluster.objects("deployments").get("travel") or {}, what="the serving Deployment")
     assert "replicas" not in dep["spec"] or dep["spec"]["replicas"] == 1  # the autoscaler's, never set by us
     (server,) = dep["spec"]["template"]["spec"]["containers"]
     (var,) = [e for e in server["env"] if e["name"] == "KUBETUNE_API_KEY"]
     assert var == {"name": "KUBETUNE_API_KEY", "valueFrom": {"secretKeyRef": {"name": "travel-key", "key": "token"}}}
     assert KEY not in json.dumps(dep) and ENCODED not in json.dumps(dep)
 
-    md = wait_for(
-        lambda: (m := cluster.get(MDEP_PATH)) and (m.get("status") or {}).get("endpoint") and m, what="status"
-    )
-    assert md["status"]["phase"] != "Failed", md["status"]
+    wait_for(lambda: status(cluster).get("endpoint"), what="the endpoint in status")
+    md_status = status(cluster)
+    assert md_status["phase"] != "Failed", md_status
     keda_operator.stop()
     log = "\n".join([caplog.text, capfd.readouterr().err, *keda_operator.outputs])
     assert "modeldeployment_changed" in log  # the log was captured: the operator's handler of this object
-    for text in (json.dumps(md["status"]), json.dumps(cluster.events("travel")), log):
+    for text in (json.dumps(md_status), json.dumps(cluster.events("travel")), log):
         assert KEY not in text and ENCODED not in text
 
 
 def test_without_keda_the_hpa_is_the_fallback(cluster: Cluster, operator: InProcessOperator) -> None:
     cluster.apply(deployment())
-    hpa = wait_for(lambda: cluster.objects("horizontalpodautoscalers").get("travel"), what="the HPA")
+    hpa = wait_for(lambda: cluster.objects("horizontalpodautoscalers").get("travel") or {}, what="the HPA")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "travel"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
     (metric,) = hpa["spec"]["metrics"]
@@ -123,8 +126,6 @@ def test_without_keda_the_hpa_is_the_fallback(cluster: Cluster, operator: InProc
     # minReplicas 0 needs KEDA: the ModelDeployment fails, saying so, and the HPA stays as it was.
     to_zero = {"spec": {"autoscaling": {"minReplicas": 0, "wakeQuery": "sum(rate(gateway_requests_total[1m]))"}}}
     cluster.kubectl("patch", "modeldeployment", "travel", "--type=merge", "-p", json.dumps(to_zero))
-    md = wait_for(
-        lambda: (m := cluster.get(MDEP_PATH)) and (m.get("status") or {}).get("phase") == "Failed" and m, what="Failed"
-    )
-    assert "spec.autoscaling.minReplicas: 0 (scale to zero) needs KEDA" in md["status"]["message"]
+    wait_for(lambda: status(cluster).get("phase") == "Failed", what="Failed")
+    assert "spec.autoscaling.minReplicas: 0 (scale to zero) needs KEDA" in status(cluster)["message"]
     assert cluster.objects("horizontalpodautoscalers")["travel"]["spec"]["minReplicas"] == 1

@@ -179,7 +179,11 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        md = common.parse(ModelDeployment, body, state)
+        try:
+            md = common.parse(ModelDeployment, body, state)
+        except kopf.PermanentError as err:
+            await _refused(body, str(err))
+            raise
         evaluation, job = await _sources(md)
         split = canary.split(md, promotion.decide(md, evaluation, job), evaluation)
         decision = split.stable
@@ -209,6 +213,17 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _post_events(body, md, decision, patch)
         await _post_serving_events(body, md, split, outcomes)
+
+
+async def _refused(body: dict[str, Any], message: str) -> None:
+    """Admission refused the spec (e.g. spec.extraArgs setting an operator flag): Failed, saying why, once. A body
+    the schema cannot read at all keeps its status (the PermanentError is logged and posted by Kopf)."""
+    try:
+        md = ModelDeployment.model_validate(body)
+    except ValueError:
+        return
+    if not md.status or md.status.message != message:
+        await _fail(body, md, message, now_iso())
 
 
 async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:

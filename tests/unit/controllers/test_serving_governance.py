@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+import kopf
 import pytest
 
 from kubetune import constants as c
@@ -118,6 +119,15 @@ async def test_every_child_of_a_modeldeployment_and_its_pods_carry_the_governanc
     assert template["annotations"]["propagate.kubetune.dev/budget"] == "q3-serving"
     assert template["annotations"][c.ANNOTATION_CHECKPOINT] == "checkpoint-400"
     assert dep["spec"]["selector"]["matchLabels"] == serving.selector(ModelDeployment.model_validate(md_body()))
+
+
+async def test_extra_args_refused_by_admission_fail_the_deployment_with_the_item_and_apply_nothing(fake):
+    cluster = fake(md_body(resources={"gpus": 1}, extraArgs=["--enforce-eager", "--port=9000"]))
+    with pytest.raises(kopf.PermanentError, match=r"spec.extraArgs\[1\]: --port is set by the operator"):
+        await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel")
+    assert cluster.applied == []
+    assert cluster.status is not None and cluster.status["phase"] == "Failed"
+    assert "spec.extraArgs[1]: --port is set by the operator" in cluster.status["message"]
 
 
 # --- a canary's pods count, are scraped and are guarded -----------------------------------------------------
