@@ -153,4 +153,6 @@ def propagate(
 ) -> list[dict[str, Any] | None]:
     """`manifests` (children of `obj`; None stays None) with the labels and annotations `obj` passes on."""
     labels, annotations = propagated(obj, propagation or Propagation())
+    if not labels and not annotations:  # nothing to pass on (most objects): no copy of every child
+        return [None if m is None else dict(m) for m in manifests]
     return [None if m is None else with_propagated(m, labels, annotations) for m in manifests]
