@@ -2,13 +2,17 @@
 
 Endpoints: POST /v1/chat/completions (streaming with server-sent events), POST /v1/completions,
 GET /v1/models, POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's, with --enable-lora),
-GET /healthz (200 once the model is loaded, 503 before), GET /metrics (Prometheus). Requests choose
+GET /healthz and /health (vLLM's path; 200 once the model is loaded, 503 before it or once a failed adapter
+load could not be undone), GET /metrics (Prometheus). No /docs or /openapi.json (they would answer without
+the key). Requests choose
 an adapter by its name in `model`. The model loads in a background thread so the server answers
 /healthz while it loads. Tokenisation runs in a worker thread and generation in the batching thread
 (batching.py), so the event loop only moves bytes. Limits (options.py): body size (413), prompt
 tokens and max_tokens (400 naming the field), waiting requests (429 with Retry-After); with an API
 key, /v1/* wants `Authorization: Bearer` (401). A client that disconnects cancels its generation.
-Errors use OpenAI's error shape.
+Every error uses OpenAI's error shape, an unexpected one too (500 `server_error`, the traceback only in the
+log), and keeps the connection open. Requests: `stop` holds at most MAX_STOP strings of MAX_STOP_CHARS
+characters (OpenAI's limit of 4; vLLM has none), `messages` at most MAX_MESSAGES, `seed` fits torch's.
 
 A model trained on raw text prompts (kubetune.json `prompt_format: raw-text`) is prompted as in
 training: /v1/completions takes the raw prompt; /v1/chat/completions takes exactly one user message
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -33,13 +38,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kubetune.api.runconfig import ServeRunConfig
 from kubetune.data.promptformat import CHAT_TEMPLATE, RawPromptError
-from kubetune_trainer.serve.adapters import AdapterError, load_adapter, unload_adapter
+from kubetune_trainer.serve.adapters import AdapterError, EngineBroken, load_adapter, unload_adapter
 from kubetune_trainer.serve.batching import GenerationFailed, QueueFull, Scheduler, Ticket
 from kubetune_trainer.serve.engine import Completion, Engine, PromptTooLong, SamplingParams
-from kubetune_trainer.serve.guards import ApiKeyMiddleware, BodyLimitMiddleware, error_body
+from kubetune_trainer.serve.guards import ApiKeyMiddleware, BodyLimitMiddleware, ErrorShapeMiddleware, error_body
 from kubetune_trainer.serve.loading import InferenceModel, load_for_inference
 from kubetune_trainer.serve.metrics import MetricsMiddleware, ServeMetrics
 from kubetune_trainer.serve.options import ServeOptions
@@ -49,6 +55,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHAT_MAX_TOKENS = 256
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+MAX_STOP = 4  # stop strings per request (OpenAI's limit; each is searched for at every generated token)
+MAX_STOP_CHARS = 256
+MAX_MESSAGES = 4096  # refused before any per-message work
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed takes
 
 
 class OpenAIError(Exception):
@@ -84,7 +94,7 @@ class _Request(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     ignore_eos: bool = False  # vLLM's extension
 
 
@@ -96,7 +106,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(_Request):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1)
 
 
@@ -108,6 +118,7 @@ class CompletionRequest(_Request):
 class LoadLoraRequest(BaseModel):
     lora_name: str = Field(min_length=1)
     lora_path: str = Field(min_length=1, description="a local directory or a model URI (pvc://, hf://, s3://)")
+    load_inplace: bool = Field(default=False, description="vLLM's: replace an adapter of this name between batches")
 
 
 class UnloadLoraRequest(BaseModel):
@@ -116,15 +127,49 @@ class UnloadLoraRequest(BaseModel):
     lora_name: str = Field(min_length=1)
 
 
-def _content_text(content: str | list[dict[str, Any]] | None) -> str:
+def _content_text(content: str | list[dict[str, Any]] | None, where: str) -> str:
+    """The text of a message's content; `where`: its field path (messages.I.content) for errors."""
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
-    for part in content:
+    for j, part in enumerate(content):
         if part.get("type") != "text":
-            raise OpenAIError(400, f"content parts of type {part.get('type')!r} are not supported; send text")
-        parts.append(part.get("text", ""))
+            kind = str(part.get("type"))[:40]
+            raise OpenAIError(
+                400,
+                f"{where}.{j}.type: content parts of type {kind!r} are not supported; send text",
+                param=f"{where}.{j}.type",
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise OpenAIError(
+                400, f"{where}.{j}.text: a text part needs its text as a string", param=f"{where}.{j}.text"
+            )
+        parts.append(text)
     return "".join(parts)
+
+
+def _field_path(loc: Any) -> str:
+    """A pydantic error location as the request's field path (union member tags such as `str` dropped)."""
+    parts = [str(p) for p in loc[1:] if isinstance(p, int) or ("[" not in str(p) and str(p) not in _TAGS)]
+    return ".".join(parts)
+
+
+_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _generation_error(e: Exception) -> OpenAIError:
+    """What a failed generation tells its client: a request for an adapter unloaded while it waited is a 404."""
+    if isinstance(e, AdapterError):
+        return OpenAIError(e.status, str(e), code="model_not_found", param="model")
+    if isinstance(e, EngineBroken):
+        return OpenAIError(503, str(e), type_="service_unavailable", code="model_broken")
+    return OpenAIError(500, str(e), type_="server_error")
+
+
+def _redact(message: str, shown: str) -> str:
+    """`message` without local paths other than (parts of) what the client sent itself."""
+    return re.sub(r"/[^\s;'\"()]+", lambda m: m.group(0) if m.group(0) in shown else "<local path>", message)
 
 
 class _State:
@@ -136,6 +181,8 @@ class _State:
         self.error: str | None = None
 
     def require(self) -> tuple[Engine, Scheduler]:
+        if self.engine is not None and self.engine.broken:
+            raise OpenAIError(503, self.engine.broken, type_="service_unavailable", code="model_broken")
         if self.engine is None or self.scheduler is None:
             reason = f"the model failed to load: {self.error}" if self.error else "the model is still loading"
             raise OpenAIError(503, reason, type_="service_unavailable", code="model_not_ready")
@@ -196,7 +243,8 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         if state.scheduler is not None:
             state.scheduler.stop()
 
-    app = FastAPI(title="kubetune model server", lifespan=lifespan)
+    app = FastAPI(title="kubetune model server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ErrorShapeMiddleware)  # innermost: whatever escapes a route becomes a 500 in OpenAI's shape
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes, metrics=metrics)
     if opts.api_key:
@@ -208,11 +256,27 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
     async def _openai_error(_: Request, exc: OpenAIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes (404), wrong methods (405) and bodies that cannot be parsed (400), in OpenAI's shape."""
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code, str(exc.detail))
+        error = OpenAIError(exc.status_code, message, code=codes.get(exc.status_code))
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
-        param = ".".join(str(p) for p in errors[0]["loc"][1:]) if errors else None
+        if errors and errors[0]["type"] == "json_invalid":
+            error = OpenAIError(400, f"the request body is not valid JSON: {errors[0].get('ctx', {}).get('error', '')}")
+            return JSONResponse(error.body(), status_code=400)
+        seen: dict[str, str] = {}
+        for e in errors:
+            seen.setdefault(_field_path(e["loc"]), e["msg"])
+        if "" in seen:
+            return JSONResponse(OpenAIError(400, "the request body must be a JSON object").body(), status_code=400)
+        message = "; ".join(f"{path}: {msg}" for path, msg in seen.items())
+        param = next(iter(seen), None)
         return JSONResponse(OpenAIError(400, message or "invalid request", param=param).body(), status_code=400)
 
     def check(req: _Request) -> tuple[Engine, Scheduler, str | None]:
@@ -236,6 +300,13 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
                 code="max_tokens_too_large",
             )
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stop) > MAX_STOP or any(len(s) > MAX_STOP_CHARS for s in stop):
+            raise OpenAIError(
+                400,
+                f"stop holds {len(stop)} strings of up to {max(map(len, stop))} characters: this server takes at most "
+                f"{MAX_STOP} of at most {MAX_STOP_CHARS} characters each",
+                param="stop",
+            )
         return SamplingParams(
             max_tokens=max_tokens or min(default, opts.max_tokens_limit or default),
             temperature=req.temperature,
@@ -267,16 +338,16 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         )
 
     async def encode(
-        engine: Engine, prompt: str | list[dict[str, str]], p: SamplingParams, field_name: str
+        engine: Engine, prompt: str | list[dict[str, str]], p: SamplingParams, field_name: str, max_field: str
     ) -> list[int]:
         """The prompt's token ids, tokenised off the event loop; a prompt over the limits is refused (400)."""
         limit = prompt_limit(engine, p)
         if limit is not None and limit < 1:
             raise OpenAIError(
                 400,
-                f"max_tokens is {p.max_tokens}: it leaves no room for a prompt in the model's context of "
+                f"{max_field} is {p.max_tokens}: it leaves no room for a prompt in the model's context of "
                 f"{engine.max_model_len} tokens; lower it",
-                param="max_tokens",
+                param=max_field,
                 code="context_length_exceeded",
             )
         texts = [prompt] if isinstance(prompt, str) else [m["content"] for m in prompt]
@@ -291,6 +362,8 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
                 ids = await asyncio.to_thread(engine.chat_prompt_ids, prompt)
         except RawPromptError as e:
             raise OpenAIError(400, str(e), param=field_name, code="raw_text_model") from None
+        if not ids:
+            raise OpenAIError(400, f"{field_name} is empty: give the model some text to continue", param=field_name)
         if limit is not None and len(ids) > limit:
             raise too_long(engine, len(ids), field_name)
         try:
@@ -322,8 +395,8 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
                 raise asyncio.CancelledError  # nobody is left to answer
             try:
                 completion = result.result()
-            except GenerationFailed as e:
-                raise OpenAIError(500, str(e), type_="server_error") from None
+            except (GenerationFailed, AdapterError, EngineBroken) as e:
+                raise _generation_error(e) from None
         finally:
             gone.cancel()
             result.cancel()
@@ -365,8 +438,8 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
                     metrics.time_to_first_token.labels(name).observe(time.perf_counter() - started)
                     first_text = False
                 yield f"data: {json.dumps(chunk(piece, None))}\n\n"
-        except GenerationFailed as e:
-            yield f"data: {json.dumps(OpenAIError(500, str(e), type_='server_error').body())}\n\n"
+        except (GenerationFailed, AdapterError, EngineBroken) as e:
+            yield f"data: {json.dumps(_generation_error(e).body())}\n\n"
         finally:
             scheduler.cancel(ticket)
         yield "data: [DONE]\n\n"
@@ -377,10 +450,13 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         field_name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
         p = params(engine, req, req.max_completion_tokens or req.max_tokens, field_name, DEFAULT_CHAT_MAX_TOKENS)
         messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": _content_text(m.content)}
-            for m in req.messages
+            {
+                "role": "system" if m.role == "developer" else m.role,
+                "content": _content_text(m.content, f"messages.{i}.content"),
+            }
+            for i, m in enumerate(req.messages)
         ]
-        ids = await encode(engine, messages, p, "messages")
+        ids = await encode(engine, messages, p, "messages", field_name)
         ticket = submit(scheduler, ids, p, adapter, req.stream)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model or name}
         if req.stream:
@@ -426,7 +502,7 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
         if req.echo:
             raise OpenAIError(400, "echo is not supported", param="echo")
         p = params(engine, req, req.max_tokens, "max_tokens", DEFAULT_COMPLETION_MAX_TOKENS)
-        ids = await encode(engine, prompts[0], p, "prompt")
+        ids = await encode(engine, prompts[0], p, "prompt", "max_tokens")
         ticket = submit(scheduler, ids, p, adapter, req.stream)
         base = {
             "id": f"cmpl-{uuid.uuid4().hex}",
@@ -501,24 +577,31 @@ def create_app(  # noqa: PLR0915 - FastAPI's app factory: the routes are closure
             raise OpenAIError(400, f"lora_name {req.lora_name!r} is the base model's name", param="lora_name")
         try:
             path = await asyncio.to_thread(resolve_model, req.lora_path, config.storage)
-            await asyncio.to_thread(load_adapter, engine, req.lora_name, path, uri=req.lora_path)
+            await asyncio.to_thread(
+                load_adapter, engine, req.lora_name, path, uri=req.lora_path, replace=req.load_inplace
+            )
         except ModelSourceError as e:
-            raise OpenAIError(400, f"lora_path: {e}", param="lora_path") from None
+            raise OpenAIError(400, f"lora_path: {_redact(str(e), req.lora_path)}", param="lora_path") from None
         except AdapterError as e:
-            raise OpenAIError(e.status, str(e), param="lora_name" if e.status != 400 else None) from None
+            raise OpenAIError(e.status, _redact(str(e), req.lora_path), param=e.param) from None
+        except EngineBroken as e:
+            raise OpenAIError(503, str(e), type_="service_unavailable", code="model_broken") from None
         return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' added successfully.")
 
     @app.post("/v1/unload_lora_adapter")
     async def unload_lora(req: UnloadLoraRequest) -> PlainTextResponse:
         engine = lora_engine()
         try:
-            await asyncio.to_thread(unload_adapter, engine, req.lora_name)
+            await asyncio.to_thread(unload_adapter, engine, req.lora_name, base_name=name)
         except AdapterError as e:
-            raise OpenAIError(e.status, str(e), param="lora_name") from None
+            raise OpenAIError(e.status, str(e), param=e.param) from None
         return PlainTextResponse(f"Success: LoRA adapter '{req.lora_name}' removed successfully.")
 
     @app.get("/healthz")
+    @app.get("/health")
     async def healthz() -> JSONResponse:
+        if state.engine is not None and state.engine.broken:
+            return JSONResponse({"status": "failed", "error": state.engine.broken}, status_code=503)
         if state.engine is not None:
             return JSONResponse({"status": "ok", "model": name})
         body = {"status": "failed", "error": state.error} if state.error else {"status": "loading"}

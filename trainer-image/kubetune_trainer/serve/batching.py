@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 
+from kubetune_trainer.serve.adapters import AdapterError, EngineBroken
 from kubetune_trainer.serve.engine import Completion, Engine, GenerationRequest, SamplingParams
 from kubetune_trainer.serve.metrics import ServeMetrics
 
@@ -155,10 +156,14 @@ class Scheduler:
             self.metrics.batch_size.observe(len(batch))
             try:
                 self.engine.run_batch([t.request for t in batch])
-            except Exception as e:  # every request of the batch hears it; the server goes on
+            except (AdapterError, EngineBroken) as e:  # its adapter was unloaded while it waited (404); or broken
+                error: Exception = e
+            except Exception as e:
                 log.exception("generation failed for a batch of %d", len(batch))
                 error = GenerationFailed(str(e))
-                for t in batch:
-                    if not t.finished:
-                        self._finished(t)
-                        t.put(error)
+            else:
+                continue
+            for t in batch:  # every request of the batch hears it; the server goes on
+                if not t.finished:
+                    self._finished(t)
+                    t.put(error)

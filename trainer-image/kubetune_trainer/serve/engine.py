@@ -124,6 +124,9 @@ class Engine:
         self.model = loaded.model
         self.lock = threading.Lock()
         self.adapters: dict[str, str] = {}  # loaded LoRA adapters: name -> the URI they came from
+        self.adapter_ids: dict[str, str] = {}  # name -> PEFT's internal adapter name (adapters.py)
+        self.peft_model: Any = None  # the PeftModel once an adapter is loaded (then also `model`)
+        self.broken: str | None = None  # why the model can no longer serve (a failed rollback): /healthz 503
         config_len = getattr(self.model.config, "max_position_embeddings", None)
         self.max_model_len = max_model_len or config_len
         eos = self.model.generation_config.eos_token_id
@@ -192,7 +195,7 @@ class Engine:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with self.lock, active_adapter(self.model, requests[0].adapter), torch.inference_mode():
+        with self.lock, active_adapter(self, requests[0].adapter), torch.inference_mode():
             if first.seed is not None:
                 torch.manual_seed(first.seed)
             self.model.generate(**kwargs)

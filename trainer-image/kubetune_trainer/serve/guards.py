@@ -1,4 +1,5 @@
-"""ASGI middleware in front of the API: the API key (401) and the request body limit (413).
+"""ASGI middleware in front of the API: the API key (401), the request body limit (413), and OpenAI's error
+shape for anything unexpected (500).
 
 Both apply to /v1/* only: /healthz and /metrics stay open to probes and Prometheus. Answers use
 OpenAI's error shape. The key is compared in constant time and never logged.
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Any
 
 from kubetune_trainer.serve.metrics import ServeMetrics
+
+log = logging.getLogger(__name__)
 
 
 def error_body(message: str, *, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
@@ -102,3 +106,31 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class ErrorShapeMiddleware:
+    """Anything a route raises unhandled becomes a 500 in OpenAI's shape (`server_error`, no traceback: that
+    goes to the log), answered like any other error, so the connection stays open for its next request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def note(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, note)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope.get("method"), scope.get("path"))
+            if started:  # a stream already under way: nothing more can be said in it
+                raise
+            body = error_body("the server failed to answer this request; see its log", type_="server_error", code=None)
+            await _answer(send, 500, body)
