@@ -3,9 +3,10 @@
 The operator writes `{"adapters": [{"name", "path"}]}` to a ConfigMap mounted into the serving pod; the kubelet
 refreshes the file when the ConfigMap changes. This loop reads it and calls the server's runtime adapter API on
 localhost (vLLM's, which the built-in server speaks too): `GET /v1/models` (adapters are the cards with a
-`parent`), `POST /v1/unload_lora_adapter {"lora_name"}` for adapters no longer listed or whose path changed
-(unloaded first: a name is loaded once), `POST /v1/load_lora_adapter {"lora_name", "lora_path"}` for the rest,
-until the server's models match. `/v1/models` shows no paths, so the loop remembers what it loaded; after a
+`parent`), `POST /v1/unload_lora_adapter {"lora_name"}` for adapters no longer listed, `POST /v1/load_lora_adapter
+{"lora_name", "lora_path", "load_inplace": true}` for an adapter whose path changed (a promotion: the server swaps
+it between batches, so its clients never see it missing; a server that refuses the in-place load gets an unload
+then a load), and a plain load for the rest, until the server's models match. `/v1/models` shows no paths, so the loop remembers what it loaded; after a
 restart it reloads each adapter once. Standard library only, so it runs beside vLLM in the trainer image.
 """
 
@@ -63,8 +64,11 @@ class Server:
         cards = self._request("GET", "/v1/models").get("data") or []
         return {card["id"] for card in cards if card.get("parent")}
 
-    def load(self, name: str, path: str) -> None:
-        self._request("POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+    def load(self, name: str, path: str, *, inplace: bool = False) -> None:
+        body: dict[str, Any] = {"lora_name": name, "lora_path": path}
+        if inplace:
+            body["load_inplace"] = True
+        self._request("POST", "/v1/load_lora_adapter", body)
 
     def unload(self, name: str) -> None:
         self._request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
@@ -76,10 +80,19 @@ class Syncer:
     loaded: dict[str, str] = field(default_factory=dict)  # what this loop loaded: name -> path
 
     def sync_once(self, want: dict[str, str]) -> list[str]:
-        """One round: unload what is not wanted (or is at another path), load what is missing. What it did."""
+        """One round: unload what is not wanted, replace what is at another path, load what is missing. What it did."""
         have = self.server.adapters()
         done = []
         for name in sorted(have):
+            if name in want and self.loaded.get(name) != want[name]:
+                try:
+                    self.server.load(name, want[name], inplace=True)
+                except SyncError as err:  # a server without load_inplace: a short gap for this adapter
+                    log.info(f"in-place load of {name} refused ({err}); unloading and loading it instead")
+                else:
+                    self.loaded[name] = want[name]
+                    done.append(f"replaced {name} with {want[name]}")
+                    continue
             if name not in want or self.loaded.get(name) != want[name]:
                 self.server.unload(name)
                 self.loaded.pop(name, None)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from serve_live import running_server
 
-from kubetune_trainer.adapters_sync import Server, Syncer, desired
+from kubetune_trainer.adapters_sync import Server, Syncer, SyncError, desired
 from kubetune_trainer.serve.options import ServeOptions
 
 pytestmark = pytest.mark.timeout(180)
@@ -60,9 +60,10 @@ def test_the_built_in_server_follows_the_adapter_set(tiny_model, tmp_path):
         before = {m: _text(s.base_url, m) for m in ("tiny-chat", "travel-fr", "travel-de")}
         assert len(set(before.values())) == 3, before  # three models behind one base, chosen by name
 
-        # travel-fr promoted to checkpoint-400: it answers as that checkpoint; travel-de and the base are untouched.
+        # travel-fr promoted to checkpoint-400: replaced in place (never missing), it answers as that checkpoint;
+        # travel-de and the base are untouched.
         _write(file, {"travel-fr": fr400, "travel-de": de300})
-        assert syncer.sync_once(desired(file)) == ["unloaded travel-fr", f"loaded travel-fr from {fr400}"]
+        assert syncer.sync_once(desired(file)) == [f"replaced travel-fr with {fr400}"]
         assert _text(s.base_url, "travel-fr") != before["travel-fr"]
         assert _text(s.base_url, "travel-de") == before["travel-de"]
         assert _text(s.base_url, "tiny-chat") == before["tiny-chat"]
@@ -73,3 +74,34 @@ def test_the_built_in_server_follows_the_adapter_set(tiny_model, tmp_path):
         assert [m["id"] for m in httpx.get(f"{s.base_url}/v1/models").json()["data"]] == ["tiny-chat", "travel-fr"]
         body = {"model": "travel-de", "prompt": "x", "max_tokens": 1}
         assert httpx.post(f"{s.base_url}/v1/completions", json=body, timeout=60).status_code == 404
+
+
+class _OldServer(Server):
+    """A server without load_inplace (an older vLLM): an in-place load of a loaded name is refused."""
+
+    def __init__(self) -> None:
+        super().__init__("http://unused")
+        self.models: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def adapters(self) -> set[str]:
+        return set(self.models)
+
+    def load(self, name: str, path: str, *, inplace: bool = False) -> None:
+        self.calls.append(f"load {name} inplace={inplace}")
+        if name in self.models:
+            raise SyncError(f"POST /v1/load_lora_adapter: 400 the LoRA adapter {name!r} has already been loaded")
+        self.models[name] = path
+
+    def unload(self, name: str) -> None:
+        self.calls.append(f"unload {name}")
+        del self.models[name]
+
+
+def test_a_server_without_in_place_loading_gets_an_unload_and_a_load():
+    server = _OldServer()
+    syncer = Syncer(server)
+    syncer.sync_once({"fr": "/m/fr/200"})
+    assert syncer.sync_once({"fr": "/m/fr/400"}) == ["unloaded fr", "loaded fr from /m/fr/400"]
+    assert server.models == {"fr": "/m/fr/400"}
+    assert server.calls[1:] == ["load fr inplace=True", "unload fr", "load fr inplace=False"]
