@@ -132,6 +132,8 @@ CASES = [
     (c.EVALUATION, {"model": {"modelDeployment": {"name": "d"}}}, None),
     (c.EVALUATION, {"model": {"uri": HF, "fineTuneJob": {"name": "j"}}}, "spec.model"),
     (c.EVALUATION, {"model": {}}, "spec.model"),
+    (c.EVALUATION, {"model": {"modelDeployment": {"name": "d"}, "apiKeySecretRef": {"name": "k", "key": "v"}}}, None),
+    (c.EVALUATION, {"model": {"uri": HF, "apiKeySecretRef": {"name": "k", "key": "v"}}}, "spec.model.apiKeySecretRef"),
     (c.EVALUATION, {"baseline": {"none": True}}, None),
     (c.EVALUATION, {"baseline": {"uri": HF, "fewShot": 3}}, None),
     (c.EVALUATION, {"baseline": {"none": True, "fewShot": 3}}, "spec.baseline"),
