@@ -39,6 +39,9 @@ ANNOTATION_RETAINED_FOR: Final = f"{GROUP}/retained-for"  # on a kept PVC: who s
 ANNOTATION_RETAINED_FROM: Final = f"{GROUP}/retained-from"  # on a kept PVC: the deleted FineTuneJob it was for
 # Annotations of a resource under this prefix are copied to its children (see builders.meta.Propagation).
 ANNOTATION_PROPAGATE_PREFIX: Final = f"propagate.{GROUP}/"
+# On a child: the label and annotation keys its parent passed on when it was last written (JSON), so that a key
+# the parent drops is dropped from the child too, and keys others set on the child are never touched.
+ANNOTATION_PROPAGATED: Final = f"{GROUP}/propagated"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 ANNOTATION_CHECKPOINT: Final = f"{GROUP}/checkpoint"
 KOPF_ANNOTATION_PREFIX: Final = GROUP  # Kopf progress/diff-base storage lives under this prefix.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,12 +137,59 @@ def _into_templates(spec: Mapping[str, Any], labels: Mapping[str, str], annotati
         _into_templates(replicated, labels, annotations)
 
 
+def propagated_record(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+    """The value of a child's ANNOTATION_PROPAGATED: which keys its parent passed on (sorted JSON)."""
+    return json.dumps({"labels": sorted(labels), "annotations": sorted(annotations)}, separators=(",", ":"))
+
+
+def _recorded(meta: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """(label keys, annotation keys) a child's record says were passed on; none without (or with a broken) one."""
+    raw = (meta.get("annotations") or {}).get(c.ANNOTATION_PROPAGATED)
+    try:
+        found = json.loads(raw) if raw else {}
+        return set(found.get("labels") or []), set(found.get("annotations") or [])
+    except (ValueError, AttributeError, TypeError):
+        return set(), set()
+
+
+def _own_key(key: str) -> bool:
+    """kubetune's own keys on a child (spec-hash, the record ...): never set or removed by propagation."""
+    return key.startswith(f"{c.GROUP}/")
+
+
+def metadata_patch(
+    child: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The merge patch of an existing child's metadata that makes it carry what its parent passes on now
+    (`labels`, `annotations`, from `propagated`); None when it does already.
+
+    Keys the child's record lists and the parent no longer passes on are removed; keys nobody passed on (set
+    on the child by someone else) are never touched. Metadata only: a Job's pod template is immutable, so its
+    pods keep what they were created with.
+    """
+    meta = child.get("metadata") or {}
+    old_labels, old_annotations = _recorded(meta)
+    patch: dict[str, dict[str, str | None]] = {}
+    for part, wanted, old in (("labels", labels, old_labels), ("annotations", annotations, old_annotations)):
+        have = meta.get(part) or {}
+        changes: dict[str, str | None] = {k: v for k, v in wanted.items() if not _own_key(k) and have.get(k) != v}
+        changes |= {k: None for k in old - set(wanted) if k in have and not _own_key(k)}
+        if changes:
+            patch[part] = changes
+    record = propagated_record(labels, annotations) if labels or annotations else None
+    if (meta.get("annotations") or {}).get(c.ANNOTATION_PROPAGATED) != record:
+        patch.setdefault("annotations", {})[c.ANNOTATION_PROPAGATED] = record
+    return {"metadata": patch} if patch else None
+
+
 def with_propagated(
     manifest: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A copy of `manifest` whose metadata and pod templates also carry `labels` and `annotations`."""
+    """A copy of `manifest` whose metadata and pod templates also carry `labels` and `annotations`; its metadata
+    records which keys those were (ANNOTATION_PROPAGATED, see `metadata_patch`)."""
     out = copy.deepcopy(dict(manifest))
     _merge_into(out.setdefault("metadata", {}), labels, annotations)
+    out["metadata"].setdefault("annotations", {})[c.ANNOTATION_PROPAGATED] = propagated_record(labels, annotations)
     spec = out.get("spec")
     if isinstance(spec, dict):
         _into_templates(spec, labels, annotations)

@@ -22,7 +22,7 @@ from kubetune.api.modeldeployment import ModelDeployment
 from kubetune.api.runconfig import EvalRunConfig
 from kubetune.builders import evaluation as ev
 from kubetune.builders.runconfig import JudgeNotReady, eval_targets, resolve_judge_endpoints
-from kubetune.controllers import common, config
+from kubetune.controllers import common, config, propagation
 from kubetune.errors import UnresolvedReference
 from kubetune.status import evaluation as ev_status
 
@@ -255,6 +255,28 @@ async def evaluations_follow_judge(
     with metrics.track("evaluation.judge_event"):
         for evaluation in sorted(set(evaluations_by_judge.get((namespace, name), []))):
             await reconcile(common.state(memo), namespace, evaluation)
+
+
+@kopf.on.event(*EVAL)
+async def pass_on_metadata(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """A label or annotation the Evaluation passes on changed: its ServiceAccount, Role, RoleBinding and each
+    run's Job and ConfigMap follow (controllers.propagation), also once it has finished."""
+    state = common.state(memo)
+
+    async def children() -> tuple[propagation.ChildRef, list[propagation.ChildRef]] | None:
+        try:
+            evaluation = Evaluation.model_validate(dict(body))
+        except ValueError:
+            return None
+        rbac = [(m["kind"], m["metadata"]["name"]) for m in ev.build_rbac(evaluation)]
+        namespace = evaluation.metadata.namespace
+        runs = await k8s.list_objects("Job", namespace, labels=ev.job_labels(evaluation))
+        names = sorted(j["metadata"]["name"] for j in runs if _owned(j, evaluation.metadata.uid))
+        return rbac[0], [*rbac, *(("ConfigMap", n) for n in names), *(("Job", n) for n in names)]
+
+    await propagation.follow(event, body, memo, state.config.propagation, children, logger, "evaluation.metadata")
 
 
 @kopf.on.event(*EVAL)

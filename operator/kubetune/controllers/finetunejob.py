@@ -23,6 +23,7 @@ from kubetune.api.finetunejob import MUTABLE_AFTER_START, FineTuneJob
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune.builders import jobset
 from kubetune.builders.meta import Propagation, propagate
+from kubetune.builders.names import job_claim_name
 from kubetune.builders.pods import PodSettings
 from kubetune.builders.rbac import build_rbac
 from kubetune.builders.runconfig import (
@@ -38,10 +39,11 @@ from kubetune.builders.training import (
     build_run_config_map,
     build_training_job,
     config_map_name,
+    headless_service_name,
     job_run_config,
     training_job_name,
 )
-from kubetune.controllers import common, retention
+from kubetune.controllers import common, propagation, retention
 from kubetune.status import finetunejob as st
 from kubetune.status.jobset import as_batch_job
 from kubetune.status.memoryplan import plan_event, plan_signature
@@ -535,6 +537,40 @@ async def observe(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
         recorder.forget_job(meta.get("namespace", ""), meta.get("name", ""))
     else:
         recorder.observe_job(body, dt.datetime.now(dt.UTC))
+
+
+def child_refs(job: FineTuneJob, jobset_served: bool) -> list[propagation.ChildRef]:
+    """(kind, name) of every child a job may have made: its PVC (not a claim the user named), run config,
+    RBAC, headless Service and training Job or JobSet. Those that do not exist are skipped by the caller."""
+    refs: list[propagation.ChildRef] = []
+    if not job.spec.storage.claim_name:
+        refs.append(("PersistentVolumeClaim", job_claim_name(job)))
+    refs.append(("ConfigMap", config_map_name(job)))
+    refs += [(m["kind"], m["metadata"]["name"]) for m in build_rbac(job)]
+    if job.spec.resources.nodes > 1:
+        refs.append(("Service", headless_service_name(job)))
+        if jobset_served:
+            refs.append((jobset.KIND, jobset.jobset_name(job)))
+    refs.append(("Job", training_job_name(job)))
+    return refs
+
+
+@kopf.on.event(*FTJ)
+async def pass_on_metadata(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """A label or annotation the job passes on was added, changed or removed (`kubectl label ftj ...`): its
+    existing children's metadata follows, also when the job has finished (controllers.propagation)."""
+    state = common.state(memo)
+
+    async def children() -> tuple[propagation.ChildRef, list[propagation.ChildRef]] | None:
+        try:
+            job = FineTuneJob.model_validate(dict(body))
+        except ValueError:
+            return None
+        return ("ConfigMap", config_map_name(job)), child_refs(job, state.jobset)
+
+    await propagation.follow(event, body, memo, state.config.propagation, children, logger, "finetunejob.metadata")
 
 
 @kopf.on.event(*FTJ)
