@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -68,9 +69,25 @@ def _write(
     return status
 
 
+AUTH_NOT_ENFORCED = (
+    "spec.auth is not enforced by kubetune run (no Secrets locally); the server listens on 127.0.0.1 only"
+)
+
+
+def _one_block(answer: str) -> str:
+    """An answer as one block for the console: runs of blank lines collapsed, none at the ends."""
+    return re.sub(r"\n(\s*\n)+", "\n", answer.strip()) or "(an empty answer)"
+
+
+def _warn_auth(item: Item, run: Run, md: ModelDeployment) -> None:
+    if md.spec.auth is not None:  # locally there is no Secret to read the key from: say so rather than pretend
+        run.say(f"[yellow]! {item}: {AUTH_NOT_ENFORCED}[/]")
+
+
 def start_deployment(item: Item, run: Run) -> bool:
     md = item.resource_as(ModelDeployment)
     ns = item.namespace
+    _warn_auth(item, run, md)
     ftj = md.spec.model.fine_tune_job
     job = run.get_as((ns, c.FINETUNEJOB, ftj.name), FineTuneJob) if ftj else None
     ev_ref = md.spec.promotion.evaluation
@@ -148,8 +165,7 @@ def start_deployment(item: Item, run: Run) -> bool:
     answer = ask(endpoint, cfg.served_model_name, messages)
     question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     run.served[item.key] = run_report.Served(question, answer, expected, messages)
-    run.say(f"  request: {escape(question)}")
-    run.say(f"  answer:  [bold]{escape(answer)}[/]")
+    run.say(f"  request: {escape(question)}\n  answer:  [bold]{escape(_one_block(answer))}[/]")
     return True
 
 
@@ -230,6 +246,8 @@ def serve_until_interrupted(run: Run) -> int:
     for md, _ in run.servers:
         served = run.get_as(key_of(md), ModelDeployment)
         endpoint = served.status.endpoint if served and served.status else None
+        if endpoint is None:  # it failed (said above): no endpoint to offer
+            continue
         run.say(f"Serving [bold]{md.metadata.name}[/] at {endpoint}  (Ctrl-C to stop)")
         sample = run.served.get(key_of(md))
         messages = sample.messages if sample else [{"role": "user", "content": "Hello!"}]
