@@ -37,6 +37,11 @@ ANNOTATION_CREATED_PVC: Final = f"{GROUP}/created-pvc"
 ANNOTATION_OWNER_UID: Final = f"{GROUP}/owner-uid"  # on a created PVC: the uid of the FineTuneJob it is for
 ANNOTATION_RETAINED_FOR: Final = f"{GROUP}/retained-for"  # on a kept PVC: who still uses it ("ModelDeployment/x")
 ANNOTATION_RETAINED_FROM: Final = f"{GROUP}/retained-from"  # on a kept PVC: the deleted FineTuneJob it was for
+# On a kept PVC: its own metadata.uid, written when the operator released it (a copy or restore has another uid,
+# so the operator never deletes it).
+ANNOTATION_RELEASED_CLAIM_UID: Final = f"{GROUP}/released-claim-uid"
+# On a kept PVC a FineTuneJob named in spec.storage.claimName: that job (`FineTuneJob/x`); the claim is the user's.
+ANNOTATION_ADOPTED_BY: Final = f"{GROUP}/adopted-by"
 # Annotations of a resource under this prefix are copied to its children (see builders.meta.Propagation).
 ANNOTATION_PROPAGATE_PREFIX: Final = f"propagate.{GROUP}/"
 # On a child: the label and annotation keys its parent passed on when it was last written (JSON), so that a key
@@ -135,6 +140,7 @@ class Reason:
     # Data retention (a FineTuneJob's PVC on its deletion).
     PVC_RETAINED: Final = "PersistentVolumeClaimRetained"
     PVC_DELETED: Final = "PersistentVolumeClaimDeleted"
+    PVC_ADOPTED: Final = "PersistentVolumeClaimAdopted"  # a kept PVC named in storage.claimName: now the user's
     # A new FineTuneJob's `<job>-data` exists and is not its own (a deleted namesake's kept checkpoints): it waits.
     PVC_CONFLICT: Final = "PersistentVolumeClaimConflict"
 

@@ -8,7 +8,15 @@ uses the claim:
 - Delete, still used (a ModelDeployment serves from it, an Evaluation scores it, a FineTuneJob continues from
   it): kept, labelled `kubetune.dev/retention=Delete`, its users in `kubetune.dev/retained-for`; the operator
   deletes it once the last user is gone (`sweep`).
-- Retain: kept, labelled `kubetune.dev/retention=Retain`; the operator never deletes it.
+- Retain: kept, labelled `kubetune.dev/retention=Retain`; the operator never deletes it (its users are still
+  noted, for the messages).
+- A FineTuneJob names it in `storage.claimName` (at the job's deletion or later): it becomes that user's
+  (`kubetune.dev/adopted-by`, no retention label), and the operator never deletes it.
+
+A kept PVC drops `app.kubernetes.io/instance` (Argo CD's tracking label: with no owner reference left, an Argo
+CD application of the job's name would take it for its own and prune it). The operator deletes only a PVC it
+released itself: the release writes the claim's own uid (`kubetune.dev/released-claim-uid`), which a copy (a
+clone, a backup restore, an edited `kubectl get -o yaml`) does not share, and the job it names must be gone.
 
 A kept PVC is never reused by a new FineTuneJob of the same name (`on_job_created`): the claim's
 `kubetune.dev/owner-uid` names the deleted job, so the new one waits (Stalled, reason
@@ -89,10 +97,14 @@ def _kept_patch(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: str
     owners = [ref for ref in meta.get("ownerReferences") or [] if ref.get("uid") != job_uid]
     patch: dict[str, Any] = {
         "metadata": {
-            "labels": {c.LABEL_RETENTION: policy},
+            # Without app.kubernetes.io/instance: Argo CD tracks by that label, and a kept PVC has no owner
+            # reference, so an Argo CD application of the job's name would take it for its own and prune it.
+            "labels": {c.LABEL_RETENTION: policy, c.LABEL_INSTANCE: None},
             "annotations": {
                 c.ANNOTATION_RETAINED_FROM: user_name(c.FINETUNEJOB, job_name),
                 c.ANNOTATION_RETAINED_FOR: ", ".join(users) if users else None,
+                # This very object was released: a copy (kubectl get -o yaml, a backup restore) has another uid.
+                c.ANNOTATION_RELEASED_CLAIM_UID: meta.get("uid") or None,
             },
         }
     }
@@ -103,10 +115,46 @@ def _kept_patch(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: str
     return patch
 
 
-def on_job_deleted(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: str, users: list[str]) -> Verdict:
+def adopted_patch(adopter: str) -> dict[str, Any]:
+    """A kept PVC that `adopter` names in spec.storage.claimName becomes the user's: no retention label (no
+    sweep looks at it again), who adopted it, and no release record."""
+    return {
+        "metadata": {
+            "labels": {c.LABEL_RETENTION: None, c.LABEL_INSTANCE: None},
+            "annotations": {
+                c.ANNOTATION_ADOPTED_BY: adopter,
+                c.ANNOTATION_RETAINED_FOR: None,
+                c.ANNOTATION_RELEASED_CLAIM_UID: None,
+            },
+        }
+    }
+
+
+def _adopted(claim: str, adopter: str, origin: str) -> Verdict:
+    return Verdict(
+        "keep",
+        adopted_patch(adopter),
+        f"{PVC}/{claim} of {origin} is now the user's: {adopter} names it in spec.storage.claimName, so the "
+        f"operator never deletes it (`kubectl delete pvc {claim}` when it is no longer needed)",
+        c.Reason.PVC_ADOPTED,
+    )
+
+
+def on_job_deleted(
+    pvc: Mapping[str, Any],
+    job_name: str,
+    job_uid: str,
+    policy: str,
+    users: list[str],
+    adopters: Iterable[str] = (),
+) -> Verdict:
     """The fate of the PVC the operator created for FineTuneJob `job_name`, now deleted; `users`: who else uses
-    the claim (`Kind/name`), `policy`: its storage.retentionPolicy.whenDeleted."""
+    the claim (`Kind/name`), `adopters`: FineTuneJobs that name it in spec.storage.claimName (it becomes
+    theirs), `policy`: its storage.retentionPolicy.whenDeleted."""
     claim = (pvc.get("metadata") or {}).get("name", "")
+    adopter = next(iter(sorted(adopters)), None)
+    if adopter is not None:
+        return _adopted(claim, adopter, f"deleted FineTuneJob {job_name}")
     if policy == "Retain":
         return Verdict(
             "keep",
@@ -132,15 +180,44 @@ def on_job_deleted(pvc: Mapping[str, Any], job_name: str, job_uid: str, policy: 
     )
 
 
-def sweep(pvc: Mapping[str, Any], users: list[str]) -> Verdict | None:
-    """A kept PVC looked at again: deleted once its policy is Delete and nothing uses it; its users annotation
-    brought up to date while something does. None: nothing to do (Retain, or nothing changed)."""
+def released_by_operator(pvc: Mapping[str, Any]) -> bool:
+    """Whether the operator itself released this very PVC from a FineTuneJob it created it for: the release
+    record names this object's uid, and it names its job (owner uid) and where it was kept from. A manifest
+    copied into existence (a clone, a restore, an edited `kubectl get -o yaml`) has another uid."""
+    meta = pvc.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    uid, origin = meta.get("uid"), annotations.get(c.ANNOTATION_RETAINED_FROM, "")
+    job = origin.removeprefix(f"{c.FINETUNEJOB}/")
+    return bool(
+        uid
+        and annotations.get(c.ANNOTATION_RELEASED_CLAIM_UID) == uid
+        and annotations.get(c.ANNOTATION_CREATED_PVC) == "true"
+        and annotations.get(c.ANNOTATION_OWNER_UID)
+        and origin.startswith(f"{c.FINETUNEJOB}/")
+        and meta.get("name") == names.child_name(job, c.ROLE_DATA)
+    )
+
+
+def sweep(
+    pvc: Mapping[str, Any], users: list[str], adopters: Iterable[str] = (), *, owner_exists: bool = False
+) -> Verdict | None:
+    """A kept PVC looked at again: adopted when a FineTuneJob names it in spec.storage.claimName; deleted once
+    its policy is Delete, nothing uses it, the operator released it and its job (`owner_exists`) is gone; its
+    users annotation brought up to date while something does. None: nothing to do."""
     meta = pvc.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    if labels.get(c.LABEL_RETENTION) != "Delete" or annotations.get(c.ANNOTATION_CREATED_PVC) != "true":
+    policy = labels.get(c.LABEL_RETENTION)
+    if policy not in ("Delete", "Retain") or annotations.get(c.ANNOTATION_CREATED_PVC) != "true":
         return None
     claim, origin = meta.get("name", ""), annotations.get(c.ANNOTATION_RETAINED_FROM, "its FineTuneJob")
-    if not users:
+    adopter = next(iter(sorted(adopters)), None)
+    if adopter is not None:
+        return _adopted(claim, adopter, origin)
+    if annotations.get(c.ANNOTATION_ADOPTED_BY):
+        return None
+    if policy == "Delete" and not users:
+        if not released_by_operator(pvc) or owner_exists:
+            return None  # not one the operator released (a copy, a restore), or its job is still there
         return Verdict(
             "delete",
             None,
@@ -148,11 +225,12 @@ def sweep(pvc: Mapping[str, Any], users: list[str]) -> Verdict | None:
             "(storage.retentionPolicy.whenDeleted Delete)",
             c.Reason.PVC_DELETED,
         )
-    joined = ", ".join(users)
+    joined = ", ".join(users) or None
     if annotations.get(c.ANNOTATION_RETAINED_FOR) == joined:
         return None
     patch = {"metadata": {"annotations": {c.ANNOTATION_RETAINED_FOR: joined}}}
-    return Verdict("keep", patch, f"{PVC}/{claim} is still used by {joined}", c.Reason.PVC_RETAINED)
+    said = f"{PVC}/{claim} is still used by {joined}" if joined else f"{PVC}/{claim} is no longer used by anything"
+    return Verdict("keep", patch, said, c.Reason.PVC_RETAINED)
 
 
 @dataclass(frozen=True)
@@ -174,11 +252,28 @@ def _whose(annotations: Mapping[str, str], job_name: str) -> str:
 
 def _why_kept(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
     policy, users = labels.get(c.LABEL_RETENTION), annotations.get(c.ANNOTATION_RETAINED_FOR)
+    if annotations.get(c.ANNOTATION_ADOPTED_BY):
+        return f"adopted by {annotations[c.ANNOTATION_ADOPTED_BY]} (spec.storage.claimName): it is the user's now"
     if policy == "Retain":
-        return "kept by its storage.retentionPolicy.whenDeleted Retain"
+        return "kept by its storage.retentionPolicy.whenDeleted Retain" + (f", used by {users}" if users else "")
     if users:
         return f"kept while {users} uses it (the operator deletes it after)"
     return "kept after that job was deleted"
+
+
+def _remedy(claim: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+    """What a person can do about a claim a new job may not train into, without deleting data under a user."""
+    users = annotations.get(c.ANNOTATION_RETAINED_FOR)
+    if users and labels.get(c.LABEL_RETENTION) == "Delete" and not annotations.get(c.ANNOTATION_ADOPTED_BY):
+        delete = f"Wait until {users} no longer uses it (the operator then deletes it)"
+    elif users:
+        delete = f"Delete the claim after {users} no longer uses it (kubectl delete pvc {claim})"
+    else:
+        delete = f"Delete the claim if its data is no longer needed (kubectl delete pvc {claim})"
+    return (
+        f"{delete}, rename this job, or set spec.storage.claimName: {claim} to train into it on purpose; "
+        "the job starts by itself once the claim is gone"
+    )
 
 
 def on_job_created(pvc: Mapping[str, Any] | None, job_name: str, job_uid: str) -> ClaimHeld | None:
@@ -213,8 +308,11 @@ def on_job_created(pvc: Mapping[str, Any] | None, job_name: str, job_uid: str) -
     return ClaimHeld(
         claim,
         f"{holder}, {why}: this job does not train into it (it would resume from or overwrite that data). "
-        f"Delete the claim once nothing uses it (kubectl delete pvc {claim}), rename this job, or set "
-        f"spec.storage.claimName: {claim} to train into it on purpose; the job starts by itself once the claim "
-        "is gone",
+        + _remedy(claim, labels, annotations),
         stalled=True,
     )
+
+
+def claim_named(body: Mapping[str, Any]) -> str | None:
+    """The claim a FineTuneJob (raw body) names in spec.storage.claimName: the user's own."""
+    return ((body.get("spec") or {}).get("storage") or {}).get("claimName") or None

@@ -2,9 +2,15 @@
 
 Who uses which claim comes from Kopf indexes over FineTuneJobs, Evaluations and ModelDeployments
 (builders.retention.claims_used), kept by the watches, so a deletion needs no LIST. The FineTuneJob's
-finalizer calls `release_job_claim`; a kept PVC whose policy is Delete is looked at again when a user of
-its namespace is deleted, and by a timer (the safety net: the operator may have been down at that moment).
-Every step reads the PVC fresh and is idempotent, so a restart half-way repeats it safely.
+finalizer calls `release_job_claim`; a kept PVC is looked at again when a user of its namespace is deleted,
+when a FineTuneJob names it in spec.storage.claimName (it becomes that user's: adopted), and by a timer (the
+safety net: the operator may have been down at that moment). Every step reads the PVC fresh and is
+idempotent, so a restart half-way repeats it safely.
+
+In a namespace being deleted the namespace controller may delete the chart's Role there before our
+finalizer runs: the release then tolerates a refused (403) or missing (404) claim, since the namespace
+controller deletes the claims too and nothing is left to protect; anywhere else the error stands and Kopf
+retries.
 """
 
 from __future__ import annotations
@@ -24,17 +30,22 @@ FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 PVCS = ("", "v1", "persistentvolumeclaims")
-KEPT_FOR_DELETION = {c.LABEL_RETENTION: "Delete"}
+KEPT = {c.LABEL_RETENTION: kopf.PRESENT}
 RESYNC_SECONDS = config.timer_interval()
 
 ClaimIndex = kopf.Index[tuple[str, str], str]
 # The kwargs under which Kopf hands the three indexes below to every handler.
 USER_INDEXES = ("claim_users_of_jobs", "claim_users_of_evaluations", "claim_users_of_deployments")
+ADOPTERS_INDEX = "claim_adopters"
 
 
 def _uses(kind: str, body: kopf.Body, namespace: str, name: str) -> dict[tuple[str, str], str]:
     user = retention.user_name(kind, name)
-    return {(namespace, claim): user for claim in retention.claims_used(body)}
+    claims = retention.claims_used(body)
+    if kind == c.FINETUNEJOB and (body.get("metadata") or {}).get("deletionTimestamp"):
+        # A job being deleted no longer uses its own claim: its finalizer is releasing it.
+        claims.discard(names.child_name(name, c.ROLE_DATA))
+    return {(namespace, claim): user for claim in claims}
 
 
 @kopf.index(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -57,9 +68,16 @@ async def claim_users_of_deployments(
     return _uses(c.MODELDEPLOYMENT, body, namespace, name)
 
 
-@kopf.index(*PVCS, labels=KEPT_FOR_DELETION)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+@kopf.index(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def claim_adopters(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], str]:
+    """`FineTuneJob/<name>` by (namespace, claim) of the claim a FineTuneJob names in spec.storage.claimName."""
+    claim = retention.claim_named(body)
+    return {(namespace, claim): retention.user_name(c.FINETUNEJOB, name)} if claim else {}
+
+
+@kopf.index(*PVCS, labels=KEPT)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def kept_claims(namespace: str, name: str, **_: Any) -> dict[str, str]:
-    """Kept PVCs whose policy is Delete, by namespace: what a user's deletion may free."""
+    """Kept PVCs (either policy), by namespace: what a user's deletion or an adoption may change."""
     return {namespace: name}
 
 
@@ -72,6 +90,22 @@ def users(indexes: Mapping[str, Any], namespace: str, claim: str, *, exclude: st
     return retention.users_of(found, exclude=exclude)
 
 
+def adopters(indexes: Mapping[str, Any], namespace: str, claim: str, *, exclude: str | None = None) -> list[str]:
+    """The FineTuneJobs that name `claim` in spec.storage.claimName (`FineTuneJob/name`)."""
+    index: ClaimIndex | None = indexes.get(ADOPTERS_INDEX)
+    found = list(index.get((namespace, claim), [])) if index is not None else []
+    return retention.users_of(found, exclude=exclude)
+
+
+async def _namespace_terminating(namespace: str) -> bool:
+    """Whether `namespace` is being deleted (or already gone). False when the operator may not read it."""
+    try:
+        ns = await k8s.get_or_none("Namespace", None, namespace)
+    except k8s.ApiError:
+        return False
+    return ns is None or bool(ns["metadata"].get("deletionTimestamp"))
+
+
 async def release_job_claim(job_body: Mapping[str, Any], indexes: Mapping[str, Any], logger: kopf.Logger | Any) -> None:
     """The FineTuneJob `job_body` is being deleted: delete its created PVC, or keep it (and say why)."""
     meta, spec = job_body.get("metadata") or {}, job_body.get("spec") or {}
@@ -80,13 +114,21 @@ async def release_job_claim(job_body: Mapping[str, Any], indexes: Mapping[str, A
         return  # the user's own claim: never the operator's to delete
     namespace, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
     claim = names.child_name(name, c.ROLE_DATA)
-    pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
-    if pvc is None or not created_by_operator(pvc, uid):
-        return
-    policy = (storage.get("retentionPolicy") or {}).get("whenDeleted") or "Delete"
-    who = users(indexes, namespace, claim, exclude=retention.user_name(c.FINETUNEJOB, name))
-    verdict = retention.on_job_deleted(pvc, name, uid, policy, who)
-    await _carry_out(pvc, verdict, logger, also_tell=job_body)
+    try:
+        pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
+        if pvc is None or not created_by_operator(pvc, uid):
+            return
+        policy = (storage.get("retentionPolicy") or {}).get("whenDeleted") or "Delete"
+        me = retention.user_name(c.FINETUNEJOB, name)
+        who = users(indexes, namespace, claim, exclude=me)
+        verdict = retention.on_job_deleted(pvc, name, uid, policy, who, adopters(indexes, namespace, claim, exclude=me))
+        await _carry_out(pvc, verdict, logger, also_tell=job_body)
+    except k8s.ApiError as err:
+        if err.status not in (403, 404) or not await _namespace_terminating(namespace):
+            raise
+        logger.info(
+            f"namespace {namespace} is being deleted: PersistentVolumeClaim/{claim} goes with it ({err.status})"
+        )
 
 
 async def claim_held(job_body: Mapping[str, Any]) -> retention.ClaimHeld | None:
@@ -115,17 +157,37 @@ async def _carry_out(
         await k8s.post_event(also_tell, "Normal", verdict.reason, verdict.message)
 
 
-async def sweep_claim(namespace: str, claim: str, indexes: Mapping[str, Any], logger: kopf.Logger | Any) -> None:
-    """Look at a kept PVC again: delete it once nothing uses it (policy Delete), else note its users."""
+async def _owner_exists(pvc: Mapping[str, Any]) -> bool:
+    """Whether the FineTuneJob a kept PVC was made for (its owner uid) still exists."""
+    annotations = pvc["metadata"].get("annotations") or {}
+    origin = annotations.get(c.ANNOTATION_RETAINED_FROM, "")
+    if not origin.startswith(f"{c.FINETUNEJOB}/"):
+        return False
+    job = await k8s.get_or_none(c.FINETUNEJOB, pvc["metadata"]["namespace"], origin.split("/", 1)[1])
+    return job is not None and job["metadata"].get("uid") == annotations.get(c.ANNOTATION_OWNER_UID)
+
+
+async def sweep_claim(
+    namespace: str,
+    claim: str,
+    indexes: Mapping[str, Any],
+    logger: kopf.Logger | Any,
+    also_tell: Mapping[str, Any] | None = None,
+) -> None:
+    """Look at a kept PVC again: adopted when a FineTuneJob names it in storage.claimName, deleted once nothing
+    uses it (policy Delete, released by the operator, its job gone), else its users noted."""
     pvc = await k8s.get_or_none("PersistentVolumeClaim", namespace, claim)
     if pvc is None or pvc["metadata"].get("deletionTimestamp"):
         return
-    verdict = retention.sweep(pvc, users(indexes, namespace, claim))
+    who, adopting = users(indexes, namespace, claim), adopters(indexes, namespace, claim)
+    verdict = retention.sweep(pvc, who, adopting)
+    if verdict is not None and verdict.action == "delete" and await _owner_exists(pvc):
+        verdict = retention.sweep(pvc, who, adopting, owner_exists=True)
     if verdict is not None:
-        await _carry_out(pvc, verdict, logger, also_tell=None)
+        await _carry_out(pvc, verdict, logger, also_tell=also_tell if adopting else None)
 
 
-@kopf.timer(*PVCS, labels=KEPT_FOR_DELETION, interval=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+@kopf.timer(*PVCS, labels=KEPT, interval=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def kept_claim_resync(namespace: str, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
     with metrics.track("retention.resync"):
         await sweep_claim(namespace, name, kwargs, logger)
@@ -143,8 +205,24 @@ async def _user_gone(event: kopf.RawEvent, namespace: str, logger: kopf.Logger, 
 
 
 @kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def kept_claims_after_job(event: kopf.RawEvent, namespace: str, logger: kopf.Logger, **kwargs: Any) -> None:
+async def kept_claims_after_job(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, logger: kopf.Logger, **kwargs: Any
+) -> None:
     await _user_gone(event, namespace, logger, kwargs)
+    await _adopt(event, body, namespace, logger, kwargs)
+
+
+async def _adopt(
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, logger: kopf.Logger, kwargs: Mapping[str, Any]
+) -> None:
+    """A FineTuneJob names a kept PVC in spec.storage.claimName: the claim becomes the user's (adopted, never
+    deleted by the operator), and an Event on both says so. A GET only when the claim is a kept one."""
+    claim = retention.claim_named(body)
+    index: kopf.Index[str, str] | None = kwargs.get("kept_claims")
+    if event.get("type") == "DELETED" or not claim or index is None or claim not in index.get(namespace, []):
+        return
+    with metrics.track("retention.adopted"):
+        await sweep_claim(namespace, claim, kwargs, logger, also_tell=body)
 
 
 @kopf.on.event(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None

@@ -226,7 +226,8 @@ def test_a_pvc_in_use_is_kept_with_its_users_and_an_explanation():
     assert "still used by ModelDeployment/travel" in verdict.message
     assert verdict.patch is not None
     meta = verdict.patch["metadata"]
-    assert meta["labels"] == {c.LABEL_RETENTION: "Delete"}
+    # Argo CD's tracking label goes: nothing owns the kept PVC, an application of the job's name would prune it.
+    assert meta["labels"] == {c.LABEL_RETENTION: "Delete", c.LABEL_INSTANCE: None}
     assert meta["annotations"][c.ANNOTATION_RETAINED_FOR] == "ModelDeployment/travel"
     assert meta["ownerReferences"] == [{"uid": "other"}]  # the job's reference goes, others stay
 
@@ -235,12 +236,16 @@ def test_an_unused_pvc_is_deleted_and_retain_always_keeps_it():
     assert retention.on_job_deleted(kept_pvc(), "travel", "uid-1", "Delete", []).action == "delete"
     verdict = retention.on_job_deleted(kept_pvc(), "travel", "uid-1", "Retain", [])
     assert verdict.action == "keep" and "Retain" in verdict.message
-    assert verdict.patch is not None and verdict.patch["metadata"]["labels"] == {c.LABEL_RETENTION: "Retain"}
+    assert verdict.patch is not None
+    assert verdict.patch["metadata"]["labels"] == {c.LABEL_RETENTION: "Retain", c.LABEL_INSTANCE: None}
 
 
 def test_a_kept_pvc_goes_once_its_last_user_has_gone_unless_retained():
     pvc = kept_pvc(**{c.ANNOTATION_RETAINED_FOR: "ModelDeployment/travel"})
     pvc["metadata"]["labels"][c.LABEL_RETENTION] = "Delete"
+    pvc["metadata"]["uid"] = "pvc-uid"  # as the job's finalizer released it
+    pvc["metadata"]["annotations"][c.ANNOTATION_RELEASED_CLAIM_UID] = "pvc-uid"
+    pvc["metadata"]["annotations"][c.ANNOTATION_RETAINED_FROM] = "FineTuneJob/travel"
     assert retention.sweep(pvc, ["ModelDeployment/travel"]) is None  # nothing changed
     update = retention.sweep(pvc, ["Evaluation/e", "ModelDeployment/travel"])
     assert update is not None and update.action == "keep"
@@ -250,7 +255,9 @@ def test_a_kept_pvc_goes_once_its_last_user_has_gone_unless_retained():
     gone = retention.sweep(pvc, [])
     assert gone is not None and gone.action == "delete" and gone.reason == c.Reason.PVC_DELETED
     pvc["metadata"]["labels"][c.LABEL_RETENTION] = "Retain"
-    assert retention.sweep(pvc, []) is None
+    assert retention.sweep(pvc, ["ModelDeployment/travel"]) is None
+    unused = retention.sweep(pvc, [])  # Retain: never deleted, its users still noted
+    assert unused is not None and unused.action == "keep"
 
 
 def test_chart_defaults_are_read_from_the_environment_and_bad_json_names_the_variable():

@@ -61,9 +61,30 @@ def test_a_deleted_namesakes_kept_claim_is_refused_with_who_uses_it_and_what_to_
         "PersistentVolumeClaim/travel-data holds the checkpoints of an earlier FineTuneJob/travel (uid old-uid), "
         "kept while ModelDeployment/travel uses it (the operator deletes it after): this job does not train into it"
     )
-    for remedy in ("kubectl delete pvc travel-data", "rename this job", "spec.storage.claimName: travel-data"):
+    # Not "delete the claim once nothing uses it" while a deployment serves from it: who, and that the operator
+    # deletes it after them.
+    assert "Delete the claim" not in held.message and "kubectl delete pvc" not in held.message
+    remedies = (
+        "Wait until ModelDeployment/travel no longer uses it (the operator then deletes it)",
+        "rename this job",
+        "spec.storage.claimName: travel-data",
+    )
+    for remedy in remedies:
         assert remedy in held.message
     assert held.message.endswith("the job starts by itself once the claim is gone")
+    # Retained (the operator never deletes it): delete it after its users are gone, naming them.
+    retained = kept_for_deployment()
+    retained["metadata"]["labels"][c.LABEL_RETENTION] = "Retain"
+    held = retention.on_job_created(retained, "travel", "new-uid")
+    assert held is not None
+    assert "Delete the claim after ModelDeployment/travel no longer uses it (kubectl delete pvc travel-data)" in (
+        held.message
+    )
+    # Nothing uses it: delete it if its data is not needed.
+    del retained["metadata"]["annotations"][c.ANNOTATION_RETAINED_FOR]
+    held = retention.on_job_created(retained, "travel", "new-uid")
+    assert held is not None
+    assert "Delete the claim if its data is no longer needed (kubectl delete pvc travel-data)" in held.message
 
 
 def test_a_retained_claim_and_one_never_released_are_refused_too():
