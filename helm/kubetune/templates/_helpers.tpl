@@ -128,26 +128,11 @@ each of watchNamespaces), the liveness endpoint, and extraArgs.
 {{- end -}}
 
 {{/*
-The permissions the operator needs in every namespace it watches (the rules of its ClusterRole, or
-of its Role in each of watchNamespaces). Least privilege: no Secrets (pods reference them by name,
+The permissions the operator needs in every namespace it watches besides its own kinds (kubetune.ownKindRules):
+the rules of its ClusterRole, or of its Role in each of watchNamespaces. Least privilege: no Secrets (pods reference them by name,
 the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.yaml).
 */}}
 {{- define "kubetune.operatorRules" -}}
-# The three kinds: watch them, keep Kopf's state in their annotations, add and remove the finalizer.
-- apiGroups: ["kubetune.dev"]
-  resources: ["finetunejobs", "evaluations", "modeldeployments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Their status subresource (phase, conditions, progress) and their finalizers (owner references
-# with blockOwnerDeletion need update on <kind>/finalizers).
-- apiGroups: ["kubetune.dev"]
-  resources:
-    - finetunejobs/status
-    - evaluations/status
-    - modeldeployments/status
-    - finetunejobs/finalizers
-    - evaluations/finalizers
-    - modeldeployments/finalizers
-  verbs: ["get", "list", "watch", "patch", "update"]
 # Training and evaluation run as batch Jobs (watched); patch suspends and resumes them, and a
 # superseded evaluation run is deleted.
 - apiGroups: ["batch"]
@@ -216,6 +201,32 @@ the operator never reads them), no nodes, no "escalate" and no "bind" (see rbac.
 {{- end -}}
 
 {{/*
+kubetune's own three kinds, always granted by the ClusterRole (with watchNamespaces too), as operators built
+on controller-runtime hold their own kinds cluster-wide: when a watched namespace is deleted, the namespace
+controller deletes the chart's Role and RoleBinding there as early as anything else, and an operator that
+could then no longer patch its kinds could never remove its finalizer (the namespace would stay Terminating).
+Holding these, it still can; what it acts on stays in the watched namespaces (Kopf's --namespace), and
+everything else (Jobs, PVCs, pods, ...) stays in the namespaced Roles.
+*/}}
+{{- define "kubetune.ownKindRules" -}}
+# The three kinds: watch them, keep Kopf's state in their annotations, add and remove the finalizer.
+- apiGroups: ["kubetune.dev"]
+  resources: ["finetunejobs", "evaluations", "modeldeployments"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Their status subresource (phase, conditions, progress) and their finalizers (owner references
+# with blockOwnerDeletion need update on <kind>/finalizers).
+- apiGroups: ["kubetune.dev"]
+  resources:
+    - finetunejobs/status
+    - evaluations/status
+    - modeldeployments/status
+    - finetunejobs/finalizers
+    - evaluations/finalizers
+    - modeldeployments/finalizers
+  verbs: ["get", "list", "watch", "patch", "update"]
+{{- end -}}
+
+{{/*
 Cluster-scoped permissions: Kopf reads CustomResourceDefinitions to find the resources it serves.
 With --namespace (watchNamespaces) Kopf also lists and watches namespaces; refused, it retries each
 call 9 times with backoff (about a minute of errors, nothing handled) before it falls back to the
@@ -223,6 +234,7 @@ names it was given, on every start (seen on a real kube-apiserver, tests/integra
 --all-namespaces, never reads them.
 */}}
 {{- define "kubetune.clusterRules" -}}
+{{ include "kubetune.ownKindRules" . }}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]

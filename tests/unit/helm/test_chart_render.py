@@ -358,7 +358,7 @@ def test_watch_namespaces_gives_roles_in_those_namespaces_only(render: Render):
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
     assert allows(roles[0]["rules"], "batch", "jobs", "create")
-    cluster = operator_rules(docs)
+    cluster = [rule for rule in operator_rules(docs) if rule["apiGroups"] != [c.GROUP]]  # own kinds: see below
     assert cluster == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
@@ -370,6 +370,27 @@ def test_watch_namespaces_gives_roles_in_those_namespaces_only(render: Render):
     ]
     for binding in by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+
+
+def test_watch_namespaces_keeps_the_own_kinds_cluster_wide_so_a_namespace_deletion_completes(render: Render):
+    """T2's D2: the namespace controller deletes the chart's Role in a namespace being deleted before the
+    operator removed its finalizers; with its own kinds granted by the ClusterRole it still can. Everything
+    else it touches (Jobs, PVCs, pods, RBAC, Deployments...) stays in the namespaced Roles."""
+    docs = render({"watchNamespaces": ["team-a"]})
+    cluster, (role,) = operator_rules(docs), by_kind(docs, "Role")
+    for kind in ("finetunejobs", "evaluations", "modeldeployments"):
+        for verb in ("get", "list", "watch", "patch", "update"):
+            assert allows(cluster, c.GROUP, kind, verb), (kind, verb)
+        assert allows(cluster, c.GROUP, f"{kind}/status", "patch")
+        assert allows(cluster, c.GROUP, f"{kind}/finalizers", "update")
+        assert not allows(cluster, c.GROUP, kind, "create") and not allows(cluster, c.GROUP, kind, "delete")
+    assert {g for rule in cluster for g in rule["apiGroups"]} == {"apiextensions.k8s.io", "", c.GROUP}
+    assert [rule["resources"] for rule in cluster if rule["apiGroups"] == [""]] == [["namespaces"]]
+    assert all(c.GROUP not in rule["apiGroups"] for rule in role["rules"])  # granted once, cluster-wide
+    assert allows(role["rules"], "", "persistentvolumeclaims", "delete")
+    # Cluster-wide mode grants the same rules, once.
+    everywhere = operator_rules(render())
+    assert [r for r in everywhere if r["apiGroups"] == [c.GROUP]] == [r for r in cluster if r["apiGroups"] == [c.GROUP]]
 
 
 # API groups Kopf reads itself, beyond the calls above: CustomResourceDefinitions (which resources it serves)
