@@ -12,6 +12,7 @@ pods) the way Kubernetes would, in a form the real API server's validation accep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -433,6 +434,28 @@ def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InPr
         yield op
     finally:
         op.stop()
+
+
+@contextlib.contextmanager
+def operator_with_crd(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, crd: Path, crd_name: str, api_path: str
+) -> Iterator[InProcessOperator]:
+    """A vendored CRD installed and served (`api_path` answers), then the operator started, which discovers the
+    optional engines it serves (JobSet, KEDA, Gateway API) at start or at first use. On the real API server the
+    CRD is removed again afterwards: its API is served cluster-wide, not only to this test."""
+    cluster.apply(crd)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd_name}", check=False)
+    wait_for(lambda: cluster.get(api_path) is not None, 30, f"the {crd_name} API to be served")
+    for key, value in operator_env(cluster.kubeconfig).items():
+        monkeypatch.setenv(key, value)
+    op = InProcessOperator(cluster.kubeconfig).start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        if cluster.backend == "kube-apiserver":
+            cluster.kubectl("delete", "-f", str(crd), "--wait=true", "--timeout=60s", check=False)
+            wait_for(lambda: cluster.get(api_path) is None, 60, f"the {crd_name} API to be gone")
 
 
 class OperatorProcess:

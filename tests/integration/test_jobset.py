@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import NAMESPACE, ROOT, Cluster, InProcessOperator, example, now, operator_env, wait_for
+from harness import NAMESPACE, ROOT, Cluster, InProcessOperator, example, now, operator_with_crd, wait_for
 
 CRD = ROOT / "tests" / "fixtures" / "crds" / "jobset.x-k8s.io_jobsets.yaml"
 JOBSETS = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NAMESPACE}/jobsets"
@@ -21,19 +21,8 @@ JOBSETS = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NAMESPACE}/jobsets"
 @pytest.fixture
 def jobset_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
     """The JobSet CRD installed, then the operator started (it discovers JobSet at start)."""
-    cluster.apply(CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/jobsets.jobset.x-k8s.io", check=False)
-    wait_for(lambda: cluster.get(JOBSETS) is not None, 30, "the JobSet API to be served")
-    for key, value in operator_env(cluster.kubeconfig).items():
-        monkeypatch.setenv(key, value)
-    op = InProcessOperator(cluster.kubeconfig).start()
-    try:
+    with operator_with_crd(cluster, monkeypatch, CRD, "jobsets.jobset.x-k8s.io", JOBSETS) as op:
         yield op
-    finally:
-        op.stop()
-        if cluster.backend == "kube-apiserver":
-            cluster.kubectl("delete", "-f", str(CRD), "--wait=true", "--timeout=60s", check=False)
-            wait_for(lambda: cluster.get(JOBSETS) is None, 60, "the JobSet API to be gone")
 
 
 def test_multi_node_job_runs_as_a_jobset_and_follows_its_status(cluster: Cluster, jobset_operator) -> None:

@@ -23,7 +23,7 @@ from harness import (
     InProcessOperator,
     evaluation,
     example,
-    operator_env,
+    operator_with_crd,
     wait_for,
 )
 
@@ -189,21 +189,8 @@ def test_canary_by_replica_proportion_and_its_automatic_rollback(cluster: Cluste
 @pytest.fixture
 def gateway_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
     """The HTTPRoute CRD installed, then the operator started."""
-    cluster.apply(ROUTE_CRD)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/httproutes.gateway.networking.k8s.io", check=False
-    )
-    wait_for(lambda: cluster.get(ROUTES) is not None, 30, "the HTTPRoute API to be served")
-    for key, value in operator_env(cluster.kubeconfig).items():
-        monkeypatch.setenv(key, value)
-    op = InProcessOperator(cluster.kubeconfig).start()
-    try:
+    with operator_with_crd(cluster, monkeypatch, ROUTE_CRD, "httproutes.gateway.networking.k8s.io", ROUTES) as op:
         yield op
-    finally:
-        op.stop()
-        if cluster.backend == "kube-apiserver":
-            cluster.kubectl("delete", "-f", str(ROUTE_CRD), "--wait=true", "--timeout=60s", check=False)
-            wait_for(lambda: cluster.get(ROUTES) is None, 60, "the HTTPRoute API to be gone")
 
 
 def backends(cluster: Cluster) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import GROUP_PATH, NAMESPACE, ROOT, Cluster, InProcessOperator, operator_env, wait_for
+from harness import GROUP_PATH, NAMESPACE, ROOT, Cluster, InProcessOperator, operator_with_crd, wait_for
 
 MDEP_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel"
 KEDA_CRD = ROOT / "tests" / "fixtures" / "crds" / "keda.sh_scaledobjects.yaml"
@@ -45,19 +45,8 @@ def status(cluster: Cluster) -> dict[str, Any]:
 @pytest.fixture
 def keda_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
     """The ScaledObject CRD installed, then the operator started (it asks once, at its first serving)."""
-    cluster.apply(KEDA_CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh", check=False)
-    wait_for(lambda: cluster.get(SCALED_OBJECTS) is not None, 30, "the ScaledObject API to be served")
-    for key, value in operator_env(cluster.kubeconfig).items():
-        monkeypatch.setenv(key, value)
-    op = InProcessOperator(cluster.kubeconfig).start()
-    try:
+    with operator_with_crd(cluster, monkeypatch, KEDA_CRD, "scaledobjects.keda.sh", SCALED_OBJECTS) as op:
         yield op
-    finally:
-        op.stop()
-        if cluster.backend == "kube-apiserver":
-            cluster.kubectl("delete", "-f", str(KEDA_CRD), "--wait=true", "--timeout=60s", check=False)
-            wait_for(lambda: cluster.get(SCALED_OBJECTS) is None, 60, "the ScaledObject API to be gone")
 
 
 def test_keda_scaledobject_networkpolicy_and_an_api_key_that_is_never_shown(
