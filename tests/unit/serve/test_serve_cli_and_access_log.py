@@ -31,8 +31,12 @@ def test_the_access_log_has_no_query_strings():
     port = free_port()
     server = make_server(app, "127.0.0.1", port)
     lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Lines()
     logging.getLogger("uvicorn.access").addHandler(handler)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
