@@ -200,7 +200,8 @@ def test_cel_rule_cases_get_the_same_verdict_from_the_server(
     if case in KNOWN_DIFFERENCES:
         pytest.xfail(KNOWN_DIFFERENCES[case])
     doc = CEL_RULES.manifest(kind, spec)
-    local = local_paths(tmp_path, yaml.safe_dump(doc))
+    # kubetune validate also names each bad map key (`annotations["a/b/c"]`) where the server names the map.
+    local = {p.split('["', 1)[0] for p in local_paths(tmp_path, yaml.safe_dump(doc))}
     assert local == ({expected} if expected else set())  # what test_cel_rules asserts, via the CLI
     assert server_paths(server, doc) == (local, True)
 

@@ -107,9 +107,20 @@ NodeSelector = Annotated[
 ]
 ANNOTATIONS_MAX = 32
 ANNOTATION_VALUE_MAX = 4096
-# Annotations a spec asks the operator to put on an object it makes (qualified-name keys, bounded values).
+# An annotation key is a qualified name, as the API server checks metadata.annotations. A CRD cannot bound map
+# keys (`propertyNames` is not structural), so the CRD says it with a CEL rule, the size test first: cel-go
+# stops there on a longer key, so no key costs more than QUALIFIED_NAME_MAX characters of matching.
+_KEY_PATTERN_CEL = QUALIFIED_NAME_PATTERN.replace("\\.", "[.]")
+ANNOTATION_KEY_RULE: dict[str, str] = {
+    "rule": f"self.all(k, size(k) <= {QUALIFIED_NAME_MAX} && k.matches('{_KEY_PATTERN_CEL}'))",
+    "message": "every key must be a qualified name: an optional DNS-subdomain prefix and '/', then at most 63 "
+    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+}
+AnnotationKey = Annotated[str, Field(min_length=1, max_length=QUALIFIED_NAME_MAX, pattern=QUALIFIED_NAME_PATTERN)]
+# Annotations a spec asks the operator to put on an object it makes (qualified-name keys, bounded values); each
+# bad key is its own error, at `...annotations["key"]`.
 Annotations = Annotated[
-    dict[str, Annotated[str, Field(max_length=ANNOTATION_VALUE_MAX)]],
-    Field(max_length=ANNOTATIONS_MAX),
+    dict[AnnotationKey, Annotated[str, Field(max_length=ANNOTATION_VALUE_MAX)]],
+    Field(max_length=ANNOTATIONS_MAX, json_schema_extra={"x-kubernetes-validations": [dict(ANNOTATION_KEY_RULE)]}),
     AfterValidator(_check_qualified_names),
 ]

@@ -25,7 +25,8 @@ from kubetune.api import crdgen
 from kubetune.api.manifests import KINDS, Resource
 
 _TRANSITION = re.compile(r"\boldSelf\b")
-_SELF = re.compile(r"\b(self|oldSelf)\b(\.(\w+))?")
+# `self.x` reads field x; `self.all(...)` (a call: macros, size()) reads the whole value, as does `self` alone.
+_SELF = re.compile(r"\b(self|oldSelf)\b(\.(\w+)\b(?!\s*\())?")
 RESULTS_KEPT = 8192  # rule results remembered (an LRU): a fleet of jobs repeats the same small inputs
 
 

@@ -40,7 +40,7 @@ ALLOWED_KEYS = frozenset(
     }
 )  # fmt: skip
 _REASONS = frozenset({"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"})
-_DROP = frozenset({"title", "$schema", "const", "examples"})
+_DROP = frozenset({"title", "$schema", "const", "examples", "propertyNames"})  # map keys: a CEL rule says it (bounds)
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     c.FINETUNEJOB: [
@@ -188,6 +188,10 @@ class _Converter:
         if schema.get("default", 0) is None:
             del schema["default"]
 
+        patterned = schema.pop("patternProperties", None)
+        if isinstance(patterned, dict) and len(patterned) == 1:
+            # dict[ConstrainedKey, V]: keys are checked by a CEL rule (bounds.ANNOTATION_KEY_RULE), values as usual.
+            schema["additionalProperties"] = next(iter(patterned.values()))
         values = schema.get("additionalProperties")
         if not isinstance(values, dict) or values == {}:
             # Any value (true, {}) is free-form; false is not structural: the API server prunes instead.

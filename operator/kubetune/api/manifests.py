@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,16 @@ class ManifestError:
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as a field path; a map key pydantic refuses (…, key, "[key]") as `map["key"]`."""
     out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if part == "[key]":
+            continue
+        if i + 1 < len(parts) and parts[i + 1] == "[key]":
+            out += f"[{json.dumps(str(part))}]"
+        else:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 

@@ -237,6 +237,13 @@ CASES = [
         {"autoscaling": {"minReplicas": 0, "engine": "hpa", "wakeQuery": "q"}},
         "spec.autoscaling.minReplicas",
     ),
+    # ServiceAccount annotation keys are qualified names, as the API server checks metadata.annotations.
+    (c.FINETUNEJOB, {"serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "a@b.iam"}}}, None),
+    (c.FINETUNEJOB, {"serviceAccount": {"annotations": {"a/b/c": "v"}}}, "spec.serviceAccount.annotations"),
+    (c.FINETUNEJOB, {"serviceAccount": {"annotations": {"not a valid key!": "v"}}}, "spec.serviceAccount.annotations"),
+    (c.EVALUATION, {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn"}}}, None),
+    (c.EVALUATION, {"serviceAccount": {"annotations": {"/role-arn": "arn"}}}, "spec.serviceAccount.annotations"),
+    (c.EVALUATION, {"serviceAccount": {"annotations": {"x" * 64: "v"}}}, "spec.serviceAccount.annotations"),
 ]
 
 
