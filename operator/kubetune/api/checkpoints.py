@@ -25,6 +25,12 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 FINAL = "final"
 
 
+def step_of(name: str) -> int | None:
+    """The step a checkpoint folder's name says (`checkpoint-40` -> 40); None for any other name (`final`)."""
+    m = CHECKPOINT_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
 @dataclass
 class Checkpoint:
     """A complete checkpoint (or final/) and its kubetune.json."""

@@ -17,12 +17,12 @@ Rules, in order:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from kubetune import constants as c
+from kubetune.api.checkpoints import step_of
 from kubetune.api.evaluation import LOWER_IS_BETTER, SAFETY_GATE_FAILED, Evaluation, ModelResult
 from kubetune.api.finetunejob import FineTuneJob, FineTuneJobStatus
 from kubetune.api.modeldeployment import ModelDeployment, ModelDeploymentStatus, Revision
@@ -80,8 +80,7 @@ def _step(name: str, job: FineTuneJob | None) -> int | None:
         for cp in job.status.checkpoints:
             if cp.name == name and cp.step is not None:
                 return cp.step
-    m = re.fullmatch(r"checkpoint-(\d+)", name)
-    return int(m.group(1)) if m else None
+    return step_of(name)
 
 
 def best_result(evaluation: Evaluation, results: list[ModelResult], *, passing_only: bool = True) -> ModelResult | None:

@@ -15,9 +15,9 @@ first of them winning), exactly as the operator ranks them for promotion
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
+from kubetune.api.checkpoints import step_of
 from kubetune.api.evaluation import LOWER_IS_BETTER, PassCriterion
 
 # Scores are floats: 0.85 - 0.80 must count as an improvement of 0.05.
@@ -80,8 +80,8 @@ def select_metric(metrics: Sequence[str], select_by: str | None) -> str:
 
 
 def _step(name: str) -> int:
-    m = re.fullmatch(r"checkpoint-(\d+)", name)
-    return int(m.group(1)) if m else -1
+    step = step_of(name)
+    return -1 if step is None else step
 
 
 def best(results: Sequence[Mapping], metric: str) -> str | None:
