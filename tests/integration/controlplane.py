@@ -271,6 +271,35 @@ class ControlPlane:
             time.sleep(0.2)
         raise ControlPlaneError(f"the garbage collector did not run within {timeout}s:\n{kcm.tail()}")
 
+    def start_namespace_controller(self, timeout: float = 60) -> None:
+        """A second kube-controller-manager running only the namespace controller (what empties and removes a
+        namespace being deleted); returns once an empty probe namespace is gone. Once per control plane."""
+        if any(p.name == "namespace-controller" for p in self.processes):
+            return
+        proc = Process(
+            "namespace-controller",
+            [
+                str(self.binaries / "kube-controller-manager"),
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--controllers=namespace-controller",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
+            self.workdir / "namespace-controller.log",
+        )
+        self.processes.append(proc)
+        probe = self.http.post("/api/v1/namespaces", json={"metadata": {"generateName": "ns-probe-"}})
+        name = probe.raise_for_status().json()["metadata"]["name"]
+        self.http.delete(f"/api/v1/namespaces/{name}").raise_for_status()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc.check_running()
+            if self.http.get(f"/api/v1/namespaces/{name}").status_code == 404:
+                return
+            time.sleep(0.2)
+        raise ControlPlaneError(f"the namespace controller did not remove {name} within {timeout}s:\n{proc.tail()}")
+
     # --- the API, as the admin -------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
