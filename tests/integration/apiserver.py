@@ -491,10 +491,16 @@ class ApiServer(kmock.KubernetesEmulator):
         return "as=Table" in (request.headers.get("Accept") or "")
 
     def _table(self, resource: kmock.resource, items: list[dict[str, Any]]) -> dict[str, Any]:
-        columns = [c for c in self._columns.get(resource, DEFAULT_COLUMNS) if not c.get("priority")]
+        columns = self._columns.get(resource, DEFAULT_COLUMNS)  # kubectl shows priority > 0 with -o wide only
         defs = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
         defs += [
-            {"name": c["name"], "type": c.get("type", "string"), "format": "", "description": "", "priority": 0}
+            {
+                "name": c["name"],
+                "type": c.get("type", "string"),
+                "format": "",
+                "description": "",
+                "priority": c.get("priority", 0),
+            }
             for c in columns
         ]
         rows = []

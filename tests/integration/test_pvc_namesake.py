@@ -71,6 +71,8 @@ def test_a_new_job_of_the_same_name_waits_for_the_kept_pvc_then_makes_its_own(cl
     assert owner_uid(claim(cluster)) == old_uid
     described = cluster.kubectl("describe", "finetunejob", "travel")
     assert CONFLICT in described and "spec.storage.claimName: travel-data" in " ".join(described.split())
+    wide = cluster.kubectl("get", "finetunejob", "travel", "-o", "wide")  # why it is Pending, without describe
+    assert "MESSAGE" in wide and "PersistentVolumeClaim/travel-data holds the checkpoints" in wide
 
     cluster.kubectl("delete", "modeldeployment", "travel", "--timeout=30s")
     # The kept claim goes (retentionPolicy Delete, nothing uses it) and the new job creates its own.

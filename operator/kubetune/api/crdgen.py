@@ -55,6 +55,8 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
             "description": "Latest evaluation loss.",
             "priority": 1,
         },
+        # `kubectl get -o wide`: why a job is where it is (e.g. Pending on a kept PVC, and what to do).
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "description": "Why.", "priority": 1},
     ],
     c.EVALUATION: [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where it is."},

@@ -93,6 +93,7 @@ def test_finetunejob_printer_columns():
         ("Progress", ".status.progress.percent", 0),
         ("Best", ".status.bestCheckpoint", 0),
         ("Eval Loss", ".status.metrics.evalLoss", 1),
+        ("Message", ".status.message", 1),  # -o wide: why it is Pending (a kept PVC, say) and what to do
         ("Age", ".metadata.creationTimestamp", 0),
     ]
 
