@@ -6,7 +6,8 @@ What the API server would refuse, and what is certain to fail later, refused bef
    non-nullable fields pruned or defaulted;
 1. the schema (the pydantic models the CRDs are generated from; `parse_resource`, strictly typed);
 2. `metadata` as the API server checks it: only ObjectMeta's fields, name a DNS-1123 subdomain, namespace a
-   DNS-1123 label, label keys and values, annotation keys and their total size;
+   DNS-1123 label, label keys and values, annotation keys and their total size, also with the copy of spec,
+   labels and annotations that Kopf keeps in an annotation (`bookkeeping_size_problem`);
 3. the CRDs' CEL rules, evaluated here as the API server would (kubetune.api.cel);
 4. spec checks a schema cannot say: `queueName` is a Kueue LocalQueue name and a label value, a declared
    `dataset.format` must be one the method trains on (kubetune.data's table), a ModelDeployment's `extraArgs`
@@ -19,6 +20,7 @@ Pure: no Kubernetes client, no torch; the datasets themselves are checked by the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +40,12 @@ QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 MAX_SUBDOMAIN, MAX_LABEL, MAX_QUALIFIED_NAME = 253, 63, 63
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # TotalAnnotationSizeLimitB
+# Kopf (the operator's framework) keeps its copy of an object's spec, labels and annotations in this annotation
+# of the object itself (kubetune.controllers.main; Kopf's diffbase "essence"), and its progress records and the
+# kopf-managed marker under the same prefix: this much is kept free for those records.
+KOPF_COPY_ANNOTATION = f"{c.KOPF_ANNOTATION_PREFIX}/last-handled-configuration"
+KOPF_RECORDS_RESERVE_BYTES = 4 * 1024
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # kubectl apply's; Kopf skips it
 # The fields of ObjectMeta (k8s.io/apimachinery/pkg/apis/meta/v1): the API server refuses any other key under
 # metadata ('strict decoding error: unknown field "metadata.bogus"').
 OBJECT_META_FIELDS = frozenset(
@@ -141,10 +149,78 @@ def metadata_errors(meta: Any, source: str) -> list[ManifestError]:
             if field == "labels" and isinstance(value, str):
                 err(f"metadata.labels[{key}]", label_value_problem(value))
         if field == "annotations":
-            size = sum(len(str(k)) + len(str(v)) for k, v in values.items())
+            size = _annotations_bytes(values)
             if size > MAX_ANNOTATIONS_BYTES:
                 err("metadata.annotations", f"{size:,} bytes in all; the API server allows {MAX_ANNOTATIONS_BYTES:,}")
     return out
+
+
+def _annotations_bytes(annotations: dict[Any, Any]) -> int:
+    """The API server's measure: the bytes of every key and value (UTF-8)."""
+    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _kopf_copy(doc: dict[str, Any]) -> str:
+    """The annotation value Kopf stores for `doc` (kopf/_cogs/configs/diffbase.py, DiffBaseStorage.build and
+    AnnotationsDiffBaseStorage.store): every top-level field but apiVersion, kind, metadata and status, plus
+    metadata.labels and metadata.annotations without kubectl's last-applied-configuration, Kopf's own copy
+    and the annotations of Kopf-managed prefixes; compact JSON and a newline."""
+    meta, essence = (
+        _dict(doc.get("metadata")),
+        {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata", "status")},
+    )
+    annotations = _dict(meta.get("annotations"))
+    split = [str(k).split("/", 1) for k in annotations if "/" in str(k)]
+    marked = {prefix for prefix, name in split if name == "kopf-managed"}
+    marked |= {prefix for prefix, _ in split if prefix == "kopf.zalando.org" or prefix.endswith(".kopf.zalando.org")}
+    kept = {
+        k: v
+        for k, v in annotations.items()
+        if k not in (LAST_APPLIED_ANNOTATION, KOPF_COPY_ANNOTATION) and str(k).split("/", 1)[0] not in marked
+    }
+    picked = {k: v for k, v in (("labels", meta.get("labels")), ("annotations", kept)) if v}
+    if picked:
+        essence["metadata"] = picked
+    return json.dumps(essence, separators=(",", ":"), default=str) + "\n"
+
+
+def bookkeeping_size_problem(doc: Any) -> str | None:
+    """Annotations that fit the API server's limit alone but not with the copy Kopf adds to them: Kopf could
+    never record that it handled the object (422 "Too long"), so the operator would handle it again and again.
+
+    An object as stored (it has a uid) is measured as it is, Kopf's previous copy replaced by the new one. A
+    manifest not yet applied (`kubetune validate`) is measured as `kubectl apply` would store it, with its copy
+    of the manifest in kubectl.kubernetes.io/last-applied-configuration."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+        return None
+    meta = _dict(doc["metadata"])
+    annotations = _dict(meta.get("annotations"))
+    stored = _annotations_bytes({k: v for k, v in annotations.items() if k != KOPF_COPY_ANNOTATION})
+    if stored > MAX_ANNOTATIONS_BYTES:
+        return None  # refused as too large by itself (metadata_errors)
+    if LAST_APPLIED_ANNOTATION in annotations:
+        applied_bytes = len(str(annotations[LAST_APPLIED_ANNOTATION]).encode())
+        applied = f", {applied_bytes:,} of them kubectl apply's copy in {LAST_APPLIED_ANNOTATION}"
+    elif not meta.get("uid"):
+        applied_bytes = len(LAST_APPLIED_ANNOTATION) + len(json.dumps(doc, separators=(",", ":"), default=str)) + 1
+        stored += applied_bytes
+        applied = f" with the {applied_bytes:,} that kubectl apply adds ({LAST_APPLIED_ANNOTATION})"
+    else:
+        applied = ""
+    copy = len(KOPF_COPY_ANNOTATION) + len(_kopf_copy(doc).encode())
+    total = stored + copy + KOPF_RECORDS_RESERVE_BYTES
+    if total <= MAX_ANNOTATIONS_BYTES:
+        return None
+    return (
+        f"{stored:,} bytes of annotations{applied}; the operator keeps a copy of spec, labels and annotations in "
+        f"the annotation {KOPF_COPY_ANNOTATION} ({copy:,} bytes) and {KOPF_RECORDS_RESERVE_BYTES:,} bytes for "
+        f"its progress records: {total:,} bytes in all, over the API server's limit of {MAX_ANNOTATIONS_BYTES:,} "
+        "bytes of annotations per object. Keep large data out of annotations (a ConfigMap, or a URI to it)"
+    )
 
 
 def _cel_errors(target: Resource | dict[str, Any], source: str, typed: bool) -> list[ManifestError]:
@@ -220,6 +296,9 @@ def admit(doc: Any, source: str = "<manifest>") -> tuple[Resource | None, list[M
     if resource is None and not ours:
         return None, errors
     errors = [*errors, *metadata_errors(doc.get("metadata"), source)]
+    too_large = bookkeeping_size_problem(doc)
+    if too_large:
+        errors.append(ManifestError(source, "metadata.annotations", too_large))
     errors += _cel_errors(resource if resource is not None else doc, source, typed=resource is not None)
     if resource is not None:
         errors += spec_errors(resource, source)
@@ -310,6 +389,7 @@ __all__ = [
     "admit_all",
     "admit_resource",
     "as_created",
+    "bookkeeping_size_problem",
     "cross_resource_errors",
     "is_ours",
     "metadata_errors",

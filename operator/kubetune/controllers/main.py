@@ -23,6 +23,7 @@ import kopf
 from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.controllers import common, config
+from kubetune.controllers.kopf_storage import FittingDiffBaseStorage
 
 HANDLER_MODULE = "kubetune.controllers.handlers"
 KOPF_FLAGS = (
@@ -39,7 +40,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # Kopf's own state (handler progress, the last handled spec) lives in annotations under kubetune.dev.
     settings.persistence.finalizer = c.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = FittingDiffBaseStorage(
         prefix=c.KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     # After it records a handler's outcome, Kopf waits for that version of the object in the watch before it
