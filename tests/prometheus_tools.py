@@ -59,18 +59,40 @@ def serving_metrics() -> dict[str, frozenset[str]]:
     return {k: v | TARGET_LABELS for k, v in _labels_by_sample_name(ServeMetrics("m").registry).items()}
 
 
-_SELECTOR = re.compile(r"\b(kubetune_[a-z_]+)\b(?!:)(\{[^}]*\})?")
+# vLLM's own metrics that docs/serving-autoscaling.md ("One metric vocabulary") maps to the built-in server's, as
+# Prometheus stores them (a histogram as its _bucket, _count and _sum series), with the label vLLM gives them
+# (model_name) and the scrape's target labels. vLLM is not installed here, so this list, not a registry, is what
+# the dashboard may select of vLLM; test_grafana_dashboard checks that the docs map each of these names.
+VLLM_HISTOGRAMS = ("vllm:e2e_request_latency_seconds", "vllm:time_to_first_token_seconds")
+VLLM_GAUGES_AND_COUNTERS = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+)
+
+
+def vllm_metrics() -> dict[str, frozenset[str]]:
+    labels = frozenset({"model_name"}) | TARGET_LABELS
+    out = {name: labels for name in VLLM_GAUGES_AND_COUNTERS}
+    for name in VLLM_HISTOGRAMS:
+        out |= {f"{name}_bucket": labels | {"le"}, f"{name}_count": labels, f"{name}_sum": labels}
+    return out
+
+
+_SELECTOR = re.compile(r"(?<![\w:])(kubetune_[a-z0-9_]+|vllm:[a-z0-9_:]+)(?![\w:])(\{[^}]*\})?")
 _MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)")
 
 
 def selectors(expr: str) -> list[tuple[str, set[str]]]:
-    """(metric, label names matched) of every kubetune_* series selector in a PromQL expression."""
+    """(metric, label names matched) of every kubetune_* and vllm:* series selector in a PromQL expression."""
     return [(m[1], set(_MATCHER.findall(m[2] or ""))) for m in _SELECTOR.finditer(expr)]
 
 
 def unknown_selections(expr: str) -> list[str]:
-    """What `expr` selects that kubetune does not export: unknown metric names, or labels a metric lacks."""
-    known = operator_metrics() | serving_metrics()
+    """What `expr` selects that neither kubetune nor (by the documented mapping) vLLM exports: unknown metric
+    names, or labels a metric lacks."""
+    known = operator_metrics() | serving_metrics() | vllm_metrics()
     wrong = []
     for name, labels in selectors(expr):
         if name not in known:

@@ -43,10 +43,20 @@ def test_rendered_rules_pass_promtool_check_and_select_only_our_metrics(render, 
     assert alerts == {
         "KubetuneFineTuneJobFailed",
         "KubetuneFineTuneJobStalled",
+        "KubetuneFineTuneJobNotStarted",
         "KubetuneEvaluationFailedCriteria",
         "KubetuneServingErrorRate",
         "KubetuneGPUHoursOverBudget",
     }
+
+
+def test_the_gpu_budget_window_fits_prometheus_default_retention(render):
+    """Prometheus keeps 15 days by default: a longer window would undercount without a word."""
+    spec = rule_groups(render, **RULES_ON)
+    (budget,) = [r for g in spec["groups"] for r in g["rules"] if r.get("alert") == "KubetuneGPUHoursOverBudget"]
+    assert "kubetune_gpu_seconds_total[7d]" in budget["expr"]
+    values = (Path(__file__).parents[3] / "helm" / "kubetune" / "values.yaml").read_text()
+    assert "30d needs a retention of 30d or more" in values
 
 
 def test_no_budget_alert_without_a_budget(render):
@@ -83,7 +93,7 @@ def without_unchecked_annotations(spec: dict[str, Any], case: dict[str, Any]) ->
 
 def budget_annotations(namespace: str, hours: int) -> dict[str, str]:
     return {
-        "summary": f"Namespace {namespace} used {hours} GPU-hours in 30d, over its budget",
+        "summary": f"Namespace {namespace} used {hours} GPU-hours in 7d, over its budget",
         "description": "Its FineTuneJobs trained longer than the budget in the chart's prometheus.rules.gpuHoursBudget"
         f" allows (kubectl -n {namespace} get finetunejobs).",
     }
@@ -132,6 +142,46 @@ TESTS: list[dict[str, Any]] = [
                 "KubetuneFineTuneJobStalled",
                 "60m",
                 {"severity": "warning", "resource_namespace": "t", "finetunejob": "stuck", "phase": "Running"},
+            ),
+        ],
+    },
+    {  # pendingMinutes 30: Pending (a kept PVC of the same name) or Validating for 40 minutes -> alerts from minute
+        # 30; Pending for 20 minutes then Running, Queued (Kueue's wait) or Running all along: no
+        "interval": "1m",
+        "input_series": [
+            series(PHASE, "1x40", resource_namespace="t", finetunejob="blocked", phase="Pending"),
+            series(PHASE, "1x40", resource_namespace="t", finetunejob="checking", phase="Validating"),
+            series(PHASE, "1x20 _x20", resource_namespace="t", finetunejob="started", phase="Pending"),
+            series(PHASE, "_x20 1x20", resource_namespace="t", finetunejob="started", phase="Running"),
+            series(PHASE, "1x40", resource_namespace="t", finetunejob="queued", phase="Queued"),
+            series(PHASE, "1x40", resource_namespace="t", finetunejob="running", phase="Running"),
+        ],
+        "alert_rule_test": [
+            fired("KubetuneFineTuneJobNotStarted", "25m"),
+            fired(
+                "KubetuneFineTuneJobNotStarted",
+                "35m",
+                (
+                    {"severity": "warning", "resource_namespace": "t", "finetunejob": "blocked", "phase": "Pending"},
+                    {
+                        "summary": "FineTuneJob t/blocked is still Pending after 30 minutes",
+                        "description": "kubectl -n t describe finetunejob blocked shows what it waits for"
+                        " (its Stalled condition and Events).",
+                    },
+                ),
+                (
+                    {
+                        "severity": "warning",
+                        "resource_namespace": "t",
+                        "finetunejob": "checking",
+                        "phase": "Validating",
+                    },
+                    {
+                        "summary": "FineTuneJob t/checking is still Validating after 30 minutes",
+                        "description": "kubectl -n t describe finetunejob checking shows what it waits for"
+                        " (its Stalled condition and Events).",
+                    },
+                ),
             ),
         ],
     },
