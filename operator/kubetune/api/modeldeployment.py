@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from kubetune import constants as c
 from kubetune.api import bounds
@@ -238,6 +239,7 @@ class ModelDeploymentSpec(KubeModel):
     adapters: list[AdapterSpec] = Field(
         default_factory=list,
         max_length=ADAPTERS_MAX,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="LoRA adapters served on spec.model (the base), each a model name of its own, promoted on "
         f"its own; changing one does not restart the pods (at most {ADAPTERS_MAX}).",
     )
@@ -246,20 +248,20 @@ class ModelDeploymentSpec(KubeModel):
         description="Route through this Gateway API Gateway (an HTTPRoute; a canary's weight is a backend weight).",
     )
 
-    model_config = {
-        "json_schema_extra": cel_rules(
-            rule(
-                "self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
-                "spec.adapters[].name must be unique",
-                field_path=".adapters",
-            ),
-            rule(
-                "!has(self.servedModelName) || self.adapters.all(a, a.name != self.servedModelName)",
-                "an adapter may not be named like the base model (spec.servedModelName)",
-                field_path=".adapters",
-            ),
-        )
-    }
+    @field_validator("adapters")
+    @classmethod
+    def _each_adapter_once(cls, adapters: list[AdapterSpec]) -> list[AdapterSpec]:
+        """What `x-kubernetes-list-type: map` keyed by name makes the API server refuse, said here too (a CEL
+        rule `all(a, exists_one(b, ...))` would be quadratic: 0.4 s in cel-python for 24 adapters)."""
+        names = [a.name for a in adapters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError(
+                "duplicate_adapter",
+                "adapter names must be unique: {twice} listed more than once",
+                {"twice": ", ".join(twice)},
+            )
+        return adapters
 
 
 class Revision(StatusModel):
@@ -307,3 +309,17 @@ class ModelDeployment(KubeModel):
     metadata: ObjectMeta
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None
+
+    model_config = {
+        "json_schema_extra": cel_rules(
+            # At the root, where metadata.name (the base's default model name) is in reach. A conditional, not
+            # `!has(x) || ...`: cel-python evaluates both sides of || and, over a list, its error values grew
+            # exponentially (26 adapters took 1.6 GB).
+            rule(
+                "!has(self.spec.adapters) || self.spec.adapters.all(a, a.name != "
+                "(has(self.spec.servedModelName) ? self.spec.servedModelName : self.metadata.name))",
+                "an adapter may not be named like the base model (spec.servedModelName, default metadata.name)",
+                field_path=".spec.adapters",
+            ),
+        )
+    }

@@ -345,6 +345,9 @@ class Estimator:
             return v.elem
         if v.kind == "object" and v.node is not None:
             sub = v.node.get("properties", {}).get(name)
+            if sub is None and v.path == "metadata" and name in ("name", "generateName"):
+                # The API server declares these two of ObjectMeta to root rules (a DNS subdomain at most).
+                sub = {"type": "string", "maxLength": 253}
             if sub is None:
                 raise Unsupported(f"{v.path} has no field {name} the API server would declare")
             return of_schema(sub, f"{v.path}.{name}" if v.path else name)

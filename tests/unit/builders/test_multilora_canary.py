@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kubetune import constants as c
-from kubetune.api import FineTuneJob, ModelDeployment, cel
+from kubetune.api import FineTuneJob, ModelDeployment
+from kubetune.api.admission import admit_resource
 from kubetune.api.evaluation import Evaluation
 from kubetune.builders import adapters, canary, serving
 from kubetune.builders.promotion import Decision, decide
@@ -174,7 +175,13 @@ def test_with_adapters_a_lora_job_as_spec_model_is_refused_with_what_to_do():
     ],
 )
 def test_admission_of_adapters(spec, path):
-    found = cel.validate(md(**spec))
+    doc = {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "travel", "namespace": "ns"},
+        "spec": {"model": {"uri": BASE}, **spec},
+    }
+    found = admit_resource(doc)  # the one admission: the model (unique names), CEL rules, spec checks
     paths = [e.path for e in found] if found else []
     assert (path in paths) if path else not found, found
 
