@@ -40,13 +40,15 @@ def build_network_policy(
     scrapers = policy.monitoring_namespaces if policy.monitoring_namespaces is not None else monitoring_namespaces
     # An ingress rule with no `from` admits everyone: a rule is written only when it names someone.
     ingress = [{"from": peers, "ports": port} for peers in (callers, [_namespace_peer(ns) for ns in scrapers]) if peers]
+    spec: dict[str, Any] = {
+        "podSelector": all_tracks_selector(deployment),  # a canary is guarded as stable is
+        "policyTypes": ["Ingress"],  # with no ingress rule: nobody is admitted
+    }
+    if ingress:  # the API server stores an empty list as absent: applying [] would rewrite it every resync
+        spec["ingress"] = ingress
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": child_metadata(deployment, c.ROLE_SERVE, name=serving_name(deployment)),
-        "spec": {
-            "podSelector": all_tracks_selector(deployment),  # a canary is guarded as stable is
-            "policyTypes": ["Ingress"],
-            "ingress": ingress,
-        },
+        "spec": spec,
     }

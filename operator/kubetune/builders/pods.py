@@ -8,6 +8,7 @@ are mounted read-only at `/mnt/pvc/CLAIM`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,9 +87,14 @@ def pvc_claims(uris: Iterable[str | None]) -> list[str]:
 
 
 def volume_name(claim: str) -> str:
-    """A volume name (DNS-1123 label, <= 63 chars) for a claim."""
-    name = "pvc-" + re.sub(r"[^a-z0-9-]", "-", claim.lower())
-    return name[:63].rstrip("-")
+    """A volume name (DNS-1123 label, <= 63 chars) for a claim, unique per claim: a claim name that had to be
+    changed (dots, longer than fits) gets an 8-character hash of the claim (`my.claim` and `my-claim` differ)."""
+    name = "pvc-" + claim
+    if len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name):
+        return name
+    digest = hashlib.sha256(claim.encode()).hexdigest()[:8]
+    safe = re.sub(r"[^a-z0-9-]", "-", claim.lower())
+    return f"pvc-{safe[: 63 - 4 - 9].strip('-')}-{digest}"
 
 
 def claim_volumes(

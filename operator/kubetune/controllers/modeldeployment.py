@@ -23,7 +23,7 @@ from kubetune.api.clock import now_iso
 from kubetune.api.evaluation import Evaluation
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.modeldeployment import DeployModelRef, ModelDeployment, PromotionSpec
-from kubetune.builders import adapters, canary, promotion, serving
+from kubetune.builders import adapters, canary, names, promotion, serving
 from kubetune.builders.meta import propagate
 from kubetune.controllers import common, config, serving_extras
 from kubetune.errors import OwnershipConflict, SpecError
@@ -69,7 +69,28 @@ async def _sources_of(
     return evaluation, job
 
 
+class ApplyRefused(Exception):
+    """The API server refused a serving object (422 invalid, 500 on a malformed object): the spec builds
+    something the cluster does not take, so retrying the same apply cannot help until something changes."""
+
+
+_REFUSED = (400, 422, 500)
+
+
 async def _apply(desired: dict[str, Any]) -> dict[str, Any]:
+    """`_apply_owned`, with a refusal said as ApplyRefused: which object, the server's status and message."""
+    try:
+        return await _apply_owned(desired)
+    except k8s.ApiError as err:
+        if err.status not in _REFUSED or isinstance(err, k8s.Conflict | k8s.NotFound):
+            raise
+        meta = desired["metadata"]
+        raise ApplyRefused(
+            f"the API server refused {desired['kind']} {meta['name']!r} ({err.status} {err.reason}): {err.message}"
+        ) from err
+
+
+async def _apply_owned(desired: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply of a serving object (field manager `kubetune`); the object as it is now.
 
     Applied without force first: the API server refuses it (409) only when another manager set one of our
@@ -173,8 +194,12 @@ async def _delete_canary(md: ModelDeployment, *, keep_workload: bool) -> None:
         await k8s.delete("ConfigMap", namespace, serving.config_map_name(md, "canary"))
 
 
-async def reconcile(state: common.OperatorState, namespace: str, name: str) -> None:
-    """Decide what to serve, apply it, record a revision when it changed, report the rollout."""
+PodIndex = kopf.Index[tuple[str, str], dict[str, Any]]
+
+
+async def reconcile(state: common.OperatorState, namespace: str, name: str, pods: PodIndex | None = None) -> None:
+    """Decide what to serve, apply it, record a revision when it changed, report the rollout (with `pods`, the
+    serving pods' index: why they do not start)."""
     async with state.lock(*_key(namespace, name)):
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -206,13 +231,24 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
             except (SpecError, OwnershipConflict) as err:
                 await _fail(body, md, str(err), now)
                 return
+            except ApplyRefused as err:
+                await _fail(body, md, str(err), now, APPLY_FAILED)
+                return
         revisions = promotion.next_revisions(md.status, decision, now)
-        patch = md_status.compute_status(md, decision, apps, revisions, now)
+        patch = md_status.compute_status(md, decision, apps, revisions, now, _pods_of(pods, md))
         patch = md_status.with_serving_extras(md, patch, split, outcomes, revisions, routed)
         if md_status.changed(md, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _post_events(body, md, decision, patch)
         await _post_serving_events(body, md, split, outcomes)
+
+
+def _pods_of(pods: PodIndex | None, md: ModelDeployment) -> list[dict[str, Any]]:
+    """The ModelDeployment's serving pods (stable and canary) as the index keeps them; none without the index."""
+    if pods is None:
+        return []
+    key = (md.metadata.namespace or "", md.metadata.name[: names.MAX_NAME].rstrip("-."))
+    return [p for p in pods.get(key, []) if (p.get("metadata") or {}).get("uid")]
 
 
 async def _refused(body: dict[str, Any], message: str) -> None:
@@ -226,11 +262,16 @@ async def _refused(body: dict[str, Any], message: str) -> None:
         await _fail(body, md, message, now_iso())
 
 
-async def _fail(body: dict[str, Any], md: ModelDeployment, message: str, now: str) -> None:
-    patch = md_status.invalid_spec_status(md, message, now)
+APPLY_FAILED = "ApplyFailed"
+
+
+async def _fail(
+    body: dict[str, Any], md: ModelDeployment, message: str, now: str, reason: str = c.Reason.INVALID_SPEC
+) -> None:
+    patch = md_status.invalid_spec_status(md, message, now, reason)
     await k8s.patch_status(c.MODELDEPLOYMENT, md.metadata.namespace, md.metadata.name, patch)
     if not md.status or md.status.message != message:
-        await common.event(body, "Warning", c.Reason.INVALID_SPEC, message)
+        await common.event(body, "Warning", reason, message)
 
 
 _TOLD_ONCE = (c.Reason.PIN_NOT_FOUND, c.Reason.NO_PASSING_CHECKPOINT, c.Reason.WAITING_FOR_EVALUATION)
@@ -250,6 +291,9 @@ async def _post_events(
     elif decision.reason in _TOLD_ONCE and (not old or old.message != patch["message"]):
         kind = "Warning" if decision.reason == c.Reason.PIN_NOT_FOUND else "Normal"
         await common.event(body, kind, decision.reason, decision.message)
+    if patch["phase"] == c.Phase.FAILED and not decision.stalled and (not old or old.message != patch["message"]):
+        reason = next((x["reason"] for x in patch["conditions"] if x["type"] == "Ready"), c.Reason.DEPLOYING)
+        await common.event(body, "Warning", reason, patch["message"])  # the rollout stalled (a missing Secret...)
     if patch["phase"] == c.Phase.READY and (not old or old.phase != c.Phase.READY):
         await common.event(body, "Normal", c.Reason.READY, patch["message"])
 
@@ -278,26 +322,45 @@ async def _post_serving_events(
 @kopf.on.resume(*MDEP)
 @kopf.on.create(*MDEP)
 @kopf.on.update(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any) -> None:
     with metrics.track("modeldeployment.reconcile"):
-        await reconcile(common.state(memo), namespace, name)
+        await reconcile(common.state(memo), namespace, name, serving_pods)
 
 
 @kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def modeldeployment_resync(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def modeldeployment_resync(namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any) -> None:
     with metrics.track("modeldeployment.resync"):
-        await reconcile(common.state(memo), namespace, name)
+        await reconcile(common.state(memo), namespace, name, serving_pods)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def serving_deployment_changed(
-    event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any
 ) -> None:
     """The serving Deployment rolled out (or lost replicas): update readyReplicas and phase."""
     owner = common.live_child_owner(event, body, c.MODELDEPLOYMENT)
     if owner:
         with metrics.track("modeldeployment.deployment_event"):
-            await reconcile(common.state(memo), namespace, owner)
+            await reconcile(common.state(memo), namespace, owner, serving_pods)
+
+
+_POD_KEPT = ("name", "namespace", "uid", "labels")
+
+
+@kopf.index("", "v1", "pods", labels=SERVE_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def serving_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Serving pods (stable and canary) by (namespace, ModelDeployment label): their metadata and status, so that
+    a reconcile says why they do not start without a LIST."""
+    meta = body.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(c.LABEL_DEPLOYMENT)
+    if not owner or meta.get("deletionTimestamp"):
+        return {}
+    return {
+        (namespace, owner): {
+            "metadata": {k: meta[k] for k in _POD_KEPT if k in meta},
+            "status": dict(body.get("status") or {}),
+        }
+    }
 
 
 @kopf.index(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -320,9 +383,11 @@ async def deployments_by_source(
 SourceIndex = kopf.Index[tuple[str, str, str], str]
 
 
-async def _reconcile_referring(memo: kopf.Memo, index: SourceIndex, namespace: str, kind: str, name: str) -> None:
+async def _reconcile_referring(
+    memo: kopf.Memo, index: SourceIndex, namespace: str, kind: str, name: str, pods: PodIndex | None = None
+) -> None:
     for deployment in sorted(set(index.get((namespace, kind, name), []))):
-        await reconcile(common.state(memo), namespace, deployment)
+        await reconcile(common.state(memo), namespace, deployment, pods)
 
 
 @kopf.on.event(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -333,6 +398,7 @@ async def deployments_follow_evaluation(
     name: str,
     memo: kopf.Memo,
     deployments_by_source: SourceIndex,
+    serving_pods: PodIndex,
     **_: Any,
 ) -> None:
     """New results of an Evaluation may promote, roll forward, or leave nothing passing."""
@@ -340,7 +406,7 @@ async def deployments_follow_evaluation(
     signature = (status.get("results"), status.get("passed"), status.get("best"))
     if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.evaluation_event"):
-            await _reconcile_referring(memo, deployments_by_source, namespace, c.EVALUATION, name)
+            await _reconcile_referring(memo, deployments_by_source, namespace, c.EVALUATION, name, serving_pods)
 
 
 @kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -351,6 +417,7 @@ async def deployments_follow_job(
     name: str,
     memo: kopf.Memo,
     deployments_by_source: SourceIndex,
+    serving_pods: PodIndex,
     **_: Any,
 ) -> None:
     """A FineTuneJob's checkpoints or best changed: deployments of its checkpoints may move."""
@@ -362,7 +429,7 @@ async def deployments_follow_job(
     )
     if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.job_event"):
-            await _reconcile_referring(memo, deployments_by_source, namespace, c.FINETUNEJOB, name)
+            await _reconcile_referring(memo, deployments_by_source, namespace, c.FINETUNEJOB, name, serving_pods)
 
 
 @kopf.on.event(*MDEP)

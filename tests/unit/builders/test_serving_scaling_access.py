@@ -151,7 +151,10 @@ def test_network_policy_admits_only_what_the_spec_names():
 def test_network_policy_with_nobody_admitted_denies_all_rather_than_allowing_all():
     deployment = md(networkPolicy={"sameNamespace": False, "monitoringNamespaces": []})
     np = network_policy.build_network_policy(deployment)
-    assert np is not None and np["spec"]["ingress"] == []  # a rule without `from` would admit everyone
+    assert np is not None and np["spec"]["policyTypes"] == ["Ingress"]  # Ingress with no rule: nobody admitted
+    # not `ingress: []`: the API server stores it as absent, so applying it rewrote the policy every resync (T3 D6);
+    # and never a rule without `from`, which would admit everyone
+    assert "ingress" not in np["spec"]
 
 
 # --- API key ---------------------------------------------------------------------------------------------
