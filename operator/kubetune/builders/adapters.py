@@ -153,11 +153,17 @@ def decide_adapters(
 def adapter_pool(
     deployment: ModelDeployment, sources: list[AdapterSource], outcomes: list[AdapterOutcome]
 ) -> AdapterPool:
-    """The template inputs: one claim per adapter job (its storage claim, whatever checkpoint it serves)."""
+    """The template inputs: one claim per adapter job (its storage claim, whatever checkpoint it serves).
+
+    Only adapters that are served or can be (a compatible FineTuneJob that exists, a URI) count: one left out of
+    the served set (incompatible, its FineTuneJob missing) neither raises --max-loras nor mounts its claim."""
     claims: list[str] = []
-    rank = 0
+    rank, count = 0, 0
     for source, outcome in zip(sources, outcomes, strict=True):
         job = source.job
+        if outcome.error is not None or (source.spec.fine_tune_job is not None and job is None):
+            continue
+        count += 1
         uris = [outcome.served_uri]
         if job is not None:
             uris.insert(0, f"pvc://{names.job_claim_name(job)}/")
@@ -167,7 +173,7 @@ def adapter_pool(
         for claim in pods.pvc_claims(uris):
             if claim not in claims:
                 claims.append(claim)
-    return AdapterPool(len(deployment.spec.adapters), rank or DEFAULT_RANK, tuple(claims))
+    return AdapterPool(count, rank or DEFAULT_RANK, tuple(claims))
 
 
 def pod_path(uri: str) -> str:

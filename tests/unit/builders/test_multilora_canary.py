@@ -154,6 +154,26 @@ def test_an_adapter_that_does_not_fit_the_base_is_left_out_with_its_field_path()
     assert f"this deployment serves {BASE}" in errors["c"]
 
 
+def test_only_adapters_that_can_be_served_shape_the_pods():
+    """T3 D8: an incompatible adapter or one whose FineTuneJob does not exist neither raises --max-loras nor mounts
+    another team's claim into the serving pods."""
+    jobs = {"full": job("full", adapter="none"), "other": job("other", base="hf://meta-llama/Llama-3.2-1B", r=64)}
+    jobs["ok"] = job("ok")
+    deployment = md(
+        adapters=[adapter("a", "ok"), adapter("b", "full"), adapter("c", "other"), adapter("ghost", "does-not-exist")],
+        resources={"gpus": 1},
+    )
+    _, dep, _ = workload(deployment, jobs)
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in dep["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"ok-data"}
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--max-loras") + 1] == "1" and args[args.index("--max-lora-rank") + 1] == "16"
+
+
 def test_with_adapters_a_lora_job_as_spec_model_is_refused_with_what_to_do():
     deployment = md(model={"fineTuneJob": {"name": "fr"}}, adapters=[adapter("de", "de")])
     decision = Decision("promote", "checkpoint-400", "pvc://fr-data/output/checkpoint-400", "Promoted", "x")
