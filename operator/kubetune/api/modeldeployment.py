@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -56,10 +56,38 @@ class CanarySpec(KubeModel):
     )
 
 
+GatewayHostname = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    ),
+]
+GatewayPath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/$|^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")]
+
+
 class GatewayRef(KubeModel):
     name: ObjectName = Field(description="A Gateway API Gateway: the HTTPRoute's parent.")
     namespace: bounds.OptionalObjectName = Field(default="", description="Its namespace; default: this one.")
     section_name: bounds.OptionalObjectName = Field(default="", description="One listener of the Gateway.")
+    hostnames: list[GatewayHostname] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "The HTTPRoute's hostnames (Gateway API); empty: every hostname of the listener. Two ModelDeployments on "
+            "the same Gateway listener need different hostnames or pathPrefix: with the same match the older route "
+            "gets every request."
+        ),
+    )
+    path_prefix: GatewayPath = Field(
+        default="/",
+        description=(
+            "Requests whose path starts with this prefix (e.g. /team-a/travel) reach this model; the prefix is "
+            "rewritten to / (URLRewrite ReplacePrefixMatch), so /team-a/travel/v1/chat/completions is served as "
+            "/v1/chat/completions. Default /: every path."
+        ),
+    )
 
 
 class PromotionSpec(KubeModel):

@@ -156,12 +156,18 @@ def build_httproute(
     backends = [{"name": stable_service, "port": c.SERVE_PORT, "weight": 100 - weight}]
     if canary is not None:
         backends.append({"name": canary_service, "port": c.SERVE_PORT, "weight": weight})
+    rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": gateway.path_prefix}}]}
+    if gateway.path_prefix != "/":  # the server answers /v1/...: the prefix is the route's, not the model's
+        rewrite = {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}
+        rule["filters"] = [{"type": "URLRewrite", "urlRewrite": rewrite}]
+    rule["backendRefs"] = backends
+    spec: dict[str, Any] = {"parentRefs": [parent]}
+    if gateway.hostnames:
+        spec["hostnames"] = list(gateway.hostnames)
+    spec["rules"] = [rule]
     return {
         "apiVersion": HTTPROUTE_API,
         "kind": "HTTPRoute",
         "metadata": child_metadata(deployment, c.ROLE_SERVE, name=name),
-        "spec": {
-            "parentRefs": [parent],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}],
-        },
+        "spec": spec,
     }

@@ -349,3 +349,28 @@ def test_httproute_carries_the_canary_weight_as_backend_weights():
     ]
     traffic = canary.traffic(deployment, s.stable, s.canary, 1, routed=True)
     assert [t["weight"] for t in traffic] == [90, 10]
+
+
+def test_two_deployments_on_one_gateway_are_told_apart_by_hostname_and_path_prefix():
+    """T3 D2: without a match of its own every route is PathPrefix / on the listener and the older one gets it all."""
+    gateway = {"name": "inference", "namespace": "gateways", "hostnames": ["llm.example.com"]}
+    bot = md(gateway={**gateway, "pathPrefix": "/team-a/bot"})
+    support = md(gateway={**gateway, "pathPrefix": "/team-a/support"})
+    routes = [canary.build_httproute(d, "r", "r", "r-canary", None)["spec"] for d in (bot, support)]
+    assert routes[0]["hostnames"] == ["llm.example.com"]
+    assert [r["rules"][0]["matches"] for r in routes] == [
+        [{"path": {"type": "PathPrefix", "value": "/team-a/bot"}}],
+        [{"path": {"type": "PathPrefix", "value": "/team-a/support"}}],
+    ]
+    # the server answers /v1/...: /team-a/bot/v1/chat/completions reaches it as /v1/chat/completions
+    assert routes[0]["rules"][0]["filters"] == [
+        {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}
+    ]
+    plain = canary.build_httproute(md(gateway={"name": "inference"}), "r", "r", "r-canary", None)["spec"]
+    assert "hostnames" not in plain and "filters" not in plain["rules"][0]
+
+
+@pytest.mark.parametrize("bad", [{"pathPrefix": "team-a"}, {"pathPrefix": "/a/"}, {"hostnames": ["LLM.example.com"]}])
+def test_gateway_match_fields_are_validated(bad):
+    with pytest.raises(ValueError, match="gateway"):
+        md(gateway={"name": "inference", **bad})
