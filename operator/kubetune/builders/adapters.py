@@ -14,7 +14,7 @@ adapter from a new PVC or of a higher rank rolls the pods once.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -121,6 +121,33 @@ def incompatible(source: AdapterSource, base_uri: str | None) -> str | None:
     return None
 
 
+LOADABLE_SCHEMES = ("pvc", "hf")  # what the server's /v1/load_lora_adapter can read: a mounted path, a Hub repo
+
+
+def unloadable(source: AdapterSource) -> str | None:
+    """Why an adapter URI cannot be loaded as written: the runtime loads a path in the pod (pvc://) or a Hub
+    repository (hf://, at its main revision); None when it can."""
+    uri, where = source.spec.uri, f"spec.adapters[{source.index}].uri"
+    if uri is None:
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme not in LOADABLE_SCHEMES:
+        return (
+            f"{where}: {uri} cannot be loaded by the serving runtime (it reads pvc:// and hf:// adapters); "
+            "copy the adapter to a PVC, or train it with a FineTuneJob and name that under fineTuneJob"
+        )
+    if scheme == "hf" and "@" in uri:
+        return f"{where}: {uri}: a Hub revision (@...) cannot be loaded at runtime; name the repository without it"
+    return None
+
+
+def _at_adapter(decision: Decision, index: int) -> Decision:
+    """The decision's message with the adapter's field paths (spec.adapters[i].promotion.pin, not spec.promotion)."""
+    where = f"spec.adapters[{index}]"
+    message = decision.message.replace("spec.promotion.", f"{where}.promotion.").replace("spec.model.", f"{where}.")
+    return replace(decision, message=message)
+
+
 def decide_adapters(
     deployment: ModelDeployment, sources: list[AdapterSource], base_uri: str | None, now: str
 ) -> list[AdapterOutcome]:
@@ -130,8 +157,10 @@ def decide_adapters(
     for source in sources:
         name = source.spec.name
         before = previous.get(name)
-        decision = decide(view(deployment, source.spec, before), source.evaluation, source.job)
-        error = incompatible(source, base_uri)
+        decision = _at_adapter(
+            decide(view(deployment, source.spec, before), source.evaluation, source.job), source.index
+        )
+        error = unloadable(source) or incompatible(source, base_uri)
         if error is not None:
             status = AdapterStatus(name=name, message=error, revisions=before.revisions if before else [])
             out.append(AdapterOutcome(name, decision, error, status))

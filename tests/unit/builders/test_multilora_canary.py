@@ -374,3 +374,30 @@ def test_two_deployments_on_one_gateway_are_told_apart_by_hostname_and_path_pref
 def test_gateway_match_fields_are_validated(bad):
     with pytest.raises(ValueError, match="gateway"):
         md(gateway={"name": "inference", **bad})
+
+
+def test_adapter_uris_the_runtime_cannot_load_are_left_out_saying_which_schemes_work():
+    """T3 D9: an s3:// adapter went into adapters.json as written; an hf://...@revision lost its revision."""
+    deployment = md(
+        adapters=[
+            {"name": "s3", "uri": "s3://bucket/adapter"},
+            {"name": "rev", "uri": "hf://org/adapter@v2"},
+            {"name": "ok", "uri": "hf://org/adapter"},
+        ]
+    )
+    cm, _, outcomes = workload(deployment, {})
+    assert served_set(cm) == {"ok": "org/adapter"}
+    errors = {o.name: o.error or "" for o in outcomes}
+    assert (
+        errors["s3"].startswith("spec.adapters[0].uri: s3://bucket/adapter cannot be loaded")
+        and "pvc://" in errors["s3"]
+    )
+    assert errors["rev"].startswith("spec.adapters[1].uri: hf://org/adapter@v2")
+
+
+def test_an_adapter_pinned_to_a_missing_checkpoint_names_the_adapters_field_path():
+    """T3 D10: the message said spec.promotion.pin, the deployment's own field."""
+    deployment = md(adapters=[adapter("fr", "fr"), adapter("de", "de", pin="checkpoint-999")])
+    _, _, outcomes = workload(deployment, {"fr": job("fr"), "de": job("de")})
+    message = outcomes[1].decision.message
+    assert "spec.adapters[1].promotion.pin 'checkpoint-999'" in message and "spec.promotion" not in message
