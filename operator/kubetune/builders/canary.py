@@ -171,3 +171,37 @@ def build_httproute(
         "metadata": child_metadata(deployment, c.ROLE_SERVE, name=name),
         "spec": spec,
     }
+
+
+RouteKey = tuple[str, str, str, tuple[str, ...], str]
+"""(gateway namespace, gateway name, sectionName, sorted hostnames, pathPrefix): two HTTPRoutes with the same key
+match the same requests on the same listener, and Gateway API gives them all to the older route."""
+
+
+def route_key(namespace: str, gateway: dict[str, Any]) -> RouteKey:
+    """The match of a ModelDeployment's HTTPRoute, from its spec.gateway as written (camelCase, defaults filled)."""
+    return (
+        gateway.get("namespace") or namespace,
+        gateway.get("name", ""),
+        gateway.get("sectionName") or "",
+        tuple(sorted(gateway.get("hostnames") or [])),
+        gateway.get("pathPrefix") or "/",
+    )
+
+
+RouteHolder = tuple[str, str, str]
+"""(creationTimestamp, namespace, name) of a ModelDeployment holding a route key."""
+
+
+def route_conflict(me: RouteHolder, holders: list[RouteHolder]) -> str | None:
+    """The message when an older ModelDeployment (created earlier; the same second: the name first in order, as
+    Gateway API breaks ties) has the same Gateway parent and match, so this one's route gets no request."""
+    older = sorted(h for h in set(holders) if h != me and h < me)
+    if not older:
+        return None
+    _, namespace, name = older[0]
+    return (
+        f"spec.gateway: ModelDeployment {namespace}/{name} already routes the same Gateway listener, hostnames and "
+        "pathPrefix; Gateway API gives every such request to the older route, so this one would get none. "
+        "Set spec.gateway.hostnames or spec.gateway.pathPrefix to tell them apart"
+    )

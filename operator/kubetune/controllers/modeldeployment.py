@@ -195,11 +195,19 @@ async def _delete_canary(md: ModelDeployment, *, keep_workload: bool) -> None:
 
 
 PodIndex = kopf.Index[tuple[str, str], dict[str, Any]]
+RouteIndex = kopf.Index[canary.RouteKey, canary.RouteHolder]
+ROUTE_CONFLICT = "RouteConflict"
 
 
-async def reconcile(state: common.OperatorState, namespace: str, name: str, pods: PodIndex | None = None) -> None:
+async def reconcile(
+    state: common.OperatorState,
+    namespace: str,
+    name: str,
+    pods: PodIndex | None = None,
+    routes: RouteIndex | None = None,
+) -> None:
     """Decide what to serve, apply it, record a revision when it changed, report the rollout (with `pods`, the
-    serving pods' index: why they do not start)."""
+    serving pods' index: why they do not start; with `routes`, who else routes the same Gateway match)."""
     async with state.lock(*_key(namespace, name)):
         body = await k8s.get_or_none(c.MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -209,6 +217,10 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str, pods
         except kopf.PermanentError as err:
             await _refused(body, str(err))
             raise
+        conflict = _route_conflict(routes, body)
+        if conflict is not None:  # the older keeps serving; this one is not applied until the match differs
+            await _fail(body, md, conflict, now_iso(), ROUTE_CONFLICT)
+            return
         evaluation, job = await _sources(md)
         split = canary.split(md, promotion.decide(md, evaluation, job), evaluation)
         decision = split.stable
@@ -241,6 +253,17 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str, pods
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _post_events(body, md, decision, patch)
         await _post_serving_events(body, md, split, outcomes)
+
+
+def _route_conflict(routes: RouteIndex | None, body: dict[str, Any]) -> str | None:
+    """An older ModelDeployment with the same Gateway parent and match (from the index), said as a message."""
+    gateway = (body.get("spec") or {}).get("gateway")
+    if routes is None or not gateway:
+        return None
+    meta = body["metadata"]
+    key = canary.route_key(meta["namespace"], gateway)
+    me = (meta.get("creationTimestamp") or "", meta["namespace"], meta["name"])
+    return canary.route_conflict(me, list(routes.get(key, [])))
 
 
 def _pods_of(pods: PodIndex | None, md: ModelDeployment) -> list[dict[str, Any]]:
@@ -322,26 +345,36 @@ async def _post_serving_events(
 @kopf.on.resume(*MDEP)
 @kopf.on.create(*MDEP)
 @kopf.on.update(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def modeldeployment_changed(namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any) -> None:
+async def modeldeployment_changed(
+    namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, deployments_by_route: RouteIndex, **_: Any
+) -> None:
     with metrics.track("modeldeployment.reconcile"):
-        await reconcile(common.state(memo), namespace, name, serving_pods)
+        await reconcile(common.state(memo), namespace, name, serving_pods, deployments_by_route)
 
 
 @kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def modeldeployment_resync(namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any) -> None:
+async def modeldeployment_resync(
+    namespace: str, name: str, memo: kopf.Memo, serving_pods: PodIndex, deployments_by_route: RouteIndex, **_: Any
+) -> None:
     with metrics.track("modeldeployment.resync"):
-        await reconcile(common.state(memo), namespace, name, serving_pods)
+        await reconcile(common.state(memo), namespace, name, serving_pods, deployments_by_route)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=SERVE_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
 async def serving_deployment_changed(
-    event: kopf.RawEvent, body: kopf.Body, namespace: str, memo: kopf.Memo, serving_pods: PodIndex, **_: Any
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    namespace: str,
+    memo: kopf.Memo,
+    serving_pods: PodIndex,
+    deployments_by_route: RouteIndex,
+    **_: Any,
 ) -> None:
     """The serving Deployment rolled out (or lost replicas): update readyReplicas and phase."""
     owner = common.live_child_owner(event, body, c.MODELDEPLOYMENT)
     if owner:
         with metrics.track("modeldeployment.deployment_event"):
-            await reconcile(common.state(memo), namespace, owner, serving_pods)
+            await reconcile(common.state(memo), namespace, owner, serving_pods, deployments_by_route)
 
 
 _POD_KEPT = ("name", "namespace", "uid", "labels")
@@ -383,11 +416,30 @@ async def deployments_by_source(
 SourceIndex = kopf.Index[tuple[str, str, str], str]
 
 
+@kopf.index(*MDEP)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def deployments_by_route(
+    spec: kopf.Spec, meta: kopf.Meta, namespace: str, name: str, **_: Any
+) -> dict[canary.RouteKey, canary.RouteHolder] | None:
+    """ModelDeployments with spec.gateway by the match of their HTTPRoute (parent, hostnames, pathPrefix), so that a
+    reconcile finds an older one routing the same requests without a LIST."""
+    gateway = spec.get("gateway")
+    if not gateway:
+        return None
+    holder = (meta.get("creationTimestamp") or "", namespace, name)
+    return {canary.route_key(namespace, dict(gateway)): holder}
+
+
 async def _reconcile_referring(
-    memo: kopf.Memo, index: SourceIndex, namespace: str, kind: str, name: str, pods: PodIndex | None = None
+    memo: kopf.Memo,
+    index: SourceIndex,
+    namespace: str,
+    kind: str,
+    name: str,
+    pods: PodIndex | None = None,
+    routes: RouteIndex | None = None,
 ) -> None:
     for deployment in sorted(set(index.get((namespace, kind, name), []))):
-        await reconcile(common.state(memo), namespace, deployment, pods)
+        await reconcile(common.state(memo), namespace, deployment, pods, routes)
 
 
 @kopf.on.event(*EVAL)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -398,6 +450,7 @@ async def deployments_follow_evaluation(
     name: str,
     memo: kopf.Memo,
     deployments_by_source: SourceIndex,
+    deployments_by_route: RouteIndex,
     serving_pods: PodIndex,
     **_: Any,
 ) -> None:
@@ -406,7 +459,9 @@ async def deployments_follow_evaluation(
     signature = (status.get("results"), status.get("passed"), status.get("best"))
     if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.evaluation_event"):
-            await _reconcile_referring(memo, deployments_by_source, namespace, c.EVALUATION, name, serving_pods)
+            await _reconcile_referring(
+                memo, deployments_by_source, namespace, c.EVALUATION, name, serving_pods, deployments_by_route
+            )
 
 
 @kopf.on.event(*FTJ)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
@@ -417,6 +472,7 @@ async def deployments_follow_job(
     name: str,
     memo: kopf.Memo,
     deployments_by_source: SourceIndex,
+    deployments_by_route: RouteIndex,
     serving_pods: PodIndex,
     **_: Any,
 ) -> None:
@@ -429,7 +485,9 @@ async def deployments_follow_job(
     )
     if common.changed_since_last_event(memo, "deployments", event, signature):
         with metrics.track("modeldeployment.job_event"):
-            await _reconcile_referring(memo, deployments_by_source, namespace, c.FINETUNEJOB, name, serving_pods)
+            await _reconcile_referring(
+                memo, deployments_by_source, namespace, c.FINETUNEJOB, name, serving_pods, deployments_by_route
+            )
 
 
 @kopf.on.event(*MDEP)

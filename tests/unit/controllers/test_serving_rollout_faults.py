@@ -11,7 +11,7 @@ import pytest
 from kubetune import constants as c
 from kubetune import k8s
 from kubetune.api import ModelDeployment
-from kubetune.builders import adapters, pods, serving
+from kubetune.builders import adapters, canary, pods, serving
 from kubetune.builders.promotion import decide
 from kubetune.controllers import common, modeldeployment
 
@@ -34,11 +34,13 @@ class FakeCluster:
         self.body, self.refuse = body, refuse
         self.status: dict[str, Any] | None = None
         self.events: list[tuple[str, str, str]] = []
+        self.applied: list[str] = []
 
     async def get_or_none(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.body if kind == c.MODELDEPLOYMENT else None
 
     async def apply(self, manifest: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+        self.applied.append(manifest["kind"])
         if self.refuse is not None and manifest["kind"] == "Deployment":
             raise self.refuse
         if manifest["kind"] == "Deployment":  # as the API server answers once the ReplicaSet exists
@@ -119,3 +121,48 @@ def test_adapter_claims_whose_names_collide_once_shortened_get_distinct_volume_n
     ]
     assert sorted(claims) == sorted([f"{long}-one", f"{long}-two", "my.claim", "my-claim"])
     assert pods.volume_name("travel-data") == "pvc-travel-data"  # a plain claim keeps its readable name
+
+
+GATEWAY = {"name": "inference", "namespace": "gateways", "sectionName": "http"}
+
+
+def _route_index(*bodies: dict[str, Any]) -> dict[Any, list[Any]]:
+    """What Kopf's deployments_by_route index holds for these ModelDeployments."""
+    index: dict[Any, list[Any]] = {}
+    for body in bodies:
+        meta = body["metadata"]
+        key = canary.route_key(meta["namespace"], body["spec"]["gateway"])
+        index.setdefault(key, []).append((meta["creationTimestamp"], meta["namespace"], meta["name"]))
+    return index
+
+
+async def test_a_newer_modeldeployment_routing_the_same_gateway_match_is_stalled_naming_the_older(fake):
+    older = md_body(gateway=GATEWAY)
+    older["metadata"] |= {"name": "bot", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    newer = md_body(gateway={**GATEWAY, "pathPrefix": "/"})  # the default written out: still the same match
+    newer["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    cluster = fake(newer)
+    routes = _route_index(older, newer)
+    await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel", None, routes)  # type: ignore[arg-type]
+    assert cluster.status is not None and cluster.status["phase"] == "Failed", cluster.status
+    stalled = next(x for x in cluster.status["conditions"] if x["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "RouteConflict"
+    assert "team-a/bot" in cluster.status["message"] and "spec.gateway" in cluster.status["message"]
+    assert [e[:2] for e in cluster.events] == [("Warning", "RouteConflict")]
+    assert cluster.applied == []  # no HTTPRoute (nor pods) for a route that would get no request
+
+    cluster = fake(older)  # the older keeps serving
+    await modeldeployment.reconcile(common.OperatorState(), "team-a", "bot", None, routes)  # type: ignore[arg-type]
+    assert cluster.status is not None and cluster.status["phase"] != "Failed", cluster.status
+    assert "Deployment" in cluster.applied
+
+
+async def test_modeldeployments_on_one_gateway_told_apart_by_path_prefix_do_not_conflict(fake):
+    older = md_body(gateway=GATEWAY)
+    older["metadata"] |= {"name": "bot", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    newer = md_body(gateway={**GATEWAY, "pathPrefix": "/team-a/travel"})
+    newer["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    cluster = fake(newer)
+    routes = _route_index(older, newer)
+    await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel", None, routes)  # type: ignore[arg-type]
+    assert cluster.status is not None and cluster.status["phase"] != "Failed", cluster.status
