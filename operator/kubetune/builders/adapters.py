@@ -52,6 +52,7 @@ class AdapterSource:
     spec: AdapterSpec
     job: FineTuneJob | None = None
     evaluation: Evaluation | None = None
+    missing_claims: tuple[str, ...] = ()  # of `claims(...)`, those the namespace does not have (read by the caller)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class AdapterOutcome:
     decision: Decision
     error: str | None
     status: AdapterStatus
+    reason: str = c.Reason.ADAPTER_INCOMPATIBLE  # the Warning Event's reason when `error` is set
 
     @property
     def served_uri(self) -> str | None:
@@ -141,6 +143,35 @@ def unloadable(source: AdapterSource) -> str | None:
     return None
 
 
+ADAPTER_NOT_FOUND = "AdapterNotFound"  # spec.adapters[i].fineTuneJob names a FineTuneJob that does not exist
+ADAPTER_CLAIM_NOT_FOUND = "AdapterClaimNotFound"  # an adapter's PersistentVolumeClaim does not exist
+
+
+def claims(source: AdapterSource) -> list[str]:
+    """The claims an adapter mounts when served: its FineTuneJob's storage claim, or the claim of its pvc:// URI."""
+    uris = [f"pvc://{names.job_claim_name(source.job)}/"] if source.job is not None else [source.spec.uri]
+    return pods.pvc_claims(uris)
+
+
+def unavailable(source: AdapterSource) -> tuple[str, str] | None:
+    """(reason, message) when what the adapter is read from does not exist: its FineTuneJob, or its claim (left
+    out and not mounted, so that adding it does not roll the pods before the claim exists)."""
+    ref = source.spec.fine_tune_job
+    if ref is not None and source.job is None:
+        return ADAPTER_NOT_FOUND, (
+            f"spec.adapters[{source.index}].fineTuneJob: FineTuneJob {ref.name!r} not found in this namespace; "
+            "the adapter is served once it exists"
+        )
+    if source.missing_claims:
+        where = "fineTuneJob" if ref is not None else "uri"
+        listed = ", ".join(repr(claim) for claim in source.missing_claims)
+        return ADAPTER_CLAIM_NOT_FOUND, (
+            f"spec.adapters[{source.index}].{where}: PersistentVolumeClaim {listed} not found in this namespace; "
+            "the adapter is not mounted (the pods do not change) until it exists"
+        )
+    return None
+
+
 def _at_adapter(decision: Decision, index: int) -> Decision:
     """The decision's message with the adapter's field paths (spec.adapters[i].promotion.pin, not spec.promotion)."""
     where = f"spec.adapters[{index}]"
@@ -160,10 +191,13 @@ def decide_adapters(
         decision = _at_adapter(
             decide(view(deployment, source.spec, before), source.evaluation, source.job), source.index
         )
-        error = unloadable(source) or incompatible(source, base_uri)
+        reason, error = c.Reason.ADAPTER_INCOMPATIBLE, unloadable(source)
+        if error is None and (gone := unavailable(source)) is not None:
+            reason, error = gone
+        error = error or incompatible(source, base_uri)
         if error is not None:
             status = AdapterStatus(name=name, message=error, revisions=before.revisions if before else [])
-            out.append(AdapterOutcome(name, decision, error, status))
+            out.append(AdapterOutcome(name, decision, error, status, reason))
             continue
         revisions = next_revisions(view(deployment, source.spec, before).status, decision, now)
         status = AdapterStatus.model_validate(

@@ -48,8 +48,13 @@ async def _adapter_sources(md: ModelDeployment) -> list[adapters.AdapterSource]:
     out = []
     for index, adapter in enumerate(md.spec.adapters):
         model = DeployModelRef(fine_tune_job=adapter.fine_tune_job, uri=adapter.uri)
-        evaluation, job = await _sources_of(md.metadata.namespace or "default", model, adapter.promotion)
-        out.append(adapters.AdapterSource(index, adapter, job, evaluation))
+        namespace = md.metadata.namespace or "default"
+        evaluation, job = await _sources_of(namespace, model, adapter.promotion)
+        source = adapters.AdapterSource(index, adapter, job, evaluation)
+        missing = [
+            x for x in adapters.claims(source) if await k8s.get_or_none("PersistentVolumeClaim", namespace, x) is None
+        ]
+        out.append(adapters.AdapterSource(index, adapter, job, evaluation, tuple(missing)))
     return out
 
 
@@ -332,7 +337,7 @@ async def _post_serving_events(
         old = before.get(outcome.name)
         if outcome.error is not None:
             if old is None or old.message != outcome.error:
-                await common.event(body, "Warning", c.Reason.ADAPTER_INCOMPATIBLE, outcome.error)
+                await common.event(body, "Warning", outcome.reason, outcome.error)
         elif outcome.decision.changes:
             reason = promotion.EVENT_REASONS[outcome.decision.kind]
             message = f"adapter {outcome.name} serves {outcome.decision.checkpoint}: {outcome.decision.message}"

@@ -35,12 +35,17 @@ class FakeCluster:
         self.status: dict[str, Any] | None = None
         self.events: list[tuple[str, str, str]] = []
         self.applied: list[str] = []
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.claims: set[str] = set()  # PersistentVolumeClaims that exist
 
     async def get_or_none(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind == "PersistentVolumeClaim":
+            return {"metadata": {"name": name}} if name in self.claims else None
         return self.body if kind == c.MODELDEPLOYMENT else None
 
     async def apply(self, manifest: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
         self.applied.append(manifest["kind"])
+        self.manifests[manifest["kind"]] = manifest
         if self.refuse is not None and manifest["kind"] == "Deployment":
             raise self.refuse
         if manifest["kind"] == "Deployment":  # as the API server answers once the ReplicaSet exists
@@ -166,3 +171,33 @@ async def test_modeldeployments_on_one_gateway_told_apart_by_path_prefix_do_not_
     routes = _route_index(older, newer)
     await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel", None, routes)  # type: ignore[arg-type]
     assert cluster.status is not None and cluster.status["phase"] != "Failed", cluster.status
+
+
+async def test_an_adapter_whose_job_or_claim_is_missing_is_named_by_field_path_and_not_mounted(fake):
+    body = md_body(
+        model={"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+        adapters=[
+            {"name": "ghost", "fineTuneJob": {"name": "does-not-exist"}},
+            {"name": "support", "uri": "pvc://adapters/support"},
+            {"name": "travel-lora", "uri": "pvc://travel-data/lora"},
+        ],
+    )
+    cluster = fake(body)
+    cluster.claims = {"travel-data"}
+    await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel")
+    assert cluster.status is not None
+    message = cluster.status["message"]
+    assert "spec.adapters[0].fineTuneJob: FineTuneJob 'does-not-exist' not found" in message
+    by_name = {a["name"]: a for a in cluster.status["adapters"]}
+    assert "spec.adapters[1].uri: PersistentVolumeClaim 'adapters' not found" in by_name["support"]["message"]
+    assert by_name["travel-lora"]["servedUri"] == "pvc://travel-data/lora"
+    warnings = [e[1] for e in cluster.events if e[0] == "Warning"]
+    assert warnings == ["AdapterNotFound", "AdapterClaimNotFound"]
+    template = cluster.manifests["Deployment"]["spec"]["template"]["spec"]
+    mounted = [v["persistentVolumeClaim"]["claimName"] for v in template["volumes"] if "persistentVolumeClaim" in v]
+    assert mounted == ["travel-data"]  # the missing claim is not mounted: the pods do not wait on it
+
+    cluster.body = {**body, "status": cluster.status}  # the next reconcile says it again only in status
+    cluster.events.clear()
+    await modeldeployment.reconcile(common.OperatorState(), "team-a", "travel")
+    assert [e for e in cluster.events if e[0] == "Warning"] == []
