@@ -63,8 +63,11 @@ def _rolled_back(old: TrafficTarget, why: str, stable: str | None) -> tuple[str,
     return ("Warning", c.Reason.CANARY_ROLLED_BACK, f"canary {old.checkpoint} removed: {why}{back}")
 
 
-def split(deployment: ModelDeployment, decision: Decision, evaluation: Evaluation | None) -> Split:
-    """Route `decision` through the canary, as `spec.promotion.canary` says (see the module's rules)."""
+def split(
+    deployment: ModelDeployment, decision: Decision, evaluation: Evaluation | None, *, routed: bool = True
+) -> Split:
+    """Route `decision` through the canary, as `spec.promotion.canary` says (see the module's rules); `routed`:
+    split by an HTTPRoute (the weight as asked), else by replicas (the share their proportion gives)."""
     spec = deployment.spec.promotion.canary
     status = deployment.status or ModelDeploymentStatus()
     stable = status.served_checkpoint
@@ -97,7 +100,10 @@ def split(deployment: ModelDeployment, decision: Decision, evaluation: Evaluatio
     event = None
     if old is None or old.checkpoint != decision.checkpoint:
         replaced = f" (replacing canary {old.checkpoint})" if old is not None else ""
-        event = ("Normal", c.Reason.CANARY_STARTED, f"{message}{replaced}; {stable} serves the rest")
+        share = canary_share(deployment, spec.weight, routed)
+        said = message if share == spec.weight else message.replace(f" at {spec.weight}%:", f" at {share}%:", 1)
+        how = "" if routed else f" (replica proportion for spec.promotion.canary.weight {spec.weight}%)"
+        event = ("Normal", c.Reason.CANARY_STARTED, f"{said}{replaced}; {stable} serves the rest{how}")
     return Split(replace(keep, message=message), plan, event)
 
 
@@ -111,6 +117,36 @@ def replica_split(total: int, weight: int) -> tuple[int, int]:
     return total - canary, canary
 
 
+def canary_share(deployment: ModelDeployment, weight: int, routed: bool) -> int:
+    """The percent of requests the canary gets: the HTTPRoute's weight, or its replicas' proportion."""
+    if routed:
+        return weight
+    s, k = replica_split(total_replicas(deployment), weight)
+    return round(100 * k / (s + k)) if s + k else 0
+
+
+def route_pending(route: dict[str, Any], parent: dict[str, Any]) -> str | None:
+    """Why the HTTPRoute's weights are not in effect: its status has no parent entry for `parent` (the Gateway has
+    not seen it) or Accepted/ResolvedRefs is not True there; None once both are."""
+    name = (route.get("metadata") or {}).get("name", "")
+    gateway = (
+        f"Gateway {parent.get('namespace') or (route.get('metadata') or {}).get('namespace', '')}/{parent['name']}"
+    )
+    for entry in (route.get("status") or {}).get("parents") or []:
+        ref = entry.get("parentRef") or {}
+        if ref.get("name") != parent["name"] or ref.get("namespace", "") not in ("", parent.get("namespace", "")):
+            continue
+        if ref.get("sectionName", "") != parent.get("sectionName", ""):
+            continue
+        for kind in ("Accepted", "ResolvedRefs"):
+            cond = next((x for x in entry.get("conditions") or [] if x.get("type") == kind), None)
+            if cond is None or cond.get("status") != "True":
+                why = f" ({cond.get('reason')}: {cond.get('message')})" if cond is not None else ""
+                return f"HTTPRoute {name!r} not {kind} by {gateway}{why}"
+        return None
+    return f"HTTPRoute {name!r} not accepted by {gateway} yet (no status for it: is the Gateway there?)"
+
+
 def traffic(
     deployment: ModelDeployment, stable: Decision, canary: CanaryPlan | None, revision: int | None, routed: bool
 ) -> list[dict[str, Any]]:
@@ -118,13 +154,7 @@ def traffic(
     proportion); empty without spec.promotion.canary or with nothing served."""
     if deployment.spec.promotion.canary is None or stable.checkpoint is None:
         return []
-    weight = 0
-    if canary is not None:
-        if routed:
-            weight = canary.weight
-        else:
-            s, k = replica_split(total_replicas(deployment), canary.weight)
-            weight = round(100 * k / (s + k)) if s + k else 0
+    weight = canary_share(deployment, canary.weight, routed) if canary is not None else 0
     out = [
         TrafficTarget(
             track="stable", checkpoint=stable.checkpoint, uri=stable.uri, weight=100 - weight, revision=revision

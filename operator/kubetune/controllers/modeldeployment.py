@@ -145,12 +145,13 @@ async def _apply_workload(
     split: canary.Split,
     pool: adapters.AdapterPool | None,
     adapter_set: dict[str, str],
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], str | None]:
     """ConfigMaps, Deployments (stable, canary), Services, HTTPRoute, each with the labels the ModelDeployment passes
-    on; the stable Deployment as it is now, and whether traffic is split by an HTTPRoute.
+    on; the stable Deployment as it is now, and why the HTTPRoute's weights are not in effect yet (None: they are,
+    or there is no HTTPRoute).""
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
-    cfg, routed = state.config, await _routed(state, md)
+    cfg, routed, pending = state.config, await _routed(state, md), None
     apply = _applier(state, md)
     stable_replicas = None
     if split.canary is not None and not routed and md.spec.autoscaling is None:
@@ -184,10 +185,10 @@ async def _apply_workload(
         route = canary.build_httproute(
             md, serving.serving_name(md), serving.serving_name(md), serving.workload_name(md, "canary"), split.canary
         )
-        await apply(route)
+        pending = canary.route_pending(await apply(route), route["spec"]["parentRefs"][0])
     elif state.httproute:
         await k8s.delete("HTTPRoute", md.metadata.namespace, serving.serving_name(md))
-    return apps, routed
+    return apps, pending
 
 
 async def _delete_canary(md: ModelDeployment, *, keep_workload: bool) -> None:
@@ -227,11 +228,12 @@ async def reconcile(
             await _fail(body, md, conflict, now_iso(), ROUTE_CONFLICT)
             return
         evaluation, job = await _sources(md)
-        split = canary.split(md, promotion.decide(md, evaluation, job), evaluation)
+        routed = await _routed(state, md)
+        split = canary.split(md, promotion.decide(md, evaluation, job), evaluation, routed=routed)
         decision = split.stable
         now = now_iso()
         outcomes: list[adapters.AdapterOutcome] = []
-        apps, routed = None, False
+        apps, route_pending = None, None
         if decision.checkpoint is not None:
             try:
                 plan = serving.plan(md, decision, job, state.config.serving)
@@ -241,7 +243,9 @@ async def reconcile(
                     outcomes = adapters.decide_adapters(md, sources, plan.served_uri, now)
                     pool = adapters.adapter_pool(md, sources, outcomes)
                 extras = await serving_extras.desired(md, state)  # SpecError: autoscaling the cluster can't do
-                apps, routed = await _apply_workload(state, md, plan, job, split, pool, adapters.adapter_set(outcomes))
+                apps, route_pending = await _apply_workload(
+                    state, md, plan, job, split, pool, adapters.adapter_set(outcomes)
+                )
                 await serving_extras.reconcile(
                     md, extras, _applier(state, md)
                 )  # ScaledObject/HPA, NetworkPolicy, PodMonitor
@@ -253,7 +257,7 @@ async def reconcile(
                 return
         revisions = promotion.next_revisions(md.status, decision, now)
         patch = md_status.compute_status(md, decision, apps, revisions, now, _pods_of(pods, md))
-        patch = md_status.with_serving_extras(md, patch, split, outcomes, revisions, routed)
+        patch = md_status.with_serving_extras(md, patch, split, outcomes, revisions, routed, route_pending)
         if md_status.changed(md, patch):
             await k8s.patch_status(c.MODELDEPLOYMENT, namespace, name, patch)
         await _post_events(body, md, decision, patch)

@@ -165,6 +165,8 @@ def status_patch(
         message = f"rolling out {serving}: {workload.ready_replicas} replica(s) ready"
         if workload.waiting:
             message += f"; pods wait: {workload.waiting}"
+        if not decision.changes and decision.reason not in (c.Reason.UP_TO_DATE, c.Reason.PINNED):
+            message += f" ({decision.message})"  # e.g. a checkpoint waiting for a canary weight above 0
     if decision.held_back and decision.held_back not in message:
         message += f"; {decision.held_back}"
     patch = outcome_status(deployment, phase, reason, message, now)
@@ -183,11 +185,15 @@ def with_serving_extras(
     outcomes: list[AdapterOutcome],
     revisions: list[dict[str, Any]],
     routed: bool,
+    route_pending: str | None = None,
 ) -> dict[str, Any]:
     """`patch` with `traffic` (stable and canary, their weights) and `adapters` (each one's checkpoint and history);
-    an adapter that cannot be served is named in the message, by its field path."""
+    an adapter that cannot be served is named in the message, by its field path; `route_pending`: why the
+    HTTPRoute's weights are not in effect yet (its Gateway has not accepted it), said in the message."""
     revision = revisions[-1]["revision"] if revisions else None
     patch["traffic"] = traffic(deployment, split.stable, split.canary, revision, routed)
+    if route_pending and patch["traffic"]:
+        patch["message"] = f"{patch['message']}; {route_pending}: status.traffic weights are not in effect yet"
     had_adapters = bool(deployment.status and deployment.status.adapters)
     if outcomes or (had_adapters and not deployment.spec.adapters):
         patch["adapters"] = [o.status.to_k8s() for o in outcomes]

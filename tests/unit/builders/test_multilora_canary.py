@@ -13,6 +13,7 @@ from kubetune.api.evaluation import Evaluation
 from kubetune.builders import adapters, canary, serving
 from kubetune.builders.promotion import Decision, decide
 from kubetune.errors import SpecError
+from kubetune.status import modeldeployment as md_status
 
 BASE = "hf://Qwen/Qwen2.5-0.5B-Instruct"
 NOW = "2026-01-01T00:00:00Z"
@@ -401,3 +402,56 @@ def test_an_adapter_pinned_to_a_missing_checkpoint_names_the_adapters_field_path
     _, _, outcomes = workload(deployment, {"fr": job("fr"), "de": job("de")})
     message = outcomes[1].decision.message
     assert "spec.adapters[1].promotion.pin 'checkpoint-999'" in message and "spec.promotion" not in message
+
+
+def test_canary_started_says_the_share_replicas_give_without_a_gateway():
+    deployment = canary_md(10, replicas=4)
+    ev = evaluation({"checkpoint-200": True, "checkpoint-400": True})
+    s = canary.split(deployment, decide(deployment, ev, None), ev, routed=False)
+    assert s.event is not None and s.event[1] == "CanaryStarted"
+    assert "canary checkpoint-400 at 25%" in s.event[2] and "at 10%" not in s.event[2]  # 1 of 4 replicas
+    assert "spec.promotion.canary.weight 10%" in s.event[2]
+
+
+PARENT = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference", "namespace": "gateways"}
+
+
+def _route(parents: list | None) -> dict:
+    body = {"metadata": {"name": "travel", "namespace": "ns"}, "spec": {"parentRefs": [PARENT]}}
+    if parents is not None:
+        body["status"] = {"parents": parents}
+    return body
+
+
+def _parent_status(accepted: str, resolved: str = "True") -> dict:
+    return {
+        "parentRef": {"name": "inference", "namespace": "gateways"},
+        "controllerName": "example.net/gateway",
+        "conditions": [
+            {"type": "Accepted", "status": accepted, "reason": "NotAllowedByListeners", "message": "no listener"},
+            {"type": "ResolvedRefs", "status": resolved, "reason": "ResolvedRefs", "message": ""},
+        ],
+    }
+
+
+def test_httproute_weights_count_only_once_the_gateway_accepted_the_route():
+    assert "not accepted by Gateway gateways/inference" in (canary.route_pending(_route(None), PARENT) or "")
+    refused = canary.route_pending(_route([_parent_status("False")]), PARENT) or ""
+    assert "not Accepted by Gateway gateways/inference (NotAllowedByListeners: no listener)" in refused
+    assert canary.route_pending(_route([_parent_status("True")]), PARENT) is None
+    assert canary.route_pending(_route([_parent_status("True", resolved="False")]), PARENT) is not None
+
+    deployment = canary_md(20, gateway=True)
+    s = split(deployment, {"checkpoint-200": True, "checkpoint-400": True})
+    patch = md_status.with_serving_extras(deployment, {"message": "m"}, s, [], [], True, refused)
+    assert [t["weight"] for t in patch["traffic"]] == [80, 20]
+    assert "not Accepted" in patch["message"] and "weights are not in effect yet" in patch["message"]
+
+
+def test_while_deploying_the_message_keeps_a_checkpoint_waiting_for_the_canary_weight():
+    s = split(canary_md(0, "checkpoint-400"), {"checkpoint-200": True, "checkpoint-400": True})
+    rolling = {"observedGeneration": 1, "updatedReplicas": 4, "readyReplicas": 0}
+    apps = {"metadata": {"generation": 1}, "spec": {"replicas": 4}, "status": rolling}
+    patch = md_status.compute_status(canary_md(0, "checkpoint-400"), s.stable, apps, [], NOW)
+    assert patch["phase"] == "Deploying", patch
+    assert "checkpoint-400 waits for spec.promotion.canary.weight above 0" in patch["message"]
