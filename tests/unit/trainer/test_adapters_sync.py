@@ -15,9 +15,11 @@ from kubetune_trainer.adapters_sync import Server, Syncer, desired, main
 
 class FakeVllm:
     """Holds loaded adapters like vLLM: /v1/models lists the base and each adapter (parent: the base); loading a
-    name twice is a 400; every call is recorded."""
+    name twice is a 400 unless `load_inplace` (vLLM's replace-in-place, off with `inplace=False`, as on an older
+    vLLM); every call is recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, inplace: bool = True) -> None:
+        self.inplace = inplace
         self.adapters: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
         fake = self
@@ -42,7 +44,7 @@ class FakeVllm:
                 name = body["lora_name"]
                 fake.calls.append((self.path.rsplit("/", 1)[-1], name))
                 if self.path.endswith("/load_lora_adapter"):
-                    if name in fake.adapters:
+                    if name in fake.adapters and not (fake.inplace and body.get("load_inplace")):
                         return self._send(400, {"error": f"The lora adapter '{name}' has already been loaded."})
                     fake.adapters[name] = body["lora_path"]
                     return self._send(200, f"Success: LoRA adapter '{name}' added successfully.")
@@ -74,11 +76,11 @@ def test_the_server_follows_the_adapter_set_load_reload_on_a_new_path_unload(vll
     syncer.sync_once(desired(file))
     assert vllm.adapters == {"fr": "/m/fr/checkpoint-200", "de": "/m/de/checkpoint-400"}
 
-    # One adapter promoted: only it is reloaded (unloaded first, as a name loads once); the other is untouched.
+    # One adapter promoted: only it is replaced, in place (no moment without it); the other is untouched.
     vllm.calls.clear()
     write(file, {"fr": "/m/fr/checkpoint-400", "de": "/m/de/checkpoint-400"})
     syncer.sync_once(desired(file))
-    assert vllm.calls == [("unload_lora_adapter", "fr"), ("load_lora_adapter", "fr")]
+    assert vllm.calls == [("load_lora_adapter", "fr")]
     assert vllm.adapters["fr"] == "/m/fr/checkpoint-400"
 
     # In sync: a round does nothing.
