@@ -425,8 +425,9 @@ class InProcessOperator:
             self.outputs.append(runner.output)
 
 
-@pytest.fixture
-def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
+@contextlib.contextmanager
+def running_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
+    """The operator in this process with the test settings (`operator_env`), stopped when the block ends."""
     for key, value in operator_env(cluster.kubeconfig).items():
         monkeypatch.setenv(key, value)
     op = InProcessOperator(cluster.kubeconfig).start()
@@ -434,6 +435,12 @@ def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InPr
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture
+def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessOperator]:
+    with running_operator(cluster, monkeypatch) as op:
+        yield op
 
 
 @contextlib.contextmanager
@@ -446,13 +453,10 @@ def operator_with_crd(
     cluster.apply(crd)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd_name}", check=False)
     wait_for(lambda: cluster.get(api_path) is not None, 30, f"the {crd_name} API to be served")
-    for key, value in operator_env(cluster.kubeconfig).items():
-        monkeypatch.setenv(key, value)
-    op = InProcessOperator(cluster.kubeconfig).start()
     try:
-        yield op
+        with running_operator(cluster, monkeypatch) as op:
+            yield op
     finally:
-        op.stop()
         if cluster.backend == "kube-apiserver":
             cluster.kubectl("delete", "-f", str(crd), "--wait=true", "--timeout=60s", check=False)
             wait_for(lambda: cluster.get(api_path) is None, 60, f"the {crd_name} API to be gone")

@@ -8,26 +8,14 @@ import json
 import socket
 
 import pytest
-import torch
 
 from kubetune.constants import EXIT_OK
 from kubetune.local.cli import main
 from kubetune.local.state import RunsDir
+from tiny_adapters import lora_adapter
 
 pytestmark = pytest.mark.timeout(300)
 KEY = ("default", "ModelDeployment", "travel")
-
-
-def _adapter(base, out, seed: int) -> None:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(str(out))
 
 
 def _port() -> int:
@@ -45,8 +33,8 @@ def test_local_run_loads_each_adapter_and_records_it(tmp_path, capsys, monkeypat
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"prompt": s, "completion": s}) + "\n" for s in ["the pool was warm"] * 8))
     base = init_tiny(pvc / "models" / "tiny", [data], size="nano", vocab_size=300)
-    _adapter(base, pvc / "adapters" / "fr", 1)
-    _adapter(base, pvc / "adapters" / "de", 2)
+    lora_adapter(base, pvc / "adapters" / "fr", 1)
+    lora_adapter(base, pvc / "adapters" / "de", 2)
     manifest = {
         "apiVersion": "kubetune.dev/v1alpha1",
         "kind": "ModelDeployment",

@@ -5,11 +5,9 @@ real built-in server, which guards /v1/load_lora_adapter like every /v1/* path, 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from serve_live import running_server
 
 from kubetune.api import FineTuneJob, ModelDeployment
@@ -17,6 +15,7 @@ from kubetune.builders import adapters, serving
 from kubetune.builders.promotion import Decision
 from kubetune_trainer import adapters_sync
 from kubetune_trainer.serve.options import ServeOptions
+from tiny_adapters import lora_adapter
 
 pytestmark = pytest.mark.timeout(180)
 KEY = "sk-sync-7f3a9c"
@@ -63,21 +62,8 @@ def test_the_sync_sidecar_gets_the_servers_key_by_the_same_secret_reference(gpus
     assert KEY not in json.dumps(sync) and all("value" not in e for e in sync["env"] if "API_KEY" in e["name"])
 
 
-def _adapter(base: Path, out: Path) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(5)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(str(out))
-    return out
-
-
 def test_the_sync_loop_loads_adapters_on_a_server_that_wants_a_key(tiny_model, tmp_path, monkeypatch, caplog):
-    fr = _adapter(tiny_model, tmp_path / "fr" / "checkpoint-200")
+    fr = lora_adapter(tiny_model, tmp_path / "fr" / "checkpoint-200", 5)
     file = tmp_path / "adapters.json"
     file.write_text(json.dumps({"adapters": [{"name": "travel-fr", "path": str(fr)}]}))
     argv = ["--adapters", str(file), "--once", "--interval", "0"]

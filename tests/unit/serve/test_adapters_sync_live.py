@@ -9,26 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from serve_live import running_server
 
 from kubetune_trainer.adapters_sync import Server, Syncer, SyncError, desired
 from kubetune_trainer.serve.options import ServeOptions
+from tiny_adapters import lora_adapter
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _adapter(base: Path, out: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(str(out))
-    return out
 
 
 def _text(base_url: str, model: str) -> str:
@@ -43,9 +30,9 @@ def _write(path: Path, adapters: dict[str, Path]) -> None:
 
 
 def test_the_built_in_server_follows_the_adapter_set(tiny_model, tmp_path):
-    fr200 = _adapter(tiny_model, tmp_path / "fr" / "checkpoint-200", 1)
-    fr400 = _adapter(tiny_model, tmp_path / "fr" / "checkpoint-400", 2)
-    de300 = _adapter(tiny_model, tmp_path / "de" / "checkpoint-300", 3)
+    fr200 = lora_adapter(tiny_model, tmp_path / "fr" / "checkpoint-200", 1)
+    fr400 = lora_adapter(tiny_model, tmp_path / "fr" / "checkpoint-400", 2)
+    de300 = lora_adapter(tiny_model, tmp_path / "de" / "checkpoint-300", 3)
     file = tmp_path / "adapters.json"
     with running_server(tiny_model, tmp_path, ServeOptions(enable_lora=True)) as s:
         syncer = Syncer(Server(s.base_url))

@@ -12,25 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from serve_live import running_server
 
 from kubetune_trainer.serve.options import ServeOptions
+from tiny_adapters import lora_adapter
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _adapter(base: Path, out: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(str(out))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +29,7 @@ def kit(tiny_model, tmp_path_factory) -> dict[str, Path]:
     data = root / "d.jsonl"
     data.write_text(json.dumps({"prompt": "a b c", "completion": "d e"}) + "\n")
     other_base = init_tiny(root / "other-base", [data], size="tiny", vocab_size=300)
-    travel, legal = _adapter(tiny_model, root / "travel", 1), _adapter(tiny_model, root / "legal", 2)
+    travel, legal = lora_adapter(tiny_model, root / "travel", 1), lora_adapter(tiny_model, root / "legal", 2)
     wrong_r = shutil.copytree(travel, root / "wrong-r")
     cfg = json.loads((wrong_r / "adapter_config.json").read_text())
     (wrong_r / "adapter_config.json").write_text(json.dumps({**cfg, "r": 4}))  # fits no module: fails after injecting
@@ -52,7 +39,7 @@ def kit(tiny_model, tmp_path_factory) -> dict[str, Path]:
     return {
         "travel": travel,
         "legal": legal,
-        "other": _adapter(other_base, root / "other", 3),
+        "other": lora_adapter(other_base, root / "other", 3),
         "wrong_r": wrong_r,
         "garbage": garbage,
     }

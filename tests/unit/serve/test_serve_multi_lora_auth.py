@@ -9,31 +9,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from serve_live import running_server
 
 from kubetune_trainer.serve.options import ServeOptions, from_args
+from tiny_adapters import lora_adapter
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _adapter(base: Path, out: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=64, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(str(out))
-    return out
 
 
 @pytest.fixture(scope="module")
 def adapters(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("adapters")
-    return _adapter(tiny_model, root / "travel", 1), _adapter(tiny_model, root / "legal", 2)
+    return lora_adapter(tiny_model, root / "travel", 1), lora_adapter(tiny_model, root / "legal", 2)
 
 
 def _answer(base_url: str, model: str, headers: dict[str, str] | None = None) -> httpx.Response:
