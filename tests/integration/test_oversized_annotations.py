@@ -10,7 +10,7 @@ import logging
 import time
 
 import pytest
-from harness import Cluster, example, wait_for
+from harness import EVAL_PATH, Cluster, evaluation, example, wait_for
 
 from kubetune import constants as c
 
@@ -53,3 +53,24 @@ def test_annotations_too_large_for_kopfs_copy_fail_the_job_once_with_an_event(
     assert "travel-train" not in cluster.objects("jobs") and "travel-data" not in cluster.objects(
         "persistentvolumeclaims"
     )
+
+
+@pytest.mark.parametrize("cluster", ["kube-apiserver"], indirect=True)  # the emulator does not enforce the size
+def test_an_evaluation_refused_by_admission_is_failed_with_the_reason_once(cluster: Cluster, operator) -> None:
+    """An Evaluation the operator's admission refuses says so in its status (Failed, Stalled InvalidSpec, the
+    fields) and one Warning Event, as a FineTuneJob does; before, only Kopf's own Warning told it."""
+    ev = evaluation()
+    ev["metadata"]["annotations"] = {BLOB: "y" * 100_000}
+    cluster.apply(ev)
+
+    def failed() -> dict | None:
+        status = (cluster.get(EVAL_PATH) or {}).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, timeout=30, what="the Evaluation Failed") or {}
+    stalled = next(x for x in status["conditions"] if x["type"] == "Stalled")
+    assert stalled["reason"] == "InvalidSpec" and "metadata.annotations" in stalled["message"]
+    assert {x["type"]: x["status"] for x in status["conditions"]}["Ready"] == "False"
+    time.sleep(2)
+    ours = [e for e in cluster.events("travel-eval") if e.get("reason") == "InvalidSpec"]
+    assert len(ours) == 1, ours

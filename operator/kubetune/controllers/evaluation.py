@@ -111,7 +111,14 @@ async def reconcile(state: common.OperatorState, namespace: str, name: str) -> N
         body = await k8s.get_or_none(c.EVALUATION, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        evaluation = common.parse(Evaluation, body, state)
+        try:
+            evaluation = common.parse(Evaluation, body, state)
+        except kopf.PermanentError as err:  # refused by admission: said in status and an Event, once
+            patch = ev_status.refused(body.get("status"), body["metadata"].get("generation"), str(err), now_iso())
+            if patch:
+                await k8s.patch_status(c.EVALUATION, namespace, name, patch)
+                await common.event(body, "Warning", c.Reason.INVALID_SPEC, str(err))
+            raise
         status = evaluation.status
         job, endpoint, endpoint_key = await _sources(evaluation)
         waiting_reason = c.Reason.WAITING_FOR_CHECKPOINTS

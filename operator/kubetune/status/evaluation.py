@@ -164,6 +164,22 @@ def status_patch(evaluation: Evaluation, outcome: EvalOutcome, run: EvalRun | No
     return patch
 
 
+def refused(old: dict[str, Any] | None, generation: int | None, message: str, now: str) -> dict[str, Any]:
+    """The status of an Evaluation that admission refused (`old`: its status as stored): Failed, Stalled with reason
+    InvalidSpec and the fields named, as a FineTuneJob or ModelDeployment says it; {} when that is already written."""
+    old = old or {}
+    if old.get("phase") == c.Phase.FAILED and old.get("message") == message:
+        return {}
+    reason = c.Reason.INVALID_SPEC
+    wanted = kstatus.wanted(reason, message, ready=False, stalled=True, failed=True)
+    return {
+        "phase": c.Phase.FAILED,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": kstatus.conditions(wanted, old.get("conditions") or [], generation, now),
+    }
+
+
 def compute_status(
     evaluation: Evaluation, outcome: EvalOutcome, batch_job: dict[str, Any] | None, now: str
 ) -> dict[str, Any]:
