@@ -4,6 +4,7 @@ ModelDeployment (retentionPolicy Delete), and is always kept with Retain."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from harness import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
@@ -53,6 +54,11 @@ def test_a_pvc_a_deployment_serves_from_outlives_its_job_until_the_deployment_go
         "kept PersistentVolumeClaim/travel-data of deleted FineTuneJob travel: still used by ModelDeployment/travel; "
         "it is deleted when nothing uses it any more (storage.retentionPolicy.whenDeleted Delete)"
     )
+    # No finalizer of ours on a kept claim (a Kopf timer on it would add one): a user can still delete it, and
+    # its namespace, even with the operator gone.
+    time.sleep(1)
+    kept_pvc = cluster.objects("persistentvolumeclaims")["travel-data"]
+    assert c.FINALIZER not in (kept_pvc["metadata"].get("finalizers") or [])
 
     cluster.kubectl("delete", "modeldeployment", "travel", "--timeout=30s")
     wait_for(lambda: "travel-data" not in cluster.objects("persistentvolumeclaims"), what="the kept PVC deleted")

@@ -3,8 +3,8 @@
 Who uses which claim comes from Kopf indexes over FineTuneJobs, Evaluations and ModelDeployments
 (builders.retention.claims_used), kept by the watches, so a deletion needs no LIST. The FineTuneJob's
 finalizer calls `release_job_claim`; a kept PVC is looked at again when a user of its namespace is deleted,
-when a FineTuneJob names it in spec.storage.claimName (it becomes that user's: adopted), and by a timer (the
-safety net: the operator may have been down at that moment). Every step reads the PVC fresh and is
+when a FineTuneJob names it in spec.storage.claimName (it becomes that user's: adopted), and when the operator
+starts (the safety net: the operator may have been down at that moment). Every step reads the PVC fresh and is
 idempotent, so a restart half-way repeats it safely.
 
 In a namespace being deleted the namespace controller may delete the chart's Role there before our
@@ -24,14 +24,12 @@ from kubetune import constants as c
 from kubetune import k8s, metrics
 from kubetune.builders import names, retention
 from kubetune.builders.storage import created_by_operator
-from kubetune.controllers import config
 
 FTJ = (c.GROUP, c.VERSION, c.PLURALS[c.FINETUNEJOB])
 EVAL = (c.GROUP, c.VERSION, c.PLURALS[c.EVALUATION])
 MDEP = (c.GROUP, c.VERSION, c.PLURALS[c.MODELDEPLOYMENT])
 PVCS = ("", "v1", "persistentvolumeclaims")
 KEPT = {c.LABEL_RETENTION: kopf.PRESENT}
-RESYNC_SECONDS = config.timer_interval()
 
 ClaimIndex = kopf.Index[tuple[str, str], str]
 # The kwargs under which Kopf hands the three indexes below to every handler.
@@ -187,8 +185,15 @@ async def sweep_claim(
         await _carry_out(pvc, verdict, logger, also_tell=also_tell if adopting else None)
 
 
-@kopf.timer(*PVCS, labels=KEPT, interval=RESYNC_SECONDS, idle=None)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
-async def kept_claim_resync(namespace: str, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
+@kopf.on.event(*PVCS, labels=KEPT)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
+async def kept_claim_resync(
+    event: kopf.RawEvent, namespace: str, name: str, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """A kept PVC as the operator starts (the watch's first listing): its users may have gone while the operator
+    was down. Not a Kopf timer: a timer puts Kopf's finalizer on the PVC, which then cannot be deleted once the
+    operator is gone, nor its namespace once the namespace's RBAC is (watchNamespaces)."""
+    if event.get("type") is not None:
+        return  # a change: the users' deletions and the job's finalizer already look at it
     with metrics.track("retention.resync"):
         await sweep_claim(namespace, name, kwargs, logger)
 
