@@ -214,6 +214,16 @@ def checkpoints(*steps: int) -> list[dict[str, Any]]:
     return [{"name": f"checkpoint-{s}", "step": s, "uri": f"{CLAIM}/checkpoint-{s}"} for s in steps]
 
 
+def model_deployment(**spec: Any) -> dict[str, Any]:
+    """A ModelDeployment `travel` serving the example job `travel` on CPU; `spec` fields are added or replace."""
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "travel", "namespace": NAMESPACE},
+        "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "resources": {"gpus": 0}, **spec},
+    }
+
+
 def evaluation(gpus: int = 0) -> dict[str, Any]:
     """An Evaluation `travel-eval` of every checkpoint of the example job, passing at exact_match >= 0.8."""
     return {

@@ -17,6 +17,9 @@ from harness import (
     example,
     wait_for,
 )
+from harness import (
+    model_deployment as serving,
+)
 
 MDEP_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel"
 
@@ -40,16 +43,7 @@ def trained_job(cluster: Cluster, *steps: int) -> None:
 
 
 def model_deployment(**promotion: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "travel", "namespace": NAMESPACE},
-        "spec": {
-            "model": {"fineTuneJob": {"name": "travel"}},
-            "promotion": {"evaluation": {"name": "travel-eval"}, "policy": "auto", **promotion},
-            "resources": {"gpus": 0},
-        },
-    }
+    return serving(promotion={"evaluation": {"name": "travel-eval"}, "policy": "auto", **promotion})
 
 
 def mdep(cluster: Cluster) -> dict[str, Any]:

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
+from harness import GROUP_PATH, NAMESPACE, Cluster, example, model_deployment, wait_for
 
 from kubetune import constants as c
 
 MDEP_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel"
 CONFLICT = c.Reason.PVC_CONFLICT
-
-
-def model_deployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "travel", "namespace": NAMESPACE},
-        "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "resources": {"gpus": 0}},
-    }
 
 
 def claim(cluster: Cluster) -> Any:

@@ -7,20 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness import GROUP_PATH, NAMESPACE, Cluster, example, wait_for
+from harness import GROUP_PATH, NAMESPACE, Cluster, example, model_deployment, wait_for
 
 from kubetune import constants as c
 
 MDEP_PATH = f"{GROUP_PATH}/namespaces/{NAMESPACE}/modeldeployments/travel"
-
-
-def model_deployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "travel", "namespace": NAMESPACE},
-        "spec": {"model": {"fineTuneJob": {"name": "travel"}}, "resources": {"gpus": 0}},
-    }
 
 
 def created_pvc(cluster: Cluster) -> Any:
