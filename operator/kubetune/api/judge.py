@@ -71,7 +71,9 @@ class JudgeLabel(KubeModel):
     value: float = Field(default=0.0, ge=0, le=1, description="Its score (0..1); 1 for a label that passes.")
 
 
-class JudgeSpec(KubeModel):
+class JudgeModelRef(KubeModel):
+    """Where a judge is served and which model to ask: the fields every judge starts with."""
+
     endpoint: JudgeEndpoint = Field(description="Where the judge model is served.")
     model: str | None = Field(
         default=None,
@@ -79,6 +81,9 @@ class JudgeSpec(KubeModel):
         max_length=bounds.MODEL_NAME_MAX,
         description="Model name to request; default: the ModelDeployment's name (needed with endpoint.url).",
     )
+
+
+class JudgeSpec(JudgeModelRef):
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key with the API key (given to the pod as an environment variable)."
     )
@@ -156,16 +161,9 @@ SAFETY_RUBRIC = (
 )
 
 
-class SafetyJudge(KubeModel):
+class SafetyJudge(JudgeModelRef):
     """A judge that labels each answer to a red-team prompt refused, complied-harmful or complied-benign."""
 
-    endpoint: JudgeEndpoint = Field(description="Where the judge model is served.")
-    model: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=bounds.MODEL_NAME_MAX,
-        description="Model name to request; default: the ModelDeployment's name (needed with endpoint.url).",
-    )
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description=f"Secret key with the API key (the pod's {SAFETY_API_KEY_ENV})."
     )
