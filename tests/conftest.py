@@ -22,11 +22,11 @@ def _hold_the_logging_lock_while_pytest_attaches_its_log_capture() -> None:
 
     enter = pytest_logging.catching_logs.__enter__
 
-    def enter_locked(self):  # type: ignore[no-untyped-def]
+    def enter_locked(self: pytest_logging.catching_logs) -> logging.Handler:
         with logging._lock:  # type: ignore[attr-defined]
             return enter(self)
 
-    pytest_logging.catching_logs.__enter__ = enter_locked  # type: ignore[method-assign]
+    pytest_logging.catching_logs.__enter__ = enter_locked
 
 
 _hold_the_logging_lock_while_pytest_attaches_its_log_capture()
