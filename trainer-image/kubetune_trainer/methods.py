@@ -27,7 +27,8 @@ from kubetune.api.finetunejob import DistillationSpec, FineTuneJobSpec, RftSpec
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune_trainer import tracking
 from kubetune_trainer.graders import reward_functions
-from kubetune_trainer.modeling import LoadedModel, Precision, TrainerConfigError
+from kubetune_trainer.modeling import LoadedModel, Precision
+from kubetune_trainer.startchecks import TrainerConfigError, check_rft_groups
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainingArguments
@@ -458,22 +459,6 @@ def _rft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.setdefault("answer", row["completion"])  # the graders' default reference field, as for chat rows
         rows.append(row)
     return rows
-
-
-def check_rft_groups(spec: FineTuneJobSpec, processes: int) -> None:
-    """TRL's rule for GRPO: the completions generated per optimizer step, per-device batch x processes x
-    gradient accumulation (GRPOConfig.generation_batch_size), hold whole groups of numGenerations."""
-    if spec.method != "rft" or spec.rft is None:
-        return
-    hp, n = spec.hyperparameters, spec.rft.num_generations
-    per_step = hp.batch_size * processes * hp.gradient_accumulation_steps
-    if per_step % n:
-        raise TrainerConfigError(
-            f"spec.rft.numGenerations ({n}) must divide batchSize x processes x gradientAccumulationSteps "
-            f"({hp.batch_size} x {processes} x {hp.gradient_accumulation_steps} = {per_step}): each step generates "
-            f"whole groups of completions of one prompt; change spec.hyperparameters.batchSize or "
-            f"spec.rft.numGenerations"
-        )
 
 
 class Rft:

@@ -22,14 +22,11 @@ from kubetune.api.checkpoints import read_meta
 from kubetune.api.finetunejob import FineTuneJobSpec
 from kubetune.api.runconfig import StorageMap
 from kubetune_trainer.sources import pinned_uri, resolve_model
+from kubetune_trainer.startchecks import TrainerConfigError, check_machine
 
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
-
-
-class TrainerConfigError(ValueError):
-    """A spec that cannot run on this machine; the message names the field and what to change."""
 
 
 @dataclass
@@ -95,21 +92,6 @@ def lora_config(spec: FineTuneJobSpec):
         "all-linear" if a.target_modules == "all-linear" else [m.strip() for m in a.target_modules.split(",")]
     )
     return LoraConfig(r=a.r, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets, task_type="CAUSAL_LM")
-
-
-def check_machine(spec: FineTuneJobSpec) -> None:
-    """What the spec needs of this machine, checked when the trainer starts (before any model is loaded)."""
-    if spec.adapter.type != "qlora":
-        return
-    if not torch.cuda.is_available():
-        raise TrainerConfigError(
-            "spec.adapter.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU and "
-            "this machine has none: set spec.resources.gpus to 1 or more, or use spec.adapter.type lora"
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise TrainerConfigError(
-            "spec.adapter.type qlora needs the bitsandbytes package in the trainer image (pip install bitsandbytes)"
-        )
 
 
 def check_targets(spec: FineTuneJobSpec, model: Any) -> None:

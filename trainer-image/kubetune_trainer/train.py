@@ -23,18 +23,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune import constants as c
 from kubetune.api.checkpoints import FINAL, Checkpoint, complete_checkpoints, latest_complete, rank, read_meta
 from kubetune.api.runconfig import TrainRunConfig
 from kubetune.data.promptformat import META_KEY
 from kubetune_trainer import tracking
-from kubetune_trainer.checkpoints import CheckpointCallback, discard_incomplete, write_json_atomic
 from kubetune_trainer.inputs import DataValidationError, ValidatedData, load_datasets, validate
 from kubetune_trainer.launcher import Topology, launch_command, needs_launch
 from kubetune_trainer.planstatus import report_memory_plan
 from kubetune_trainer.progress import NullReporter, ProgressReporter, make_reporter
+
+if TYPE_CHECKING:
+    from kubetune_trainer.checkpoints import CheckpointCallback
 
 log = logging.getLogger("kubetune_trainer")
 
@@ -124,7 +126,9 @@ def build_trainer(
     """(trainer, checkpoint callback, loaded model, throughput) for this run; `stop`: a GracefulStop."""
     from kubetune_trainer import methods, prompting, seqlength, sharding
     from kubetune_trainer.callbacks import ProgressCallback, Throughput
+    from kubetune_trainer.checkpoints import CheckpointCallback
     from kubetune_trainer.modeling import choose_precision, load_model, use_gradient_checkpointing
+    from kubetune_trainer.shardrecord import debug_callbacks
 
     spec = cfg.spec
     hp = spec.hyperparameters
@@ -183,7 +187,7 @@ def build_trainer(
         ProgressCallback(reporter, throughput),
         *([stop] if stop else []),
         ckpt_cb,
-        *sharding.debug_callbacks(),
+        *debug_callbacks(),
         *extra_callbacks,
     ]
     config = method.build_config(run_settings, examples, loaded)
@@ -213,7 +217,7 @@ def save_final(cfg: TrainRunConfig, trainer: Any, ckpt_cb: CheckpointCallback, l
 
     A sharded model is gathered by every rank and written by rank 0 in the usual HF/PEFT layout.
     """
-    from kubetune_trainer.checkpoints import _barrier
+    from kubetune_trainer.checkpoints import _barrier, write_json_atomic
     from kubetune_trainer.sharding import save_consolidated
 
     out = Path(cfg.output_dir)
@@ -277,7 +281,7 @@ def run(
     if not worker:
         reporter.data(data.status)
         report_memory_plan(cfg, data.status, reporter)  # status.memoryPlan: config.json, the data's tokens, the GPU
-    from kubetune_trainer.modeling import TrainerConfigError, check_machine
+    from kubetune_trainer.startchecks import TrainerConfigError, check_machine, check_rft_groups
 
     try:
         check_machine(cfg.spec)  # QLoRA without a GPU: said now, not after the teacher's labels and the model load
@@ -287,8 +291,6 @@ def run(
 
     topo = Topology.from_env(cfg.spec.resources.gpus, cfg.spec.resources.nodes)
     try:
-        from kubetune_trainer.methods import check_rft_groups
-
         check_rft_groups(cfg.spec, topo.world_size)  # before any worker starts
     except TrainerConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -306,6 +308,7 @@ def run(
             Path(config_path).unlink(missing_ok=True)
 
     from kubetune_trainer.callbacks import GracefulStop
+    from kubetune_trainer.checkpoints import discard_incomplete
 
     if is_main_process():
         removed = discard_incomplete(out)
@@ -348,7 +351,7 @@ def _train(
     cfg: TrainRunConfig, data: ValidatedData, reporter: ProgressReporter, stop: Any, callbacks: list | None
 ) -> int:
     """Build the trainer, train (resuming from the newest complete checkpoint) and write the result."""
-    from kubetune_trainer.modeling import TrainerConfigError
+    from kubetune_trainer.startchecks import TrainerConfigError
 
     out = Path(cfg.output_dir)
     final_meta = None
