@@ -268,6 +268,13 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         finally:
             plane.empty_namespace(NAMESPACE)
         return
+    with emulated_cluster(tmp_path) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def emulated_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The emulator with the CRDs installed (it also counts the requests it serves: `server.request_counts`)."""
     server = ApiServerThread().start()
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", NAMESPACE)
     c = Cluster(server, kubeconfig, tmp_path / "kubectl-cache")

@@ -38,6 +38,9 @@ class OperatorState:
     # What of each object `parse` last admitted (a digest): the CEL rules cost ~0.1 s per object, and
     # most events (status writes, Kopf's annotations) change nothing they read.
     admitted: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # The (uid, resourceVersion) of the workload (batch Job or JobSet) each object's status was last computed
+    # from: the watch event of a Job the operator has just created and synced from changes nothing.
+    synced_workload: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
     jobset: bool = False  # multi-node jobs train on a JobSet: allowed, and the cluster serves JobSets (at start)
     serving_engines: ClusterEngines | None = None  # KEDA and PodMonitor served (asked once, at the first serving)
     httproute: bool | None = None  # the cluster serves Gateway API HTTPRoutes (asked once, when a spec names a gateway)
@@ -50,6 +53,19 @@ class OperatorState:
         """The object is gone: drop its lock and what was admitted of it."""
         self.locks.pop((kind, namespace, name), None)
         self.admitted.pop((kind, namespace, name), None)
+        self.synced_workload.pop((kind, namespace, name), None)
+
+    def synced_from(self, key: tuple[str, str, str], workload: Mapping[str, Any]) -> bool:
+        """Whether the status of `key` was last computed from this very version of `workload`."""
+        return self.synced_workload.get(key) == _version(workload)
+
+    def remember_synced(self, key: tuple[str, str, str], workload: Mapping[str, Any]) -> None:
+        self.synced_workload[key] = _version(workload)
+
+
+def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("uid") or "", meta.get("resourceVersion") or "")
 
 
 def state(memo: Any) -> OperatorState:

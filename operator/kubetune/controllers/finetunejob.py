@@ -384,7 +384,10 @@ async def reconcile(
         if created:
             logger.info(f"created {', '.join(created)}")
             await common.event(raw, "Normal", Reason.CREATED, f"created {', '.join(created)}")
-        await sync_status(state, watched, namespace, name, batch_job=_as_batch(kind, objects.get(kind)))
+        workload = objects.get(kind)
+        # A workload created just now whose watch event was quicker: the status is computed from it already.
+        just_created = workload is not None and f"{kind}/{workload['metadata']['name']}" in created
+        await sync_status(state, watched, namespace, name, batch_job=_as_batch(kind, workload), news_only=just_created)
 
 
 async def sync_status(
@@ -394,10 +397,15 @@ async def sync_status(
     name: str,
     *,
     batch_job: dict[str, Any] | None = None,
+    news_only: bool = False,
 ) -> None:
     """Read the job and its batch Job, take its pods from the index; write phase, conditions, times, retries
-    when they changed."""
+    when they changed. `news_only`: nothing to do when the status was last computed from this very version of
+    `batch_job` (the watch event of the Job that reconcile has just created and synced from); pods, spec edits
+    and the trainer's reports come with events of their own."""
     async with state.lock(*_key(namespace, name)):
+        if news_only and batch_job is not None and state.synced_from(_key(namespace, name), batch_job):
+            return
         body = await k8s.get_or_none(c.FINETUNEJOB, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -425,6 +433,7 @@ async def sync_status(
         patch = st.compute_status(job, batch_job, pods)
         if st.changed(job, patch):
             await _write_status(body, patch, st.observe(job, batch_job, pods))
+        state.remember_synced(_key(namespace, name), batch_job)
 
 
 def _owned_by_job(obj: dict[str, Any]) -> bool:
@@ -564,6 +573,8 @@ async def pass_on_metadata(
     state = common.state(memo)
 
     async def children() -> tuple[propagation.ChildRef, list[propagation.ChildRef]] | None:
+        if c.FINALIZER not in ((body.get("metadata") or {}).get("finalizers") or []):
+            return None  # not reconciled yet (Kopf adds the finalizer first): its children will carry these
         try:
             job = FineTuneJob.model_validate(dict(body))
         except ValueError:
@@ -630,7 +641,7 @@ async def training_job_changed(
     if owner:
         with metrics.track("finetunejob.job_event"):
             watched = Watched(training_jobs, training_pods)
-            await sync_status(common.state(memo), watched, namespace, owner, batch_job=dict(body))
+            await sync_status(common.state(memo), watched, namespace, owner, batch_job=dict(body), news_only=True)
 
 
 @kopf.on.event(jobset.GROUP, jobset.VERSION, jobset.PLURAL, labels=CHILD_FILTER)  # pyright: ignore[reportArgumentType]  # namespaced kind: kopf passes namespace as str, never None
