@@ -1,14 +1,15 @@
 """`kubetune sweep` on this machine: an Optuna study whose trials are `kubetune run`s of a tiny FineTuneJob.
 
 The template's learning rate is deliberately bad (1e-7: the model barely moves); the search must find a
-better one, the median pruner must stop at least one trial early (SIGINT, the job left Suspended), and the
-best trial is an ordinary FineTuneJob of the runs folder, with the Katib-readable eval_loss lines in its log.
+better one, the median pruner must stop at least one trial early (SIGTERM, which `kubetune run` handles as
+Ctrl-C: the job left Suspended), also when the sweep runs with SIGINT ignored, and the best trial is an ordinary FineTuneJob of the runs folder, with the Katib-readable eval_loss lines in its log.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,12 +90,14 @@ def _sweep(tmp_path: Path) -> Path:
 def test_sweep_beats_a_bad_default_learning_rate_and_prunes_a_trial(tmp_path):
     path = _sweep(tmp_path)
     runs = tmp_path / "runs"
+    # Started as a script's background job is (`kubetune sweep ... &`): SIGINT ignored, which its trials inherit.
     done = subprocess.run(
         [sys.executable, "-m", "kubetune.cli", "sweep", str(path), "--runs-dir", str(runs)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((runs / "sweeps" / "lr" / "trials.json").read_text())
@@ -109,7 +112,7 @@ def test_sweep_beats_a_bad_default_learning_rate_and_prunes_a_trial(tmp_path):
     for t in pruned:
         status = json.loads((runs / "default" / "finetunejobs" / t["name"] / "resource.json").read_text())["status"]
         assert status["phase"] == "Suspended"  # stopped the way Ctrl-C stops a run: resumable, not failed
-        # Not asserted: that it ran fewer evaluations. A tiny trial's steps take milliseconds, so the SIGINT can
+        # Not asserted: that it ran fewer evaluations. A tiny trial's steps take milliseconds, so the SIGTERM can
         # land after its last evaluation (seen in CI-like runs); PRUNED and Suspended above are what pruning is.
     assert "PRUNED" in done.stdout and f"best {best['name']}" in done.stdout
 

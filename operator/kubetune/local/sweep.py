@@ -2,8 +2,8 @@
 
 Locally each trial is `kubetune run` of the template with the trial's values (same runtime, same trainer),
 one at a time. While a trial trains its progress file is read: each new eval_loss is reported to Optuna,
-and when the pruner (MedianPruner, Katib's medianstop) says so the trial's `kubetune run` gets SIGINT, as
-Ctrl-C would, and the FineTuneJob ends Suspended with its checkpoints. The trials are ordinary FineTuneJobs
+and when the pruner (MedianPruner, Katib's medianstop) says so the trial's `kubetune run` gets SIGTERM, which
+it handles as Ctrl-C, and the FineTuneJob ends Suspended with its checkpoints. The trials are ordinary FineTuneJobs
 in the runs folder: `RUNS/sweeps/NAME/best.yaml` is the best one's manifest, and an Evaluation or a
 ModelDeployment names it with `fineTuneJob: {name: ...}` like any other job.
 
@@ -43,6 +43,9 @@ from kubetune.local.state import RunsDir
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 120.0  # a pruned trial writes its checkpoint before it exits
+# How a trial is stopped (pruned, or the sweep interrupted). Not SIGINT: a sweep started in the background by a
+# script has SIGINT ignored, its trials inherit that, and a pruned trial would train on to the end.
+STOP_SIGNAL = signal.SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,13 +227,13 @@ class LocalSweep:
                         self.console.print(
                             f"  pruned after {len(result.evaluations)} evaluation(s): eval_loss {last_eval:.4f}"
                         )
-                        proc.send_signal(signal.SIGINT)
+                        proc.send_signal(STOP_SIGNAL)
                 if proc.poll() is not None:
                     break
                 time.sleep(POLL_SECONDS)
             proc.wait(timeout=STOP_GRACE_SECONDS)
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(STOP_SIGNAL)
             proc.wait(timeout=STOP_GRACE_SECONDS)
             raise
         finally:
