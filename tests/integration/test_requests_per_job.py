@@ -74,8 +74,11 @@ def test_a_new_job_reads_each_object_once_and_its_jobs_event_adds_nothing(
             "events",
         )
     }, per_job
-    # Besides: Kopf's two patches (its finalizer; the handled spec) and the status write; no LIST, no watch.
-    assert sum(per_job.values()) <= 13, per_job
+    # Besides: one status write, no LIST, no watch: 11 of kubetune's own. Kopf adds two patches of its own (its
+    # finalizer; the handled spec), and may add one more on a loaded machine.
+    ours = {k: n for k, n in per_job.items() if k != "patch finetunejobs"}
+    assert per_job.get("patch finetunejobs/status") == 1 and sum(ours.values()) == 11, per_job
+    assert 2 <= per_job.get("patch finetunejobs", 0) <= 3, per_job
     assert {o["status"]["phase"] for o in cluster.objects("finetunejobs").values()} == {"Pending"}
     assert all(
         o["metadata"]["labels"].get("team") == "search"
