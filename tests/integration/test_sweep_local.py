@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,14 +89,14 @@ def _sweep(tmp_path: Path) -> Path:
 def test_sweep_beats_a_bad_default_learning_rate_and_prunes_a_trial(tmp_path):
     path = _sweep(tmp_path)
     runs = tmp_path / "runs"
-    # Started as a script's background job is (`kubetune sweep ... &`): SIGINT ignored, which its trials inherit.
+    # Started as a script's background job is (`kubetune sweep ... &`): SIGINT ignored, which its trials inherit
+    # (an ignored signal stays ignored across exec).
+    sweep = [sys.executable, "-m", "kubetune.cli", "sweep", str(path), "--runs-dir", str(runs)]
+    ignoring_sigint = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", "sweep", str(path), "--runs-dir", str(runs)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        [sys.executable, "-c", ignoring_sigint, *sweep], capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((runs / "sweeps" / "lr" / "trials.json").read_text())
