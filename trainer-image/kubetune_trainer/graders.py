@@ -15,6 +15,7 @@ from typing import Any
 
 from kubetune.api.finetunejob import Grader
 from kubetune_trainer.matching import BoundedPattern, Outcome, SchemaCheck, TimeoutLog, parse_json
+from kubetune_trainer.startchecks import TrainerConfigError
 
 RewardFunc = Callable[..., list[float | None]]
 
@@ -172,8 +173,6 @@ def reward_functions(
 ) -> tuple[list[RewardFunc], list[float]]:
     """(reward functions, weights) for GRPO; each function is named after its grader for the logs. Judge graders
     cache their answers in `output_dir` and find ModelDeployment judges in `judge_endpoints`."""
-    from kubetune_trainer.modeling import TrainerConfigError
-
     funcs, weights = [], []
     for i, g in enumerate(graders):
         name = g.name or (g.type if sum(x.type == g.type for x in graders) == 1 else f"{g.type}_{i}")
