@@ -56,8 +56,10 @@ class OperatorState:
         self.synced_workload.pop((kind, namespace, name), None)
 
     def synced_from(self, key: tuple[str, str, str], workload: Mapping[str, Any]) -> bool:
-        """Whether the status of `key` was last computed from this very version of `workload`."""
-        return self.synced_workload.get(key) == _version(workload)
+        """Whether the status of `key` was last computed from this very version of `workload` (never for an object
+        without a uid and resourceVersion: nothing then tells two versions apart)."""
+        version = _version(workload)
+        return all(version) and self.synced_workload.get(key) == version
 
     def remember_synced(self, key: tuple[str, str, str], workload: Mapping[str, Any]) -> None:
         self.synced_workload[key] = _version(workload)

@@ -145,13 +145,14 @@ async def _apply_workload(
     split: canary.Split,
     pool: adapters.AdapterPool | None,
     adapter_set: dict[str, str],
+    routed: bool,
 ) -> tuple[dict[str, Any], str | None]:
     """ConfigMaps, Deployments (stable, canary), Services, HTTPRoute, each with the labels the ModelDeployment passes
     on; the stable Deployment as it is now, and why the HTTPRoute's weights are not in effect yet (None: they are,
-    or there is no HTTPRoute).""
+    or there is no HTTPRoute). `routed`: the split goes through an HTTPRoute (`_routed`).
     Server-side apply sets what the builders return and removes what an earlier apply set and they no longer
     return (an init container, a node selector, the replica count once an HPA owns it)."""
-    cfg, routed, pending = state.config, await _routed(state, md), None
+    cfg, pending = state.config, None
     apply = _applier(state, md)
     stable_replicas = None
     if split.canary is not None and not routed and md.spec.autoscaling is None:
@@ -244,7 +245,7 @@ async def reconcile(
                     pool = adapters.adapter_pool(md, sources, outcomes)
                 extras = await serving_extras.desired(md, state)  # SpecError: autoscaling the cluster can't do
                 apps, route_pending = await _apply_workload(
-                    state, md, plan, job, split, pool, adapters.adapter_set(outcomes)
+                    state, md, plan, job, split, pool, adapters.adapter_set(outcomes), routed
                 )
                 await serving_extras.reconcile(
                     md, extras, _applier(state, md)
