@@ -57,6 +57,18 @@ def conditions(want: list[Wanted], old: list[dict[str, Any]], generation: int | 
     return out
 
 
+def outcome(
+    phase: str, message: str, want: list[Wanted], old: list[dict[str, Any]], generation: int | None, now: str
+) -> dict[str, Any]:
+    """phase, message, observedGeneration and `conditions(want, ...)`: the fields every status write has."""
+    return {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": conditions(want, old, generation, now),
+    }
+
+
 def previous(status: CommonStatus | None) -> list[dict[str, Any]]:
     """The recorded conditions of a typed status, as the dicts `conditions` compares with."""
     return [cd.model_dump(by_alias=True, exclude_none=True) for cd in status.conditions] if status else []

@@ -141,12 +141,8 @@ def status_patch(evaluation: Evaluation, outcome: EvalOutcome, run: EvalRun | No
     )
     if outcome.passed is not None:
         wanted.append((c.Condition.PASSED, "True" if outcome.passed else "False", outcome.reason, outcome.message))
-    patch: dict[str, Any] = {
-        "phase": phase,
-        "message": outcome.message,
-        "observedGeneration": evaluation.metadata.generation,
-        "conditions": kstatus.conditions(wanted, kstatus.previous(status), evaluation.metadata.generation, now),
-    }
+    generation = evaluation.metadata.generation
+    patch = kstatus.outcome(phase, outcome.message, wanted, kstatus.previous(status), generation, now)
     if phase == c.Phase.RUNNING:
         running_since = status.start_time if status and status.phase == c.Phase.RUNNING else None
         patch["startTime"] = (run.start_time if run else None) or running_since or now
@@ -170,14 +166,8 @@ def refused(old: dict[str, Any] | None, generation: int | None, message: str, no
     old = old or {}
     if old.get("phase") == c.Phase.FAILED and old.get("message") == message:
         return {}
-    reason = c.Reason.INVALID_SPEC
-    wanted = kstatus.wanted(reason, message, ready=False, stalled=True, failed=True)
-    return {
-        "phase": c.Phase.FAILED,
-        "message": message,
-        "observedGeneration": generation,
-        "conditions": kstatus.conditions(wanted, old.get("conditions") or [], generation, now),
-    }
+    wanted = kstatus.wanted(c.Reason.INVALID_SPEC, message, ready=False, stalled=True, failed=True)
+    return kstatus.outcome(c.Phase.FAILED, message, wanted, old.get("conditions") or [], generation, now)
 
 
 def compute_status(

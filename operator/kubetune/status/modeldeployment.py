@@ -127,13 +127,8 @@ def outcome_status(deployment: ModelDeployment, phase: str, reason: str, message
         reconciling=phase not in (c.Phase.READY, c.Phase.FAILED),
         stalled=phase == c.Phase.FAILED,
     )
-    generation = deployment.metadata.generation
-    return {
-        "phase": phase,
-        "message": message,
-        "observedGeneration": generation,
-        "conditions": kstatus.conditions(wanted, kstatus.previous(deployment.status), generation, now),
-    }
+    previous = kstatus.previous(deployment.status)
+    return kstatus.outcome(phase, message, wanted, previous, deployment.metadata.generation, now)
 
 
 def status_patch(
